@@ -1,0 +1,23 @@
+//! The recording codec (sans-IO): Teleport's ProtoStream parts and the legacy tar format.
+//!
+//! - [`writer`]: events → parts (`[24-byte header][gzip member of records][zero padding]`).
+//! - [`reader`]: bytes (pushed in chunks of any size) → events, with upstream's duplicate and
+//!   order counters.
+//! - [`detect`]: which format a file is (`DetectFormat`).
+//! - [`legacy`]: pre-4.4 tar recordings (index + gzipped events + gzipped chunks).
+//! - [`deflate`]: the two deflate back ends.
+
+pub mod deflate;
+pub mod detect;
+mod error;
+pub mod header;
+pub mod legacy;
+pub mod reader;
+pub mod writer;
+
+pub use deflate::Backend;
+pub use detect::{Format, detect_format};
+pub use error::{CodecError, ErrorKind};
+pub use header::PartHeader;
+pub use reader::{Polled, ProtoReader, ReadAll, ReaderStats, read_all};
+pub use writer::{EncodedPart, MIN_UPLOAD_BYTES, PartBuilder, RecordingWriter, WriterConfig, encode_recording};

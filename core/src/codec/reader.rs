@@ -1,0 +1,554 @@
+//! Reading recordings incrementally: push bytes (chunks of any size), pull events.
+//!
+//! Rules (upstream `ProtoReader`, made total): parts follow each other; a part is a header,
+//! `part_size` bytes of gzip, `padding_size` zero bytes. `part_size == 0` parts carry no
+//! events. After the gzip member, bytes left inside `part_size` are either another gzip
+//! member (read as a continuation) or dangling data from an old writer bug (skipped, counted).
+//! Events whose index is not above the last one are duplicates (skipped, counted); a gap is
+//! counted as out of order. Nothing here panics or allocates more than 64 KiB plus the chunk
+//! being processed, whatever the input says.
+
+use super::deflate::{Backend, Inflater};
+use super::error::{CodecError, ErrorKind};
+use super::header::{PROTO_STREAM_V2, PartHeader, V1_HEADER_SIZE, V2_HEADER_SIZE};
+use crate::event::{AuditEvent, EventError, MAX_EVENT_SIZE};
+
+/// Counters of a read (upstream's `ProtoReaderStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReaderStats {
+    /// Every event decoded, duplicates included (`total-events`).
+    pub total: u64,
+    /// Duplicates dropped (`skipped-events`).
+    pub skipped: u64,
+    /// Events whose index was not the previous one plus one (`out-of-order-events`).
+    pub out_of_order: u64,
+    /// Parts read.
+    pub parts: u64,
+    /// Bytes inside payloads after the gzip data that were skipped.
+    pub dangling_bytes: u64,
+}
+
+/// What [`ProtoReader::poll`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Polled {
+    /// The next event.
+    Event(AuditEvent),
+    /// Push more bytes (or call [`ProtoReader::finish`] at the end of the input).
+    NeedInput,
+    /// The recording ended cleanly.
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Header,
+    Payload,
+    Drain,
+    Padding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gz {
+    /// Reading the 10 fixed header bytes; `n` seen.
+    Fixed(u8),
+    ExtraLen(u8, u16),
+    Extra(u16),
+    Name,
+    Comment,
+    HeaderCrc(u8),
+    Body,
+    Trailer(u8),
+    /// The member ended; what follows decides (another member or dangling bytes).
+    Ended,
+}
+
+const FHCRC: u8 = 2;
+const FEXTRA: u8 = 4;
+const FNAME: u8 = 8;
+const FCOMMENT: u8 = 16;
+
+/// Capacity of the decompressed-data buffer: one largest record plus room to inflate into.
+const DEC_CAPACITY: usize = MAX_EVENT_SIZE + 4 + 64 * 1024;
+
+/// Streaming recording reader.
+pub struct ProtoReader {
+    input: Vec<u8>,
+    in_pos: usize,
+    /// Absolute offset of `input[in_pos]`.
+    offset: u64,
+    finished: bool,
+    state: State,
+    header: Option<PartHeader>,
+    part_start: u64,
+    part_index: u64,
+    payload_left: u64,
+    padding_left: u64,
+    gz: Gz,
+    gz_flags: u8,
+    trailer: [u8; 8],
+    crc: crc32fast::Hasher,
+    isize: u32,
+    inflater: Inflater,
+    dec: Vec<u8>,
+    dec_pos: usize,
+    last_index: i64,
+    stats: ReaderStats,
+    failed: Option<CodecError>,
+}
+
+impl Default for ProtoReader {
+    fn default() -> Self {
+        ProtoReader::new(Backend::default())
+    }
+}
+
+impl ProtoReader {
+    /// A reader using `backend` for inflate.
+    pub fn new(backend: Backend) -> ProtoReader {
+        ProtoReader {
+            input: Vec::new(),
+            in_pos: 0,
+            offset: 0,
+            finished: false,
+            state: State::Header,
+            header: None,
+            part_start: 0,
+            part_index: 0,
+            payload_left: 0,
+            padding_left: 0,
+            gz: Gz::Fixed(0),
+            gz_flags: 0,
+            trailer: [0; 8],
+            crc: crc32fast::Hasher::new(),
+            isize: 0,
+            inflater: Inflater::new(backend),
+            dec: Vec::new(),
+            dec_pos: 0,
+            last_index: -1,
+            stats: ReaderStats::default(),
+            failed: None,
+        }
+    }
+
+    /// Adds input bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.in_pos > 0 && (self.in_pos >= self.input.len() / 2 || self.input.len() - self.in_pos < 4096) {
+            self.input.drain(..self.in_pos);
+            self.in_pos = 0;
+        }
+        self.input.extend_from_slice(data);
+    }
+
+    /// Marks the end of the input.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// Starts reading another source with the same duplicate detection (upstream's `Reset`).
+    pub fn reset_input(&mut self) {
+        self.input.clear();
+        self.in_pos = 0;
+        self.finished = false;
+        self.state = State::Header;
+        self.dec.clear();
+        self.dec_pos = 0;
+        self.failed = None;
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReaderStats {
+        self.stats
+    }
+
+    /// Bytes of input consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Buffered memory (input not yet processed and decompressed data).
+    pub fn buffered_bytes(&self) -> usize {
+        self.input.capacity() + self.dec.capacity()
+    }
+
+    fn avail(&self) -> &[u8] {
+        &self.input[self.in_pos..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.in_pos += n;
+        self.offset += n as u64;
+    }
+
+    fn err(&mut self, offset: u64, kind: ErrorKind) -> CodecError {
+        let e = CodecError { offset, part: self.part_index, kind };
+        self.failed = Some(e.clone());
+        e
+    }
+
+    /// The next event, or what the reader needs. After an error, every call returns it again.
+    pub fn poll(&mut self) -> Result<Polled, CodecError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        loop {
+            if let Some(event) = self.next_record()? {
+                if let Some(e) = self.dedup(event) {
+                    return Ok(Polled::Event(e));
+                }
+                continue;
+            }
+            match self.state {
+                State::Header => {
+                    let avail = self.avail().len();
+                    if avail < V1_HEADER_SIZE {
+                        if !self.finished {
+                            return Ok(Polled::NeedInput);
+                        }
+                        if avail == 0 {
+                            return Ok(Polled::End);
+                        }
+                        return Err(self.err(self.offset, ErrorKind::TruncatedHeader { have: avail, need: V1_HEADER_SIZE }));
+                    }
+                    let mut first = [0u8; 24];
+                    first.copy_from_slice(&self.avail()[..24]);
+                    let mut h = match PartHeader::parse_v1_prefix(&first) {
+                        Ok(h) => h,
+                        Err(kind) => return Err(self.err(self.offset, kind)),
+                    };
+                    if h.version == PROTO_STREAM_V2 {
+                        if avail < V2_HEADER_SIZE {
+                            if !self.finished {
+                                return Ok(Polled::NeedInput);
+                            }
+                            return Err(self.err(self.offset, ErrorKind::TruncatedHeader { have: avail, need: V2_HEADER_SIZE }));
+                        }
+                        let mut flags = [0u8; 8];
+                        flags.copy_from_slice(&self.avail()[24..32]);
+                        h.parse_flags(&flags);
+                        if h.encrypted() {
+                            return Err(self.err(self.offset, ErrorKind::EncryptedRecording));
+                        }
+                    }
+                    self.part_start = self.offset;
+                    self.consume(h.len());
+                    self.header = Some(h);
+                    self.payload_left = h.part_size;
+                    self.padding_left = h.padding_size;
+                    self.stats.parts += 1;
+                    self.gz = Gz::Fixed(0);
+                    self.state = if h.part_size == 0 { State::Padding } else { State::Payload };
+                }
+                State::Payload => {
+                    if !self.step_payload()? {
+                        if self.payload_left == 0 {
+                            self.end_of_payload()?;
+                            continue;
+                        }
+                        if self.finished {
+                            let missing = self.payload_left;
+                            return Err(self.err(self.offset, ErrorKind::TruncatedPart { missing }));
+                        }
+                        return Ok(Polled::NeedInput);
+                    }
+                }
+                State::Drain => {
+                    let n = (self.avail().len() as u64).min(self.payload_left) as usize;
+                    self.consume(n);
+                    self.payload_left -= n as u64;
+                    self.stats.dangling_bytes += n as u64;
+                    if self.payload_left == 0 {
+                        self.end_of_payload()?;
+                    } else if self.finished {
+                        let missing = self.payload_left;
+                        return Err(self.err(self.offset, ErrorKind::TruncatedPart { missing }));
+                    } else {
+                        return Ok(Polled::NeedInput);
+                    }
+                }
+                State::Padding => {
+                    let n = (self.avail().len() as u64).min(self.padding_left) as usize;
+                    self.consume(n);
+                    self.padding_left -= n as u64;
+                    if self.padding_left == 0 {
+                        self.state = State::Header;
+                        self.part_index += 1;
+                    } else if self.finished {
+                        let expected = self.header.map_or(0, |h| h.padding_size);
+                        let got = expected - self.padding_left;
+                        return Err(self.err(self.offset, ErrorKind::TruncatedPadding { expected, got }));
+                    } else {
+                        return Ok(Polled::NeedInput);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The payload is used up: the gzip data must be complete and no record half read.
+    fn end_of_payload(&mut self) -> Result<(), CodecError> {
+        if !matches!(self.gz, Gz::Ended) {
+            return Err(self.err(self.offset, ErrorKind::TruncatedGzip));
+        }
+        let left = self.dec.len() - self.dec_pos;
+        if left > 0 {
+            let missing = if left >= 4 {
+                let len = u32::from_be_bytes([self.dec[self.dec_pos], self.dec[self.dec_pos + 1], self.dec[self.dec_pos + 2], self.dec[self.dec_pos + 3]]);
+                4 + len as usize - left
+            } else {
+                4 - left
+            };
+            return Err(self.err(self.part_start, ErrorKind::TruncatedRecord { missing }));
+        }
+        self.dec.clear();
+        self.dec_pos = 0;
+        self.state = State::Padding;
+        Ok(())
+    }
+
+    /// Upstream's duplicate and order rules.
+    fn dedup(&mut self, e: AuditEvent) -> Option<AuditEvent> {
+        self.stats.total += 1;
+        let idx = e.index();
+        if idx <= self.last_index {
+            self.stats.skipped += 1;
+            return None;
+        }
+        if self.last_index > 0 && idx != self.last_index + 1 {
+            self.stats.out_of_order += 1;
+        }
+        self.last_index = idx;
+        Some(e)
+    }
+
+    /// A complete record from the decompressed buffer, if there is one.
+    fn next_record(&mut self) -> Result<Option<AuditEvent>, CodecError> {
+        let have = self.dec.len() - self.dec_pos;
+        if have < 4 {
+            return Ok(None);
+        }
+        let p = self.dec_pos;
+        let len = u32::from_be_bytes([self.dec[p], self.dec[p + 1], self.dec[p + 2], self.dec[p + 3]]);
+        if len == 0 {
+            return Err(self.err(self.part_start, ErrorKind::ZeroMessageSize));
+        }
+        if len as usize > MAX_EVENT_SIZE {
+            return Err(self.err(self.part_start, ErrorKind::MessageTooLarge(len)));
+        }
+        let len = len as usize;
+        if have < 4 + len {
+            return Ok(None);
+        }
+        let record = &self.dec[p + 4..p + 4 + len];
+        let event = AuditEvent::decode_oneof(record);
+        self.dec_pos += 4 + len;
+        if self.dec_pos == self.dec.len() {
+            self.dec.clear();
+            self.dec_pos = 0;
+        }
+        match event {
+            Ok(e) => Ok(Some(e)),
+            Err(e) => Err(self.err(self.part_start, ErrorKind::Event(e))),
+        }
+    }
+
+    /// Moves the payload forward; false when nothing could be done with the input at hand.
+    fn step_payload(&mut self) -> Result<bool, CodecError> {
+        let limit = (self.avail().len() as u64).min(self.payload_left) as usize;
+        match self.gz {
+            Gz::Ended => {
+                // Another gzip member, or dangling bytes?
+                if self.payload_left == 0 {
+                    return Ok(false);
+                }
+                let need = self.payload_left.min(2) as usize;
+                if limit < need {
+                    return Ok(false);
+                }
+                if need == 2 && self.avail()[0] == 0x1f && self.avail()[1] == 0x8b {
+                    self.gz = Gz::Fixed(0);
+                    self.inflater.reset();
+                } else {
+                    self.state = State::Drain;
+                }
+                Ok(true)
+            }
+            Gz::Body => {
+                if self.dec_pos > 0 && self.dec.len() + 64 * 1024 > DEC_CAPACITY {
+                    self.dec.drain(..self.dec_pos);
+                    self.dec_pos = 0;
+                }
+                let start = self.dec.len();
+                let room = DEC_CAPACITY.saturating_sub(start).max(16 * 1024);
+                self.dec.resize(start + room, 0);
+                let input = &self.input[self.in_pos..self.in_pos + limit];
+                let r = self.inflater.inflate(input, &mut self.dec[start..]);
+                let p = match r {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.dec.truncate(start);
+                        return Err(self.err(self.offset, ErrorKind::BadDeflate(e.0)));
+                    }
+                };
+                self.dec.truncate(start + p.written);
+                self.crc.update(&self.dec[start..]);
+                self.isize = self.isize.wrapping_add(p.written as u32);
+                self.consume(p.consumed);
+                self.payload_left -= p.consumed as u64;
+                if p.done {
+                    self.gz = Gz::Trailer(0);
+                }
+                Ok(p.consumed > 0 || p.written > 0 || p.done)
+            }
+            Gz::Trailer(n) => {
+                if limit == 0 {
+                    return Ok(false);
+                }
+                let take = limit.min(8 - n as usize);
+                self.trailer[n as usize..n as usize + take].copy_from_slice(&self.input[self.in_pos..self.in_pos + take]);
+                self.consume(take);
+                self.payload_left -= take as u64;
+                let n = n + take as u8;
+                if n < 8 {
+                    self.gz = Gz::Trailer(n);
+                    return Ok(true);
+                }
+                let expected = u32::from_le_bytes([self.trailer[0], self.trailer[1], self.trailer[2], self.trailer[3]]);
+                let size = u32::from_le_bytes([self.trailer[4], self.trailer[5], self.trailer[6], self.trailer[7]]);
+                let actual = std::mem::take(&mut self.crc).finalize();
+                if expected != actual {
+                    return Err(self.err(self.offset - 8, ErrorKind::ChecksumMismatch { expected, actual }));
+                }
+                if size != self.isize {
+                    return Err(self.err(self.offset - 4, ErrorKind::LengthMismatch { expected: size, actual: self.isize }));
+                }
+                self.isize = 0;
+                self.gz = Gz::Ended;
+                Ok(true)
+            }
+            _ => {
+                if limit == 0 {
+                    return Ok(false);
+                }
+                self.step_gzip_header(limit)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Parses gzip header bytes; any field may be split across pushes.
+    fn step_gzip_header(&mut self, limit: usize) -> Result<(), CodecError> {
+        let mut used = 0;
+        let bytes = &self.input[self.in_pos..self.in_pos + limit];
+        let mut gz = self.gz;
+        let mut flags = self.gz_flags;
+        let mut error = None;
+        while used < bytes.len() && error.is_none() {
+            let b = bytes[used];
+            match gz {
+                Gz::Fixed(n) => {
+                    match n {
+                        0 if b != 0x1f => error = Some("bad magic number"),
+                        1 if b != 0x8b => error = Some("bad magic number"),
+                        2 if b != 8 => error = Some("compression method is not deflate"),
+                        3 if b & 0xe0 != 0 => error = Some("reserved flag bits set"),
+                        3 => flags = b,
+                        _ => {}
+                    }
+                    used += 1;
+                    gz = if n + 1 == 10 { self.after(flags, FEXTRA - 1) } else { Gz::Fixed(n + 1) };
+                }
+                Gz::ExtraLen(n, v) => {
+                    used += 1;
+                    let v = v | (u16::from(b) << (8 * n));
+                    gz = if n == 1 { if v == 0 { self.after(flags, FEXTRA) } else { Gz::Extra(v) } } else { Gz::ExtraLen(1, v) };
+                }
+                Gz::Extra(left) => {
+                    let take = (bytes.len() - used).min(left as usize);
+                    used += take;
+                    let left = left - take as u16;
+                    gz = if left == 0 { self.after(flags, FEXTRA) } else { Gz::Extra(left) };
+                }
+                Gz::Name => {
+                    used += 1;
+                    if b == 0 {
+                        gz = self.after(flags, FNAME);
+                    }
+                }
+                Gz::Comment => {
+                    used += 1;
+                    if b == 0 {
+                        gz = self.after(flags, FCOMMENT);
+                    }
+                }
+                Gz::HeaderCrc(n) => {
+                    used += 1;
+                    gz = if n == 1 { Gz::Body } else { Gz::HeaderCrc(1) };
+                }
+                Gz::Body | Gz::Trailer(_) | Gz::Ended => break,
+            }
+        }
+        if let Some(msg) = error {
+            let at = self.offset + used as u64;
+            return Err(self.err(at, ErrorKind::BadGzipHeader(msg)));
+        }
+        if gz == Gz::Body {
+            self.crc = crc32fast::Hasher::new();
+            self.isize = 0;
+        }
+        self.gz = gz;
+        self.gz_flags = flags;
+        self.consume(used);
+        self.payload_left -= used as u64;
+        Ok(())
+    }
+
+    /// The header stage after the optional field `done` (a flag bit; `FEXTRA - 1` = none yet).
+    fn after(&self, flags: u8, done: u8) -> Gz {
+        let next = [FEXTRA, FNAME, FCOMMENT, FHCRC];
+        let order = |f: u8| next.iter().position(|&x| x == f).map_or(0, |p| p + 1);
+        let start = if done == FEXTRA - 1 { 0 } else { order(done) };
+        for &f in &next[start..] {
+            if flags & f != 0 {
+                return match f {
+                    FEXTRA => Gz::ExtraLen(0, 0),
+                    FNAME => Gz::Name,
+                    FCOMMENT => Gz::Comment,
+                    _ => Gz::HeaderCrc(0),
+                };
+            }
+        }
+        Gz::Body
+    }
+}
+
+/// Everything read from a complete recording in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadAll {
+    /// Events in order (duplicates dropped).
+    pub events: Vec<AuditEvent>,
+    /// Counters.
+    pub stats: ReaderStats,
+    /// The error that stopped the read, if any; `events` holds everything before it.
+    pub error: Option<CodecError>,
+}
+
+/// Reads a whole recording held in memory.
+pub fn read_all(bytes: &[u8]) -> ReadAll {
+    let mut r = ProtoReader::default();
+    r.push(bytes);
+    r.finish();
+    let mut events = Vec::new();
+    loop {
+        match r.poll() {
+            Ok(Polled::Event(e)) => events.push(e),
+            Ok(Polled::End | Polled::NeedInput) => return ReadAll { events, stats: r.stats(), error: None },
+            Err(e) => return ReadAll { events, stats: r.stats(), error: Some(e) },
+        }
+    }
+}
+
+impl From<EventError> for ErrorKind {
+    fn from(e: EventError) -> Self {
+        ErrorKind::Event(e)
+    }
+}

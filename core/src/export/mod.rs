@@ -1,0 +1,39 @@
+//! Turning events into the text formats people and tools read (shared by the command line and
+//! the browser, so that both print the same bytes).
+
+use crate::event::AuditEvent;
+
+/// A line-oriented export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    /// One event per line, exactly Teleport's JSON (`tsh play --format=json`).
+    JsonLines,
+    /// The terminal output: print data in order, nothing else.
+    Terminal,
+}
+
+/// Appends the export of one event to `out`.
+pub fn export_event(format: TextFormat, event: &AuditEvent, out: &mut Vec<u8>) {
+    match format {
+        TextFormat::JsonLines => {
+            let mut s = String::with_capacity(256);
+            crate::json::ToJson::write_json(event, &mut s);
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'\n');
+        }
+        TextFormat::Terminal => {
+            if let Some(d) = event.print_data() {
+                out.extend_from_slice(d);
+            }
+        }
+    }
+}
+
+/// All events as JSON lines.
+pub fn to_json_lines(events: &[AuditEvent]) -> String {
+    let mut out = Vec::new();
+    for e in events {
+        export_event(TextFormat::JsonLines, e, &mut out);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

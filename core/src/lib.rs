@@ -1,0 +1,22 @@
+//! # tapelog-core
+//!
+//! The sans-IO core of tapelog: Teleport's audit event model, the ProtoStreamV1 recording
+//! codec and (later) the stream state machines. It performs no I/O, spawns nothing, reads no
+//! clock and builds for `wasm32-unknown-unknown`: bytes and time come in as arguments, bytes
+//! and actions go out. The tokio (`tapelog`) and browser (`tapelog-wasm`) crates drive it.
+//!
+//! - [`event`]: every Teleport event type, [`event::AuditEvent`], JSON, `EventFields`.
+//! - [`codec`]: recording parts (reader, writer, format detection, legacy tar).
+//! - [`proto`], [`json`]: the wire and JSON primitives under them.
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod codec;
+pub mod event;
+pub mod export;
+pub mod json;
+pub mod proto;
+
+pub use event::{AuditEvent, EventError, EventFields};
+pub use proto::Timestamp;

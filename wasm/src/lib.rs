@@ -1,0 +1,1 @@
+//! tapelog in the browser.
