@@ -889,6 +889,53 @@ impl Gen<'_> {
         let _ = writeln!(o, "}}\n");
     }
 
+    fn random_impl(&mut self, m: &Msg) {
+        let o = &mut self.out;
+        let _ = writeln!(o, "#[cfg(feature = \"random\")]");
+        let _ = writeln!(o, "impl crate::random::Random for {} {{", m.rust_name);
+        let _ = writeln!(o, "    #[allow(unused_variables, unused_mut)]");
+        let _ = writeln!(o, "    fn random(r: &mut crate::random::Rng, depth: u32) -> Self {{");
+        let _ = writeln!(o, "        let mut m = Self::default();");
+        let _ = writeln!(o, "        if depth > crate::random::MAX_DEPTH {{ return m; }}");
+        for f in &m.fields {
+            let v = format!("m.{}", f.rust_name);
+            let one = match &f.ty {
+                Ty::Enum(_) => "r.small_i32()".to_string(),
+                _ => "crate::random::Random::random(r, depth + 1)".to_string(),
+            };
+            let stmt = match &f.card {
+                Card::Single => format!("{v} = {one};"),
+                Card::Optional if f.boxed => format!("if r.coin() {{ {v} = Some(Box::new({one})); }}"),
+                Card::Optional => format!("if r.coin() {{ {v} = Some({one}); }}"),
+                Card::Repeated => match &f.ty {
+                    Ty::Enum(_) => format!("{v} = (0..r.below(3)).map(|_| r.small_i32()).collect();"),
+                    _ => format!("{v} = crate::random::vec(r, depth + 1);"),
+                },
+                Card::Map(_) => format!("{v} = crate::random::map(r, depth + 1);"),
+                Card::Oneof(_) => continue,
+            };
+            let _ = writeln!(o, "        {stmt}");
+        }
+        for one in &m.oneofs {
+            let _ = writeln!(o, "        match r.below({}) {{", one.members.len() + 1);
+            for (k, &i) in one.members.iter().enumerate() {
+                let f = &m.fields[i];
+                let var = format!("{}::{}", one.enum_name, go_camel(&f.proto_name));
+                let val = match &f.ty {
+                    Ty::Enum(_) => "r.small_i32()".to_string(),
+                    t if t.is_message_like() => "Box::new(crate::random::Random::random(r, depth + 1))".to_string(),
+                    _ => "crate::random::Random::random(r, depth + 1)".to_string(),
+                };
+                let _ = writeln!(o, "            {k} => m.{} = Some({var}({val})),", one.rust_field);
+            }
+            let _ = writeln!(o, "            _ => {{}}");
+            let _ = writeln!(o, "        }}");
+        }
+        let _ = writeln!(o, "        m");
+        let _ = writeln!(o, "    }}");
+        let _ = writeln!(o, "}}\n");
+    }
+
     fn enum_def(&mut self, e: &EnumDescriptor) {
         let name = local_name(e.full_name(), e.package_name());
         let o = &mut self.out;
@@ -971,6 +1018,7 @@ pub fn generate(dir: &str, file: &str) -> Result<Schema, String> {
             g.struct_def(m);
             g.message_impl(m);
             g.json_impl(m);
+            g.random_impl(m);
         }
         if module.is_some() {
             g.out.push_str("}\n\n");
@@ -1048,9 +1096,16 @@ fn msgs_view(msgs: &BTreeMap<String, Msg>) -> BTreeMap<String, BTreeMap<String, 
                 (Card::Single, Ty::Scalar("PString", _)) => "string",
                 (Card::Repeated, Ty::Scalar("PString", _)) => "strings",
                 (Card::Map(_), Ty::Scalar("PString", _)) => "strmap",
-                (Card::Single | Card::Optional, Ty::Message(_)) => "message",
                 (Card::Single, Ty::Scalar("PBytes", _)) => "bytes",
-                (Card::Single | Card::Optional, Ty::Struct) => "struct",
+                (Card::Optional, Ty::Struct) => "struct",
+                (Card::Single, Ty::Traits) => "traits",
+                (Card::Repeated, Ty::Message(p)) if p.ends_with("::FileTransferStat") => "sftp_paths",
+                (Card::Single, Ty::Message(p)) if p.ends_with("::Status") => "status",
+                (Card::Optional, Ty::Message(p)) if p.ends_with("::Status") => "status_ptr",
+                (Card::Single, Ty::Message(p)) if p.ends_with("::CommandMetadata") => "command",
+                (Card::Single, Ty::Message(p)) if p.ends_with("::MCPJSONRPCMessage") => "mcp",
+                (Card::Single, Ty::Message(p)) if p.ends_with("::SCIMCommonData") => "scim",
+                (Card::Single | Card::Optional, Ty::Message(_)) => "message",
                 _ => "other",
             };
             let message = match &f.ty {

@@ -197,6 +197,7 @@ pub fn trim_code(
             "unchanged" => "Unchanged",
             _ => "NotImplemented",
         });
+        let _ = writeln!(o, "    const MESSAGE: &'static str = \"{msg}\";");
         let _ = writeln!(o, "    fn slots(&mut self) -> Vec<crate::event::trim::Slot<'_>> {{");
         let mut slots = Vec::new();
         for spec in &fields {
@@ -204,15 +205,20 @@ pub fn trim_code(
                 return Err(format!("trim.tsv {msg}: field {spec:?} has no kind prefix"));
             };
             let (expr, last) = resolve_go_path(msgs, msg, go_path).map_err(|e| format!("trim.tsv {msg}: {e}"))?;
+            let t = "crate::event::trim::Slot";
             let slot = match (kind, last.kind) {
-                ("s", "string") => format!("crate::event::trim::Slot::Str(&mut self.{expr})"),
-                ("ss", "strings") => format!("crate::event::trim::Slot::Strs(&mut self.{expr})"),
-                ("m", "strmap") => format!("crate::event::trim::Slot::Map(&mut self.{expr})"),
-                ("x", "struct") => format!("crate::event::trim::Slot::Struct(&mut self.{expr})"),
-                ("x", "bytes") => format!("crate::event::trim::Slot::Bytes(&mut self.{expr})"),
-                ("x", "strings") => format!("crate::event::trim::Slot::Strs(&mut self.{expr})"),
-                ("x", "string") => format!("crate::event::trim::Slot::Str(&mut self.{expr})"),
-                ("x", "strmap") => format!("crate::event::trim::Slot::Map(&mut self.{expr})"),
+                ("s", "string") | ("x", "string") => format!("{t}::Str(&mut self.{expr})"),
+                ("ss", "strings") | ("x", "strings") => format!("{t}::Strs(&mut self.{expr})"),
+                ("m", "strmap") | ("x", "strmap") => format!("{t}::Map(&mut self.{expr})"),
+                ("x", "struct") => format!("{t}::Struct(&mut self.{expr})"),
+                ("x", "bytes") => format!("{t}::Bytes(&mut self.{expr})"),
+                ("x", "traits") => format!("{t}::Traits(&mut self.{expr})"),
+                ("x", "status") => format!("{t}::Status(&mut self.{expr})"),
+                ("x", "status_ptr") => format!("{t}::StatusPtr(&mut self.{expr})"),
+                ("x", "command") => format!("{t}::Command(&mut self.{expr})"),
+                ("x", "mcp") => format!("{t}::Mcp(&mut self.{expr})"),
+                ("x", "sftp_paths") => format!("{t}::SftpPaths(&mut self.{expr})"),
+                ("x", "scim") => format!("{t}::Scim(&mut self.{expr})"),
                 (k, have) => return Err(format!("trim.tsv {msg}: {spec} is {k} but the field is {have}")),
             };
             slots.push(slot);

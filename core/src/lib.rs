@@ -17,6 +17,9 @@ pub mod event;
 pub mod export;
 pub mod json;
 pub mod proto;
+#[cfg(feature = "random")]
+pub mod random;
+pub mod vectors;
 
 pub use event::{AuditEvent, EventError, EventFields};
 pub use proto::Timestamp;

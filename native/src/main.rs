@@ -26,6 +26,21 @@ enum Command {
     /// On a damaged recording every event before the damage is written, then tapelog exits
     /// with status 1 and says where the damage is.
     Export(ExportArgs),
+    /// Write a sample recording (a short terminal session) in the V1 format.
+    Sample(SampleArgs),
+}
+
+#[derive(clap::Args)]
+struct SampleArgs {
+    /// Where to write it.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Number of terminal lines the session prints.
+    #[arg(long, default_value_t = 50)]
+    lines: usize,
+    /// Size of non-last parts, in bytes.
+    #[arg(long, default_value_t = tapelog_core::codec::MIN_UPLOAD_BYTES)]
+    part_size: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +87,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Export(a) => export(a),
+        Command::Sample(a) => sample(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,4 +153,14 @@ fn export(a: ExportArgs) -> Result<(), CliError> {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+fn sample(a: SampleArgs) -> Result<(), CliError> {
+    let events = tapelog_core::vectors::sample_session(a.lines);
+    let config = WriterConfig { min_upload_bytes: a.part_size, ..WriterConfig::default() };
+    let bytes = tapelog_core::codec::encode_recording(&events, config)
+        .map_err(|source| CliError::Event { index: 0, event_type: "sample".into(), source })?;
+    std::fs::write(&a.output, bytes).map_err(|source| CliError::Write { path: a.output.display().to_string(), source })?;
+    eprintln!("wrote {} events to {}", events.len(), a.output.display());
+    Ok(())
 }

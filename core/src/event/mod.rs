@@ -151,7 +151,20 @@ macro_rules! define_audit_event {
             }
         )*
 
+        /// Every event kind this build knows: `(OneOf field number, message name)`.
+        pub const EVENT_KINDS: &[(u32, &str)] = &[$(($n, stringify!($t)),)*];
+
         impl AuditEvent {
+            /// A random event of the kind with this OneOf field number (feature `random`).
+            #[cfg(feature = "random")]
+            pub fn random_of(field: u32, r: &mut crate::random::Rng) -> Option<AuditEvent> {
+                use crate::random::Random as _;
+                match field {
+                    $($n => Some(AuditEvent::$v(Box::new($t::random(r, 0)))),)*
+                    _ => None,
+                }
+            }
+
             /// The `OneOf` field number of this event kind.
             pub fn oneof_field(&self) -> u32 {
                 match self {

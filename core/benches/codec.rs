@@ -1,0 +1,238 @@
+//! Codec benchmark: `cargo bench -p tapelog-core --bench codec`.
+//!
+//! Prints, measured in one run on the same data, for each deflate back end:
+//! - decode throughput, and its ratio to raw inflate of the same parts (target >= 0.9);
+//! - encode throughput, and its ratio to raw deflate at level 1 of the same records (>= 0.8);
+//! and the peak RSS of a streaming decode of a ~40 MB recording (target <= 32 MiB), measured
+//! in a child process that reads the file in 64 KiB chunks.
+//! `TAPELOG_BENCH_MB` sets the recording size (default 40).
+
+use std::io::Read as _;
+use std::time::Instant;
+
+use tapelog_core::AuditEvent;
+use tapelog_core::codec::deflate::{Backend, Deflater, Flush, Inflater};
+use tapelog_core::codec::writer::{RecordingWriter, WriterConfig};
+use tapelog_core::codec::{Polled, ProtoReader};
+use tapelog_core::vectors;
+
+/// Terminal-like output: shell prompts, ls-style listings, log lines with varying numbers.
+fn terminal_line(i: usize, r: &mut u64) -> Vec<u8> {
+    *r ^= *r << 13;
+    *r ^= *r >> 7;
+    *r ^= *r << 17;
+    let x = *r;
+    match x % 4 {
+        0 => format!("\x1b[01;32mroot@node-{}\x1b[00m:\x1b[01;34m~/src/{}\x1b[00m$ ", x % 97, x % 13).into_bytes(),
+        1 => format!("-rw-r--r-- 1 root root {:>8} Nov {:>2} {:02}:{:02} file-{:x}.log\r\n", x % 100_000, x % 30, x % 24, x % 60, x >> 40).into_bytes(),
+        2 => format!("{} INFO request id={:016x} path=/api/v1/items/{} status=200 duration={}ms\r\n", i, x, x % 5000, x % 900).into_bytes(),
+        _ => format!("{}\r\n", "abcdefghijklmnopqrstuvwxyz0123456789".repeat(1 + (x % 3) as usize)).into_bytes(),
+    }
+}
+
+fn events(target_bytes: usize) -> Vec<AuditEvent> {
+    let mut v = vectors::sample_session(0);
+    let end = v.pop();
+    let mut r = 0x2545_F491_4F6C_DD1Du64;
+    let (mut offset, mut i, mut total) = (0i64, 0usize, 0usize);
+    while total < target_bytes {
+        // A write of several lines, as a terminal produces.
+        let mut data = Vec::new();
+        for _ in 0..(1 + i % 6) {
+            data.extend(terminal_line(i, &mut r));
+        }
+        let e = vectors::print(2 + i as i64, i as i64, offset, 100 + i as i64 * 3, &data);
+        offset += data.len() as i64;
+        total += e.oneof_len() + 4;
+        v.push(e);
+        i += 1;
+    }
+    if let Some(mut e) = end {
+        e.set_index(2 + i as i64);
+        v.push(e);
+    }
+    v
+}
+
+fn encode(events: &[AuditEvent], backend: Backend) -> Vec<u8> {
+    let mut w = RecordingWriter::new(WriterConfig { backend, ..WriterConfig::default() });
+    let mut out = Vec::new();
+    for e in events {
+        w.add(e).unwrap();
+        for p in w.take_parts() {
+            out.extend_from_slice(&p.to_vec());
+        }
+    }
+    for p in w.finish() {
+        out.extend_from_slice(&p.to_vec());
+    }
+    out
+}
+
+fn decode(bytes: &[u8], backend: Backend) -> usize {
+    let mut r = ProtoReader::new(backend);
+    let mut n = 0;
+    for chunk in bytes.chunks(64 * 1024) {
+        r.push(chunk);
+        while let Ok(Polled::Event(e)) = r.poll() {
+            n += e.index() as usize & 1;
+        }
+    }
+    r.finish();
+    while let Ok(Polled::Event(e)) = r.poll() {
+        n += e.index() as usize & 1;
+    }
+    n
+}
+
+/// Raw inflate of every part's gzip body (no records parsed).
+fn raw_inflate(bytes: &[u8], backend: Backend) -> usize {
+    let mut inf = Inflater::new(backend);
+    let mut out = vec![0u8; 128 * 1024];
+    let mut pos = 0;
+    let mut total = 0;
+    while pos + 24 <= bytes.len() {
+        let size = u64::from_be_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()) as usize;
+        let pad = u64::from_be_bytes(bytes[pos + 16..pos + 24].try_into().unwrap()) as usize;
+        let mut body = &bytes[pos + 24 + 10..pos + 24 + size - 8];
+        inf.reset();
+        loop {
+            let p = inf.inflate(body, &mut out).unwrap();
+            body = &body[p.consumed..];
+            total += p.written;
+            if p.done {
+                break;
+            }
+        }
+        pos += 24 + size + pad;
+    }
+    total
+}
+
+/// Raw deflate (level 1) of the record stream, cut at the same part boundaries.
+fn raw_deflate(records: &[Vec<u8>], backend: Backend) -> usize {
+    let mut total = 0;
+    for part in records {
+        let mut d = Deflater::new(backend, 1);
+        let mut out = Vec::with_capacity(part.len() / 3);
+        for chunk in part.chunks(32 * 1024) {
+            d.compress(chunk, &mut out, Flush::None);
+        }
+        d.compress(&[], &mut out, Flush::Finish);
+        total += out.len();
+    }
+    total
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut best = f64::MAX;
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = f();
+        best = best.min(t.elapsed().as_secs_f64());
+        last = Some(r);
+    }
+    (best, last.unwrap())
+}
+
+fn vm_hwm_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn child(path: &str) {
+    let before = vm_hwm_kib();
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut r = ProtoReader::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut events = 0u64;
+    loop {
+        match r.poll().unwrap() {
+            Polled::Event(_) => events += 1,
+            Polled::End => break,
+            Polled::NeedInput => match f.read(&mut buf).unwrap() {
+                0 => r.finish(),
+                n => r.push(&buf[..n]),
+            },
+        }
+    }
+    println!("{events} {before} {}", vm_hwm_kib());
+}
+
+fn main() {
+    if let Ok(p) = std::env::var("TAPELOG_BENCH_CHILD") {
+        child(&p);
+        return;
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let mb: usize = std::env::var("TAPELOG_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    // About 4.5x compression: ~180 MB of records make a ~40 MB recording.
+    let evs = events(mb * 1024 * 1024 * 9 / 2);
+    let raw_bytes: usize = evs.iter().map(|e| e.oneof_len() + 4).sum();
+    println!("data: {} events, {:.1} MB of records", evs.len(), raw_bytes as f64 / 1e6);
+    let mut recording_for_rss = Vec::new();
+    for backend in Backend::ALL {
+        let (enc_t, bytes) = best_of(3, || encode(&evs, backend));
+        // Same records, same part boundaries, raw deflate only.
+        let got = tapelog_core::codec::read_all(&bytes);
+        assert!(got.error.is_none());
+        let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut pos = 0;
+        while pos + 24 <= bytes.len() {
+            let size = u64::from_be_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()) as usize;
+            let pad = u64::from_be_bytes(bytes[pos + 16..pos + 24].try_into().unwrap()) as usize;
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&bytes[pos + 24..pos + 24 + size]).read_to_end(&mut plain).unwrap();
+            parts.push(plain);
+            pos += 24 + size + pad;
+        }
+        let (deflate_t, _) = best_of(3, || raw_deflate(&parts, backend));
+        let (dec_t, n) = best_of(3, || decode(&bytes, backend));
+        let (inf_t, plain) = best_of(3, || raw_inflate(&bytes, backend));
+        assert!(n > 0 && plain > 0);
+        let mbps = |t: f64| raw_bytes as f64 / t / 1e6;
+        println!(
+            "{:<12} recording {:.1} MB | decode {:>7.1} MB/s, raw inflate {:>7.1} MB/s, ratio {:.2} | encode {:>6.1} MB/s, raw deflate {:>6.1} MB/s, ratio {:.2}",
+            backend.name(),
+            bytes.len() as f64 / 1e6,
+            mbps(dec_t),
+            mbps(inf_t),
+            inf_t / dec_t,
+            mbps(enc_t),
+            mbps(deflate_t),
+            deflate_t / enc_t,
+        );
+        if backend == Backend::default() {
+            recording_for_rss = bytes;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("tapelog-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("recording.tar");
+    std::fs::write(&path, &recording_for_rss).unwrap();
+    drop(recording_for_rss);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("TAPELOG_BENCH_CHILD", &path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<u64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if let [events, before, peak] = f[..] {
+        println!(
+            "streaming decode of a {:.1} MB recording ({events} events): peak RSS {:.1} MiB (process start {:.1} MiB)",
+            size as f64 / 1e6,
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0
+        );
+    } else {
+        println!("child failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

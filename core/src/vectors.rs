@@ -1,0 +1,373 @@
+//! Test vectors: recordings built here from the format facts (no Teleport-written binary
+//! recording is available), each with what a correct reader must produce. The native tests,
+//! the fuzz seeds and the browser tests all use these, so there is one source of truth.
+
+use crate::codec::ErrorKind;
+use crate::codec::header::PartHeader;
+use crate::codec::legacy::write_tar;
+use crate::codec::writer::{GZIP_HEADER_FAST, PartBuilder, WriterConfig};
+use crate::event::{
+    AuditEvent, Metadata, Resize, ServerMetadata, SessionEnd, SessionMetadata, SessionPrint,
+    SessionStart, UserMetadata, event_code, event_type,
+};
+use crate::proto::Timestamp;
+
+/// The session id used by the sample session.
+pub const SESSION_ID: &str = "9b6ec731-80f7-4751-9154-4214ecdc812a";
+/// Start time of the sample session (2021-11-18T15:33:59.792Z).
+pub const START_MILLIS: i64 = 1_637_249_639_792;
+
+fn meta(index: i64, ty: &str, code: &str, ms: i64) -> Metadata {
+    Metadata {
+        index,
+        type_: ty.into(),
+        code: code.into(),
+        id: if code.is_empty() { String::new() } else { format!("00000000-0000-4000-8000-{index:012}") },
+        time: Timestamp::from_unix_millis(START_MILLIS + ms),
+        cluster_name: "tapelog.example".into(),
+        ..Default::default()
+    }
+}
+
+fn user() -> UserMetadata {
+    UserMetadata { user: "joe".into(), login: "root".into(), ..Default::default() }
+}
+
+fn server() -> ServerMetadata {
+    ServerMetadata {
+        server_namespace: "default".into(),
+        server_id: "ade010d6-4e75-4ed8-9f92-886a4f49eb26".into(),
+        server_hostname: "localhost".into(),
+        ..Default::default()
+    }
+}
+
+fn session() -> SessionMetadata {
+    SessionMetadata { session_id: SESSION_ID.into(), ..Default::default() }
+}
+
+/// A print event with the offsets and delays the session writer gives it.
+pub fn print(index: i64, chunk: i64, offset: i64, ms: i64, data: &[u8]) -> AuditEvent {
+    SessionPrint {
+        metadata: meta(index, event_type::SESSION_PRINT, "", ms),
+        chunk_index: chunk,
+        data: data.to_vec(),
+        bytes: data.len() as i64,
+        delay_milliseconds: ms,
+        offset,
+        ..Default::default()
+    }
+    .into()
+}
+
+/// The terminal line printed by print event `i` of the sample session.
+pub fn line(i: usize) -> Vec<u8> {
+    format!("line {i}: the quick brown fox jumps over the lazy dog\r\n").into_bytes()
+}
+
+/// A sample session: start, resize, `prints` print events, end. Indexes 0.. with no gaps.
+pub fn sample_session(prints: usize) -> Vec<AuditEvent> {
+    let mut v: Vec<AuditEvent> = Vec::with_capacity(prints + 3);
+    v.push(
+        SessionStart {
+            metadata: meta(0, event_type::SESSION_START, event_code::SESSION_START, 0),
+            user: user(),
+            session: session(),
+            server: server(),
+            terminal_size: "80:25".into(),
+            session_recording: "node".into(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    v.push(
+        Resize {
+            metadata: meta(1, event_type::RESIZE, event_code::TERMINAL_RESIZE, 70),
+            user: user(),
+            session: session(),
+            server: server(),
+            terminal_size: "168:44".into(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    let mut offset = 0i64;
+    for i in 0..prints {
+        let data = line(i);
+        let ms = 100 + i as i64 * 7;
+        v.push(print(2 + i as i64, i as i64, offset, ms, &data));
+        offset += data.len() as i64;
+    }
+    let last = 2 + prints as i64;
+    v.push(
+        SessionEnd {
+            metadata: meta(last, event_type::SESSION_END, event_code::SESSION_END, 100 + prints as i64 * 7),
+            user: user(),
+            session: session(),
+            server: server(),
+            interactive: true,
+            participants: vec!["joe".into()],
+            start_time: Timestamp::from_unix_millis(START_MILLIS),
+            end_time: Timestamp::from_unix_millis(START_MILLIS + 100 + prints as i64 * 7),
+            session_recording: "node".into(),
+            ..Default::default()
+        }
+        .into(),
+    );
+    v
+}
+
+/// The terminal output of [`sample_session`].
+pub fn sample_output(prints: usize) -> Vec<u8> {
+    (0..prints).flat_map(line).collect()
+}
+
+/// What reading a vector must give.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    /// These events (after duplicate removal), these counters (total, skipped, out of order).
+    Events {
+        /// The events.
+        events: Vec<AuditEvent>,
+        /// `(total, skipped, out_of_order)`.
+        stats: (u64, u64, u64),
+    },
+    /// The events before the damage, then an error of this kind at this offset.
+    Error {
+        /// Events decoded before the damage.
+        before: usize,
+        /// The error kind (compared with [`same_kind`]).
+        kind: ErrorKind,
+        /// Byte offset the error must report.
+        offset: u64,
+    },
+}
+
+/// A test recording.
+#[derive(Debug, Clone)]
+pub struct Vector {
+    /// Short name.
+    pub name: &'static str,
+    /// The recording bytes.
+    pub bytes: Vec<u8>,
+    /// What a reader must produce.
+    pub expect: Expect,
+}
+
+fn small() -> WriterConfig {
+    WriterConfig { min_upload_bytes: 8 * 1024, ..WriterConfig::default() }
+}
+
+/// Encodes `events` as one part.
+pub fn one_part(events: &[AuditEvent], last: bool, config: WriterConfig) -> Vec<u8> {
+    let mut b = PartBuilder::new(config);
+    for e in events {
+        if let Err(err) = b.add(e) {
+            panic!("vector event does not encode: {err}");
+        }
+    }
+    b.finish(last).to_vec()
+}
+
+/// A part whose gzip member is followed, inside `part_size`, by `extra` zero bytes (the old
+/// writer bug), then `padding` bytes outside.
+pub fn part_with_padding_inside_gzip(events: &[AuditEvent], extra: usize, padding: usize) -> Vec<u8> {
+    let clean = one_part(events, true, WriterConfig::default());
+    let payload = &clean[24..];
+    let mut out = PartHeader::v1((payload.len() + extra) as u64, padding as u64).to_bytes();
+    out.extend_from_slice(payload);
+    out.resize(out.len() + extra + padding, 0);
+    out
+}
+
+/// One record (length + `OneOf`) of an arbitrary OneOf field, for unknown-member vectors.
+pub fn unknown_member_oneof(field: u32, index: i64) -> Vec<u8> {
+    use crate::proto::{Message, put_key, put_varint, WireType};
+    let m = meta(index, "future.event", "TF999I", 5);
+    let mut inner = Vec::new();
+    crate::proto::put_message_field(&mut inner, 1, &m);
+    // a field the future message has: 2 = "payload" string
+    crate::proto::put_len_field(&mut inner, 2, b"from a newer Teleport");
+    let mut oneof = Vec::new();
+    put_key(&mut oneof, field, WireType::Len);
+    put_varint(&mut oneof, inner.len() as u64);
+    oneof.extend_from_slice(&inner);
+    let _ = m.encoded_len();
+    oneof
+}
+
+/// A part made of raw decompressed payload bytes (records written by hand).
+pub fn raw_part(payload: &[u8], version: u64) -> Vec<u8> {
+    let mut gz = GZIP_HEADER_FAST.to_vec();
+    let mut d = crate::codec::deflate::Deflater::new(crate::codec::Backend::ZlibRs, 1);
+    d.compress(payload, &mut gz, crate::codec::deflate::Flush::Finish);
+    gz.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    gz.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    // In both versions the part size counts the payload only (V2's header is 32 bytes).
+    let mut out = PartHeader { version, part_size: gz.len() as u64, padding_size: 0, flags: 0 }.to_bytes();
+    out.extend_from_slice(&gz);
+    out
+}
+
+/// A legacy (pre-4.4) tar recording of the sample session, with its print data in chunk files.
+pub fn legacy_tar(prints: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = e.write_all(data);
+        e.finish().unwrap_or_default()
+    };
+    let events = sample_session(prints);
+    let mut lines = String::new();
+    for e in &events {
+        lines.push_str(&e.to_json());
+        lines.push('\n');
+    }
+    // Split the chunks into two files at a print boundary, as a long session did.
+    let out = sample_output(prints);
+    let cut = line(0).len() * (prints / 2);
+    let index = format!(
+        "{{\"file_name\":\"{SESSION_ID}-0.events.gz\",\"type\":\"events\",\"index\":0,\"offset\":0}}\n\
+         {{\"file_name\":\"{SESSION_ID}-0.chunks.gz\",\"type\":\"chunks\",\"index\":0,\"offset\":0}}\n\
+         {{\"file_name\":\"{SESSION_ID}-{cut}.chunks.gz\",\"type\":\"chunks\",\"index\":0,\"offset\":{cut}}}\n"
+    );
+    write_tar(&[
+        (format!("{SESSION_ID}.index"), index.into_bytes()),
+        (format!("{SESSION_ID}-0.events.gz"), gz(lines.as_bytes())),
+        (format!("{SESSION_ID}-0.chunks.gz"), gz(&out[..cut])),
+        (format!("{SESSION_ID}-{cut}.chunks.gz"), gz(&out[cut..])),
+    ])
+}
+
+fn ok(name: &'static str, bytes: Vec<u8>, events: Vec<AuditEvent>, stats: (u64, u64, u64)) -> Vector {
+    Vector { name, bytes, expect: Expect::Events { events, stats } }
+}
+
+fn bad(name: &'static str, bytes: Vec<u8>, before: usize, kind: ErrorKind, offset: u64) -> Vector {
+    Vector { name, bytes, expect: Expect::Error { before, kind, offset } }
+}
+
+/// Whether two error kinds are the same kind (ignoring details that depend on the deflate
+/// back end's wording).
+pub fn same_kind(a: &ErrorKind, b: &ErrorKind) -> bool {
+    match (a, b) {
+        (ErrorKind::BadDeflate(_), ErrorKind::BadDeflate(_)) => true,
+        (ErrorKind::Event(_), ErrorKind::Event(_)) => true,
+        _ => a == b,
+    }
+}
+
+/// Every vector.
+pub fn all() -> Vec<Vector> {
+    let session = sample_session(40);
+    let n = session.len() as u64;
+    let mut v = Vec::new();
+
+    // 1. Single part, last (unpadded).
+    v.push(ok("single-part", one_part(&session, true, WriterConfig::default()), session.clone(), (n, 0, 0)));
+
+    // 2. Many padded parts of 8 KiB.
+    let big = sample_session(2000);
+    let mut bytes = Vec::new();
+    let mut w = crate::codec::RecordingWriter::new(small());
+    for e in &big {
+        if let Err(err) = w.add(e) {
+            panic!("{err}");
+        }
+    }
+    for p in w.finish() {
+        bytes.extend_from_slice(&p.to_vec());
+    }
+    v.push(ok("many-padded-parts", bytes, big.clone(), (big.len() as u64, 0, 0)));
+
+    // 3. Padding inside the gzip section (old writer bug), then padding outside too.
+    let mut bytes = part_with_padding_inside_gzip(&session[..20], 1000, 300);
+    bytes.extend_from_slice(&one_part(&session[20..], true, WriterConfig::default()));
+    v.push(ok("padding-inside-gzip", bytes, session.clone(), (n, 0, 0)));
+
+    // 4. A resumed writer replays events already uploaded: part 1 has 0..30, part 3 (after a
+    //    skipped part number) replays 20..30 and goes on to the end.
+    let mut bytes = one_part(&session[..30], false, small());
+    bytes.extend_from_slice(&one_part(&session[20..], true, small()));
+    v.push(ok("resumed-duplicates", bytes, session.clone(), (n + 10, 10, 0)));
+
+    // 5. An unknown OneOf member (field 250) between known events: kept as raw bytes.
+    let raw = unknown_member_oneof(250, 3);
+    let unknown = match AuditEvent::decode_oneof(&raw) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    let mut with_unknown: Vec<AuditEvent> = session[..3].to_vec();
+    with_unknown.push(unknown);
+    for e in &session[3..] {
+        let mut e = e.clone();
+        e.set_index(e.index() + 1);
+        with_unknown.push(e);
+    }
+    v.push(ok("unknown-oneof-member", one_part(&with_unknown, true, WriterConfig::default()), with_unknown.clone(), (n + 1, 0, 0)));
+
+    // 6. V2 header without the encrypted flag.
+    let mut payload = Vec::new();
+    for e in &session[..5] {
+        let r = e.to_oneof_bytes();
+        payload.extend_from_slice(&(r.len() as u32).to_be_bytes());
+        payload.extend_from_slice(&r);
+    }
+    v.push(ok("v2-unencrypted", raw_part(&payload, 2), session[..5].to_vec(), (5, 0, 0)));
+
+    // 7. V2 header with the encrypted flag.
+    let mut enc = raw_part(&payload, 2);
+    enc[24] = 1;
+    v.push(bad("v2-encrypted", enc, 0, ErrorKind::EncryptedRecording, 0));
+
+    // 8. Legacy tar.
+    v.push(ok("legacy-tar", legacy_tar(10), sample_session(10), (0, 0, 0)));
+
+    // 9. Broken inputs.
+    let good = one_part(&session, true, WriterConfig::default());
+    v.push(bad("truncated-header", good[..10].to_vec(), 0, ErrorKind::TruncatedHeader { have: 10, need: 24 }, 0));
+    let mut huge = good.clone();
+    huge[8..16].copy_from_slice(&u64::MAX.to_be_bytes());
+    v.push(bad("huge-part-size", huge, 0, ErrorKind::PartTooLarge(u64::MAX), 0));
+    let mut zero = Vec::new();
+    let first = session[0].to_oneof_bytes();
+    zero.extend_from_slice(&(first.len() as u32).to_be_bytes());
+    zero.extend_from_slice(&first);
+    zero.extend_from_slice(&0u32.to_be_bytes());
+    v.push(bad("zero-message-size", raw_part(&zero, 1), 1, ErrorKind::ZeroMessageSize, 0));
+    let mut over = Vec::new();
+    over.extend_from_slice(&(first.len() as u32).to_be_bytes());
+    over.extend_from_slice(&first);
+    over.extend_from_slice(&70_000u32.to_be_bytes());
+    over.resize(over.len() + 70_000, 0);
+    v.push(bad("message-over-64k", raw_part(&over, 1), 1, ErrorKind::MessageTooLarge(70_000), 0));
+    let mut badgz = good.clone();
+    for b in &mut badgz[24 + 10..24 + 40] {
+        *b = 0xff;
+    }
+    v.push(bad("bad-gzip", badgz, 0, ErrorKind::BadDeflate(String::new()), 34));
+    let mut v3 = good.clone();
+    v3[7] = 3;
+    v.push(bad("version-3", v3, 0, ErrorKind::UnsupportedVersion(3), 0));
+    let padded = one_part(&session, false, small());
+    let short = padded[..padded.len() - 100].to_vec();
+    let expected = PartHeaderView::padding(&padded);
+    v.push(bad(
+        "short-padding",
+        short.clone(),
+        session.len(),
+        ErrorKind::TruncatedPadding { expected, got: expected - 100 },
+        short.len() as u64,
+    ));
+    v
+}
+
+struct PartHeaderView;
+
+impl PartHeaderView {
+    fn padding(part: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&part[16..24]);
+        u64::from_be_bytes(w)
+    }
+}

@@ -1,0 +1,175 @@
+//! The event model: wire and JSON round trips of every event kind, Teleport's golden JSON,
+//! unknown events, the type table.
+
+use proptest::prelude::*;
+use tapelog_core::event::{AuditEvent, EVENT_KINDS, EVENT_TYPES, EventFields, message_for};
+use tapelog_core::json::JsonFields as _;
+use tapelog_core::random::Rng;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random events of every kind → encode → decode → equal, and the size is exact.
+    #[test]
+    fn every_kind_round_trips_on_the_wire(seed in any::<u64>()) {
+        for &(field, name) in EVENT_KINDS {
+            let mut r = Rng::new(seed ^ u64::from(field));
+            let e = AuditEvent::random_of(field, &mut r).unwrap();
+            let bytes = e.to_oneof_bytes();
+            prop_assert_eq!(bytes.len(), e.oneof_len(), "{}", name);
+            let back = AuditEvent::decode_oneof(&bytes).unwrap();
+            prop_assert_eq!(&back, &e, "{}", name);
+            prop_assert_eq!(back.to_oneof_bytes(), bytes, "{}", name);
+        }
+    }
+
+    /// JSON printed for an event of every kind reads back to an event that prints the same.
+    #[test]
+    fn every_kind_json_is_stable(seed in any::<u64>()) {
+        for &(field, name) in EVENT_KINDS {
+            let mut r = Rng::new(seed.rotate_left(7) ^ u64::from(field));
+            let e = AuditEvent::random_of(field, &mut r).unwrap();
+            let json = e.to_json();
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let obj = v.as_object().unwrap();
+            let back = AuditEvent::from_json_object_as(name, obj).unwrap().unwrap();
+            prop_assert_eq!(back.to_json(), json, "{}", name);
+        }
+    }
+}
+
+/// Lines Teleport itself printed (RFD 0047 playback files, the e2e events.jsonl), which
+/// tapelog must read and print back byte for byte.
+const GOLDEN: &[&str] = &[
+    r#"{"ei":0,"event":"session.start","uid":"c06685ff-1b59-4858-b3a3-5e9467a77616","code":"T2000I","time":"2021-11-18T15:33:59.792Z","cluster_name":"teleport.zacazure.grvpoc.com","user":"joe","login":"root","sid":"9b6ec731-80f7-4751-9154-4214ecdc812a","namespace":"default","server_id":"ade010d6-4e75-4ed8-9f92-886a4f49eb26","server_hostname":"localhost","server_addr":"173.230.128.45:45350","addr.remote":"173.160.69.53:56544","size":"80:25","session_recording":"node"}"#,
+    r#"{"ei":1,"event":"resize","uid":"c13d7ba5-42d0-4dbe-9c16-7fc772093055","code":"T2002I","time":"2021-11-18T15:33:59.862Z","cluster_name":"teleport.zacazure.grvpoc.com","user":"joe","login":"root","sid":"9b6ec731-80f7-4751-9154-4214ecdc812a","namespace":"default","server_id":"ade010d6-4e75-4ed8-9f92-886a4f49eb26","server_hostname":"localhost","server_addr":"173.230.128.45:45350","size":"168:44"}"#,
+    r#"{"ei":2,"event":"print","time":"2021-11-18T15:34:00.069Z","cluster_name":"teleport.zacazure.grvpoc.com","ci":0,"bytes":40,"ms":0,"offset":0}"#,
+    r#"{"ei":3,"event":"print","time":"2021-11-18T15:34:00.769Z","cluster_name":"teleport.zacazure.grvpoc.com","ci":1,"bytes":1,"ms":700,"offset":40}"#,
+    r#"{"ei":23,"event":"session.end","uid":"54c8723c-e91e-4c34-affe-7dddeeda949a","code":"T2004I","time":"2026-03-27T16:36:19.938Z","cluster_name":"teleport-e2e","user":"bob","login":"root","user_kind":1,"user_roles":["access","admin","auditor","editor","updater_admin","awsidentitycenter"],"user_cluster_name":"teleport-e2e","sid":"e3286c06-d0ec-4d84-aeab-75692b885e3b","private_key_policy":"none","addr.remote":"[::1]:61152","proto":"ssh","namespace":"default","server_id":"59f4906c-d997-4b77-b5cb-0b29346f6469","server_hostname":"im-a-nodename","server_addr":"[::]:3022","server_labels":{"env":"example","hostname":"Yassines-MacBook-Pro.local"},"server_sub_kind":"teleport","server_version":"19.0.0-prealpha.2","enhanced_recording":false,"interactive":true,"participants":["bob"],"session_start":"2026-03-27T16:36:15.040647Z","session_stop":"2026-03-27T16:36:19.938249Z","session_recording":"node"}"#,
+];
+
+#[test]
+fn teleport_json_reads_and_prints_back_byte_for_byte() {
+    for line in GOLDEN {
+        let e = AuditEvent::from_json(line).unwrap();
+        assert_ne!(e.message_name(), "Unknown", "{line}");
+        assert_eq!(e.to_json(), *line);
+        // and through the wire format
+        let back = AuditEvent::decode_oneof(&e.to_oneof_bytes()).unwrap();
+        assert_eq!(back.to_json(), *line);
+    }
+}
+
+#[test]
+fn golden_events_have_their_accessors() {
+    let e = AuditEvent::from_json(GOLDEN[0]).unwrap();
+    assert_eq!(e.event_type(), "session.start");
+    assert_eq!(e.code(), "T2000I");
+    assert_eq!(e.index(), 0);
+    assert_eq!(e.session_id(), "9b6ec731-80f7-4751-9154-4214ecdc812a");
+    assert_eq!(e.user(), "joe");
+    assert_eq!(e.login(), "root");
+    assert_eq!(e.server_id(), "ade010d6-4e75-4ed8-9f92-886a4f49eb26");
+    assert_eq!(e.cluster_name(), "teleport.zacazure.grvpoc.com");
+    assert_eq!(e.time().to_rfc3339(), "2021-11-18T15:33:59.792Z");
+    let f = EventFields::from_event(&e);
+    assert_eq!(f.get_type(), "session.start");
+    assert_eq!(f.get_code(), "T2000I");
+    assert_eq!(f.get_int("ei"), 0);
+    assert_eq!(f.get_timestamp(), e.time());
+    assert_eq!(f.to_event().unwrap(), e);
+}
+
+/// Teleport's print event protobuf layout, byte by byte (reference §2.1).
+#[test]
+fn print_event_bytes_are_teleports_layout() {
+    let e = AuditEvent::from_json(GOLDEN[3]).unwrap();
+    let AuditEvent::SessionPrint(mut p) = e else { panic!("not a print event") };
+    p.data = b"x".to_vec();
+    p.metadata.cluster_name = "c".into();
+    let bytes = AuditEvent::SessionPrint(p).to_oneof_bytes();
+    // Metadata: ei=3, "print", time {seconds, nanos}, cluster "c".
+    let secs = 1_637_249_640u64; // 2021-11-18T15:34:00Z
+    let mut ts = vec![0x08];
+    put_varint(&mut ts, secs);
+    ts.push(0x10);
+    put_varint(&mut ts, 769_000_000);
+    let mut meta = vec![0x08, 0x03, 0x12, 0x05];
+    meta.extend_from_slice(b"print");
+    meta.push(0x2a);
+    meta.push(ts.len() as u8);
+    meta.extend_from_slice(&ts);
+    meta.extend_from_slice(&[0x32, 0x01, b'c']);
+    let mut print = vec![0x0a, meta.len() as u8];
+    print.extend_from_slice(&meta);
+    print.extend_from_slice(&[0x10, 0x01]); // ci = 1
+    print.extend_from_slice(&[0x1a, 0x01, b'x']); // data
+    print.extend_from_slice(&[0x20, 0x01]); // bytes = 1
+    print.extend_from_slice(&[0x28, 0xbc, 0x05]); // ms = 700
+    print.extend_from_slice(&[0x30, 0x28]); // offset = 40
+    let mut want = vec![0x3a, print.len() as u8];
+    want.extend_from_slice(&print);
+    assert_eq!(bytes, want);
+}
+
+fn put_varint(b: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        b.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    b.push(v as u8);
+}
+
+#[test]
+fn unknown_json_type_becomes_an_unknown_event_keeping_the_json() {
+    let line = r#"{"event":"future.thing","code":"TX001I","uid":"u1","time":"2024-01-02T03:04:05Z","ei":7,"extra":{"a":1}}"#;
+    let e = AuditEvent::from_json(line).unwrap();
+    let AuditEvent::Unknown(u) = &e else { panic!("{e:?}") };
+    assert_eq!(u.metadata.type_, "unknown");
+    assert_eq!(u.metadata.code, "TCC00E");
+    assert_eq!(u.unknown_type, "future.thing");
+    assert_eq!(u.unknown_code, "TX001I");
+    assert_eq!(u.data, line);
+    assert_eq!(u.metadata.id, "u1");
+    assert_eq!(e.index(), 7);
+}
+
+#[test]
+fn every_type_in_the_table_decodes_to_its_message() {
+    let mut checked = 0;
+    for t in EVENT_TYPES {
+        let Some(msg) = t.message else { continue };
+        let code = t.codes.first().copied().unwrap_or("");
+        assert_eq!(message_for(t.event_type, code), Some(msg), "{}", t.event_type);
+        let json = format!(r#"{{"event":{:?},"code":{:?},"time":"2024-01-01T00:00:00Z"}}"#, t.event_type, code);
+        let e = AuditEvent::from_json(&json).unwrap();
+        assert_eq!(e.message_name(), msg, "{}", t.event_type);
+        assert_eq!(e.event_type(), t.event_type);
+        checked += 1;
+    }
+    assert!(checked > 150, "only {checked} event types map to messages");
+}
+
+#[test]
+fn events_with_go_zero_time_print_it() {
+    let e = AuditEvent::from_json(r#"{"event":"print"}"#).unwrap();
+    assert_eq!(e.to_json(), r#"{"ei":0,"event":"print","time":"0001-01-01T00:00:00Z","ci":0,"bytes":0,"ms":0,"offset":0}"#);
+}
+
+#[test]
+fn json_type_errors_name_the_field() {
+    let err = AuditEvent::from_json(r#"{"event":"print","ei":"seven"}"#).unwrap_err();
+    assert!(err.to_string().contains("\"ei\""), "{err}");
+    let err = AuditEvent::from_json(r#"{"ei":1}"#).unwrap_err();
+    assert!(err.to_string().contains("no \"event\""), "{err}");
+    assert!(AuditEvent::from_json("not json").is_err());
+}
+
+#[test]
+fn json_keys_match_case_insensitively_like_go() {
+    let e = AuditEvent::from_json(r#"{"event":"print","EI":5,"Bytes":3}"#).unwrap();
+    assert_eq!(e.index(), 5);
+    let mut p = tapelog_core::event::SessionPrint::default();
+    p.merge_json_object(serde_json::from_str::<serde_json::Value>(r#"{"OFFSET":9}"#).unwrap().as_object().unwrap()).unwrap();
+    assert_eq!(p.offset, 9);
+}
