@@ -291,8 +291,9 @@ pub fn all() -> Vec<Vector> {
     bytes.extend_from_slice(&one_part(&session[20..], true, small()));
     v.push(ok("resumed-duplicates", bytes, session.clone(), (n + 10, 10, 0)));
 
-    // 5. An unknown OneOf member (field 250) between known events: kept as raw bytes.
-    let raw = unknown_member_oneof(250, 3);
+    // 5. An unknown OneOf member between known events: kept as raw bytes. Upstream's OneOf
+    //    already uses 1..=271 at the transcribed commit, so the vector uses field 1000.
+    let raw = unknown_member_oneof(1000, 3);
     let unknown = match AuditEvent::decode_oneof(&raw) {
         Ok(e) => e,
         Err(e) => panic!("{e}"),

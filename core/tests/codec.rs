@@ -175,7 +175,7 @@ fn an_idle_part_releases_its_compressor_and_stays_one_member() {
 
 #[test]
 fn oversized_events_are_trimmed_or_refused() {
-    use tapelog_core::event::{SessionCommand, SessionStart};
+    use tapelog_core::event::{SessionJoin, SessionStart};
     let mut start = SessionStart::default();
     start.metadata.type_ = "session.start".into();
     start.initial_command = vec!["x".repeat(100_000)];
@@ -186,12 +186,13 @@ fn oversized_events_are_trimmed_or_refused() {
     assert_eq!(got.events.len(), 1);
     assert!(got.events[0].size() <= 64 * 1024);
     // An event kind that upstream does not trim is refused, and nothing is written.
-    let mut cmd = SessionCommand::default();
-    cmd.metadata.type_ = "session.command".into();
-    cmd.argv = vec!["y".repeat(70_000)];
+    // (`SessionJoin` is one: its `TrimToMaxSize` returns it unchanged, schema/trim.tsv.)
+    let mut join = SessionJoin::default();
+    join.metadata.type_ = "session.join".into();
+    join.user.login = "y".repeat(70_000);
     let mut b = PartBuilder::new(WriterConfig::default());
-    let err = b.add(&AuditEvent::from(cmd)).unwrap_err();
-    assert!(err.to_string().contains("session.command"), "{err}");
+    let err = b.add(&AuditEvent::from(join)).unwrap_err();
+    assert!(err.to_string().contains("session.join"), "{err}");
     assert!(b.is_empty());
 }
 

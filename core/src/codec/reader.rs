@@ -366,7 +366,6 @@ impl ProtoReader {
                 }
                 if need == 2 && self.avail()[0] == 0x1f && self.avail()[1] == 0x8b {
                     self.gz = Gz::Fixed(0);
-                    self.inflater.reset();
                 } else {
                     self.state = State::Drain;
                 }
@@ -492,6 +491,9 @@ impl ProtoReader {
             return Err(self.err(at, ErrorKind::BadGzipHeader(msg)));
         }
         if gz == Gz::Body {
+            // Every gzip member (each part's, and any later member in a part) starts a new
+            // deflate stream.
+            self.inflater.reset();
             self.crc = crc32fast::Hasher::new();
             self.isize = 0;
         }

@@ -335,10 +335,10 @@ impl AuditEvent {
         while !buf.is_empty() {
             let (field, wt) = crate::proto::read_key(&mut buf)?;
             if wt == WireType::Len {
-                let mut body = crate::proto::read_len_bytes(&mut buf, "an event")?;
-                match AuditEvent::decode_member(field, &mut body)? {
+                // A known member consumes its length and body; an unknown one is left in place.
+                match AuditEvent::decode_member(field, &mut buf)? {
                     Some(e) => found = Some(e),
-                    None => unknown_field = Some((field, body)),
+                    None => unknown_field = Some((field, crate::proto::read_len_bytes(&mut buf, "an event")?)),
                 }
             } else {
                 crate::proto::skip_value(wt, &mut buf)?;
