@@ -11,8 +11,10 @@ fn main() {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=schema");
     println!("cargo:rerun-if-changed=build");
-    let schema = codegen::generate("proto", "events.proto").unwrap_or_else(|e| panic!("schema: {e}"));
+    let schema =
+        codegen::generate("proto", "events.proto").unwrap_or_else(|e| panic!("schema: {e}"));
     std::fs::write(out.join("schema.rs"), schema.code).expect("write schema.rs");
-    let tables = tables::generate("schema", &schema.oneof_messages).unwrap_or_else(|e| panic!("tables: {e}"));
+    let tables = tables::generate("schema", &schema.oneof_messages)
+        .unwrap_or_else(|e| panic!("tables: {e}"));
     std::fs::write(out.join("tables.rs"), tables).expect("write tables.rs");
 }

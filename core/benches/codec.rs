@@ -3,8 +3,10 @@
 //! Prints, measured in one run on the same data, for each deflate back end:
 //! - decode throughput, and its ratio to raw inflate of the same parts (target >= 0.9);
 //! - encode throughput, and its ratio to raw deflate at level 1 of the same records (>= 0.8);
+//!
 //! and the peak RSS of a streaming decode of a ~40 MB recording (target <= 32 MiB), measured
 //! in a child process that reads the file in 64 KiB chunks.
+//!
 //! `TAPELOG_BENCH_MB` sets the recording size (default 40).
 
 use std::io::Read as _;
@@ -23,10 +25,34 @@ fn terminal_line(i: usize, r: &mut u64) -> Vec<u8> {
     *r ^= *r << 17;
     let x = *r;
     match x % 4 {
-        0 => format!("\x1b[01;32mroot@node-{}\x1b[00m:\x1b[01;34m~/src/{}\x1b[00m$ ", x % 97, x % 13).into_bytes(),
-        1 => format!("-rw-r--r-- 1 root root {:>8} Nov {:>2} {:02}:{:02} file-{:x}.log\r\n", x % 100_000, x % 30, x % 24, x % 60, x >> 40).into_bytes(),
-        2 => format!("{} INFO request id={:016x} path=/api/v1/items/{} status=200 duration={}ms\r\n", i, x, x % 5000, x % 900).into_bytes(),
-        _ => format!("{}\r\n", "abcdefghijklmnopqrstuvwxyz0123456789".repeat(1 + (x % 3) as usize)).into_bytes(),
+        0 => format!(
+            "\x1b[01;32mroot@node-{}\x1b[00m:\x1b[01;34m~/src/{}\x1b[00m$ ",
+            x % 97,
+            x % 13
+        )
+        .into_bytes(),
+        1 => format!(
+            "-rw-r--r-- 1 root root {:>8} Nov {:>2} {:02}:{:02} file-{:x}.log\r\n",
+            x % 100_000,
+            x % 30,
+            x % 24,
+            x % 60,
+            x >> 40
+        )
+        .into_bytes(),
+        2 => format!(
+            "{} INFO request id={:016x} path=/api/v1/items/{} status=200 duration={}ms\r\n",
+            i,
+            x,
+            x % 5000,
+            x % 900
+        )
+        .into_bytes(),
+        _ => format!(
+            "{}\r\n",
+            "abcdefghijklmnopqrstuvwxyz0123456789".repeat(1 + (x % 3) as usize)
+        )
+        .into_bytes(),
     }
 }
 
@@ -55,7 +81,10 @@ fn events(target_bytes: usize) -> Vec<AuditEvent> {
 }
 
 fn encode(events: &[AuditEvent], backend: Backend) -> Vec<u8> {
-    let mut w = RecordingWriter::new(WriterConfig { backend, ..WriterConfig::default() });
+    let mut w = RecordingWriter::new(WriterConfig {
+        backend,
+        ..WriterConfig::default()
+    });
     let mut out = Vec::new();
     for e in events {
         w.add(e).unwrap();
@@ -171,11 +200,18 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let mb: usize = std::env::var("TAPELOG_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let mb: usize = std::env::var("TAPELOG_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     // About 4.5x compression: ~180 MB of records make a ~40 MB recording.
     let evs = events(mb * 1024 * 1024 * 9 / 2);
     let raw_bytes: usize = evs.iter().map(|e| e.oneof_len() + 4).sum();
-    println!("data: {} events, {:.1} MB of records", evs.len(), raw_bytes as f64 / 1e6);
+    println!(
+        "data: {} events, {:.1} MB of records",
+        evs.len(),
+        raw_bytes as f64 / 1e6
+    );
     let mut recording_for_rss = Vec::new();
     for backend in Backend::ALL {
         let (enc_t, bytes) = best_of(3, || encode(&evs, backend));
@@ -188,7 +224,9 @@ fn main() {
             let size = u64::from_be_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()) as usize;
             let pad = u64::from_be_bytes(bytes[pos + 16..pos + 24].try_into().unwrap()) as usize;
             let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[pos + 24..pos + 24 + size]).read_to_end(&mut plain).unwrap();
+            flate2::read::GzDecoder::new(&bytes[pos + 24..pos + 24 + size])
+                .read_to_end(&mut plain)
+                .unwrap();
             parts.push(plain);
             pos += 24 + size + pad;
         }
@@ -222,7 +260,10 @@ fn main() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let f: Vec<u64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     if let [events, before, peak] = f[..] {
         println!(
@@ -232,7 +273,10 @@ fn main() {
             before as f64 / 1024.0
         );
     } else {
-        println!("child failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+        println!(
+            "child failed: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

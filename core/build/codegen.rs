@@ -59,7 +59,10 @@ impl Ty {
         }
     }
     fn is_message_like(&self) -> bool {
-        matches!(self, Ty::Message(_) | Ty::Time | Ty::Dur | Ty::Struct | Ty::Traits)
+        matches!(
+            self,
+            Ty::Message(_) | Ty::Time | Ty::Dur | Ty::Struct | Ty::Traits
+        )
     }
 }
 
@@ -171,10 +174,14 @@ pub fn snake(name: &str) -> String {
             let next = chars.get(i + 1).copied();
             // "IPs" / "IDs": a plural s after an acronym stays with it.
             let plural_s = next == Some('s')
-                && chars.get(i + 2).is_none_or(|n| n.is_ascii_uppercase() || *n == '_');
+                && chars
+                    .get(i + 2)
+                    .is_none_or(|n| n.is_ascii_uppercase() || *n == '_');
             let boundary = prev.is_ascii_lowercase()
                 || prev.is_ascii_digit()
-                || (prev.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase()) && !plural_s);
+                || (prev.is_ascii_uppercase()
+                    && next.is_some_and(|n| n.is_ascii_lowercase())
+                    && !plural_s);
             if boundary && !out.ends_with('_') {
                 out.push('_');
             }
@@ -215,18 +222,27 @@ fn pascal_from_upper_snake(name: &str) -> String {
         .map(|p| {
             let mut cs = p.chars();
             let first = cs.next().map(|c| c.to_ascii_uppercase()).into_iter();
-            first.chain(cs.map(|c| c.to_ascii_lowercase())).collect::<String>()
+            first
+                .chain(cs.map(|c| c.to_ascii_lowercase()))
+                .collect::<String>()
         })
         .collect()
 }
 
 fn module_of(package: &str) -> Option<String> {
-    if package == MAIN_PACKAGE { None } else { Some(package.replace('.', "_")) }
+    if package == MAIN_PACKAGE {
+        None
+    } else {
+        Some(package.replace('.', "_"))
+    }
 }
 
 /// Rust path of a message or enum, from its full protobuf name.
 fn rust_path(full_name: &str, package: &str) -> String {
-    let local = full_name.strip_prefix(package).map(|s| s.trim_start_matches('.')).unwrap_or(full_name);
+    let local = full_name
+        .strip_prefix(package)
+        .map(|s| s.trim_start_matches('.'))
+        .unwrap_or(full_name);
     let name: String = local.split('.').collect::<Vec<_>>().join("");
     match module_of(package) {
         None => format!("{ROOT}::{name}"),
@@ -235,7 +251,10 @@ fn rust_path(full_name: &str, package: &str) -> String {
 }
 
 fn local_name(full_name: &str, package: &str) -> String {
-    let local = full_name.strip_prefix(package).map(|s| s.trim_start_matches('.')).unwrap_or(full_name);
+    let local = full_name
+        .strip_prefix(package)
+        .map(|s| s.trim_start_matches('.'))
+        .unwrap_or(full_name);
     local.split('.').collect::<Vec<_>>().join("")
 }
 
@@ -273,26 +292,40 @@ fn ty_of(opts: &Opts, f: &FieldDescriptor, kind: &Kind) -> Result<Ty, String> {
                     if opts.flag(f, &opts.stdtime) {
                         Ok(Ty::Time)
                     } else {
-                        Err(format!("{}: Timestamp without stdtime is not supported", f.full_name()))
+                        Err(format!(
+                            "{}: Timestamp without stdtime is not supported",
+                            f.full_name()
+                        ))
                     }
                 }
                 "google.protobuf.Duration" => {
                     if opts.flag(f, &opts.stdduration) {
                         Ok(Ty::Dur)
                     } else {
-                        Err(format!("{}: Duration without stdduration is not supported", f.full_name()))
+                        Err(format!(
+                            "{}: Duration without stdduration is not supported",
+                            f.full_name()
+                        ))
                     }
                 }
                 "google.protobuf.Struct" => Ok(Ty::Struct),
                 name if name.starts_with("google.protobuf.") && name.ends_with("Value") => {
                     if !opts.flag(f, &opts.wktpointer) {
-                        return Err(format!("{}: wrapper type without wktpointer", f.full_name()));
+                        return Err(format!(
+                            "{}: wrapper type without wktpointer",
+                            f.full_name()
+                        ));
                     }
                     let inner = m.get_field(1).ok_or("wrapper without field 1")?;
                     let (c, t) = scalar_of(&inner.kind()).ok_or("wrapper of a non-scalar")?;
                     Ok(Ty::Wkt(c, t))
                 }
-                _ if customtype.as_deref().is_some_and(|c| c.ends_with("wrappers.Traits")) => Ok(Ty::Traits),
+                _ if customtype
+                    .as_deref()
+                    .is_some_and(|c| c.ends_with("wrappers.Traits")) =>
+                {
+                    Ok(Ty::Traits)
+                }
                 _ if customtype.is_some() => Err(format!(
                     "{}: customtype {:?} is not supported",
                     f.full_name(),
@@ -316,12 +349,17 @@ fn build_msg(opts: &Opts, m: &MessageDescriptor) -> Result<Msg, String> {
         let nonnull = opts.flag(&f, &opts.nonnull);
         let synthetic_oneof = f.field_descriptor_proto().proto3_optional();
         let (ty, card) = if f.is_map() {
-            let Kind::Message(entry) = &kind else { return Err("map without entry".into()) };
+            let Kind::Message(entry) = &kind else {
+                return Err("map without entry".into());
+            };
             let k = entry.map_entry_key_field();
             let v = entry.map_entry_value_field();
             let kt = ty_of(opts, &k, &k.kind())?;
             if !matches!(kt, Ty::Scalar("PString", _)) {
-                return Err(format!("{}: only string map keys are supported", f.full_name()));
+                return Err(format!(
+                    "{}: only string map keys are supported",
+                    f.full_name()
+                ));
             }
             let vt = ty_of(opts, &v, &v.kind())?;
             (vt, Card::Map(Box::new(kt)))
@@ -339,19 +377,24 @@ fn build_msg(opts: &Opts, m: &MessageDescriptor) -> Result<Msg, String> {
                     oneofs.len() - 1
                 });
                 Card::Oneof(idx)
-            } else if synthetic_oneof {
-                Card::Optional
-            } else if matches!(ty, Ty::Wkt(..)) {
+            } else if synthetic_oneof || matches!(ty, Ty::Wkt(..)) {
                 Card::Optional
             } else if ty.is_message_like() {
-                if nonnull { Card::Single } else { Card::Optional }
+                if nonnull {
+                    Card::Single
+                } else {
+                    Card::Optional
+                }
             } else {
                 Card::Single
             };
             (ty, card)
         };
         if f.cardinality() == Cardinality::Required {
-            return Err(format!("{}: required fields are not supported", f.full_name()));
+            return Err(format!(
+                "{}: required fields are not supported",
+                f.full_name()
+            ));
         }
         let tag = opts.string(&f, &opts.json);
         let go_name = if opts.flag(&f, &opts.embed) {
@@ -360,7 +403,8 @@ fn build_msg(opts: &Opts, m: &MessageDescriptor) -> Result<Msg, String> {
                 _ => go_camel(f.name()),
             }
         } else {
-            opts.string(&f, &opts.customname).unwrap_or_else(|| go_camel(f.name()))
+            opts.string(&f, &opts.customname)
+                .unwrap_or_else(|| go_camel(f.name()))
         };
         let tag = tag.unwrap_or_else(|| format!("{},omitempty", f.name()));
         let (json_name, omitempty) = if tag == "-" {
@@ -378,7 +422,10 @@ fn build_msg(opts: &Opts, m: &MessageDescriptor) -> Result<Msg, String> {
             seen_rust.insert(rust_field.clone());
         }
         if rust_field == "unknown_fields" {
-            return Err(format!("{}: field name clashes with unknown_fields", f.full_name()));
+            return Err(format!(
+                "{}: field name clashes with unknown_fields",
+                f.full_name()
+            ));
         }
         let boxed = matches!(&ty, Ty::Message(p) if *p == rust_path(m.full_name(), m.package_name()))
             && !matches!(card, Card::Repeated | Card::Map(_));
@@ -399,7 +446,12 @@ fn build_msg(opts: &Opts, m: &MessageDescriptor) -> Result<Msg, String> {
             boxed,
         });
     }
-    Ok(Msg { full_name: m.full_name().to_string(), rust_name, fields, oneofs })
+    Ok(Msg {
+        full_name: m.full_name().to_string(),
+        rust_name,
+        fields,
+        oneofs,
+    })
 }
 
 /// One JSON member of a message after Go's flattening of embedded structs.
@@ -411,7 +463,13 @@ struct Leaf {
     path: Vec<(String, usize)>,
 }
 
-fn leaves(msgs: &BTreeMap<String, Msg>, msg: &Msg, depth: usize, prefix: &[(String, usize)], out: &mut Vec<Leaf>) {
+fn leaves(
+    msgs: &BTreeMap<String, Msg>,
+    msg: &Msg,
+    depth: usize,
+    prefix: &[(String, usize)],
+    out: &mut Vec<Leaf>,
+) {
     for (i, f) in msg.fields.iter().enumerate() {
         let Some(name) = &f.json_name else { continue };
         if matches!(f.card, Card::Oneof(_)) {
@@ -427,7 +485,11 @@ fn leaves(msgs: &BTreeMap<String, Msg>, msg: &Msg, depth: usize, prefix: &[(Stri
                 }
             }
         }
-        let name = if name.is_empty() { f.go_name.clone() } else { name.clone() };
+        let name = if name.is_empty() {
+            f.go_name.clone()
+        } else {
+            name.clone()
+        };
         out.push(Leaf { name, depth, path });
     }
 }
@@ -455,12 +517,19 @@ fn resolve(all: Vec<Leaf>) -> Vec<Leaf> {
     let mut keep = vec![false; all.len()];
     for idxs in by_name.values() {
         let min = idxs.iter().map(|&i| all[i].depth).min().unwrap_or(0);
-        let top: Vec<usize> = idxs.iter().copied().filter(|&i| all[i].depth == min).collect();
+        let top: Vec<usize> = idxs
+            .iter()
+            .copied()
+            .filter(|&i| all[i].depth == min)
+            .collect();
         if top.len() == 1 {
             keep[top[0]] = true;
         }
     }
-    all.into_iter().zip(keep).filter_map(|(l, k)| k.then_some(l)).collect()
+    all.into_iter()
+        .zip(keep)
+        .filter_map(|(l, k)| k.then_some(l))
+        .collect()
 }
 
 struct Gen<'a> {
@@ -475,7 +544,11 @@ impl Gen<'_> {
 
     fn rust_field_type(f: &Field) -> String {
         let t = f.ty.rust();
-        let t = if f.boxed { format!("::std::boxed::Box<{t}>") } else { t };
+        let t = if f.boxed {
+            format!("::std::boxed::Box<{t}>")
+        } else {
+            t
+        };
         match &f.card {
             Card::Single => t,
             Card::Optional => format!("::std::option::Option<{t}>"),
@@ -497,14 +570,25 @@ impl Gen<'_> {
             let json = f.json_name.as_deref().map_or("-".to_string(), |n| {
                 format!("{n}{}", if f.omitempty { ",omitempty" } else { "" })
             });
-            let _ = writeln!(o, "    /// `{}` = {} (JSON `{}`).", f.proto_name, f.number, json);
+            let _ = writeln!(
+                o,
+                "    /// `{}` = {} (JSON `{}`).",
+                f.proto_name, f.number, json
+            );
             let _ = writeln!(o, "    pub {}: {},", f.rust_name, Self::rust_field_type(f));
         }
         for one in &m.oneofs {
             let _ = writeln!(o, "    /// The `{}` oneof.", one.rust_field);
-            let _ = writeln!(o, "    pub {}: ::std::option::Option<{}>,", one.rust_field, one.enum_name);
+            let _ = writeln!(
+                o,
+                "    pub {}: ::std::option::Option<{}>,",
+                one.rust_field, one.enum_name
+            );
         }
-        let _ = writeln!(o, "    /// Fields this build does not know, written back unchanged.");
+        let _ = writeln!(
+            o,
+            "    /// Fields this build does not know, written back unchanged."
+        );
         let _ = writeln!(o, "    pub unknown_fields: crate::proto::UnknownFields,");
         let _ = writeln!(o, "}}\n");
         for one in &m.oneofs {
@@ -513,7 +597,11 @@ impl Gen<'_> {
             let _ = writeln!(o, "pub enum {} {{", one.enum_name);
             for &i in &one.members {
                 let f = &m.fields[i];
-                let t = if f.ty.is_message_like() { format!("::std::boxed::Box<{}>", f.ty.rust()) } else { f.ty.rust() };
+                let t = if f.ty.is_message_like() {
+                    format!("::std::boxed::Box<{}>", f.ty.rust())
+                } else {
+                    f.ty.rust()
+                };
                 let _ = writeln!(o, "    /// `{}` = {}.", f.proto_name, f.number);
                 let _ = writeln!(o, "    {}({}),", go_camel(&f.proto_name), t);
             }
@@ -542,7 +630,9 @@ impl Gen<'_> {
                 let c = t.codec().unwrap_or_default();
                 (
                     format!("{v}.as_ref().map_or(0, |x| {s}::always_len::<{s}::{c}>({n}, x))"),
-                    format!("if let Some(x) = &{v} {{ {s}::put_always::<{s}::{c}>(buf, {n}, x); }}"),
+                    format!(
+                        "if let Some(x) = &{v} {{ {s}::put_always::<{s}::{c}>(buf, {n}, x); }}"
+                    ),
                 )
             }
             (Card::Single, _) => (
@@ -552,8 +642,12 @@ impl Gen<'_> {
             (Card::Optional, _) => {
                 let deref = if f.boxed { "&**x" } else { "x" };
                 (
-                    format!("{v}.as_ref().map_or(0, |x| crate::proto::message_field_len({n}, {deref}))"),
-                    format!("if let Some(x) = &{v} {{ crate::proto::put_message_field(buf, {n}, {deref}); }}"),
+                    format!(
+                        "{v}.as_ref().map_or(0, |x| crate::proto::message_field_len({n}, {deref}))"
+                    ),
+                    format!(
+                        "if let Some(x) = &{v} {{ crate::proto::put_message_field(buf, {n}, {deref}); }}"
+                    ),
                 )
             }
             (Card::Repeated, t) if t.codec().is_some() => {
@@ -607,7 +701,9 @@ impl Gen<'_> {
             (Card::Optional, Ty::Time) => format!(
                 "crate::proto::expect_wire({name}, {n}, wt, crate::proto::WireType::Len)?; {v} = Some(crate::proto::read_std_time(buf, depth)?);"
             ),
-            (Card::Single, _) => format!("{s}::read_message({name}, {n}, wt, buf, depth, &mut {v})?;"),
+            (Card::Single, _) => {
+                format!("{s}::read_message({name}, {n}, wt, buf, depth, &mut {v})?;")
+            }
             (Card::Optional, _) => format!(
                 "{s}::read_message({name}, {n}, wt, buf, depth, {}{v}.get_or_insert_with(Default::default))?;",
                 if f.boxed { "&mut **" } else { "" }
@@ -619,7 +715,9 @@ impl Gen<'_> {
             (Card::Repeated, Ty::Time) => format!(
                 "crate::proto::expect_wire({name}, {n}, wt, crate::proto::WireType::Len)?; {v}.push(crate::proto::read_std_time(buf, depth)?);"
             ),
-            (Card::Repeated, _) => format!("{s}::read_repeated_message({name}, {n}, wt, buf, depth, &mut {v})?;"),
+            (Card::Repeated, _) => {
+                format!("{s}::read_repeated_message({name}, {n}, wt, buf, depth, &mut {v})?;")
+            }
             (Card::Map(k), t) => {
                 let kc = k.codec().unwrap_or_default();
                 match t.codec() {
@@ -642,7 +740,9 @@ impl Gen<'_> {
                     ),
                     t if t.codec().is_some() && !matches!(t, Ty::Wkt(..)) => {
                         let c = t.codec().unwrap_or_default();
-                        format!("{of} = Some({var}({s}::read_scalar::<{s}::{c}>({name}, {n}, wt, buf)?));")
+                        format!(
+                            "{of} = Some({var}({s}::read_scalar::<{s}::{c}>({name}, {n}, wt, buf)?));"
+                        )
                     }
                     _ => format!(
                         "let mut x = <{}>::default(); {s}::read_message({name}, {n}, wt, buf, depth, &mut x)?; {of} = Some({var}(Box::new(x)));",
@@ -663,12 +763,24 @@ impl Gen<'_> {
             let var = format!("{}::{}", one.enum_name, go_camel(&f.proto_name));
             match f.ty.codec() {
                 Some(c) if !matches!(f.ty, Ty::Wkt(..)) => {
-                    let _ = write!(len, " Some({var}(x)) => {s}::always_len::<{s}::{c}>({n}, x),");
-                    let _ = write!(enc, " Some({var}(x)) => {s}::put_always::<{s}::{c}>(buf, {n}, x),");
+                    let _ = write!(
+                        len,
+                        " Some({var}(x)) => {s}::always_len::<{s}::{c}>({n}, x),"
+                    );
+                    let _ = write!(
+                        enc,
+                        " Some({var}(x)) => {s}::put_always::<{s}::{c}>(buf, {n}, x),"
+                    );
                 }
                 _ => {
-                    let _ = write!(len, " Some({var}(x)) => crate::proto::message_field_len({n}, &**x),");
-                    let _ = write!(enc, " Some({var}(x)) => crate::proto::put_message_field(buf, {n}, &**x),");
+                    let _ = write!(
+                        len,
+                        " Some({var}(x)) => crate::proto::message_field_len({n}, &**x),"
+                    );
+                    let _ = write!(
+                        enc,
+                        " Some({var}(x)) => crate::proto::put_message_field(buf, {n}, &**x),"
+                    );
                 }
             }
         }
@@ -721,7 +833,12 @@ impl Gen<'_> {
         );
         let _ = writeln!(o, "        match field {{");
         for f in &m.fields {
-            let _ = writeln!(o, "            {} => {{ {} }}", f.number, Self::decode_arm(m, f));
+            let _ = writeln!(
+                o,
+                "            {} => {{ {} }}",
+                f.number,
+                Self::decode_arm(m, f)
+            );
         }
         let _ = writeln!(
             o,
@@ -759,27 +876,53 @@ impl Gen<'_> {
 
     fn json_write_stmt(f: &Field, name: &str, v: &str) -> String {
         let omit = f.omitempty;
-        let null_else = if omit { String::new() } else { format!(" else {{ w.null(\"{name}\"); }}") };
+        let null_else = if omit {
+            String::new()
+        } else {
+            format!(" else {{ w.null(\"{name}\"); }}")
+        };
         match (&f.card, &f.ty) {
             (Card::Single, Ty::Scalar("PString", _)) => {
-                if omit { format!("if !{v}.is_empty() {{ w.str(\"{name}\", &{v}); }}") } else { format!("w.str(\"{name}\", &{v});") }
+                if omit {
+                    format!("if !{v}.is_empty() {{ w.str(\"{name}\", &{v}); }}")
+                } else {
+                    format!("w.str(\"{name}\", &{v});")
+                }
             }
             (Card::Single, Ty::Scalar("PBytes", _)) => {
                 format!("if !{v}.is_empty() {{ w.bytes(\"{name}\", &{v}); }}{null_else}")
             }
             (Card::Single, Ty::Scalar("PBool", _)) => {
-                if omit { format!("if {v} {{ w.bool(\"{name}\", true); }}") } else { format!("w.bool(\"{name}\", {v});") }
+                if omit {
+                    format!("if {v} {{ w.bool(\"{name}\", true); }}")
+                } else {
+                    format!("w.bool(\"{name}\", {v});")
+                }
             }
             (Card::Single, Ty::Scalar(c, _)) if *c == "PDouble" || *c == "PFloat" => {
-                if omit { format!("if {v} != 0.0 {{ w.float(\"{name}\", {v} as f64); }}") } else { format!("w.float(\"{name}\", {v} as f64);") }
+                if omit {
+                    format!("if {v} != 0.0 {{ w.float(\"{name}\", {v} as f64); }}")
+                } else {
+                    format!("w.float(\"{name}\", {v} as f64);")
+                }
             }
             (Card::Single, Ty::Scalar(..) | Ty::Enum(_)) => {
-                if omit { format!("if {v} != 0 {{ w.int(\"{name}\", {v}); }}") } else { format!("w.int(\"{name}\", {v});") }
+                if omit {
+                    format!("if {v} != 0 {{ w.int(\"{name}\", {v}); }}")
+                } else {
+                    format!("w.int(\"{name}\", {v});")
+                }
             }
             (Card::Single, Ty::Dur) => {
-                if omit { format!("if {v}.0 != 0 {{ w.int(\"{name}\", {v}.0); }}") } else { format!("w.int(\"{name}\", {v}.0);") }
+                if omit {
+                    format!("if {v}.0 != 0 {{ w.int(\"{name}\", {v}.0); }}")
+                } else {
+                    format!("w.int(\"{name}\", {v}.0);")
+                }
             }
-            (Card::Single, Ty::Traits) => format!("if !{v}.0.is_empty() {{ w.value(\"{name}\", &{v}); }}{null_else}"),
+            (Card::Single, Ty::Traits) => {
+                format!("if !{v}.0.is_empty() {{ w.value(\"{name}\", &{v}); }}{null_else}")
+            }
             (Card::Single, _) => format!("w.value(\"{name}\", &{v});"),
             (Card::Optional, Ty::Scalar("PBytes", _)) => {
                 format!("if let Some(x) = &{v} {{ w.bytes(\"{name}\", x); }}{null_else}")
@@ -790,7 +933,9 @@ impl Gen<'_> {
             (Card::Optional, Ty::Scalar("PBool", _) | Ty::Wkt("PBool", _)) => {
                 format!("if let Some(x) = {v} {{ w.bool(\"{name}\", x); }}{null_else}")
             }
-            (Card::Optional, Ty::Scalar(c, _) | Ty::Wkt(c, _)) if *c == "PDouble" || *c == "PFloat" => {
+            (Card::Optional, Ty::Scalar(c, _) | Ty::Wkt(c, _))
+                if *c == "PDouble" || *c == "PFloat" =>
+            {
                 format!("if let Some(x) = {v} {{ w.float(\"{name}\", x as f64); }}{null_else}")
             }
             (Card::Optional, Ty::Wkt("PBytes", _)) => {
@@ -799,19 +944,29 @@ impl Gen<'_> {
             (Card::Optional, Ty::Scalar(..) | Ty::Enum(_) | Ty::Wkt(..)) => {
                 format!("if let Some(x) = {v} {{ w.int(\"{name}\", x); }}{null_else}")
             }
-            (Card::Optional, Ty::Dur) => format!("if let Some(x) = {v} {{ w.int(\"{name}\", x.0); }}{null_else}"),
-            (Card::Optional, _) => format!("if let Some(x) = &{v} {{ w.value(\"{name}\", x); }}{null_else}"),
+            (Card::Optional, Ty::Dur) => {
+                format!("if let Some(x) = {v} {{ w.int(\"{name}\", x.0); }}{null_else}")
+            }
+            (Card::Optional, _) => {
+                format!("if let Some(x) = &{v} {{ w.value(\"{name}\", x); }}{null_else}")
+            }
             (Card::Repeated, Ty::Scalar("PString", _)) => {
                 format!("if !{v}.is_empty() {{ w.strs(\"{name}\", &{v}); }}{null_else}")
             }
             (Card::Repeated, Ty::Scalar("PBytes", _)) => {
-                format!("if !{v}.is_empty() {{ w.value(\"{name}\", &crate::json::Base64List(&{v})); }}{null_else}")
+                format!(
+                    "if !{v}.is_empty() {{ w.value(\"{name}\", &crate::json::Base64List(&{v})); }}{null_else}"
+                )
             }
             (Card::Repeated, _) => {
-                format!("if !{v}.is_empty() {{ w.value(\"{name}\", &crate::json::List(&{v})); }}{null_else}")
+                format!(
+                    "if !{v}.is_empty() {{ w.value(\"{name}\", &crate::json::List(&{v})); }}{null_else}"
+                )
             }
             (Card::Map(_), _) => {
-                format!("if !{v}.is_empty() {{ w.value(\"{name}\", &crate::json::StrMap(&{v})); }}{null_else}")
+                format!(
+                    "if !{v}.is_empty() {{ w.value(\"{name}\", &crate::json::StrMap(&{v})); }}{null_else}"
+                )
             }
             (Card::Oneof(_), _) => String::new(),
         }
@@ -820,23 +975,39 @@ impl Gen<'_> {
     fn json_read_stmt(f: &Field, name: &str, target: &str) -> String {
         let t = f.ty.rust();
         let one = match &f.ty {
-            Ty::Scalar("PBytes", _) | Ty::Wkt("PBytes", _) => format!("crate::json::bytes_from_json(v, \"{name}\")?"),
+            Ty::Scalar("PBytes", _) | Ty::Wkt("PBytes", _) => {
+                format!("crate::json::bytes_from_json(v, \"{name}\")?")
+            }
             Ty::Message(_) => format!("crate::json::from_json_value::<{t}>(v, \"{name}\")?"),
             _ => format!("<{t} as crate::json::FromJson>::from_json(v, \"{name}\")?"),
         };
         match &f.card {
             Card::Single => format!("{target} = {one};"),
             Card::Optional => {
-                if f.boxed { format!("{target} = Some(Box::new({one}));") } else { format!("{target} = Some({one});") }
+                if f.boxed {
+                    format!("{target} = Some(Box::new({one}));")
+                } else {
+                    format!("{target} = Some({one});")
+                }
             }
             Card::Repeated => match &f.ty {
-                Ty::Scalar("PBytes", _) => format!("{target} = crate::json::base64_list_from_json(v, \"{name}\")?;"),
-                Ty::Message(_) => format!("{target} = crate::json::messages_from_json(v, \"{name}\")?;"),
-                _ => format!("{target} = <Vec<{t}> as crate::json::FromJson>::from_json(v, \"{name}\")?;"),
+                Ty::Scalar("PBytes", _) => {
+                    format!("{target} = crate::json::base64_list_from_json(v, \"{name}\")?;")
+                }
+                Ty::Message(_) => {
+                    format!("{target} = crate::json::messages_from_json(v, \"{name}\")?;")
+                }
+                _ => format!(
+                    "{target} = <Vec<{t}> as crate::json::FromJson>::from_json(v, \"{name}\")?;"
+                ),
             },
             Card::Map(_) => match &f.ty {
-                Ty::Message(_) => format!("{target} = crate::json::message_map_from_json(v, \"{name}\")?;"),
-                Ty::Scalar("PBytes", _) => format!("{target} = crate::json::base64_map_from_json(v, \"{name}\")?;"),
+                Ty::Message(_) => {
+                    format!("{target} = crate::json::message_map_from_json(v, \"{name}\")?;")
+                }
+                Ty::Scalar("PBytes", _) => {
+                    format!("{target} = crate::json::base64_map_from_json(v, \"{name}\")?;")
+                }
                 _ => format!(
                     "{target} = <::std::collections::BTreeMap<String, {t}> as crate::json::FromJson>::from_json(v, \"{name}\")?;"
                 ),
@@ -856,15 +1027,27 @@ impl Gen<'_> {
             let (msg, idx) = leaf.path.last().cloned().unwrap_or_default();
             let f = self.field(&msg, idx).clone();
             let (open, expr, close) = self.leaf_access(leaf, false);
-            let _ = writeln!(write, "        {open}{}{close}", Self::json_write_stmt(&f, &leaf.name, &expr));
+            let _ = writeln!(
+                write,
+                "        {open}{}{close}",
+                Self::json_write_stmt(&f, &leaf.name, &expr)
+            );
             let (_, mexpr, _) = self.leaf_access(leaf, true);
-            let _ = writeln!(read, "            \"{}\" => {{ {} }}", leaf.name, Self::json_read_stmt(&f, &leaf.name, &mexpr));
+            let _ = writeln!(
+                read,
+                "            \"{}\" => {{ {} }}",
+                leaf.name,
+                Self::json_read_stmt(&f, &leaf.name, &mexpr)
+            );
             names.push(format!("\"{}\"", leaf.name));
         }
         let o = &mut self.out;
         let _ = writeln!(o, "impl crate::json::JsonFields for {} {{", m.rust_name);
         let _ = writeln!(o, "    #[allow(unused_variables, clippy::needless_borrow)]");
-        let _ = writeln!(o, "    fn write_json_fields(&self, w: &mut crate::json::ObjectWriter<'_>) {{");
+        let _ = writeln!(
+            o,
+            "    fn write_json_fields(&self, w: &mut crate::json::ObjectWriter<'_>) {{"
+        );
         o.push_str(&write);
         let _ = writeln!(o, "    }}");
         let _ = writeln!(o, "    #[allow(unused_variables, unreachable_code)]");
@@ -878,12 +1061,22 @@ impl Gen<'_> {
         let _ = writeln!(o, "        }}");
         let _ = writeln!(o, "        Ok(true)");
         let _ = writeln!(o, "    }}");
-        let _ = writeln!(o, "    fn json_field_names() -> &'static [&'static str] {{ &[{}] }}", names.join(", "));
+        let _ = writeln!(
+            o,
+            "    fn json_field_names() -> &'static [&'static str] {{ &[{}] }}",
+            names.join(", ")
+        );
         let _ = writeln!(o, "}}\n");
         let _ = writeln!(o, "impl crate::json::ToJson for {} {{", m.rust_name);
         let _ = writeln!(o, "    fn write_json(&self, out: &mut String) {{");
-        let _ = writeln!(o, "        let mut w = crate::json::ObjectWriter::begin(out);");
-        let _ = writeln!(o, "        crate::json::JsonFields::write_json_fields(self, &mut w);");
+        let _ = writeln!(
+            o,
+            "        let mut w = crate::json::ObjectWriter::begin(out);"
+        );
+        let _ = writeln!(
+            o,
+            "        crate::json::JsonFields::write_json_fields(self, &mut w);"
+        );
         let _ = writeln!(o, "        w.end();");
         let _ = writeln!(o, "    }}");
         let _ = writeln!(o, "}}\n");
@@ -894,9 +1087,15 @@ impl Gen<'_> {
         let _ = writeln!(o, "#[cfg(feature = \"random\")]");
         let _ = writeln!(o, "impl crate::random::Random for {} {{", m.rust_name);
         let _ = writeln!(o, "    #[allow(unused_variables, unused_mut)]");
-        let _ = writeln!(o, "    fn random(r: &mut crate::random::Rng, depth: u32) -> Self {{");
+        let _ = writeln!(
+            o,
+            "    fn random(r: &mut crate::random::Rng, depth: u32) -> Self {{"
+        );
         let _ = writeln!(o, "        let mut m = Self::default();");
-        let _ = writeln!(o, "        if depth > crate::random::MAX_DEPTH {{ return m; }}");
+        let _ = writeln!(
+            o,
+            "        if depth > crate::random::MAX_DEPTH {{ return m; }}"
+        );
         for f in &m.fields {
             let v = format!("m.{}", f.rust_name);
             let one = match &f.ty {
@@ -905,10 +1104,14 @@ impl Gen<'_> {
             };
             let stmt = match &f.card {
                 Card::Single => format!("{v} = {one};"),
-                Card::Optional if f.boxed => format!("if r.coin() {{ {v} = Some(Box::new({one})); }}"),
+                Card::Optional if f.boxed => {
+                    format!("if r.coin() {{ {v} = Some(Box::new({one})); }}")
+                }
                 Card::Optional => format!("if r.coin() {{ {v} = Some({one}); }}"),
                 Card::Repeated => match &f.ty {
-                    Ty::Enum(_) => format!("{v} = (0..r.below(3)).map(|_| r.small_i32()).collect();"),
+                    Ty::Enum(_) => {
+                        format!("{v} = (0..r.below(3)).map(|_| r.small_i32()).collect();")
+                    }
                     _ => format!("{v} = crate::random::vec(r, depth + 1);"),
                 },
                 Card::Map(_) => format!("{v} = crate::random::map(r, depth + 1);"),
@@ -923,10 +1126,16 @@ impl Gen<'_> {
                 let var = format!("{}::{}", one.enum_name, go_camel(&f.proto_name));
                 let val = match &f.ty {
                     Ty::Enum(_) => "r.small_i32()".to_string(),
-                    t if t.is_message_like() => "Box::new(crate::random::Random::random(r, depth + 1))".to_string(),
+                    t if t.is_message_like() => {
+                        "Box::new(crate::random::Random::random(r, depth + 1))".to_string()
+                    }
                     _ => "crate::random::Random::random(r, depth + 1)".to_string(),
                 };
-                let _ = writeln!(o, "            {k} => m.{} = Some({var}({val})),", one.rust_field);
+                let _ = writeln!(
+                    o,
+                    "            {k} => m.{} = Some({var}({val})),",
+                    one.rust_field
+                );
             }
             let _ = writeln!(o, "            _ => {{}}");
             let _ = writeln!(o, "        }}");
@@ -939,7 +1148,11 @@ impl Gen<'_> {
     fn enum_def(&mut self, e: &EnumDescriptor) {
         let name = local_name(e.full_name(), e.package_name());
         let o = &mut self.out;
-        let _ = writeln!(o, "/// Values of the enum `{}` (fields hold them as `i32`).", e.full_name());
+        let _ = writeln!(
+            o,
+            "/// Values of the enum `{}` (fields hold them as `i32`).",
+            e.full_name()
+        );
         let _ = writeln!(o, "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]");
         let _ = writeln!(o, "#[repr(i32)]");
         let _ = writeln!(o, "pub enum {name} {{");
@@ -960,13 +1173,19 @@ impl Gen<'_> {
         let _ = writeln!(o, "}}\n");
         let _ = writeln!(o, "impl {name} {{");
         let _ = writeln!(o, "    /// The variant with this number, if any.");
-        let _ = writeln!(o, "    pub fn from_i32(v: i32) -> Option<Self> {{ match v {{");
+        let _ = writeln!(
+            o,
+            "    pub fn from_i32(v: i32) -> Option<Self> {{ match v {{"
+        );
         for (vn, n, _) in &variants {
             let _ = writeln!(o, "        {n} => Some(Self::{vn}),");
         }
         let _ = writeln!(o, "        _ => None }} }}");
         let _ = writeln!(o, "    /// The name in the schema.");
-        let _ = writeln!(o, "    pub fn as_str_name(&self) -> &'static str {{ match self {{");
+        let _ = writeln!(
+            o,
+            "    pub fn as_str_name(&self) -> &'static str {{ match self {{"
+        );
         for (vn, _, pn) in &variants {
             let _ = writeln!(o, "        Self::{vn} => \"{pn}\",");
         }
@@ -979,7 +1198,9 @@ impl Gen<'_> {
 pub fn generate(dir: &str, file: &str) -> Result<Schema, String> {
     let mut compiler = protox::Compiler::new([dir]).map_err(|e| format!("{e:?}"))?;
     compiler.include_imports(true);
-    compiler.open_file(file).map_err(|e| format!("{e}: {e:?}"))?;
+    compiler
+        .open_file(file)
+        .map_err(|e| format!("{e}: {e:?}"))?;
     let pool = compiler.descriptor_pool();
     let opts = Opts::new(&pool)?;
 
@@ -991,19 +1212,32 @@ pub fn generate(dir: &str, file: &str) -> Result<Schema, String> {
         }
         msgs.insert(m.full_name().to_string(), build_msg(&opts, &m)?);
     }
-    let mut g = Gen { msgs: &msgs, out: String::new() };
-    g.out.push_str("// @generated by core/build/codegen.rs from core/proto. Do not edit.\n\n");
+    let mut g = Gen {
+        msgs: &msgs,
+        out: String::new(),
+    };
+    g.out
+        .push_str("// @generated by core/build/codegen.rs from core/proto. Do not edit.\n\n");
 
     // Group by Rust module.
-    let mut by_module: BTreeMap<Option<String>, (Vec<String>, Vec<EnumDescriptor>)> = BTreeMap::new();
-    for (name, _) in &msgs {
-        by_module.entry(module_of(&package_of(name))).or_default().0.push(name.clone());
+    let mut by_module: BTreeMap<Option<String>, (Vec<String>, Vec<EnumDescriptor>)> =
+        BTreeMap::new();
+    for name in msgs.keys() {
+        by_module
+            .entry(module_of(&package_of(name)))
+            .or_default()
+            .0
+            .push(name.clone());
     }
     for e in pool.all_enums() {
         if skip(e.package_name()) {
             continue;
         }
-        by_module.entry(module_of(e.package_name())).or_default().1.push(e);
+        by_module
+            .entry(module_of(e.package_name()))
+            .or_default()
+            .1
+            .push(e);
     }
     for (module, (names, enums)) in &by_module {
         if let Some(m) = module {
@@ -1030,12 +1264,23 @@ pub fn generate(dir: &str, file: &str) -> Result<Schema, String> {
     let mut oneof_messages = Vec::new();
     let mut list = String::new();
     for f in &oneof.fields {
-        let Ty::Message(path) = &f.ty else { return Err(format!("OneOf.{} is not a message", f.proto_name)) };
+        let Ty::Message(path) = &f.ty else {
+            return Err(format!("OneOf.{} is not a message", f.proto_name));
+        };
         let msg_name = path.rsplit("::").next().unwrap_or_default().to_string();
         oneof_messages.push((f.number, go_camel(&f.proto_name), msg_name.clone()));
-        let _ = writeln!(list, "            ({}, {}, {}),", f.number, go_camel(&f.proto_name), msg_name);
+        let _ = writeln!(
+            list,
+            "            ({}, {}, {}),",
+            f.number,
+            go_camel(&f.proto_name),
+            msg_name
+        );
     }
-    let _ = writeln!(g.out, "/// Calls `$m!` with `(oneof field number, variant, message type)` of every event kind.");
+    let _ = writeln!(
+        g.out,
+        "/// Calls `$m!` with `(oneof field number, variant, message type)` of every event kind."
+    );
     let _ = writeln!(g.out, "macro_rules! with_event_kinds {{");
     let _ = writeln!(g.out, "    ($m:ident) => {{");
     let _ = writeln!(g.out, "        $m! {{");
@@ -1047,10 +1292,17 @@ pub fn generate(dir: &str, file: &str) -> Result<Schema, String> {
 
     // Metadata accessors of each event kind.
     let find = |m: &Msg, ty: &str| -> Option<String> {
-        m.fields.iter().find(|f| f.ty == Ty::Message(format!("{ROOT}::{ty}")) && matches!(f.card, Card::Single)).map(|f| f.rust_name.clone())
+        m.fields
+            .iter()
+            .find(|f| {
+                f.ty == Ty::Message(format!("{ROOT}::{ty}")) && matches!(f.card, Card::Single)
+            })
+            .map(|f| f.rust_name.clone())
     };
     for (_, _, msg_name) in &oneof_messages {
-        let m = msgs.get(&format!("events.{msg_name}")).ok_or_else(|| format!("events.{msg_name} missing"))?;
+        let m = msgs
+            .get(&format!("events.{msg_name}"))
+            .ok_or_else(|| format!("events.{msg_name} missing"))?;
         let _ = writeln!(g.out, "impl crate::event::EventKind for {msg_name} {{");
         for (acc, ty) in [
             ("metadata", "Metadata"),
@@ -1061,12 +1313,21 @@ pub fn generate(dir: &str, file: &str) -> Result<Schema, String> {
         ] {
             match find(m, ty) {
                 Some(f) => {
-                    let _ = writeln!(g.out, "    fn {acc}(&self) -> Option<&{ty}> {{ Some(&self.{f}) }}");
-                    let _ = writeln!(g.out, "    fn {acc}_mut(&mut self) -> Option<&mut {ty}> {{ Some(&mut self.{f}) }}");
+                    let _ = writeln!(
+                        g.out,
+                        "    fn {acc}(&self) -> Option<&{ty}> {{ Some(&self.{f}) }}"
+                    );
+                    let _ = writeln!(
+                        g.out,
+                        "    fn {acc}_mut(&mut self) -> Option<&mut {ty}> {{ Some(&mut self.{f}) }}"
+                    );
                 }
                 None => {
                     let _ = writeln!(g.out, "    fn {acc}(&self) -> Option<&{ty}> {{ None }}");
-                    let _ = writeln!(g.out, "    fn {acc}_mut(&mut self) -> Option<&mut {ty}> {{ None }}");
+                    let _ = writeln!(
+                        g.out,
+                        "    fn {acc}_mut(&mut self) -> Option<&mut {ty}> {{ None }}"
+                    );
                 }
             }
         }
@@ -1074,9 +1335,16 @@ pub fn generate(dir: &str, file: &str) -> Result<Schema, String> {
     }
 
     // TrimToMaxSize rules.
-    g.out.push_str(&crate::tables::trim_code("schema/trim.tsv", &msgs_view(&msgs), &oneof_messages)?);
+    g.out.push_str(&crate::tables::trim_code(
+        "schema/trim.tsv",
+        &msgs_view(&msgs),
+        &oneof_messages,
+    )?);
 
-    Ok(Schema { code: g.out, oneof_messages })
+    Ok(Schema {
+        code: g.out,
+        oneof_messages,
+    })
 }
 
 /// What the table generator needs to know of a message: Go field name → (Rust field, kind).
@@ -1089,7 +1357,10 @@ pub struct FieldView {
 
 fn msgs_view(msgs: &BTreeMap<String, Msg>) -> BTreeMap<String, BTreeMap<String, FieldView>> {
     let mut out = BTreeMap::new();
-    for m in msgs.values().filter(|m| package_of(&m.full_name) == MAIN_PACKAGE) {
+    for m in msgs
+        .values()
+        .filter(|m| package_of(&m.full_name) == MAIN_PACKAGE)
+    {
         let mut fields = BTreeMap::new();
         for f in &m.fields {
             let kind = match (&f.card, &f.ty) {
@@ -1099,7 +1370,9 @@ fn msgs_view(msgs: &BTreeMap<String, Msg>) -> BTreeMap<String, BTreeMap<String, 
                 (Card::Single, Ty::Scalar("PBytes", _)) => "bytes",
                 (Card::Optional, Ty::Struct) => "struct",
                 (Card::Single, Ty::Traits) => "traits",
-                (Card::Repeated, Ty::Message(p)) if p.ends_with("::FileTransferStat") => "sftp_paths",
+                (Card::Repeated, Ty::Message(p)) if p.ends_with("::FileTransferStat") => {
+                    "sftp_paths"
+                }
                 (Card::Single, Ty::Message(p)) if p.ends_with("::Status") => "status",
                 (Card::Optional, Ty::Message(p)) if p.ends_with("::Status") => "status_ptr",
                 (Card::Single, Ty::Message(p)) if p.ends_with("::CommandMetadata") => "command",
@@ -1114,7 +1387,12 @@ fn msgs_view(msgs: &BTreeMap<String, Msg>) -> BTreeMap<String, BTreeMap<String, 
             };
             fields.insert(
                 f.go_name.clone(),
-                FieldView { rust_name: f.rust_name.clone(), kind, message, optional: f.card == Card::Optional },
+                FieldView {
+                    rust_name: f.rust_name.clone(),
+                    kind,
+                    message,
+                    optional: f.card == Card::Optional,
+                },
             );
         }
         out.insert(m.rust_name.clone(), fields);

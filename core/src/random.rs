@@ -80,16 +80,35 @@ impl Random for f64 {
 
 impl Random for f32 {
     fn random(r: &mut Rng, _depth: u32) -> Self {
-        if r.coin() { 0.0 } else { r.below(1000) as f32 / 4.0 }
+        if r.coin() {
+            0.0
+        } else {
+            r.below(1000) as f32 / 4.0
+        }
     }
 }
 
-const PIECES: &[&str] = &["", "root", "a\"b", "back\\slash", "<tag>&amp;", "line\nbreak", "tab\t", "é✓", "\u{1}", "session.start", " ", "日本語"];
+const PIECES: &[&str] = &[
+    "",
+    "root",
+    "a\"b",
+    "back\\slash",
+    "<tag>&amp;",
+    "line\nbreak",
+    "tab\t",
+    "é✓",
+    "\u{1}",
+    "session.start",
+    " ",
+    "日本語",
+];
 
 impl Random for String {
     fn random(r: &mut Rng, _depth: u32) -> Self {
         let n = r.below(4);
-        (0..n).map(|_| PIECES[r.below(PIECES.len() as u64) as usize]).collect()
+        (0..n)
+            .map(|_| PIECES[r.below(PIECES.len() as u64) as usize])
+            .collect()
     }
 }
 
@@ -105,7 +124,10 @@ impl Random for Timestamp {
         match r.below(4) {
             0 => Timestamp::ZERO,
             1 => Timestamp::from_unix_millis(1_600_000_000_000 + r.below(1 << 40) as i64),
-            _ => Timestamp { seconds: r.below(253_402_300_799) as i64, nanos: r.below(1_000_000_000) as i32 },
+            _ => Timestamp {
+                seconds: r.below(253_402_300_799) as i64,
+                nanos: r.below(1_000_000_000) as i32,
+            },
         }
     }
 }
@@ -123,9 +145,12 @@ impl Random for JsonStruct {
             let v = match r.below(5) {
                 0 => serde_json::Value::Null,
                 1 => serde_json::Value::Bool(r.coin()),
-                2 => serde_json::Number::from_f64(f64::random(r, depth)).map_or(serde_json::Value::Null, serde_json::Value::Number),
+                2 => serde_json::Number::from_f64(f64::random(r, depth))
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
                 3 => serde_json::Value::String(String::random(r, depth)),
-                _ => serde_json::Value::Array(vec![serde_json::Value::String(String::random(r, depth))]),
+                _ => serde_json::Value::Array(vec![serde_json::Value::String(String::random(
+                    r, depth,
+                ))]),
             };
             m.insert(String::random(r, depth), v);
         }
@@ -160,5 +185,7 @@ pub fn vec<T: Random>(r: &mut Rng, depth: u32) -> Vec<T> {
 /// A small random string-keyed map.
 pub fn map<T: Random>(r: &mut Rng, depth: u32) -> BTreeMap<String, T> {
     let n = if depth > MAX_DEPTH { 0 } else { r.below(3) };
-    (0..n).map(|_| (String::random(r, depth), T::random(r, depth + 1))).collect()
+    (0..n)
+        .map(|_| (String::random(r, depth), T::random(r, depth + 1)))
+        .collect()
 }

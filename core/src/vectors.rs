@@ -22,7 +22,11 @@ fn meta(index: i64, ty: &str, code: &str, ms: i64) -> Metadata {
         index,
         type_: ty.into(),
         code: code.into(),
-        id: if code.is_empty() { String::new() } else { format!("00000000-0000-4000-8000-{index:012}") },
+        id: if code.is_empty() {
+            String::new()
+        } else {
+            format!("00000000-0000-4000-8000-{index:012}")
+        },
         time: Timestamp::from_unix_millis(START_MILLIS + ms),
         cluster_name: "tapelog.example".into(),
         ..Default::default()
@@ -30,7 +34,11 @@ fn meta(index: i64, ty: &str, code: &str, ms: i64) -> Metadata {
 }
 
 fn user() -> UserMetadata {
-    UserMetadata { user: "joe".into(), login: "root".into(), ..Default::default() }
+    UserMetadata {
+        user: "joe".into(),
+        login: "root".into(),
+        ..Default::default()
+    }
 }
 
 fn server() -> ServerMetadata {
@@ -43,7 +51,10 @@ fn server() -> ServerMetadata {
 }
 
 fn session() -> SessionMetadata {
-    SessionMetadata { session_id: SESSION_ID.into(), ..Default::default() }
+    SessionMetadata {
+        session_id: SESSION_ID.into(),
+        ..Default::default()
+    }
 }
 
 /// A print event with the offsets and delays the session writer gives it.
@@ -101,7 +112,12 @@ pub fn sample_session(prints: usize) -> Vec<AuditEvent> {
     let last = 2 + prints as i64;
     v.push(
         SessionEnd {
-            metadata: meta(last, event_type::SESSION_END, event_code::SESSION_END, 100 + prints as i64 * 7),
+            metadata: meta(
+                last,
+                event_type::SESSION_END,
+                event_code::SESSION_END,
+                100 + prints as i64 * 7,
+            ),
             user: user(),
             session: session(),
             server: server(),
@@ -155,7 +171,10 @@ pub struct Vector {
 }
 
 fn small() -> WriterConfig {
-    WriterConfig { min_upload_bytes: 8 * 1024, ..WriterConfig::default() }
+    WriterConfig {
+        min_upload_bytes: 8 * 1024,
+        ..WriterConfig::default()
+    }
 }
 
 /// Encodes `events` as one part.
@@ -171,7 +190,11 @@ pub fn one_part(events: &[AuditEvent], last: bool, config: WriterConfig) -> Vec<
 
 /// A part whose gzip member is followed, inside `part_size`, by `extra` zero bytes (the old
 /// writer bug), then `padding` bytes outside.
-pub fn part_with_padding_inside_gzip(events: &[AuditEvent], extra: usize, padding: usize) -> Vec<u8> {
+pub fn part_with_padding_inside_gzip(
+    events: &[AuditEvent],
+    extra: usize,
+    padding: usize,
+) -> Vec<u8> {
     let clean = one_part(events, true, WriterConfig::default());
     let payload = &clean[24..];
     let mut out = PartHeader::v1((payload.len() + extra) as u64, padding as u64).to_bytes();
@@ -182,7 +205,7 @@ pub fn part_with_padding_inside_gzip(events: &[AuditEvent], extra: usize, paddin
 
 /// One record (length + `OneOf`) of an arbitrary OneOf field, for unknown-member vectors.
 pub fn unknown_member_oneof(field: u32, index: i64) -> Vec<u8> {
-    use crate::proto::{Message, put_key, put_varint, WireType};
+    use crate::proto::{Message, WireType, put_key, put_varint};
     let m = meta(index, "future.event", "TF999I", 5);
     let mut inner = Vec::new();
     crate::proto::put_message_field(&mut inner, 1, &m);
@@ -204,7 +227,13 @@ pub fn raw_part(payload: &[u8], version: u64) -> Vec<u8> {
     gz.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     gz.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     // In both versions the part size counts the payload only (V2's header is 32 bytes).
-    let mut out = PartHeader { version, part_size: gz.len() as u64, padding_size: 0, flags: 0 }.to_bytes();
+    let mut out = PartHeader {
+        version,
+        part_size: gz.len() as u64,
+        padding_size: 0,
+        flags: 0,
+    }
+    .to_bytes();
     out.extend_from_slice(&gz);
     out
 }
@@ -239,12 +268,29 @@ pub fn legacy_tar(prints: usize) -> Vec<u8> {
     ])
 }
 
-fn ok(name: &'static str, bytes: Vec<u8>, events: Vec<AuditEvent>, stats: (u64, u64, u64)) -> Vector {
-    Vector { name, bytes, expect: Expect::Events { events, stats } }
+fn ok(
+    name: &'static str,
+    bytes: Vec<u8>,
+    events: Vec<AuditEvent>,
+    stats: (u64, u64, u64),
+) -> Vector {
+    Vector {
+        name,
+        bytes,
+        expect: Expect::Events { events, stats },
+    }
 }
 
 fn bad(name: &'static str, bytes: Vec<u8>, before: usize, kind: ErrorKind, offset: u64) -> Vector {
-    Vector { name, bytes, expect: Expect::Error { before, kind, offset } }
+    Vector {
+        name,
+        bytes,
+        expect: Expect::Error {
+            before,
+            kind,
+            offset,
+        },
+    }
 }
 
 /// Whether two error kinds are the same kind (ignoring details that depend on the deflate
@@ -264,7 +310,12 @@ pub fn all() -> Vec<Vector> {
     let mut v = Vec::new();
 
     // 1. Single part, last (unpadded).
-    v.push(ok("single-part", one_part(&session, true, WriterConfig::default()), session.clone(), (n, 0, 0)));
+    v.push(ok(
+        "single-part",
+        one_part(&session, true, WriterConfig::default()),
+        session.clone(),
+        (n, 0, 0),
+    ));
 
     // 2. Many padded parts of 8 KiB.
     let big = sample_session(2000);
@@ -278,7 +329,12 @@ pub fn all() -> Vec<Vector> {
     for p in w.finish() {
         bytes.extend_from_slice(&p.to_vec());
     }
-    v.push(ok("many-padded-parts", bytes, big.clone(), (big.len() as u64, 0, 0)));
+    v.push(ok(
+        "many-padded-parts",
+        bytes,
+        big.clone(),
+        (big.len() as u64, 0, 0),
+    ));
 
     // 3. Padding inside the gzip section (old writer bug), then padding outside too.
     let mut bytes = part_with_padding_inside_gzip(&session[..20], 1000, 300);
@@ -289,7 +345,12 @@ pub fn all() -> Vec<Vector> {
     //    skipped part number) replays 20..30 and goes on to the end.
     let mut bytes = one_part(&session[..30], false, small());
     bytes.extend_from_slice(&one_part(&session[20..], true, small()));
-    v.push(ok("resumed-duplicates", bytes, session.clone(), (n + 10, 10, 0)));
+    v.push(ok(
+        "resumed-duplicates",
+        bytes,
+        session.clone(),
+        (n + 10, 10, 0),
+    ));
 
     // 5. An unknown OneOf member between known events: kept as raw bytes. Upstream's OneOf
     //    already uses 1..=271 at the transcribed commit, so the vector uses field 1000.
@@ -305,7 +366,12 @@ pub fn all() -> Vec<Vector> {
         e.set_index(e.index() + 1);
         with_unknown.push(e);
     }
-    v.push(ok("unknown-oneof-member", one_part(&with_unknown, true, WriterConfig::default()), with_unknown.clone(), (n + 1, 0, 0)));
+    v.push(ok(
+        "unknown-oneof-member",
+        one_part(&with_unknown, true, WriterConfig::default()),
+        with_unknown.clone(),
+        (n + 1, 0, 0),
+    ));
 
     // 6. V2 header without the encrypted flag.
     let mut payload = Vec::new();
@@ -314,39 +380,85 @@ pub fn all() -> Vec<Vector> {
         payload.extend_from_slice(&(r.len() as u32).to_be_bytes());
         payload.extend_from_slice(&r);
     }
-    v.push(ok("v2-unencrypted", raw_part(&payload, 2), session[..5].to_vec(), (5, 0, 0)));
+    v.push(ok(
+        "v2-unencrypted",
+        raw_part(&payload, 2),
+        session[..5].to_vec(),
+        (5, 0, 0),
+    ));
 
     // 7. V2 header with the encrypted flag.
     let mut enc = raw_part(&payload, 2);
     enc[24] = 1;
-    v.push(bad("v2-encrypted", enc, 0, ErrorKind::EncryptedRecording, 0));
+    v.push(bad(
+        "v2-encrypted",
+        enc,
+        0,
+        ErrorKind::EncryptedRecording,
+        0,
+    ));
 
     // 8. Legacy tar.
-    v.push(ok("legacy-tar", legacy_tar(10), sample_session(10), (0, 0, 0)));
+    v.push(ok(
+        "legacy-tar",
+        legacy_tar(10),
+        sample_session(10),
+        (0, 0, 0),
+    ));
 
     // 9. Broken inputs.
     let good = one_part(&session, true, WriterConfig::default());
-    v.push(bad("truncated-header", good[..10].to_vec(), 0, ErrorKind::TruncatedHeader { have: 10, need: 24 }, 0));
+    v.push(bad(
+        "truncated-header",
+        good[..10].to_vec(),
+        0,
+        ErrorKind::TruncatedHeader { have: 10, need: 24 },
+        0,
+    ));
     let mut huge = good.clone();
     huge[8..16].copy_from_slice(&u64::MAX.to_be_bytes());
-    v.push(bad("huge-part-size", huge, 0, ErrorKind::PartTooLarge(u64::MAX), 0));
+    v.push(bad(
+        "huge-part-size",
+        huge,
+        0,
+        ErrorKind::PartTooLarge(u64::MAX),
+        0,
+    ));
     let mut zero = Vec::new();
     let first = session[0].to_oneof_bytes();
     zero.extend_from_slice(&(first.len() as u32).to_be_bytes());
     zero.extend_from_slice(&first);
     zero.extend_from_slice(&0u32.to_be_bytes());
-    v.push(bad("zero-message-size", raw_part(&zero, 1), 1, ErrorKind::ZeroMessageSize, 0));
+    v.push(bad(
+        "zero-message-size",
+        raw_part(&zero, 1),
+        1,
+        ErrorKind::ZeroMessageSize,
+        0,
+    ));
     let mut over = Vec::new();
     over.extend_from_slice(&(first.len() as u32).to_be_bytes());
     over.extend_from_slice(&first);
     over.extend_from_slice(&70_000u32.to_be_bytes());
     over.resize(over.len() + 70_000, 0);
-    v.push(bad("message-over-64k", raw_part(&over, 1), 1, ErrorKind::MessageTooLarge(70_000), 0));
+    v.push(bad(
+        "message-over-64k",
+        raw_part(&over, 1),
+        1,
+        ErrorKind::MessageTooLarge(70_000),
+        0,
+    ));
     let mut badgz = good.clone();
     for b in &mut badgz[24 + 10..24 + 40] {
         *b = 0xff;
     }
-    v.push(bad("bad-gzip", badgz, 0, ErrorKind::BadDeflate(String::new()), 34));
+    v.push(bad(
+        "bad-gzip",
+        badgz,
+        0,
+        ErrorKind::BadDeflate(String::new()),
+        34,
+    ));
     let mut v3 = good.clone();
     v3[7] = 3;
     v.push(bad("version-3", v3, 0, ErrorKind::UnsupportedVersion(3), 0));
@@ -357,7 +469,10 @@ pub fn all() -> Vec<Vector> {
         "short-padding",
         short.clone(),
         session.len(),
-        ErrorKind::TruncatedPadding { expected, got: expected - 100 },
+        ErrorKind::TruncatedPadding {
+            expected,
+            got: expected - 100,
+        },
         short.len() as u64,
     ));
     v

@@ -17,18 +17,34 @@ fn read_chunked(bytes: &[u8], cuts: &[usize], backend: Backend) -> ReadAll {
     loop {
         match r.poll() {
             Ok(Polled::Event(e)) => events.push(e),
-            Ok(Polled::End) => return ReadAll { events, stats: r.stats(), error: None },
+            Ok(Polled::End) => {
+                return ReadAll {
+                    events,
+                    stats: r.stats(),
+                    error: None,
+                };
+            }
             Ok(Polled::NeedInput) => {
                 if rest.is_empty() {
                     r.finish();
                 } else {
-                    let n = cuts.get(i).copied().unwrap_or(usize::MAX).clamp(1, rest.len());
+                    let n = cuts
+                        .get(i)
+                        .copied()
+                        .unwrap_or(usize::MAX)
+                        .clamp(1, rest.len());
                     i += 1;
                     r.push(&rest[..n]);
                     rest = &rest[n..];
                 }
             }
-            Err(e) => return ReadAll { events, stats: r.stats(), error: Some(e) },
+            Err(e) => {
+                return ReadAll {
+                    events,
+                    stats: r.stats(),
+                    error: Some(e),
+                };
+            }
         }
     }
 }
@@ -39,13 +55,33 @@ fn check(name: &str, got: &ReadAll, expect: &Expect) {
             assert!(got.error.is_none(), "{name}: {:?}", got.error);
             assert_eq!(got.events.len(), events.len(), "{name}");
             assert_eq!(&got.events, events, "{name}");
-            assert_eq!((got.stats.total, got.stats.skipped, got.stats.out_of_order), *stats, "{name}");
+            assert_eq!(
+                (got.stats.total, got.stats.skipped, got.stats.out_of_order),
+                *stats,
+                "{name}"
+            );
         }
-        Expect::Error { before, kind, offset } => {
-            let e = got.error.as_ref().unwrap_or_else(|| panic!("{name}: no error"));
-            assert!(same_kind(&e.kind, kind), "{name}: {:?} is not {:?}", e.kind, kind);
+        Expect::Error {
+            before,
+            kind,
+            offset,
+        } => {
+            let e = got
+                .error
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: no error"));
+            assert!(
+                same_kind(&e.kind, kind),
+                "{name}: {:?} is not {:?}",
+                e.kind,
+                kind
+            );
             assert_eq!(e.offset, *offset, "{name}: {e}");
-            assert_eq!(got.events.len(), *before, "{name}: events before the damage");
+            assert_eq!(
+                got.events.len(),
+                *before,
+                "{name}: events before the damage"
+            );
         }
     }
 }
@@ -53,8 +89,20 @@ fn check(name: &str, got: &ReadAll, expect: &Expect) {
 fn read_vector(bytes: &[u8]) -> ReadAll {
     if codec::detect_format(bytes) == codec::Format::LegacyTar {
         return match codec::legacy::read_tar_recording(bytes) {
-            Ok(events) => ReadAll { events, stats: Default::default(), error: None },
-            Err(kind) => ReadAll { events: vec![], stats: Default::default(), error: Some(codec::CodecError { offset: 0, part: 0, kind }) },
+            Ok(events) => ReadAll {
+                events,
+                stats: Default::default(),
+                error: None,
+            },
+            Err(kind) => ReadAll {
+                events: vec![],
+                stats: Default::default(),
+                error: Some(codec::CodecError {
+                    offset: 0,
+                    part: 0,
+                    kind,
+                }),
+            },
         };
     }
     read_all(bytes)
@@ -116,7 +164,10 @@ proptest! {
 #[test]
 fn parts_have_teleports_layout() {
     let events = vectors::sample_session(100);
-    let config = WriterConfig { min_upload_bytes: 64 * 1024, ..WriterConfig::default() };
+    let config = WriterConfig {
+        min_upload_bytes: 64 * 1024,
+        ..WriterConfig::default()
+    };
     let mut b = PartBuilder::new(config);
     for e in &events {
         b.add(e).unwrap();
@@ -135,7 +186,9 @@ fn parts_have_teleports_layout() {
     let gz = &bytes[24..24 + h.part_size as usize];
     let mut plain = Vec::new();
     use std::io::Read;
-    flate2::read::GzDecoder::new(gz).read_to_end(&mut plain).unwrap();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut plain)
+        .unwrap();
     let mut at = 0;
     for e in &events {
         let len = u32::from_be_bytes(plain[at..at + 4].try_into().unwrap()) as usize;
@@ -158,7 +211,11 @@ fn an_idle_part_releases_its_compressor_and_stays_one_member() {
         b.add(e).unwrap();
         if i % 50 == 0 {
             b.release();
-            assert!(b.memory_bytes() < 64 * 1024, "idle part holds {} bytes", b.memory_bytes());
+            assert!(
+                b.memory_bytes() < 64 * 1024,
+                "idle part holds {} bytes",
+                b.memory_bytes()
+            );
         }
     }
     let bytes = b.finish(true).to_vec();
@@ -168,7 +225,9 @@ fn an_idle_part_releases_its_compressor_and_stays_one_member() {
     // Go reads one member per part: a single-member decoder must see everything.
     let mut plain = Vec::new();
     use std::io::Read;
-    flate2::read::GzDecoder::new(&bytes[24..]).read_to_end(&mut plain).unwrap();
+    flate2::read::GzDecoder::new(&bytes[24..])
+        .read_to_end(&mut plain)
+        .unwrap();
     let n = events.iter().map(|e| 4 + e.oneof_len()).sum::<usize>();
     assert_eq!(plain.len(), n);
 }
@@ -199,7 +258,14 @@ fn oversized_events_are_trimmed_or_refused() {
 #[test]
 fn errors_carry_offset_and_part() {
     let session = vectors::sample_session(10);
-    let mut bytes = vectors::one_part(&session, false, WriterConfig { min_upload_bytes: 8192, ..Default::default() });
+    let mut bytes = vectors::one_part(
+        &session,
+        false,
+        WriterConfig {
+            min_upload_bytes: 8192,
+            ..Default::default()
+        },
+    );
     let second_start = bytes.len() as u64;
     let mut bad = vectors::one_part(&session, true, WriterConfig::default());
     bad[7] = 9;
@@ -210,7 +276,11 @@ fn errors_carry_offset_and_part() {
     assert_eq!(e.offset, second_start);
     assert_eq!(e.part, 1);
     assert_eq!(got.events.len(), session.len());
-    assert!(e.to_string().contains(&format!("at byte {second_start} (part 1)")), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("at byte {second_start} (part 1)")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -220,14 +290,21 @@ fn checksum_damage_is_detected() {
     let n = bytes.len();
     bytes[n - 6] ^= 0xff; // inside the CRC
     let got = read_all(&bytes);
-    assert!(matches!(got.error.unwrap().kind, ErrorKind::ChecksumMismatch { .. }));
+    assert!(matches!(
+        got.error.unwrap().kind,
+        ErrorKind::ChecksumMismatch { .. }
+    ));
 }
 
 #[test]
 fn empty_parts_and_empty_input() {
     let mut bytes = PartHeader::v1(0, 100).to_bytes();
     bytes.resize(124, 0);
-    bytes.extend_from_slice(&vectors::one_part(&vectors::sample_session(2), true, WriterConfig::default()));
+    bytes.extend_from_slice(&vectors::one_part(
+        &vectors::sample_session(2),
+        true,
+        WriterConfig::default(),
+    ));
     let got = read_all(&bytes);
     assert!(got.error.is_none());
     assert_eq!(got.events.len(), 5);

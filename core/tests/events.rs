@@ -84,7 +84,9 @@ fn golden_events_have_their_accessors() {
 #[test]
 fn print_event_bytes_are_teleports_layout() {
     let e = AuditEvent::from_json(GOLDEN[3]).unwrap();
-    let AuditEvent::SessionPrint(mut p) = e else { panic!("not a print event") };
+    let AuditEvent::SessionPrint(mut p) = e else {
+        panic!("not a print event")
+    };
     p.data = b"x".to_vec();
     p.metadata.cluster_name = "c".into();
     let bytes = AuditEvent::SessionPrint(p).to_oneof_bytes();
@@ -124,7 +126,9 @@ fn put_varint(b: &mut Vec<u8>, mut v: u64) {
 fn unknown_json_type_becomes_an_unknown_event_keeping_the_json() {
     let line = r#"{"event":"future.thing","code":"TX001I","uid":"u1","time":"2024-01-02T03:04:05Z","ei":7,"extra":{"a":1}}"#;
     let e = AuditEvent::from_json(line).unwrap();
-    let AuditEvent::Unknown(u) = &e else { panic!("{e:?}") };
+    let AuditEvent::Unknown(u) = &e else {
+        panic!("{e:?}")
+    };
     assert_eq!(u.metadata.type_, "unknown");
     assert_eq!(u.metadata.code, "TCC00E");
     assert_eq!(u.unknown_type, "future.thing");
@@ -140,8 +144,16 @@ fn every_type_in_the_table_decodes_to_its_message() {
     for t in EVENT_TYPES {
         let Some(msg) = t.message else { continue };
         let code = t.codes.first().copied().unwrap_or("");
-        assert_eq!(message_for(t.event_type, code), Some(msg), "{}", t.event_type);
-        let json = format!(r#"{{"event":{:?},"code":{:?},"time":"2024-01-01T00:00:00Z"}}"#, t.event_type, code);
+        assert_eq!(
+            message_for(t.event_type, code),
+            Some(msg),
+            "{}",
+            t.event_type
+        );
+        let json = format!(
+            r#"{{"event":{:?},"code":{:?},"time":"2024-01-01T00:00:00Z"}}"#,
+            t.event_type, code
+        );
         let e = AuditEvent::from_json(&json).unwrap();
         assert_eq!(e.message_name(), msg, "{}", t.event_type);
         assert_eq!(e.event_type(), t.event_type);
@@ -153,7 +165,10 @@ fn every_type_in_the_table_decodes_to_its_message() {
 #[test]
 fn events_with_go_zero_time_print_it() {
     let e = AuditEvent::from_json(r#"{"event":"print"}"#).unwrap();
-    assert_eq!(e.to_json(), r#"{"ei":0,"event":"print","time":"0001-01-01T00:00:00Z","ci":0,"bytes":0,"ms":0,"offset":0}"#);
+    assert_eq!(
+        e.to_json(),
+        r#"{"ei":0,"event":"print","time":"0001-01-01T00:00:00Z","ci":0,"bytes":0,"ms":0,"offset":0}"#
+    );
 }
 
 #[test]
@@ -170,6 +185,12 @@ fn json_keys_match_case_insensitively_like_go() {
     let e = AuditEvent::from_json(r#"{"event":"print","EI":5,"Bytes":3}"#).unwrap();
     assert_eq!(e.index(), 5);
     let mut p = tapelog_core::event::SessionPrint::default();
-    p.merge_json_object(serde_json::from_str::<serde_json::Value>(r#"{"OFFSET":9}"#).unwrap().as_object().unwrap()).unwrap();
+    p.merge_json_object(
+        serde_json::from_str::<serde_json::Value>(r#"{"OFFSET":9}"#)
+            .unwrap()
+            .as_object()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(p.offset, 9);
 }

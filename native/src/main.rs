@@ -76,11 +76,18 @@ enum CliError {
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error("{path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("event {index} ({event_type}): {source}")]
-    Event { index: i64, event_type: String, source: tapelog_core::EventError },
+    Event {
+        index: i64,
+        event_type: String,
+        source: tapelog_core::EventError,
+    },
 }
 
 fn main() -> ExitCode {
@@ -100,19 +107,35 @@ fn main() -> ExitCode {
 
 fn export(a: ExportArgs) -> Result<(), CliError> {
     if matches!(a.format, Format::Proto) && a.part_size < 64 * 1024 + 1024 {
-        return Err(CliError::Usage(format!("--part-size {} is too small: a part must hold a 64 KiB event", a.part_size)));
+        return Err(CliError::Usage(format!(
+            "--part-size {} is too small: a part must hold a 64 KiB event",
+            a.part_size
+        )));
     }
-    let out_name = a.output.as_ref().map_or("standard output".to_string(), |p| p.display().to_string());
+    let out_name = a
+        .output
+        .as_ref()
+        .map_or("standard output".to_string(), |p| p.display().to_string());
     let sink: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(std::fs::File::create(p).map_err(|source| CliError::Write { path: out_name.clone(), source })?),
+        Some(p) => Box::new(std::fs::File::create(p).map_err(|source| CliError::Write {
+            path: out_name.clone(),
+            source,
+        })?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = std::io::BufWriter::with_capacity(256 * 1024, sink);
-    let wr = |source| CliError::Write { path: out_name.clone(), source };
+    let wr = |source| CliError::Write {
+        path: out_name.clone(),
+        source,
+    };
     let mut events = open_path(&a.input)?;
     let mut buf = Vec::with_capacity(64 * 1024);
-    let mut proto = matches!(a.format, Format::Proto)
-        .then(|| RecordingWriter::new(WriterConfig { min_upload_bytes: a.part_size, ..WriterConfig::default() }));
+    let mut proto = matches!(a.format, Format::Proto).then(|| {
+        RecordingWriter::new(WriterConfig {
+            min_upload_bytes: a.part_size,
+            ..WriterConfig::default()
+        })
+    });
     let mut failure = None;
     for item in events.by_ref() {
         let event = match item {
@@ -147,7 +170,10 @@ fn export(a: ExportArgs) -> Result<(), CliError> {
     sink.flush().map_err(wr)?;
     if a.stats {
         let s = events.stats();
-        eprintln!("total={} skipped={} out-of-order={} parts={}", s.total, s.skipped, s.out_of_order, s.parts);
+        eprintln!(
+            "total={} skipped={} out-of-order={} parts={}",
+            s.total, s.skipped, s.out_of_order, s.parts
+        );
     }
     match failure {
         Some(e) => Err(e.into()),
@@ -157,10 +183,21 @@ fn export(a: ExportArgs) -> Result<(), CliError> {
 
 fn sample(a: SampleArgs) -> Result<(), CliError> {
     let events = tapelog_core::vectors::sample_session(a.lines);
-    let config = WriterConfig { min_upload_bytes: a.part_size, ..WriterConfig::default() };
-    let bytes = tapelog_core::codec::encode_recording(&events, config)
-        .map_err(|source| CliError::Event { index: 0, event_type: "sample".into(), source })?;
-    std::fs::write(&a.output, bytes).map_err(|source| CliError::Write { path: a.output.display().to_string(), source })?;
+    let config = WriterConfig {
+        min_upload_bytes: a.part_size,
+        ..WriterConfig::default()
+    };
+    let bytes = tapelog_core::codec::encode_recording(&events, config).map_err(|source| {
+        CliError::Event {
+            index: 0,
+            event_type: "sample".into(),
+            source,
+        }
+    })?;
+    std::fs::write(&a.output, bytes).map_err(|source| CliError::Write {
+        path: a.output.display().to_string(),
+        source,
+    })?;
     eprintln!("wrote {} events to {}", events.len(), a.output.display());
     Ok(())
 }

@@ -13,8 +13,10 @@ fn repo_root() -> std::path::PathBuf {
 }
 
 fn tapelog(args: &[&str]) -> std::process::Output {
-    let out = Command::new(tapelog_bin()).args(args).output().expect("run tapelog");
-    out
+    Command::new(tapelog_bin())
+        .args(args)
+        .output()
+        .expect("run tapelog")
 }
 
 #[test]
@@ -28,14 +30,31 @@ fn export_json_and_text_of_every_vector() {
         let text = tapelog(&["export", "--format", "text", p]);
         match &v.expect {
             Expect::Events { events, stats } => {
-                assert!(json.status.success(), "{}: {}", v.name, String::from_utf8_lossy(&json.stderr));
+                assert!(
+                    json.status.success(),
+                    "{}: {}",
+                    v.name,
+                    String::from_utf8_lossy(&json.stderr)
+                );
                 let want: String = events.iter().map(|e| e.to_json() + "\n").collect();
                 assert_eq!(String::from_utf8(json.stdout).unwrap(), want, "{}", v.name);
-                let out: Vec<u8> = events.iter().filter_map(|e| e.print_data()).flatten().copied().collect();
+                let out: Vec<u8> = events
+                    .iter()
+                    .filter_map(|e| e.print_data())
+                    .flatten()
+                    .copied()
+                    .collect();
                 assert_eq!(text.stdout, out, "{}", v.name);
                 if v.name != "legacy-tar" {
                     let stderr = String::from_utf8_lossy(&json.stderr);
-                    assert!(stderr.contains(&format!("total={} skipped={} out-of-order={}", stats.0, stats.1, stats.2)), "{}: {stderr}", v.name);
+                    assert!(
+                        stderr.contains(&format!(
+                            "total={} skipped={} out-of-order={}",
+                            stats.0, stats.1, stats.2
+                        )),
+                        "{}: {stderr}",
+                        v.name
+                    );
                 }
             }
             Expect::Error { before, offset, .. } => {
@@ -43,8 +62,16 @@ fn export_json_and_text_of_every_vector() {
                 let lines = String::from_utf8(json.stdout).unwrap().lines().count();
                 assert_eq!(lines, *before, "{}: events before the damage", v.name);
                 let stderr = String::from_utf8_lossy(&json.stderr);
-                assert!(stderr.contains(&format!("at byte {offset}")), "{}: {stderr}", v.name);
-                assert!(stderr.contains(p), "{}: the message names the file: {stderr}", v.name);
+                assert!(
+                    stderr.contains(&format!("at byte {offset}")),
+                    "{}: {stderr}",
+                    v.name
+                );
+                assert!(
+                    stderr.contains(p),
+                    "{}: the message names the file: {stderr}",
+                    v.name
+                );
             }
         }
     }
@@ -54,16 +81,37 @@ fn export_json_and_text_of_every_vector() {
 fn export_proto_normalises_any_readable_recording() {
     let dir = tempfile::tempdir().unwrap();
     for v in vectors::all() {
-        let Expect::Events { events, .. } = &v.expect else { continue };
+        let Expect::Events { events, .. } = &v.expect else {
+            continue;
+        };
         let input = dir.path().join(format!("{}.in", v.name));
         let output = dir.path().join(format!("{}.out", v.name));
         std::fs::write(&input, &v.bytes).unwrap();
-        let r = tapelog(&["export", "--format", "proto", "--part-size", "100000", "-o", output.to_str().unwrap(), input.to_str().unwrap()]);
-        assert!(r.status.success(), "{}: {}", v.name, String::from_utf8_lossy(&r.stderr));
+        let r = tapelog(&[
+            "export",
+            "--format",
+            "proto",
+            "--part-size",
+            "100000",
+            "-o",
+            output.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        assert!(
+            r.status.success(),
+            "{}: {}",
+            v.name,
+            String::from_utf8_lossy(&r.stderr)
+        );
         let back = read_all(&std::fs::read(&output).unwrap());
         assert!(back.error.is_none(), "{}: {:?}", v.name, back.error);
         assert_eq!(&back.events, events, "{}", v.name);
-        assert_eq!((back.stats.skipped, back.stats.out_of_order), (0, 0), "{}", v.name);
+        assert_eq!(
+            (back.stats.skipped, back.stats.out_of_order),
+            (0, 0),
+            "{}",
+            v.name
+        );
     }
 }
 
@@ -100,5 +148,9 @@ fn not_a_recording_is_refused_with_a_clear_message() {
 #[test]
 fn shipped_legacy_example_is_the_vector_builders_output() {
     let shipped = std::fs::read(repo_root().join("examples/legacy-session.tar")).unwrap();
-    assert_eq!(shipped, vectors::legacy_tar(20), "regenerate with: cargo run -p tapelog-tests --bin write-examples");
+    assert_eq!(
+        shipped,
+        vectors::legacy_tar(20),
+        "regenerate with: cargo run -p tapelog-tests --bin write-examples"
+    );
 }

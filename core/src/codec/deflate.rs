@@ -59,10 +59,19 @@ impl Deflater {
     /// A compressor at `level` (0–9; Teleport uses 1).
     pub fn new(backend: Backend, level: u32) -> Deflater {
         let inner = match backend {
-            Backend::ZlibRs => DeflaterInner::Zlib(flate2::Compress::new(flate2::Compression::new(level), false)),
+            Backend::ZlibRs => DeflaterInner::Zlib(flate2::Compress::new(
+                flate2::Compression::new(level),
+                false,
+            )),
             Backend::Miniz => {
-                let flags = miniz_oxide::deflate::core::create_comp_flags_from_zip_params(level as i32, -15, 0);
-                DeflaterInner::Miniz(Box::new(miniz_oxide::deflate::core::CompressorOxide::new(flags)))
+                let flags = miniz_oxide::deflate::core::create_comp_flags_from_zip_params(
+                    level as i32,
+                    -15,
+                    0,
+                );
+                DeflaterInner::Miniz(Box::new(miniz_oxide::deflate::core::CompressorOxide::new(
+                    flags,
+                )))
             }
         };
         Deflater { inner }
@@ -109,7 +118,13 @@ impl Deflater {
                     input = &input[used..];
                     match status {
                         TDEFLStatus::Done => break,
-                        TDEFLStatus::Okay if input.is_empty() && written < chunk.len() && flush != Flush::Finish => break,
+                        TDEFLStatus::Okay
+                            if input.is_empty()
+                                && written < chunk.len()
+                                && flush != Flush::Finish =>
+                        {
+                            break;
+                        }
                         TDEFLStatus::Okay => {}
                         _ => break,
                     }
@@ -145,9 +160,9 @@ impl Inflater {
     pub fn new(backend: Backend) -> Inflater {
         let inner = match backend {
             Backend::ZlibRs => InflaterInner::Zlib(flate2::Decompress::new(false)),
-            Backend::Miniz => InflaterInner::Miniz(miniz_oxide::inflate::stream::InflateState::new_boxed(
-                miniz_oxide::DataFormat::Raw,
-            )),
+            Backend::Miniz => InflaterInner::Miniz(
+                miniz_oxide::inflate::stream::InflateState::new_boxed(miniz_oxide::DataFormat::Raw),
+            ),
         };
         Inflater { inner }
     }
@@ -161,7 +176,11 @@ impl Inflater {
     }
 
     /// Inflates from `input` into `out`.
-    pub fn inflate(&mut self, input: &[u8], out: &mut [u8]) -> Result<InflateProgress, InflateError> {
+    pub fn inflate(
+        &mut self,
+        input: &[u8],
+        out: &mut [u8],
+    ) -> Result<InflateProgress, InflateError> {
         match &mut self.inner {
             InflaterInner::Zlib(d) => {
                 let (i0, o0) = (d.total_in(), d.total_out());
@@ -182,7 +201,11 @@ impl Inflater {
                     Ok(_) | Err(MZError::Buf) => false,
                     Err(e) => return Err(InflateError(format!("{e:?}"))),
                 };
-                Ok(InflateProgress { consumed: r.bytes_consumed, written: r.bytes_written, done })
+                Ok(InflateProgress {
+                    consumed: r.bytes_consumed,
+                    written: r.bytes_written,
+                    done,
+                })
             }
         }
     }
@@ -222,7 +245,9 @@ mod tests {
 
     #[test]
     fn both_backends_round_trip_and_interoperate() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ (i / 7) as u8).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 7) as u8)
+            .collect();
         for b in Backend::ALL {
             round_trip(b, &data, &[1, 10, 1000, 70_000]);
             round_trip(b, b"", &[]);
@@ -244,7 +269,10 @@ mod tests {
             let mut got = vec![0u8; a.len() + b.len() + 10];
             let p = inf.inflate(&out, &mut got).unwrap();
             assert!(p.done);
-            assert_eq!(&got[..p.written], [a.clone(), b.clone()].concat().as_slice());
+            assert_eq!(
+                &got[..p.written],
+                [a.clone(), b.clone()].concat().as_slice()
+            );
         }
     }
 

@@ -24,5 +24,9 @@ pub fn detect_format(head: &[u8]) -> Format {
             _ => {}
         }
     }
-    if super::legacy::is_tar_header(head) { Format::LegacyTar } else { Format::Unknown }
+    if super::legacy::is_tar_header(head) {
+        Format::LegacyTar
+    } else {
+        Format::Unknown
+    }
 }

@@ -19,7 +19,9 @@ pub enum ErrorKind {
     #[error("unsupported format version {0} (tapelog reads versions 1 and 2)")]
     UnsupportedVersion(u64),
     /// A V2 part with the encrypted flag: tapelog has no key to decrypt it.
-    #[error("encrypted recording (format version 2 with the encrypted flag): decrypt it with Teleport first")]
+    #[error(
+        "encrypted recording (format version 2 with the encrypted flag): decrypt it with Teleport first"
+    )]
     EncryptedRecording,
     /// A part size beyond any real part.
     #[error("part size {0} is larger than the 5 GiB maximum: corrupt header")]

@@ -33,12 +33,21 @@ pub struct PartHeader {
 impl PartHeader {
     /// A V1 header.
     pub fn v1(part_size: u64, padding_size: u64) -> PartHeader {
-        PartHeader { version: PROTO_STREAM_V1, part_size, padding_size, flags: 0 }
+        PartHeader {
+            version: PROTO_STREAM_V1,
+            part_size,
+            padding_size,
+            flags: 0,
+        }
     }
 
     /// Size of this header on the wire.
     pub fn len(&self) -> usize {
-        if self.version == PROTO_STREAM_V2 { V2_HEADER_SIZE } else { V1_HEADER_SIZE }
+        if self.version == PROTO_STREAM_V2 {
+            V2_HEADER_SIZE
+        } else {
+            V1_HEADER_SIZE
+        }
     }
 
     /// Whether this header takes no bytes (never: headers are 24 or 32 bytes).
@@ -76,7 +85,12 @@ impl PartHeader {
         if padding_size > MAX_PART_SIZE {
             return Err(ErrorKind::PaddingTooLarge(padding_size));
         }
-        Ok(PartHeader { version, part_size, padding_size, flags: 0 })
+        Ok(PartHeader {
+            version,
+            part_size,
+            padding_size,
+            flags: 0,
+        })
     }
 
     /// Reads the V2 flags block (8 bytes after the first 24).
@@ -108,7 +122,12 @@ mod tests {
 
     #[test]
     fn v2_layout() {
-        let h = PartHeader { version: 2, part_size: 5, padding_size: 0, flags: FLAG_ENCRYPTED };
+        let h = PartHeader {
+            version: 2,
+            part_size: 5,
+            padding_size: 0,
+            flags: FLAG_ENCRYPTED,
+        };
         let b = h.to_bytes();
         assert_eq!(b.len(), 32);
         assert_eq!(b[24], 1);

@@ -63,8 +63,20 @@ pub fn is_tar_header(b: &[u8]) -> bool {
     if b.len() < 512 || b[..512].iter().all(|&x| x == 0) {
         return false;
     }
-    let Some(sum) = octal(&b[148..156]) else { return false };
-    let computed: u64 = b[..512].iter().enumerate().map(|(i, &x)| if (148..156).contains(&i) { 32 } else { u64::from(x) }).sum();
+    let Some(sum) = octal(&b[148..156]) else {
+        return false;
+    };
+    let computed: u64 = b[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(x)
+            }
+        })
+        .sum();
     sum == computed
 }
 
@@ -79,18 +91,36 @@ pub fn read_tar(bytes: &[u8], source: &str) -> Result<Vec<LegacyFile>, ErrorKind
             break;
         }
         if !is_tar_header(h) {
-            return Err(ErrorKind::Legacy(format!("bad tar header checksum at byte {pos}")));
+            return Err(ErrorKind::Legacy(format!(
+                "bad tar header checksum at byte {pos}"
+            )));
         }
-        let size = octal(&h[124..136]).ok_or_else(|| ErrorKind::Legacy(format!("bad tar size field at byte {pos}")))?;
+        let size = octal(&h[124..136])
+            .ok_or_else(|| ErrorKind::Legacy(format!("bad tar size field at byte {pos}")))?;
         let data_start = pos + 512;
-        let end = (data_start as u64).checked_add(size).filter(|&e| e <= bytes.len() as u64).ok_or_else(|| {
-            ErrorKind::Legacy(format!("tar entry at byte {pos} claims {size} bytes, past the end of the archive"))
-        })? as usize;
+        let end = (data_start as u64)
+            .checked_add(size)
+            .filter(|&e| e <= bytes.len() as u64)
+            .ok_or_else(|| {
+                ErrorKind::Legacy(format!(
+                    "tar entry at byte {pos} claims {size} bytes, past the end of the archive"
+                ))
+            })? as usize;
         let data = &bytes[data_start..end];
         let flag = h[156];
-        let name_field = |r: std::ops::Range<usize>| String::from_utf8_lossy(&h[r]).trim_end_matches('\0').to_string();
+        let name_field = |r: std::ops::Range<usize>| {
+            String::from_utf8_lossy(&h[r])
+                .trim_end_matches('\0')
+                .to_string()
+        };
         match flag {
-            b'L' => long_name = Some(String::from_utf8_lossy(data).trim_end_matches('\0').to_string()),
+            b'L' => {
+                long_name = Some(
+                    String::from_utf8_lossy(data)
+                        .trim_end_matches('\0')
+                        .to_string(),
+                )
+            }
             b'x' => {
                 for rec in String::from_utf8_lossy(data).lines() {
                     if let Some((_, kv)) = rec.split_once(' ') {
@@ -104,10 +134,18 @@ pub fn read_tar(bytes: &[u8], source: &str) -> Result<Vec<LegacyFile>, ErrorKind
                 let name = long_name.take().unwrap_or_else(|| {
                     let prefix = name_field(345..500);
                     let n = name_field(0..100);
-                    if prefix.is_empty() { n } else { format!("{prefix}/{n}") }
+                    if prefix.is_empty() {
+                        n
+                    } else {
+                        format!("{prefix}/{n}")
+                    }
                 });
                 let base = name.rsplit('/').next().unwrap_or(&name).to_string();
-                files.push(LegacyFile { source: source.to_string(), name: base, data: data.to_vec() });
+                files.push(LegacyFile {
+                    source: source.to_string(),
+                    name: base,
+                    data: data.to_vec(),
+                });
             }
             _ => long_name = None,
         }
@@ -123,10 +161,17 @@ pub fn parse_index(text: &str, source: &str) -> Result<Vec<IndexEntry>, ErrorKin
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| ErrorKind::Legacy(format!("index line {}: {e}", n + 1)))?;
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| ErrorKind::Legacy(format!("index line {}: {e}", n + 1)))?;
         let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let i = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
-        out.push(IndexEntry { file_name: s("file_name"), kind: s("type"), index: i("index"), offset: i("offset"), source: source.to_string() });
+        out.push(IndexEntry {
+            file_name: s("file_name"),
+            kind: s("type"),
+            index: i("index"),
+            offset: i("offset"),
+            source: source.to_string(),
+        });
     }
     Ok(out)
 }
@@ -134,9 +179,12 @@ pub fn parse_index(text: &str, source: &str) -> Result<Vec<IndexEntry>, ErrorKin
 fn gunzip(data: &[u8], budget: &mut u64, name: &str) -> Result<Vec<u8>, ErrorKind> {
     let mut out = Vec::new();
     let mut d = flate2::read::MultiGzDecoder::new(data).take(*budget + 1);
-    d.read_to_end(&mut out).map_err(|e| ErrorKind::Legacy(format!("{name}: {e}")))?;
+    d.read_to_end(&mut out)
+        .map_err(|e| ErrorKind::Legacy(format!("{name}: {e}")))?;
     if out.len() as u64 > *budget {
-        return Err(ErrorKind::Legacy(format!("session is larger than {MAX_LEGACY_BYTES} bytes decompressed")));
+        return Err(ErrorKind::Legacy(format!(
+            "session is larger than {MAX_LEGACY_BYTES} bytes decompressed"
+        )));
     }
     *budget -= out.len() as u64;
     Ok(out)
@@ -157,19 +205,26 @@ pub fn assemble(files: &[LegacyFile]) -> Result<Vec<AuditEvent>, ErrorKind> {
         files
             .iter()
             .find(|f| f.source == e.source && f.name == e.file_name)
-            .ok_or_else(|| ErrorKind::Legacy(format!("index names {} but the file is missing", e.file_name)))
+            .ok_or_else(|| {
+                ErrorKind::Legacy(format!(
+                    "index names {} but the file is missing",
+                    e.file_name
+                ))
+            })
     };
     let mut budget = MAX_LEGACY_BYTES;
 
     // Terminal bytes: chunk files sorted by offset, placed at their offsets.
-    let mut chunk_entries: Vec<&IndexEntry> = entries.iter().filter(|e| e.kind == "chunks").collect();
+    let mut chunk_entries: Vec<&IndexEntry> =
+        entries.iter().filter(|e| e.kind == "chunks").collect();
     chunk_entries.sort_by_key(|e| e.offset);
     let mut chunks: Vec<(i64, Vec<u8>)> = Vec::new();
     for e in chunk_entries {
         chunks.push((e.offset, gunzip(&find(e)?.data, &mut budget, &e.file_name)?));
     }
 
-    let mut event_entries: Vec<&IndexEntry> = entries.iter().filter(|e| e.kind != "chunks").collect();
+    let mut event_entries: Vec<&IndexEntry> =
+        entries.iter().filter(|e| e.kind != "chunks").collect();
     event_entries.sort_by_key(|e| (e.index, e.kind != "events"));
     let mut events: Vec<(i64, bool, AuditEvent)> = Vec::new();
     for e in event_entries {
@@ -178,7 +233,9 @@ pub fn assemble(files: &[LegacyFile]) -> Result<Vec<AuditEvent>, ErrorKind> {
             if line.trim().is_empty() {
                 continue;
             }
-            let mut ev = AuditEvent::from_json(line).map_err(|err| ErrorKind::Legacy(format!("{} line {}: {err}", e.file_name, n + 1)))?;
+            let mut ev = AuditEvent::from_json(line).map_err(|err| {
+                ErrorKind::Legacy(format!("{} line {}: {err}", e.file_name, n + 1))
+            })?;
             if let AuditEvent::SessionPrint(p) = &mut ev {
                 p.data = chunk_bytes(&chunks, p.offset, p.bytes);
             }

@@ -132,7 +132,9 @@ impl ProtoReader {
 
     /// Adds input bytes.
     pub fn push(&mut self, data: &[u8]) {
-        if self.in_pos > 0 && (self.in_pos >= self.input.len() / 2 || self.input.len() - self.in_pos < 4096) {
+        if self.in_pos > 0
+            && (self.in_pos >= self.input.len() / 2 || self.input.len() - self.in_pos < 4096)
+        {
             self.input.drain(..self.in_pos);
             self.in_pos = 0;
         }
@@ -180,7 +182,11 @@ impl ProtoReader {
     }
 
     fn err(&mut self, offset: u64, kind: ErrorKind) -> CodecError {
-        let e = CodecError { offset, part: self.part_index, kind };
+        let e = CodecError {
+            offset,
+            part: self.part_index,
+            kind,
+        };
         self.failed = Some(e.clone());
         e
     }
@@ -207,7 +213,13 @@ impl ProtoReader {
                         if avail == 0 {
                             return Ok(Polled::End);
                         }
-                        return Err(self.err(self.offset, ErrorKind::TruncatedHeader { have: avail, need: V1_HEADER_SIZE }));
+                        return Err(self.err(
+                            self.offset,
+                            ErrorKind::TruncatedHeader {
+                                have: avail,
+                                need: V1_HEADER_SIZE,
+                            },
+                        ));
                     }
                     let mut first = [0u8; 24];
                     first.copy_from_slice(&self.avail()[..24]);
@@ -220,7 +232,13 @@ impl ProtoReader {
                             if !self.finished {
                                 return Ok(Polled::NeedInput);
                             }
-                            return Err(self.err(self.offset, ErrorKind::TruncatedHeader { have: avail, need: V2_HEADER_SIZE }));
+                            return Err(self.err(
+                                self.offset,
+                                ErrorKind::TruncatedHeader {
+                                    have: avail,
+                                    need: V2_HEADER_SIZE,
+                                },
+                            ));
                         }
                         let mut flags = [0u8; 8];
                         flags.copy_from_slice(&self.avail()[24..32]);
@@ -236,7 +254,11 @@ impl ProtoReader {
                     self.padding_left = h.padding_size;
                     self.stats.parts += 1;
                     self.gz = Gz::Fixed(0);
-                    self.state = if h.part_size == 0 { State::Padding } else { State::Payload };
+                    self.state = if h.part_size == 0 {
+                        State::Padding
+                    } else {
+                        State::Payload
+                    };
                 }
                 State::Payload => {
                     if !self.step_payload()? {
@@ -275,7 +297,9 @@ impl ProtoReader {
                     } else if self.finished {
                         let expected = self.header.map_or(0, |h| h.padding_size);
                         let got = expected - self.padding_left;
-                        return Err(self.err(self.offset, ErrorKind::TruncatedPadding { expected, got }));
+                        return Err(
+                            self.err(self.offset, ErrorKind::TruncatedPadding { expected, got })
+                        );
                     } else {
                         return Ok(Polled::NeedInput);
                     }
@@ -292,7 +316,12 @@ impl ProtoReader {
         let left = self.dec.len() - self.dec_pos;
         if left > 0 {
             let missing = if left >= 4 {
-                let len = u32::from_be_bytes([self.dec[self.dec_pos], self.dec[self.dec_pos + 1], self.dec[self.dec_pos + 2], self.dec[self.dec_pos + 3]]);
+                let len = u32::from_be_bytes([
+                    self.dec[self.dec_pos],
+                    self.dec[self.dec_pos + 1],
+                    self.dec[self.dec_pos + 2],
+                    self.dec[self.dec_pos + 3],
+                ]);
                 4 + len as usize - left
             } else {
                 4 - left
@@ -327,7 +356,12 @@ impl ProtoReader {
             return Ok(None);
         }
         let p = self.dec_pos;
-        let len = u32::from_be_bytes([self.dec[p], self.dec[p + 1], self.dec[p + 2], self.dec[p + 3]]);
+        let len = u32::from_be_bytes([
+            self.dec[p],
+            self.dec[p + 1],
+            self.dec[p + 2],
+            self.dec[p + 3],
+        ]);
         if len == 0 {
             return Err(self.err(self.part_start, ErrorKind::ZeroMessageSize));
         }
@@ -403,7 +437,8 @@ impl ProtoReader {
                     return Ok(false);
                 }
                 let take = limit.min(8 - n as usize);
-                self.trailer[n as usize..n as usize + take].copy_from_slice(&self.input[self.in_pos..self.in_pos + take]);
+                self.trailer[n as usize..n as usize + take]
+                    .copy_from_slice(&self.input[self.in_pos..self.in_pos + take]);
                 self.consume(take);
                 self.payload_left -= take as u64;
                 let n = n + take as u8;
@@ -411,14 +446,33 @@ impl ProtoReader {
                     self.gz = Gz::Trailer(n);
                     return Ok(true);
                 }
-                let expected = u32::from_le_bytes([self.trailer[0], self.trailer[1], self.trailer[2], self.trailer[3]]);
-                let size = u32::from_le_bytes([self.trailer[4], self.trailer[5], self.trailer[6], self.trailer[7]]);
+                let expected = u32::from_le_bytes([
+                    self.trailer[0],
+                    self.trailer[1],
+                    self.trailer[2],
+                    self.trailer[3],
+                ]);
+                let size = u32::from_le_bytes([
+                    self.trailer[4],
+                    self.trailer[5],
+                    self.trailer[6],
+                    self.trailer[7],
+                ]);
                 let actual = std::mem::take(&mut self.crc).finalize();
                 if expected != actual {
-                    return Err(self.err(self.offset - 8, ErrorKind::ChecksumMismatch { expected, actual }));
+                    return Err(self.err(
+                        self.offset - 8,
+                        ErrorKind::ChecksumMismatch { expected, actual },
+                    ));
                 }
                 if size != self.isize {
-                    return Err(self.err(self.offset - 4, ErrorKind::LengthMismatch { expected: size, actual: self.isize }));
+                    return Err(self.err(
+                        self.offset - 4,
+                        ErrorKind::LengthMismatch {
+                            expected: size,
+                            actual: self.isize,
+                        },
+                    ));
                 }
                 self.isize = 0;
                 self.gz = Gz::Ended;
@@ -454,18 +508,34 @@ impl ProtoReader {
                         _ => {}
                     }
                     used += 1;
-                    gz = if n + 1 == 10 { self.after(flags, FEXTRA - 1) } else { Gz::Fixed(n + 1) };
+                    gz = if n + 1 == 10 {
+                        self.after(flags, FEXTRA - 1)
+                    } else {
+                        Gz::Fixed(n + 1)
+                    };
                 }
                 Gz::ExtraLen(n, v) => {
                     used += 1;
                     let v = v | (u16::from(b) << (8 * n));
-                    gz = if n == 1 { if v == 0 { self.after(flags, FEXTRA) } else { Gz::Extra(v) } } else { Gz::ExtraLen(1, v) };
+                    gz = if n == 1 {
+                        if v == 0 {
+                            self.after(flags, FEXTRA)
+                        } else {
+                            Gz::Extra(v)
+                        }
+                    } else {
+                        Gz::ExtraLen(1, v)
+                    };
                 }
                 Gz::Extra(left) => {
                     let take = (bytes.len() - used).min(left as usize);
                     used += take;
                     let left = left - take as u16;
-                    gz = if left == 0 { self.after(flags, FEXTRA) } else { Gz::Extra(left) };
+                    gz = if left == 0 {
+                        self.after(flags, FEXTRA)
+                    } else {
+                        Gz::Extra(left)
+                    };
                 }
                 Gz::Name => {
                     used += 1;
@@ -543,8 +613,20 @@ pub fn read_all(bytes: &[u8]) -> ReadAll {
     loop {
         match r.poll() {
             Ok(Polled::Event(e)) => events.push(e),
-            Ok(Polled::End | Polled::NeedInput) => return ReadAll { events, stats: r.stats(), error: None },
-            Err(e) => return ReadAll { events, stats: r.stats(), error: Some(e) },
+            Ok(Polled::End | Polled::NeedInput) => {
+                return ReadAll {
+                    events,
+                    stats: r.stats(),
+                    error: None,
+                };
+            }
+            Err(e) => {
+                return ReadAll {
+                    events,
+                    stats: r.stats(),
+                    error: Some(e),
+                };
+            }
         }
     }
 }

@@ -34,7 +34,11 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { min_upload_bytes: MIN_UPLOAD_BYTES, level: 1, backend: Backend::default() }
+        WriterConfig {
+            min_upload_bytes: MIN_UPLOAD_BYTES,
+            level: 1,
+            backend: Backend::default(),
+        }
     }
 }
 
@@ -88,8 +92,7 @@ pub struct PartBuilder {
 impl PartBuilder {
     /// An empty part.
     pub fn new(config: WriterConfig) -> PartBuilder {
-        let mut out = Vec::new();
-        out.resize(V1_HEADER_SIZE, 0);
+        let mut out = vec![0; V1_HEADER_SIZE];
         out.extend_from_slice(&GZIP_HEADER_FAST);
         PartBuilder {
             config,
@@ -115,7 +118,11 @@ impl PartBuilder {
         };
         let len = event.oneof_len();
         if len > MAX_EVENT_SIZE {
-            return Err(EventError::TooLarge { event_type: event.event_type().to_string(), size: len, max: MAX_EVENT_SIZE });
+            return Err(EventError::TooLarge {
+                event_type: event.event_type().to_string(),
+                size: len,
+                max: MAX_EVENT_SIZE,
+            });
         }
         self.pending.reserve(RECORD_HEADER_SIZE + len);
         self.pending.extend_from_slice(&(len as u32).to_be_bytes());
@@ -127,9 +134,14 @@ impl PartBuilder {
     /// Adds an already encoded `OneOf` record (at most 64 KiB) with its event index.
     pub fn add_record(&mut self, oneof: &[u8], index: i64) -> Result<(), EventError> {
         if oneof.len() > MAX_EVENT_SIZE {
-            return Err(EventError::TooLarge { event_type: "(record)".into(), size: oneof.len(), max: MAX_EVENT_SIZE });
+            return Err(EventError::TooLarge {
+                event_type: "(record)".into(),
+                size: oneof.len(),
+                max: MAX_EVENT_SIZE,
+            });
         }
-        self.pending.extend_from_slice(&(oneof.len() as u32).to_be_bytes());
+        self.pending
+            .extend_from_slice(&(oneof.len() as u32).to_be_bytes());
         self.pending.extend_from_slice(oneof);
         self.note_event(index);
         Ok(())
@@ -147,7 +159,9 @@ impl PartBuilder {
         self.crc.update(&self.pending);
         self.isize = self.isize.wrapping_add(self.pending.len() as u32);
         let (level, backend) = (self.config.level, self.config.backend);
-        let d = self.deflater.get_or_insert_with(|| Deflater::new(backend, level));
+        let d = self
+            .deflater
+            .get_or_insert_with(|| Deflater::new(backend, level));
         d.compress(&self.pending, &mut self.out, flush);
         self.pending.clear();
     }
@@ -175,7 +189,13 @@ impl PartBuilder {
 
     /// Memory held, counting capacity (what an idle stream costs).
     pub fn memory_bytes(&self) -> usize {
-        self.out.capacity() + self.pending.capacity() + if self.deflater.is_some() { 300 * 1024 } else { 0 }
+        self.out.capacity()
+            + self.pending.capacity()
+            + if self.deflater.is_some() {
+                300 * 1024
+            } else {
+                0
+            }
     }
 
     /// Whether the compressed part reached the minimum upload size (upstream's `shouldUpload`).
@@ -202,10 +222,19 @@ impl PartBuilder {
         self.out.extend_from_slice(&crc.to_le_bytes());
         self.out.extend_from_slice(&self.isize.to_le_bytes());
         let wrote = self.out.len();
-        let padding = if !last && wrote < self.config.min_upload_bytes { self.config.min_upload_bytes - wrote } else { 0 };
+        let padding = if !last && wrote < self.config.min_upload_bytes {
+            self.config.min_upload_bytes - wrote
+        } else {
+            0
+        };
         let header = PartHeader::v1((wrote - V1_HEADER_SIZE) as u64, padding as u64).to_bytes();
         self.out[..V1_HEADER_SIZE].copy_from_slice(&header);
-        EncodedPart { data: self.out, padding: padding as u64, events: self.events, last_index: self.last_index }
+        EncodedPart {
+            data: self.out,
+            padding: padding as u64,
+            events: self.events,
+            last_index: self.last_index,
+        }
     }
 }
 
@@ -219,7 +248,11 @@ pub struct RecordingWriter {
 impl RecordingWriter {
     /// A writer.
     pub fn new(config: WriterConfig) -> RecordingWriter {
-        RecordingWriter { config, current: PartBuilder::new(config), parts: Vec::new() }
+        RecordingWriter {
+            config,
+            current: PartBuilder::new(config),
+            parts: Vec::new(),
+        }
     }
 
     /// Adds an event; a part that reached the minimum upload size is completed.
@@ -258,7 +291,10 @@ impl RecordingWriter {
 }
 
 /// Encodes events into one recording (all parts concatenated).
-pub fn encode_recording(events: &[AuditEvent], config: WriterConfig) -> Result<Vec<u8>, EventError> {
+pub fn encode_recording(
+    events: &[AuditEvent],
+    config: WriterConfig,
+) -> Result<Vec<u8>, EventError> {
     let mut w = RecordingWriter::new(config);
     let mut out = Vec::new();
     for e in events {

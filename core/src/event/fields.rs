@@ -41,7 +41,10 @@ impl EventFields {
     /// A list of strings; non-string items are skipped.
     pub fn get_strings(&self, key: &str) -> Vec<String> {
         match self.0.get(key) {
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -49,14 +52,20 @@ impl EventFields {
     /// An integer field (JSON numbers, truncated as Go's `int(float64)` does), 0 when absent.
     pub fn get_int(&self, key: &str) -> i64 {
         match self.0.get(key) {
-            Some(Value::Number(n)) => n.as_i64().unwrap_or_else(|| n.as_f64().map_or(0, |f| f as i64)),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .unwrap_or_else(|| n.as_f64().map_or(0, |f| f as i64)),
             _ => 0,
         }
     }
 
     /// A time field (RFC 3339), Go's zero time when absent or malformed.
     pub fn get_time(&self, key: &str) -> Timestamp {
-        self.0.get(key).and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or_default()
+        self.0
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(Timestamp::parse_rfc3339)
+            .unwrap_or_default()
     }
 
     /// `event`.

@@ -117,7 +117,9 @@ pub enum EventError {
     #[error(transparent)]
     Json(#[from] JsonError),
     /// An event larger than the limit even after trimming.
-    #[error("{event_type} event of {size} bytes exceeds the maximum of {max} bytes even after trimming")]
+    #[error(
+        "{event_type} event of {size} bytes exceeds the maximum of {max} bytes even after trimming"
+    )]
     TooLarge {
         /// Its type.
         event_type: String,
@@ -338,7 +340,10 @@ impl AuditEvent {
                 // A known member consumes its length and body; an unknown one is left in place.
                 match AuditEvent::decode_member(field, &mut buf)? {
                     Some(e) => found = Some(e),
-                    None => unknown_field = Some((field, crate::proto::read_len_bytes(&mut buf, "an event")?)),
+                    None => {
+                        unknown_field =
+                            Some((field, crate::proto::read_len_bytes(&mut buf, "an event")?))
+                    }
                 }
             } else {
                 crate::proto::skip_value(wt, &mut buf)?;
@@ -402,7 +407,8 @@ impl AuditEvent {
     }
     /// Session id (`sid`), for session events.
     pub fn session_id(&self) -> &str {
-        self.session_metadata().map_or("", |m| m.session_id.as_str())
+        self.session_metadata()
+            .map_or("", |m| m.session_id.as_str())
     }
     /// Teleport user.
     pub fn user(&self) -> &str {
@@ -448,7 +454,9 @@ impl AuditEvent {
         };
         let event_type = match obj.get("event") {
             Some(Value::String(s)) if !s.is_empty() => s.as_str(),
-            Some(other) if !other.is_null() => return Err(JsonError::wrong("event", "a string", other).into()),
+            Some(other) if !other.is_null() => {
+                return Err(JsonError::wrong("event", "a string", other).into());
+            }
             _ => return Err(JsonError::MissingType.into()),
         };
         let code = obj.get("code").and_then(Value::as_str).unwrap_or("");
@@ -479,7 +487,11 @@ impl AuditEvent {
         let trimmed = self.trim_to_max_size(max);
         let size = trimmed.size();
         if size > max {
-            return Err(EventError::TooLarge { event_type: self.event_type().to_string(), size, max });
+            return Err(EventError::TooLarge {
+                event_type: self.event_type().to_string(),
+                size,
+                max,
+            });
         }
         Ok(trimmed)
     }

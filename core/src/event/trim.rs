@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::schema::{CommandMetadata, FileTransferStat, MCPJSONRPCMessage, SCIMCommonData, SCIMRequest, SCIMResponse, Status};
+use super::schema::{
+    CommandMetadata, FileTransferStat, MCPJSONRPCMessage, SCIMCommonData, SCIMRequest,
+    SCIMResponse, Status,
+};
 use crate::proto::{JsonStruct, Message, Traits};
 
 /// What an event kind's `TrimToMaxSize` does.
@@ -105,7 +108,10 @@ fn struct_count(s: &Option<JsonStruct>) -> i64 {
         .map(|v| {
             1 + match v {
                 Value::String(t) => i64::from(!t.is_empty()),
-                Value::Array(a) => a.iter().filter(|x| x.as_str().is_some_and(|t| !t.is_empty())).count() as i64,
+                Value::Array(a) => a
+                    .iter()
+                    .filter(|x| x.as_str().is_some_and(|t| !t.is_empty()))
+                    .count() as i64,
                 _ => 0,
             }
         })
@@ -121,7 +127,10 @@ fn struct_trim(s: &mut Option<JsonStruct>, n: i64) {
     for (k, v) in &st.0 {
         if let Value::String(t) = v {
             if !t.is_empty() {
-                out.insert(trim_str(k, n).to_string(), Value::String(trim_str(t, n).to_string()));
+                out.insert(
+                    trim_str(k, n).to_string(),
+                    Value::String(trim_str(t, n).to_string()),
+                );
             }
         }
     }
@@ -156,21 +165,37 @@ impl Slot<'_> {
         match self {
             Slot::Str(s) => i64::from(!s.is_empty()),
             Slot::Strs(v) => v.len() as i64,
-            Slot::Map(m) => m.iter().map(|(k, v)| i64::from(!k.is_empty()) + i64::from(!v.is_empty())).sum(),
+            Slot::Map(m) => m
+                .iter()
+                .map(|(k, v)| i64::from(!k.is_empty()) + i64::from(!v.is_empty()))
+                .sum(),
             Slot::Struct(s) => struct_count(s),
             Slot::Bytes(b) => i64::from(!b.is_empty()),
             Slot::Traits(t) => {
-                t.0.iter().map(|(k, v)| i64::from(!k.is_empty()) + v.iter().filter(|x| !x.is_empty()).count() as i64).sum()
+                t.0.iter()
+                    .map(|(k, v)| {
+                        i64::from(!k.is_empty()) + v.iter().filter(|x| !x.is_empty()).count() as i64
+                    })
+                    .sum()
             }
             Slot::Status(s) => count_strs(&[&s.error, &s.user_message]),
-            Slot::StatusPtr(s) => s.as_ref().map_or(0, |s| count_strs(&[&s.error, &s.user_message])),
+            Slot::StatusPtr(s) => s
+                .as_ref()
+                .map_or(0, |s| count_strs(&[&s.error, &s.user_message])),
             Slot::Command(c) => count_strs(&[&c.command, &c.error]),
             Slot::Mcp(m) => count_strs(&[&m.jsonrpc, &m.id, &m.method]) + struct_count(&m.params),
             Slot::SftpPaths(v) => v.iter().filter(|f| !f.path.is_empty()).count() as i64,
             Slot::Scim(d) => {
                 let mut n = count_strs(&[&d.integration, &d.resource_type]);
                 if let Some(r) = &d.request {
-                    n += count_strs(&[&r.id, &r.source_address, &r.method, &r.path, &r.query, &r.user_agent]);
+                    n += count_strs(&[
+                        &r.id,
+                        &r.source_address,
+                        &r.method,
+                        &r.path,
+                        &r.query,
+                        &r.user_agent,
+                    ]);
                     n += struct_count(&r.body);
                 }
                 if let Some(r) = &d.response {
@@ -228,7 +253,14 @@ impl Slot<'_> {
                 cut(&mut d.integration, n);
                 cut(&mut d.resource_type, n);
                 if let Some(r) = &mut d.request {
-                    for s in [&mut r.id, &mut r.source_address, &mut r.user_agent, &mut r.method, &mut r.path, &mut r.query] {
+                    for s in [
+                        &mut r.id,
+                        &mut r.source_address,
+                        &mut r.user_agent,
+                        &mut r.method,
+                        &mut r.path,
+                        &mut r.query,
+                    ] {
                         cut(s, n);
                     }
                     struct_trim(&mut r.body, n);
@@ -248,7 +280,11 @@ fn share(budget: i64, count: i64) -> i64 {
 
 /// Teleport's `TrimToMaxSize` for one event kind.
 pub fn trim_to_max_size<T: Trim>(e: &T, max: usize) -> T {
-    if matches!(T::ACTION, TrimAction::Unchanged | TrimAction::NotImplemented) || e.encoded_len() <= max {
+    if matches!(
+        T::ACTION,
+        TrimAction::Unchanged | TrimAction::NotImplemented
+    ) || e.encoded_len() <= max
+    {
         return e.clone();
     }
     let max = max as i64;
@@ -256,7 +292,9 @@ pub fn trim_to_max_size<T: Trim>(e: &T, max: usize) -> T {
     let counts: Vec<i64> = out.slots().iter().map(Slot::count).collect();
     if T::ACTION == TrimAction::Custom && T::MESSAGE.starts_with("WorkloadCluster") {
         // Returned unchanged when its payload is absent.
-        if counts.iter().all(|&c| c == 0) && out.slots().iter().all(|s| matches!(s, Slot::Struct(None))) {
+        if counts.iter().all(|&c| c == 0)
+            && out.slots().iter().all(|s| matches!(s, Slot::Struct(None)))
+        {
             return out;
         }
     }

@@ -38,7 +38,11 @@ impl JsonError {
             shown.truncate(cut);
             shown.push('…');
         }
-        JsonError::WrongType { field: field.to_owned(), expected, found: shown }
+        JsonError::WrongType {
+            field: field.to_owned(),
+            expected,
+            found: shown,
+        }
     }
 }
 
@@ -64,7 +68,10 @@ pub trait JsonFields: Default {
                 continue;
             }
             if !self.set_json_field(k, v)? {
-                if let Some(name) = Self::json_field_names().iter().find(|n| n.eq_ignore_ascii_case(k)) {
+                if let Some(name) = Self::json_field_names()
+                    .iter()
+                    .find(|n| n.eq_ignore_ascii_case(k))
+                {
                     self.set_json_field(name, v)?;
                 }
             }
@@ -105,25 +112,31 @@ int_from_json!(i32, i64, u32, u64);
 
 impl FromJson for bool {
     fn from_json(v: &Value, field: &str) -> Result<Self, JsonError> {
-        v.as_bool().ok_or_else(|| JsonError::wrong(field, "a bool", v))
+        v.as_bool()
+            .ok_or_else(|| JsonError::wrong(field, "a bool", v))
     }
 }
 
 impl FromJson for f64 {
     fn from_json(v: &Value, field: &str) -> Result<Self, JsonError> {
-        v.as_f64().ok_or_else(|| JsonError::wrong(field, "a number", v))
+        v.as_f64()
+            .ok_or_else(|| JsonError::wrong(field, "a number", v))
     }
 }
 
 impl FromJson for f32 {
     fn from_json(v: &Value, field: &str) -> Result<Self, JsonError> {
-        v.as_f64().map(|f| f as f32).ok_or_else(|| JsonError::wrong(field, "a number", v))
+        v.as_f64()
+            .map(|f| f as f32)
+            .ok_or_else(|| JsonError::wrong(field, "a number", v))
     }
 }
 
 impl FromJson for String {
     fn from_json(v: &Value, field: &str) -> Result<Self, JsonError> {
-        v.as_str().map(str::to_owned).ok_or_else(|| JsonError::wrong(field, "a string", v))
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| JsonError::wrong(field, "a string", v))
     }
 }
 
@@ -161,7 +174,10 @@ impl<T: FromJson> FromJson for Vec<T> {
 impl<T: FromJson> FromJson for std::collections::BTreeMap<String, T> {
     fn from_json(v: &Value, field: &str) -> Result<Self, JsonError> {
         match v {
-            Value::Object(o) => o.iter().map(|(k, x)| Ok((k.clone(), T::from_json(x, field)?))).collect(),
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, x)| Ok((k.clone(), T::from_json(x, field)?)))
+                .collect(),
             Value::Null => Ok(Default::default()),
             other => Err(JsonError::wrong(field, "an object", other)),
         }
@@ -207,7 +223,10 @@ pub fn message_map_from_json<T: JsonFields>(
     field: &str,
 ) -> Result<std::collections::BTreeMap<String, T>, JsonError> {
     match v {
-        Value::Object(o) => o.iter().map(|(k, x)| Ok((k.clone(), from_json_value(x, field)?))).collect(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| Ok((k.clone(), from_json_value(x, field)?)))
+            .collect(),
         Value::Null => Ok(Default::default()),
         other => Err(JsonError::wrong(field, "an object", other)),
     }
@@ -219,7 +238,10 @@ pub fn base64_map_from_json(
     field: &str,
 ) -> Result<std::collections::BTreeMap<String, Vec<u8>>, JsonError> {
     match v {
-        Value::Object(o) => o.iter().map(|(k, x)| Ok((k.clone(), bytes_from_json(x, field)?))).collect(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| Ok((k.clone(), bytes_from_json(x, field)?)))
+            .collect(),
         Value::Null => Ok(Default::default()),
         other => Err(JsonError::wrong(field, "an object", other)),
     }

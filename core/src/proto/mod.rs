@@ -115,7 +115,11 @@ pub trait Message: Default {
 }
 
 /// Merges all fields of `buf` into `msg`.
-pub fn merge_message<M: Message>(msg: &mut M, buf: &mut &[u8], depth: u32) -> Result<(), DecodeError> {
+pub fn merge_message<M: Message>(
+    msg: &mut M,
+    buf: &mut &[u8],
+    depth: u32,
+) -> Result<(), DecodeError> {
     if depth > RECURSION_LIMIT {
         return Err(DecodeError::RecursionLimit);
     }
@@ -128,7 +132,11 @@ pub fn merge_message<M: Message>(msg: &mut M, buf: &mut &[u8], depth: u32) -> Re
 }
 
 /// Reads a length-delimited nested message and merges it into `msg`.
-pub fn merge_nested<M: Message>(msg: &mut M, buf: &mut &[u8], depth: u32) -> Result<(), DecodeError> {
+pub fn merge_nested<M: Message>(
+    msg: &mut M,
+    buf: &mut &[u8],
+    depth: u32,
+) -> Result<(), DecodeError> {
     let mut inner = read_len_bytes(buf, M::NAME)?;
     merge_message(msg, &mut inner, depth + 1)
 }
@@ -260,7 +268,12 @@ pub fn expect_wire(
     if got == expected {
         Ok(())
     } else {
-        Err(DecodeError::WrongWireType { message, field, wire_type: got as u8, expected: expected as u8 })
+        Err(DecodeError::WrongWireType {
+            message,
+            field,
+            wire_type: got as u8,
+            expected: expected as u8,
+        })
     }
 }
 
@@ -350,7 +363,17 @@ mod tests {
 
     #[test]
     fn varint_lengths_match_encoding() {
-        for v in [0u64, 1, 127, 128, 16383, 16384, u32::MAX as u64, u64::MAX, 1 << 63] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            16383,
+            16384,
+            u32::MAX as u64,
+            u64::MAX,
+            1 << 63,
+        ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v), "{v}");
@@ -366,13 +389,19 @@ mod tests {
         assert_eq!(read_varint(&mut &b[..]), Err(DecodeError::VarintTooLong));
         let b = [0xffu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
         assert_eq!(read_varint(&mut &b[..]), Err(DecodeError::VarintTooLong));
-        assert_eq!(read_varint(&mut &[0x80u8][..]), Err(DecodeError::Truncated("a varint")));
+        assert_eq!(
+            read_varint(&mut &[0x80u8][..]),
+            Err(DecodeError::Truncated("a varint"))
+        );
     }
 
     #[test]
     fn length_past_end_is_truncated() {
         let b = [0x05u8, 1, 2];
-        assert!(matches!(read_len_bytes(&mut &b[..], "x"), Err(DecodeError::Truncated("x"))));
+        assert!(matches!(
+            read_len_bytes(&mut &b[..], "x"),
+            Err(DecodeError::Truncated("x"))
+        ));
     }
 
     #[test]

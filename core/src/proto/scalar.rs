@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::{
     DecodeError, Message, WireType, expect_wire, key_len, len_field_len, merge_nested, put_key,
-    put_varint, read_fixed32, read_fixed64, read_len_bytes, read_string, read_varint,
-    unzigzag64, varint_len, zigzag64,
+    put_varint, read_fixed32, read_fixed64, read_len_bytes, read_string, read_varint, unzigzag64,
+    varint_len, zigzag64,
 };
 
 /// How one protobuf scalar type is written and read.
@@ -51,7 +51,12 @@ varint_scalar!(PInt32, i32, |v: i32| v as i64 as u64, |u: u64| u as i32);
 varint_scalar!(PUint64, u64, |v: u64| v, |u: u64| u);
 varint_scalar!(PUint32, u32, |v: u32| u64::from(v), |u: u64| u as u32);
 varint_scalar!(PSint64, i64, zigzag64, unzigzag64);
-varint_scalar!(PSint32, i32, |v: i32| zigzag64(i64::from(v)), |u: u64| unzigzag64(u) as i32);
+varint_scalar!(
+    PSint32,
+    i32,
+    |v: i32| zigzag64(i64::from(v)),
+    |u: u64| unzigzag64(u) as i32
+);
 varint_scalar!(PBool, bool, |v: bool| u64::from(v), |u: u64| u != 0);
 
 macro_rules! fixed_scalar {
@@ -77,12 +82,60 @@ macro_rules! fixed_scalar {
     };
 }
 
-fixed_scalar!(PFixed64, u64, WireType::Fixed64, 8, read_fixed64, |v: u64| v, |u: u64| u);
-fixed_scalar!(PSfixed64, i64, WireType::Fixed64, 8, read_fixed64, |v: i64| v as u64, |u: u64| u as i64);
-fixed_scalar!(PDouble, f64, WireType::Fixed64, 8, read_fixed64, |v: f64| v.to_bits(), f64::from_bits);
-fixed_scalar!(PFixed32, u32, WireType::Fixed32, 4, read_fixed32, |v: u32| v, |u: u32| u);
-fixed_scalar!(PSfixed32, i32, WireType::Fixed32, 4, read_fixed32, |v: i32| v as u32, |u: u32| u as i32);
-fixed_scalar!(PFloat, f32, WireType::Fixed32, 4, read_fixed32, |v: f32| v.to_bits(), f32::from_bits);
+fixed_scalar!(
+    PFixed64,
+    u64,
+    WireType::Fixed64,
+    8,
+    read_fixed64,
+    |v: u64| v,
+    |u: u64| u
+);
+fixed_scalar!(
+    PSfixed64,
+    i64,
+    WireType::Fixed64,
+    8,
+    read_fixed64,
+    |v: i64| v as u64,
+    |u: u64| u as i64
+);
+fixed_scalar!(
+    PDouble,
+    f64,
+    WireType::Fixed64,
+    8,
+    read_fixed64,
+    |v: f64| v.to_bits(),
+    f64::from_bits
+);
+fixed_scalar!(
+    PFixed32,
+    u32,
+    WireType::Fixed32,
+    4,
+    read_fixed32,
+    |v: u32| v,
+    |u: u32| u
+);
+fixed_scalar!(
+    PSfixed32,
+    i32,
+    WireType::Fixed32,
+    4,
+    read_fixed32,
+    |v: i32| v as u32,
+    |u: u32| u as i32
+);
+fixed_scalar!(
+    PFloat,
+    f32,
+    WireType::Fixed32,
+    4,
+    read_fixed32,
+    |v: f32| v.to_bits(),
+    f32::from_bits
+);
 
 /// A `string` field.
 pub struct PString;
@@ -127,7 +180,11 @@ impl Scalar for PBytes {
 /// Size of a scalar field that is written only when not zero/empty (proto3 implicit presence).
 #[inline]
 pub fn single_len<C: Scalar>(field: u32, v: &C::V) -> usize {
-    if *v == C::V::default() { 0 } else { key_len(field) + C::len(v) }
+    if *v == C::V::default() {
+        0
+    } else {
+        key_len(field) + C::len(v)
+    }
 }
 
 /// Writes a scalar field unless it is zero/empty.
@@ -154,7 +211,12 @@ pub fn put_always<C: Scalar>(buf: &mut Vec<u8>, field: u32, v: &C::V) {
 
 /// Reads a scalar field after checking its wire type.
 #[inline]
-pub fn read_scalar<C: Scalar>(msg: &'static str, field: u32, wt: WireType, buf: &mut &[u8]) -> Result<C::V, DecodeError> {
+pub fn read_scalar<C: Scalar>(
+    msg: &'static str,
+    field: u32,
+    wt: WireType,
+    buf: &mut &[u8],
+) -> Result<C::V, DecodeError> {
     expect_wire(msg, field, wt, C::WIRE)?;
     C::read(buf)
 }
@@ -194,7 +256,13 @@ pub fn put_repeated<C: Scalar>(buf: &mut Vec<u8>, field: u32, v: &[C::V]) {
 }
 
 /// Reads one record of a repeated scalar field (packed or not) into `out`.
-pub fn read_repeated<C: Scalar>(msg: &'static str, field: u32, wt: WireType, buf: &mut &[u8], out: &mut Vec<C::V>) -> Result<(), DecodeError> {
+pub fn read_repeated<C: Scalar>(
+    msg: &'static str,
+    field: u32,
+    wt: WireType,
+    buf: &mut &[u8],
+    out: &mut Vec<C::V>,
+) -> Result<(), DecodeError> {
     if wt == WireType::Len && C::WIRE != WireType::Len {
         let mut packed = read_len_bytes(buf, "a packed field")?;
         while !packed.is_empty() {
@@ -210,7 +278,9 @@ pub fn read_repeated<C: Scalar>(msg: &'static str, field: u32, wt: WireType, buf
 
 /// Size of a repeated message field.
 pub fn repeated_message_len<M: Message>(field: u32, v: &[M]) -> usize {
-    v.iter().map(|m| len_field_len(field, m.encoded_len())).sum()
+    v.iter()
+        .map(|m| len_field_len(field, m.encoded_len()))
+        .sum()
 }
 
 /// Writes a repeated message field.
@@ -221,7 +291,14 @@ pub fn put_repeated_message<M: Message>(buf: &mut Vec<u8>, field: u32, v: &[M]) 
 }
 
 /// Reads one element of a repeated message field.
-pub fn read_repeated_message<M: Message>(msg: &'static str, field: u32, wt: WireType, buf: &mut &[u8], depth: u32, out: &mut Vec<M>) -> Result<(), DecodeError> {
+pub fn read_repeated_message<M: Message>(
+    msg: &'static str,
+    field: u32,
+    wt: WireType,
+    buf: &mut &[u8],
+    depth: u32,
+    out: &mut Vec<M>,
+) -> Result<(), DecodeError> {
     expect_wire(msg, field, wt, WireType::Len)?;
     let mut m = M::default();
     merge_nested(&mut m, buf, depth)?;
@@ -231,7 +308,14 @@ pub fn read_repeated_message<M: Message>(msg: &'static str, field: u32, wt: Wire
 
 /// Merges a nested message field into `m`.
 #[inline]
-pub fn read_message<M: Message>(msg: &'static str, field: u32, wt: WireType, buf: &mut &[u8], depth: u32, m: &mut M) -> Result<(), DecodeError> {
+pub fn read_message<M: Message>(
+    msg: &'static str,
+    field: u32,
+    wt: WireType,
+    buf: &mut &[u8],
+    depth: u32,
+    m: &mut M,
+) -> Result<(), DecodeError> {
     expect_wire(msg, field, wt, WireType::Len)?;
     merge_nested(m, buf, depth)
 }
@@ -262,7 +346,12 @@ impl<C: Scalar> MapValue for ScalarValue<C> {
     fn put_entry(&self, buf: &mut Vec<u8>) {
         put_always::<C>(buf, 2, &self.0)
     }
-    fn read_entry(&mut self, wt: WireType, buf: &mut &[u8], _depth: u32) -> Result<(), DecodeError> {
+    fn read_entry(
+        &mut self,
+        wt: WireType,
+        buf: &mut &[u8],
+        _depth: u32,
+    ) -> Result<(), DecodeError> {
         self.0 = read_scalar::<C>("map entry", 2, wt, buf)?;
         Ok(())
     }
@@ -309,7 +398,12 @@ where
     K::V: Ord,
 {
     m.iter()
-        .map(|(k, v)| len_field_len(field, always_len::<K>(1, k) + len_field_len(2, v.encoded_len())))
+        .map(|(k, v)| {
+            len_field_len(
+                field,
+                always_len::<K>(1, k) + len_field_len(2, v.encoded_len()),
+            )
+        })
         .sum()
 }
 
@@ -320,14 +414,23 @@ where
 {
     for (k, v) in m {
         put_key(buf, field, WireType::Len);
-        put_varint(buf, (always_len::<K>(1, k) + len_field_len(2, v.encoded_len())) as u64);
+        put_varint(
+            buf,
+            (always_len::<K>(1, k) + len_field_len(2, v.encoded_len())) as u64,
+        );
         put_always::<K>(buf, 1, k);
         super::put_message_field(buf, 2, v);
     }
 }
 
 /// Reads one map entry into `m`; absent keys/values take their defaults, as protobuf says.
-pub fn read_map_entry<K: Scalar, V: MapValue>(msg: &'static str, field: u32, wt: WireType, buf: &mut &[u8], depth: u32) -> Result<(K::V, V), DecodeError> {
+pub fn read_map_entry<K: Scalar, V: MapValue>(
+    msg: &'static str,
+    field: u32,
+    wt: WireType,
+    buf: &mut &[u8],
+    depth: u32,
+) -> Result<(K::V, V), DecodeError> {
     expect_wire(msg, field, wt, WireType::Len)?;
     if depth + 1 > super::RECURSION_LIMIT {
         return Err(DecodeError::RecursionLimit);
@@ -348,7 +451,8 @@ pub fn read_map_entry<K: Scalar, V: MapValue>(msg: &'static str, field: u32, wt:
 
 /// A `google.protobuf.*Value` wrapper held as `Option<V>` (gogoproto's `wktpointer`).
 pub fn wkt_len<C: Scalar>(field: u32, v: &Option<C::V>) -> usize {
-    v.as_ref().map_or(0, |x| len_field_len(field, single_len::<C>(1, x)))
+    v.as_ref()
+        .map_or(0, |x| len_field_len(field, single_len::<C>(1, x)))
 }
 
 /// Writes a wrapper field when present.
@@ -361,7 +465,12 @@ pub fn put_wkt<C: Scalar>(buf: &mut Vec<u8>, field: u32, v: &Option<C::V>) {
 }
 
 /// Reads a wrapper field.
-pub fn read_wkt<C: Scalar>(msg: &'static str, field: u32, wt: WireType, buf: &mut &[u8]) -> Result<C::V, DecodeError> {
+pub fn read_wkt<C: Scalar>(
+    msg: &'static str,
+    field: u32,
+    wt: WireType,
+    buf: &mut &[u8],
+) -> Result<C::V, DecodeError> {
     expect_wire(msg, field, wt, WireType::Len)?;
     let mut inner = read_len_bytes(buf, "a wrapper value")?;
     let mut v = C::V::default();

@@ -31,7 +31,9 @@ fn entry_len(k: &str, v: &Value) -> usize {
 }
 
 fn struct_len(m: &Map<String, Value>) -> usize {
-    m.iter().map(|(k, v)| len_field_len(1, entry_len(k, v))).sum()
+    m.iter()
+        .map(|(k, v)| len_field_len(1, entry_len(k, v)))
+        .sum()
 }
 
 fn put_value(buf: &mut Vec<u8>, v: &Value) {
@@ -84,7 +86,14 @@ impl Message for ValueWire {
             put_value(buf, v)
         }
     }
-    fn merge_field(&mut self, field: u32, wire_type: WireType, key_start: &[u8], buf: &mut &[u8], depth: u32) -> Result<(), DecodeError> {
+    fn merge_field(
+        &mut self,
+        field: u32,
+        wire_type: WireType,
+        key_start: &[u8],
+        buf: &mut &[u8],
+        depth: u32,
+    ) -> Result<(), DecodeError> {
         let expected = match field {
             1 | 4 => WireType::Varint,
             2 => WireType::Fixed64,
@@ -128,7 +137,14 @@ impl Message for ListWire {
         list_len(&self.0)
     }
     fn encode_raw(&self, _buf: &mut Vec<u8>) {}
-    fn merge_field(&mut self, field: u32, wire_type: WireType, key_start: &[u8], buf: &mut &[u8], depth: u32) -> Result<(), DecodeError> {
+    fn merge_field(
+        &mut self,
+        field: u32,
+        wire_type: WireType,
+        key_start: &[u8],
+        buf: &mut &[u8],
+        depth: u32,
+    ) -> Result<(), DecodeError> {
         if field == 1 {
             expect_wire(Self::NAME, 1, wire_type, WireType::Len)?;
             let mut v = ValueWire::default();
@@ -153,7 +169,14 @@ impl Message for EntryWire {
         0
     }
     fn encode_raw(&self, _buf: &mut Vec<u8>) {}
-    fn merge_field(&mut self, field: u32, wire_type: WireType, key_start: &[u8], buf: &mut &[u8], depth: u32) -> Result<(), DecodeError> {
+    fn merge_field(
+        &mut self,
+        field: u32,
+        wire_type: WireType,
+        key_start: &[u8],
+        buf: &mut &[u8],
+        depth: u32,
+    ) -> Result<(), DecodeError> {
         match field {
             1 => {
                 expect_wire(Self::NAME, 1, wire_type, WireType::Len)?;
@@ -177,7 +200,14 @@ impl Message for JsonStruct {
     fn encode_raw(&self, buf: &mut Vec<u8>) {
         put_struct(buf, &self.0)
     }
-    fn merge_field(&mut self, field: u32, wire_type: WireType, key_start: &[u8], buf: &mut &[u8], depth: u32) -> Result<(), DecodeError> {
+    fn merge_field(
+        &mut self,
+        field: u32,
+        wire_type: WireType,
+        key_start: &[u8],
+        buf: &mut &[u8],
+        depth: u32,
+    ) -> Result<(), DecodeError> {
         if field == 1 {
             expect_wire(Self::NAME, 1, wire_type, WireType::Len)?;
             let mut e = EntryWire::default();

@@ -1,6 +1,8 @@
 //! `google.protobuf.Timestamp` and `Duration` as Teleport's Go code sees them.
 
-use super::{DecodeError, Message, UnknownFields, WireType, expect_wire, keep_unknown, read_varint};
+use super::{
+    DecodeError, Message, UnknownFields, WireType, expect_wire, keep_unknown, read_varint,
+};
 
 /// Seconds of Go's zero `time.Time` (0001-01-01T00:00:00Z) since the Unix epoch.
 pub const GO_ZERO_SECONDS: i64 = -62_135_596_800;
@@ -21,13 +23,19 @@ pub struct Timestamp {
 
 impl Default for Timestamp {
     fn default() -> Self {
-        Timestamp { seconds: GO_ZERO_SECONDS, nanos: 0 }
+        Timestamp {
+            seconds: GO_ZERO_SECONDS,
+            nanos: 0,
+        }
     }
 }
 
 impl Timestamp {
     /// Go's zero time.
-    pub const ZERO: Timestamp = Timestamp { seconds: GO_ZERO_SECONDS, nanos: 0 };
+    pub const ZERO: Timestamp = Timestamp {
+        seconds: GO_ZERO_SECONDS,
+        nanos: 0,
+    };
 
     /// A timestamp from Unix nanoseconds.
     pub const fn from_unix_nanos(n: i128) -> Timestamp {
@@ -63,9 +71,14 @@ impl Timestamp {
         let ms_rem = self.nanos % 1_000_000;
         let base = self.nanos - ms_rem;
         if ms_rem >= 500_000 {
-            Timestamp::from_unix_nanos(self.seconds as i128 * 1_000_000_000 + base as i128 + 1_000_000)
+            Timestamp::from_unix_nanos(
+                self.seconds as i128 * 1_000_000_000 + base as i128 + 1_000_000,
+            )
         } else {
-            Timestamp { seconds: self.seconds, nanos: base }
+            Timestamp {
+                seconds: self.seconds,
+                nanos: base,
+            }
         }
     }
 
@@ -125,7 +138,10 @@ impl Timestamp {
             if !part.iter().all(u8::is_ascii_digit) {
                 return None;
             }
-            Some(part.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+            Some(
+                part.iter()
+                    .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')),
+            )
         };
         let year = num(0..4)?;
         let month = num(5..7)?;
@@ -133,10 +149,21 @@ impl Timestamp {
         let hour = num(11..13)?;
         let minute = num(14..16)?;
         let second = num(17..19)?;
-        if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') || b[13] != b':' || b[16] != b':' {
+        if b[4] != b'-'
+            || b[7] != b'-'
+            || !(b[10] == b'T' || b[10] == b't')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return None;
         }
-        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
             return None;
         }
         let mut i = 19;
@@ -173,7 +200,10 @@ impl Timestamp {
         };
         let days = days_from_civil(year, month as u32, day as u32);
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-        Some(Timestamp { seconds, nanos: nanos as i32 })
+        Some(Timestamp {
+            seconds,
+            nanos: nanos as i32,
+        })
     }
 }
 
@@ -229,6 +259,7 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+#[allow(clippy::too_many_arguments)] // one argument per wire field, kept flat for speed
 fn merge_seconds_nanos(
     name: &'static str,
     seconds: &mut i64,
@@ -289,8 +320,17 @@ pub struct TimestampWire {
 impl TimestampWire {
     /// The decoded value, checked as Go's `TimestampFromProto` does.
     pub fn into_timestamp(self) -> Result<Timestamp, DecodeError> {
-        let t = Timestamp { seconds: self.seconds, nanos: self.nanos };
-        if t.is_valid() { Ok(t) } else { Err(DecodeError::InvalidValue("a timestamp (outside years 1-9999)")) }
+        let t = Timestamp {
+            seconds: self.seconds,
+            nanos: self.nanos,
+        };
+        if t.is_valid() {
+            Ok(t)
+        } else {
+            Err(DecodeError::InvalidValue(
+                "a timestamp (outside years 1-9999)",
+            ))
+        }
     }
 }
 
@@ -310,7 +350,16 @@ impl Message for TimestampWire {
         buf: &mut &[u8],
         _depth: u32,
     ) -> Result<(), DecodeError> {
-        merge_seconds_nanos(Self::NAME, &mut self.seconds, &mut self.nanos, field, wire_type, key_start, buf, &mut self.unknown)
+        merge_seconds_nanos(
+            Self::NAME,
+            &mut self.seconds,
+            &mut self.nanos,
+            field,
+            wire_type,
+            key_start,
+            buf,
+            &mut self.unknown,
+        )
     }
 }
 
@@ -331,7 +380,16 @@ impl Message for Timestamp {
         _depth: u32,
     ) -> Result<(), DecodeError> {
         let mut ignored = UnknownFields::default();
-        merge_seconds_nanos(Self::NAME, &mut self.seconds, &mut self.nanos, field, wire_type, key_start, buf, &mut ignored)
+        merge_seconds_nanos(
+            Self::NAME,
+            &mut self.seconds,
+            &mut self.nanos,
+            field,
+            wire_type,
+            key_start,
+            buf,
+            &mut ignored,
+        )
     }
 }
 
@@ -366,8 +424,19 @@ impl Message for Duration {
         let mut seconds = self.0 / 1_000_000_000;
         let mut nanos = (self.0 % 1_000_000_000) as i32;
         let mut ignored = UnknownFields::default();
-        merge_seconds_nanos(Self::NAME, &mut seconds, &mut nanos, field, wire_type, key_start, buf, &mut ignored)?;
-        self.0 = seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(nanos));
+        merge_seconds_nanos(
+            Self::NAME,
+            &mut seconds,
+            &mut nanos,
+            field,
+            wire_type,
+            key_start,
+            buf,
+            &mut ignored,
+        )?;
+        self.0 = seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(nanos));
         Ok(())
     }
 }
@@ -379,7 +448,14 @@ mod tests {
     #[test]
     fn formats_like_go() {
         assert_eq!(Timestamp::ZERO.to_rfc3339(), "0001-01-01T00:00:00Z");
-        assert_eq!(Timestamp { seconds: 0, nanos: 0 }.to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp {
+                seconds: 0,
+                nanos: 0
+            }
+            .to_rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
         let t = Timestamp::parse_rfc3339("2021-11-18T15:34:00.069Z").unwrap();
         assert_eq!(t.to_rfc3339(), "2021-11-18T15:34:00.069Z");
         let t = Timestamp::parse_rfc3339("2026-03-27T16:36:15.040647Z").unwrap();
@@ -387,13 +463,31 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2020-04-07T18:45:07Z").unwrap();
         assert_eq!(t.seconds, 1_586_285_107);
         let t = Timestamp::parse_rfc3339("2020-04-07T20:45:07.5+02:00").unwrap();
-        assert_eq!(t, Timestamp { seconds: 1_586_285_107, nanos: 500_000_000 });
-        assert_eq!(Timestamp::parse_rfc3339("9999-12-31T23:59:59.999999999Z").unwrap().seconds, MAX_SECONDS - 1);
+        assert_eq!(
+            t,
+            Timestamp {
+                seconds: 1_586_285_107,
+                nanos: 500_000_000
+            }
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("9999-12-31T23:59:59.999999999Z")
+                .unwrap()
+                .seconds,
+            MAX_SECONDS - 1
+        );
     }
 
     #[test]
     fn rejects_bad_times() {
-        for s in ["", "2021-13-01T00:00:00Z", "2021-02-30T00:00:00Z", "2021-01-01 00:00:00Z", "2021-01-01T00:00:00", "2021-01-01T00:00:00.Z"] {
+        for s in [
+            "",
+            "2021-13-01T00:00:00Z",
+            "2021-02-30T00:00:00Z",
+            "2021-01-01 00:00:00Z",
+            "2021-01-01T00:00:00",
+            "2021-01-01T00:00:00.Z",
+        ] {
             assert!(Timestamp::parse_rfc3339(s).is_none(), "{s}");
         }
     }
@@ -408,19 +502,43 @@ mod tests {
 
     #[test]
     fn rounds_to_millis_like_go() {
-        let t = Timestamp { seconds: 10, nanos: 1_499_999 };
-        assert_eq!(t.round_to_millis(), Timestamp { seconds: 10, nanos: 1_000_000 });
-        let t = Timestamp { seconds: 10, nanos: 999_500_000 };
-        assert_eq!(t.round_to_millis(), Timestamp { seconds: 11, nanos: 0 });
+        let t = Timestamp {
+            seconds: 10,
+            nanos: 1_499_999,
+        };
+        assert_eq!(
+            t.round_to_millis(),
+            Timestamp {
+                seconds: 10,
+                nanos: 1_000_000
+            }
+        );
+        let t = Timestamp {
+            seconds: 10,
+            nanos: 999_500_000,
+        };
+        assert_eq!(
+            t.round_to_millis(),
+            Timestamp {
+                seconds: 11,
+                nanos: 0
+            }
+        );
     }
 
     #[test]
     fn zero_time_wire_form() {
         let b = Timestamp::ZERO.encode_to_vec();
         let mut s = &b[..];
-        assert_eq!(read_std_time(&mut &[&[b.len() as u8][..], &b[..]].concat()[..], 0).unwrap(), Timestamp::ZERO);
+        assert_eq!(
+            read_std_time(&mut &[&[b.len() as u8][..], &b[..]].concat()[..], 0).unwrap(),
+            Timestamp::ZERO
+        );
         assert_eq!(s[0], 0x08);
         s = &s[1..];
-        assert_eq!(super::super::read_varint(&mut s).unwrap() as i64, GO_ZERO_SECONDS);
+        assert_eq!(
+            super::super::read_varint(&mut s).unwrap() as i64,
+            GO_ZERO_SECONDS
+        );
     }
 }

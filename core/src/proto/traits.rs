@@ -45,13 +45,25 @@ impl Message for StringValues {
             super::put_len_field(buf, 1, v.as_bytes());
         }
     }
-    fn merge_field(&mut self, field: u32, wire_type: WireType, key_start: &[u8], buf: &mut &[u8], _depth: u32) -> Result<(), DecodeError> {
+    fn merge_field(
+        &mut self,
+        field: u32,
+        wire_type: WireType,
+        key_start: &[u8],
+        buf: &mut &[u8],
+        _depth: u32,
+    ) -> Result<(), DecodeError> {
         if field == 1 {
             expect_wire(Self::NAME, 1, wire_type, WireType::Len)?;
             self.0.push(read_string(buf)?);
             Ok(())
         } else {
-            keep_unknown(&mut super::UnknownFields::default(), wire_type, key_start, buf)
+            keep_unknown(
+                &mut super::UnknownFields::default(),
+                wire_type,
+                key_start,
+                buf,
+            )
         }
     }
 }
@@ -68,7 +80,14 @@ impl Message for Entry {
         entry_len(&self.key, &self.values.0)
     }
     fn encode_raw(&self, _buf: &mut Vec<u8>) {}
-    fn merge_field(&mut self, field: u32, wire_type: WireType, key_start: &[u8], buf: &mut &[u8], depth: u32) -> Result<(), DecodeError> {
+    fn merge_field(
+        &mut self,
+        field: u32,
+        wire_type: WireType,
+        key_start: &[u8],
+        buf: &mut &[u8],
+        depth: u32,
+    ) -> Result<(), DecodeError> {
         match field {
             1 => {
                 expect_wire(Self::NAME, 1, wire_type, WireType::Len)?;
@@ -79,7 +98,12 @@ impl Message for Entry {
                 expect_wire(Self::NAME, 2, wire_type, WireType::Len)?;
                 merge_nested(&mut self.values, buf, depth)
             }
-            _ => keep_unknown(&mut super::UnknownFields::default(), wire_type, key_start, buf),
+            _ => keep_unknown(
+                &mut super::UnknownFields::default(),
+                wire_type,
+                key_start,
+                buf,
+            ),
         }
     }
 }
@@ -87,7 +111,10 @@ impl Message for Entry {
 impl Message for Traits {
     const NAME: &'static str = "wrappers.LabelValues";
     fn encoded_len(&self) -> usize {
-        self.0.iter().map(|(k, v)| len_field_len(1, entry_len(k, v))).sum()
+        self.0
+            .iter()
+            .map(|(k, v)| len_field_len(1, entry_len(k, v)))
+            .sum()
     }
     fn encode_raw(&self, buf: &mut Vec<u8>) {
         for (k, values) in &self.0 {
@@ -101,7 +128,14 @@ impl Message for Traits {
             }
         }
     }
-    fn merge_field(&mut self, field: u32, wire_type: WireType, key_start: &[u8], buf: &mut &[u8], depth: u32) -> Result<(), DecodeError> {
+    fn merge_field(
+        &mut self,
+        field: u32,
+        wire_type: WireType,
+        key_start: &[u8],
+        buf: &mut &[u8],
+        depth: u32,
+    ) -> Result<(), DecodeError> {
         if field == 1 {
             expect_wire(Self::NAME, 1, wire_type, WireType::Len)?;
             let mut entry = Entry::default();
@@ -109,7 +143,12 @@ impl Message for Traits {
             self.0.insert(entry.key, entry.values.0);
             Ok(())
         } else {
-            keep_unknown(&mut super::UnknownFields::default(), wire_type, key_start, buf)
+            keep_unknown(
+                &mut super::UnknownFields::default(),
+                wire_type,
+                key_start,
+                buf,
+            )
         }
     }
 }

@@ -3,7 +3,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::{CodecError, ErrorKind, Format, Polled, ProtoReader, ReaderStats, detect_format, legacy};
+use tapelog_core::codec::{
+    CodecError, ErrorKind, Format, Polled, ProtoReader, ReaderStats, detect_format, legacy,
+};
 use thiserror::Error;
 
 /// Bytes read from the source per step.
@@ -47,13 +49,19 @@ pub fn open_path(path: &Path) -> Result<EventStream, ReadError> {
     if path.as_os_str() == "-" {
         return open_reader(Box::new(std::io::stdin()), path);
     }
-    let f = std::fs::File::open(path).map_err(|source| ReadError::Io { path: path.to_path_buf(), source })?;
+    let f = std::fs::File::open(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     open_reader(Box::new(f), path)
 }
 
 /// Reads a recording from any reader; `path` names it in errors.
 pub fn open_reader(mut src: Box<dyn Read + Send>, path: &Path) -> Result<EventStream, ReadError> {
-    let io = |source| ReadError::Io { path: path.to_path_buf(), source };
+    let io = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut head = Vec::with_capacity(512);
     (&mut src).take(512).read_to_end(&mut head).map_err(io)?;
     let format = detect_format(&head);
@@ -66,7 +74,14 @@ pub fn open_reader(mut src: Box<dyn Read + Send>, path: &Path) -> Result<EventSt
         buf: vec![0; CHUNK],
         done: false,
     };
-    let codec = |kind| ReadError::Codec { path: path.to_path_buf(), source: CodecError { offset: 0, part: 0, kind } };
+    let codec = |kind| ReadError::Codec {
+        path: path.to_path_buf(),
+        source: CodecError {
+            offset: 0,
+            part: 0,
+            kind,
+        },
+    };
     match format {
         Format::ProtoV1 | Format::ProtoV2 => stream.reader.push(&head),
         Format::LegacyTar => {
@@ -80,7 +95,8 @@ pub fn open_reader(mut src: Box<dyn Read + Send>, path: &Path) -> Result<EventSt
         }
         Format::Unknown => {
             return Err(codec(ErrorKind::UnknownFormat(
-                "it starts with neither a ProtoStream header (version 1 or 2) nor a tar header".into(),
+                "it starts with neither a ProtoStream header (version 1 or 2) nor a tar header"
+                    .into(),
             )));
         }
     }
@@ -127,12 +143,18 @@ impl Iterator for EventStream {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(source) => {
                         self.done = true;
-                        return Some(Err(ReadError::Io { path: self.path.clone(), source }));
+                        return Some(Err(ReadError::Io {
+                            path: self.path.clone(),
+                            source,
+                        }));
                     }
                 },
                 Err(source) => {
                     self.done = true;
-                    return Some(Err(ReadError::Codec { path: self.path.clone(), source }));
+                    return Some(Err(ReadError::Codec {
+                        path: self.path.clone(),
+                        source,
+                    }));
                 }
             }
         }

@@ -2,5 +2,8 @@
 fn main() -> std::io::Result<()> {
     let root = tapelog_tests::repo_root().join("examples");
     std::fs::create_dir_all(&root)?;
-    std::fs::write(root.join("legacy-session.tar"), tapelog_core::vectors::legacy_tar(20))
+    std::fs::write(
+        root.join("legacy-session.tar"),
+        tapelog_core::vectors::legacy_tar(20),
+    )
 }
