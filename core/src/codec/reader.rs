@@ -89,8 +89,11 @@ pub struct ProtoReader {
     crc: crc32fast::Hasher,
     isize: u32,
     inflater: Inflater,
+    /// Decompressed bytes: `dec[dec_pos..dec_end]` is pending. Allocated (and zeroed) once, on
+    /// first use, then reused without clearing.
     dec: Vec<u8>,
     dec_pos: usize,
+    dec_end: usize,
     last_index: i64,
     stats: ReaderStats,
     failed: Option<CodecError>,
@@ -124,6 +127,7 @@ impl ProtoReader {
             inflater: Inflater::new(backend),
             dec: Vec::new(),
             dec_pos: 0,
+            dec_end: 0,
             last_index: -1,
             stats: ReaderStats::default(),
             failed: None,
@@ -152,8 +156,9 @@ impl ProtoReader {
         self.in_pos = 0;
         self.finished = false;
         self.state = State::Header;
-        self.dec.clear();
+        self.dec = Vec::new();
         self.dec_pos = 0;
+        self.dec_end = 0;
         self.failed = None;
     }
 
@@ -313,7 +318,7 @@ impl ProtoReader {
         if !matches!(self.gz, Gz::Ended) {
             return Err(self.err(self.offset, ErrorKind::TruncatedGzip));
         }
-        let left = self.dec.len() - self.dec_pos;
+        let left = self.dec_end - self.dec_pos;
         if left > 0 {
             let missing = if left >= 4 {
                 let len = u32::from_be_bytes([
@@ -328,8 +333,8 @@ impl ProtoReader {
             };
             return Err(self.err(self.part_start, ErrorKind::TruncatedRecord { missing }));
         }
-        self.dec.clear();
         self.dec_pos = 0;
+        self.dec_end = 0;
         self.state = State::Padding;
         Ok(())
     }
@@ -351,7 +356,7 @@ impl ProtoReader {
 
     /// A complete record from the decompressed buffer, if there is one.
     fn next_record(&mut self) -> Result<Option<AuditEvent>, CodecError> {
-        let have = self.dec.len() - self.dec_pos;
+        let have = self.dec_end - self.dec_pos;
         if have < 4 {
             return Ok(None);
         }
@@ -375,9 +380,9 @@ impl ProtoReader {
         let record = &self.dec[p + 4..p + 4 + len];
         let event = AuditEvent::decode_oneof(record);
         self.dec_pos += 4 + len;
-        if self.dec_pos == self.dec.len() {
-            self.dec.clear();
+        if self.dec_pos == self.dec_end {
             self.dec_pos = 0;
+            self.dec_end = 0;
         }
         match event {
             Ok(e) => Ok(Some(e)),
@@ -406,24 +411,26 @@ impl ProtoReader {
                 Ok(true)
             }
             Gz::Body => {
-                if self.dec_pos > 0 && self.dec.len() + 64 * 1024 > DEC_CAPACITY {
-                    self.dec.drain(..self.dec_pos);
+                if self.dec_pos > 0 && self.dec_end + 64 * 1024 > DEC_CAPACITY {
+                    self.dec.copy_within(self.dec_pos..self.dec_end, 0);
+                    self.dec_end -= self.dec_pos;
                     self.dec_pos = 0;
                 }
-                let start = self.dec.len();
-                let room = DEC_CAPACITY.saturating_sub(start).max(16 * 1024);
-                self.dec.resize(start + room, 0);
+                let start = self.dec_end;
+                let want = (start + 16 * 1024).max(DEC_CAPACITY);
+                if self.dec.len() < want {
+                    self.dec.resize(want, 0);
+                }
                 let input = &self.input[self.in_pos..self.in_pos + limit];
                 let r = self.inflater.inflate(input, &mut self.dec[start..]);
                 let p = match r {
                     Ok(p) => p,
                     Err(e) => {
-                        self.dec.truncate(start);
                         return Err(self.err(self.offset, ErrorKind::BadDeflate(e.0)));
                     }
                 };
-                self.dec.truncate(start + p.written);
-                self.crc.update(&self.dec[start..]);
+                self.dec_end = start + p.written;
+                self.crc.update(&self.dec[start..self.dec_end]);
                 self.isize = self.isize.wrapping_add(p.written as u32);
                 self.consume(p.consumed);
                 self.payload_left -= p.consumed as u64;
