@@ -311,3 +311,36 @@ fn empty_parts_and_empty_input() {
     let got = read_all(&[]);
     assert!(got.error.is_none() && got.events.is_empty());
 }
+
+/// `poll_record` gives the same records, in the same order, with the same counters, as `poll`
+/// on every valid vector.
+#[test]
+fn poll_record_agrees_with_poll() {
+    use tapelog_core::codec::PolledRecord;
+    for v in vectors::all() {
+        let Expect::Events { events, stats } = &v.expect else {
+            continue;
+        };
+        if codec::detect_format(&v.bytes) == codec::Format::LegacyTar {
+            continue;
+        }
+        let mut r = ProtoReader::new(Backend::default());
+        r.push(&v.bytes);
+        r.finish();
+        let mut got = Vec::new();
+        loop {
+            match r.poll_record() {
+                Ok(PolledRecord::Record { index, oneof }) => {
+                    let e = AuditEvent::decode_oneof(oneof).unwrap();
+                    assert_eq!(e.index(), index, "{}", v.name);
+                    got.push(e);
+                }
+                Ok(PolledRecord::End) => break,
+                other => panic!("{}: {other:?}", v.name),
+            }
+        }
+        assert_eq!(&got, events, "{}", v.name);
+        let s = r.stats();
+        assert_eq!((s.total, s.skipped, s.out_of_order), *stats, "{}", v.name);
+    }
+}

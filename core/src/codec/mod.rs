@@ -19,7 +19,7 @@ pub use deflate::Backend;
 pub use detect::{Format, detect_format};
 pub use error::{CodecError, ErrorKind};
 pub use header::PartHeader;
-pub use reader::{Polled, ProtoReader, ReadAll, ReaderStats, read_all};
+pub use reader::{Polled, PolledRecord, ProtoReader, ReadAll, ReaderStats, read_all};
 pub use writer::{
     EncodedPart, MIN_UPLOAD_BYTES, PartBuilder, RecordingWriter, WriterConfig, encode_recording,
 };

@@ -39,6 +39,29 @@ pub enum Polled {
     End,
 }
 
+/// What [`ProtoReader::poll_record`] produced: a record without its typed decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolledRecord<'a> {
+    /// The next record (after the duplicate rules): its event index and its `OneOf` bytes,
+    /// valid until the next call. Decode it with [`AuditEvent::decode_oneof`] when needed.
+    Record {
+        /// The event index (`Metadata.Index`).
+        index: i64,
+        /// The `OneOf` message bytes.
+        oneof: &'a [u8],
+    },
+    /// Push more bytes (or call [`ProtoReader::finish`] at the end of the input).
+    NeedInput,
+    /// The recording ended cleanly.
+    End,
+}
+
+/// The state machine's answer when it has no record to give.
+enum Need {
+    Input,
+    End,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Header,
@@ -202,115 +225,160 @@ impl ProtoReader {
             return Err(e.clone());
         }
         loop {
-            if let Some(event) = self.next_record()? {
-                if let Some(e) = self.dedup(event) {
-                    return Ok(Polled::Event(e));
+            if let Some((at, len)) = self.next_record()? {
+                // Decoded before the duplicate check, as upstream does: a malformed duplicate
+                // is still an error.
+                let event = match AuditEvent::decode_oneof(&self.dec[at..at + len]) {
+                    Ok(e) => e,
+                    Err(e) => return Err(self.err(self.part_start, ErrorKind::Event(e))),
+                };
+                if self.dedup(event.index()) {
+                    return Ok(Polled::Event(event));
                 }
                 continue;
             }
-            match self.state {
-                State::Header => {
-                    let avail = self.avail().len();
-                    if avail < V1_HEADER_SIZE {
+            match self.step()? {
+                None => {}
+                Some(Need::Input) => return Ok(Polled::NeedInput),
+                Some(Need::End) => return Ok(Polled::End),
+            }
+        }
+    }
+
+    /// Like [`poll`](Self::poll) without the typed decode: the next record's index and bytes.
+    /// Only the framing and the event's `Metadata.Index` are read (the fast path for copying,
+    /// filtering or seeking); the other fields are checked when the record is decoded.
+    pub fn poll_record(&mut self) -> Result<PolledRecord<'_>, CodecError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        loop {
+            if let Some((at, len)) = self.next_record()? {
+                let index = match scan_index(&self.dec[at..at + len]) {
+                    Ok(i) => i,
+                    Err(e) => return Err(self.err(self.part_start, ErrorKind::Event(e))),
+                };
+                if self.dedup(index) {
+                    return Ok(PolledRecord::Record {
+                        index,
+                        oneof: &self.dec[at..at + len],
+                    });
+                }
+                continue;
+            }
+            match self.step()? {
+                None => {}
+                Some(Need::Input) => return Ok(PolledRecord::NeedInput),
+                Some(Need::End) => return Ok(PolledRecord::End),
+            }
+        }
+    }
+
+    /// One step of the part state machine: `None` when it made progress.
+    fn step(&mut self) -> Result<Option<Need>, CodecError> {
+        match self.state {
+            State::Header => {
+                let avail = self.avail().len();
+                if avail < V1_HEADER_SIZE {
+                    if !self.finished {
+                        return Ok(Some(Need::Input));
+                    }
+                    if avail == 0 {
+                        return Ok(Some(Need::End));
+                    }
+                    return Err(self.err(
+                        self.offset,
+                        ErrorKind::TruncatedHeader {
+                            have: avail,
+                            need: V1_HEADER_SIZE,
+                        },
+                    ));
+                }
+                let mut first = [0u8; 24];
+                first.copy_from_slice(&self.avail()[..24]);
+                let mut h = match PartHeader::parse_v1_prefix(&first) {
+                    Ok(h) => h,
+                    Err(kind) => return Err(self.err(self.offset, kind)),
+                };
+                if h.version == PROTO_STREAM_V2 {
+                    if avail < V2_HEADER_SIZE {
                         if !self.finished {
-                            return Ok(Polled::NeedInput);
-                        }
-                        if avail == 0 {
-                            return Ok(Polled::End);
+                            return Ok(Some(Need::Input));
                         }
                         return Err(self.err(
                             self.offset,
                             ErrorKind::TruncatedHeader {
                                 have: avail,
-                                need: V1_HEADER_SIZE,
+                                need: V2_HEADER_SIZE,
                             },
                         ));
                     }
-                    let mut first = [0u8; 24];
-                    first.copy_from_slice(&self.avail()[..24]);
-                    let mut h = match PartHeader::parse_v1_prefix(&first) {
-                        Ok(h) => h,
-                        Err(kind) => return Err(self.err(self.offset, kind)),
-                    };
-                    if h.version == PROTO_STREAM_V2 {
-                        if avail < V2_HEADER_SIZE {
-                            if !self.finished {
-                                return Ok(Polled::NeedInput);
-                            }
-                            return Err(self.err(
-                                self.offset,
-                                ErrorKind::TruncatedHeader {
-                                    have: avail,
-                                    need: V2_HEADER_SIZE,
-                                },
-                            ));
-                        }
-                        let mut flags = [0u8; 8];
-                        flags.copy_from_slice(&self.avail()[24..32]);
-                        h.parse_flags(&flags);
-                        if h.encrypted() {
-                            return Err(self.err(self.offset, ErrorKind::EncryptedRecording));
-                        }
-                    }
-                    self.part_start = self.offset;
-                    self.consume(h.len());
-                    self.header = Some(h);
-                    self.payload_left = h.part_size;
-                    self.padding_left = h.padding_size;
-                    self.stats.parts += 1;
-                    self.gz = Gz::Fixed(0);
-                    self.state = if h.part_size == 0 {
-                        State::Padding
-                    } else {
-                        State::Payload
-                    };
-                }
-                State::Payload => {
-                    if !self.step_payload()? {
-                        if self.payload_left == 0 {
-                            self.end_of_payload()?;
-                            continue;
-                        }
-                        if self.finished {
-                            let missing = self.payload_left;
-                            return Err(self.err(self.offset, ErrorKind::TruncatedPart { missing }));
-                        }
-                        return Ok(Polled::NeedInput);
+                    let mut flags = [0u8; 8];
+                    flags.copy_from_slice(&self.avail()[24..32]);
+                    h.parse_flags(&flags);
+                    if h.encrypted() {
+                        return Err(self.err(self.offset, ErrorKind::EncryptedRecording));
                     }
                 }
-                State::Drain => {
-                    let n = (self.avail().len() as u64).min(self.payload_left) as usize;
-                    self.consume(n);
-                    self.payload_left -= n as u64;
-                    self.stats.dangling_bytes += n as u64;
+                self.part_start = self.offset;
+                self.consume(h.len());
+                self.header = Some(h);
+                self.payload_left = h.part_size;
+                self.padding_left = h.padding_size;
+                self.stats.parts += 1;
+                self.gz = Gz::Fixed(0);
+                self.state = if h.part_size == 0 {
+                    State::Padding
+                } else {
+                    State::Payload
+                };
+            }
+            State::Payload => {
+                if !self.step_payload()? {
                     if self.payload_left == 0 {
                         self.end_of_payload()?;
-                    } else if self.finished {
+                        return Ok(None);
+                    }
+                    if self.finished {
                         let missing = self.payload_left;
                         return Err(self.err(self.offset, ErrorKind::TruncatedPart { missing }));
-                    } else {
-                        return Ok(Polled::NeedInput);
                     }
+                    return Ok(Some(Need::Input));
                 }
-                State::Padding => {
-                    let n = (self.avail().len() as u64).min(self.padding_left) as usize;
-                    self.consume(n);
-                    self.padding_left -= n as u64;
-                    if self.padding_left == 0 {
-                        self.state = State::Header;
-                        self.part_index += 1;
-                    } else if self.finished {
-                        let expected = self.header.map_or(0, |h| h.padding_size);
-                        let got = expected - self.padding_left;
-                        return Err(
-                            self.err(self.offset, ErrorKind::TruncatedPadding { expected, got })
-                        );
-                    } else {
-                        return Ok(Polled::NeedInput);
-                    }
+            }
+            State::Drain => {
+                let n = (self.avail().len() as u64).min(self.payload_left) as usize;
+                self.consume(n);
+                self.payload_left -= n as u64;
+                self.stats.dangling_bytes += n as u64;
+                if self.payload_left == 0 {
+                    self.end_of_payload()?;
+                } else if self.finished {
+                    let missing = self.payload_left;
+                    return Err(self.err(self.offset, ErrorKind::TruncatedPart { missing }));
+                } else {
+                    return Ok(Some(Need::Input));
+                }
+            }
+            State::Padding => {
+                let n = (self.avail().len() as u64).min(self.padding_left) as usize;
+                self.consume(n);
+                self.padding_left -= n as u64;
+                if self.padding_left == 0 {
+                    self.state = State::Header;
+                    self.part_index += 1;
+                } else if self.finished {
+                    let expected = self.header.map_or(0, |h| h.padding_size);
+                    let got = expected - self.padding_left;
+                    return Err(
+                        self.err(self.offset, ErrorKind::TruncatedPadding { expected, got })
+                    );
+                } else {
+                    return Ok(Some(Need::Input));
                 }
             }
         }
+        Ok(None)
     }
 
     /// The payload is used up: the gzip data must be complete and no record half read.
@@ -339,23 +407,22 @@ impl ProtoReader {
         Ok(())
     }
 
-    /// Upstream's duplicate and order rules.
-    fn dedup(&mut self, e: AuditEvent) -> Option<AuditEvent> {
+    /// Upstream's duplicate and order rules: whether the event with this index is kept.
+    fn dedup(&mut self, idx: i64) -> bool {
         self.stats.total += 1;
-        let idx = e.index();
         if idx <= self.last_index {
             self.stats.skipped += 1;
-            return None;
+            return false;
         }
         if self.last_index > 0 && idx != self.last_index + 1 {
             self.stats.out_of_order += 1;
         }
         self.last_index = idx;
-        Some(e)
+        true
     }
 
     /// A complete record from the decompressed buffer, if there is one.
-    fn next_record(&mut self) -> Result<Option<AuditEvent>, CodecError> {
+    fn next_record(&mut self) -> Result<Option<(usize, usize)>, CodecError> {
         let have = self.dec_end - self.dec_pos;
         if have < 4 {
             return Ok(None);
@@ -377,17 +444,9 @@ impl ProtoReader {
         if have < 4 + len {
             return Ok(None);
         }
-        let record = &self.dec[p + 4..p + 4 + len];
-        let event = AuditEvent::decode_oneof(record);
+        // The bytes stay in place until the next inflate step (which recycles the buffer).
         self.dec_pos += 4 + len;
-        if self.dec_pos == self.dec_end {
-            self.dec_pos = 0;
-            self.dec_end = 0;
-        }
-        match event {
-            Ok(e) => Ok(Some(e)),
-            Err(e) => Err(self.err(self.part_start, ErrorKind::Event(e))),
-        }
+        Ok(Some((p + 4, len)))
     }
 
     /// Moves the payload forward; false when nothing could be done with the input at hand.
@@ -411,6 +470,10 @@ impl ProtoReader {
                 Ok(true)
             }
             Gz::Body => {
+                if self.dec_pos == self.dec_end {
+                    self.dec_pos = 0;
+                    self.dec_end = 0;
+                }
                 if self.dec_pos > 0 && self.dec_end + 64 * 1024 > DEC_CAPACITY {
                     self.dec.copy_within(self.dec_pos..self.dec_end, 0);
                     self.dec_end -= self.dec_pos;
@@ -642,4 +705,37 @@ impl From<EventError> for ErrorKind {
     fn from(e: EventError) -> Self {
         ErrorKind::Event(e)
     }
+}
+
+/// `Metadata.Index` of a `OneOf` record without decoding the event: every member's field 1 is
+/// its `Metadata`, whose field 1 is the index. Protobuf merge rules: the last value wins.
+fn scan_index(oneof: &[u8]) -> Result<i64, crate::event::EventError> {
+    use crate::proto::{WireType, read_key, read_len_bytes, read_varint, skip_value};
+    let mut index = 0i64;
+    let mut buf = oneof;
+    while !buf.is_empty() {
+        let (_, wt) = read_key(&mut buf)?;
+        if wt != WireType::Len {
+            skip_value(wt, &mut buf)?;
+            continue;
+        }
+        let mut member = read_len_bytes(&mut buf, "an event")?;
+        while !member.is_empty() {
+            let (field, wt) = read_key(&mut member)?;
+            if field == 1 && wt == WireType::Len {
+                let mut meta = read_len_bytes(&mut member, "events.Metadata")?;
+                while !meta.is_empty() {
+                    let (f, wt) = read_key(&mut meta)?;
+                    if f == 1 && wt == WireType::Varint {
+                        index = read_varint(&mut meta)? as i64;
+                    } else {
+                        skip_value(wt, &mut meta)?;
+                    }
+                }
+            } else {
+                skip_value(wt, &mut member)?;
+            }
+        }
+    }
+    Ok(index)
 }
