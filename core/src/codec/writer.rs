@@ -110,13 +110,15 @@ impl PartBuilder {
     /// does not fit is refused and nothing is written.
     pub fn add(&mut self, event: &AuditEvent) -> Result<(), EventError> {
         let fitted;
-        let event = if event.size() > MAX_EVENT_SIZE {
+        let mut size = event.size();
+        let event = if size > MAX_EVENT_SIZE {
             fitted = event.clone().fit_to_size(MAX_EVENT_SIZE)?;
+            size = fitted.size();
             &fitted
         } else {
             event
         };
-        let len = event.oneof_len();
+        let len = event.oneof_len_for_size(size);
         if len > MAX_EVENT_SIZE {
             return Err(EventError::TooLarge {
                 event_type: event.event_type().to_string(),
@@ -126,7 +128,7 @@ impl PartBuilder {
         }
         self.pending.reserve(RECORD_HEADER_SIZE + len);
         self.pending.extend_from_slice(&(len as u32).to_be_bytes());
-        event.encode_oneof(&mut self.pending);
+        event.encode_oneof_sized(&mut self.pending, size);
         self.note_event(event.index());
         Ok(())
     }

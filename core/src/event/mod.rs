@@ -269,6 +269,27 @@ macro_rules! define_audit_event {
                 }
             }
 
+            /// [`oneof_len`](Self::oneof_len) when [`size`](Self::size) is already known.
+            pub fn oneof_len_for_size(&self, size: usize) -> usize {
+                match self {
+                    $(AuditEvent::$v(_) => crate::proto::len_field_len($n, size),)*
+                    AuditEvent::Unrecognized(r) => r.oneof_bytes.len(),
+                }
+            }
+
+            /// [`encode_oneof`](Self::encode_oneof) when [`size`](Self::size) is already
+            /// known (saves walking the event once more to measure it).
+            pub fn encode_oneof_sized(&self, buf: &mut Vec<u8>, size: usize) {
+                match self {
+                    $(AuditEvent::$v(e) => {
+                        crate::proto::put_key(buf, $n, WireType::Len);
+                        crate::proto::put_varint(buf, size as u64);
+                        e.encode_raw(buf);
+                    })*
+                    AuditEvent::Unrecognized(r) => buf.extend_from_slice(&r.oneof_bytes),
+                }
+            }
+
             /// Appends the `OneOf` record holding this event.
             pub fn encode_oneof(&self, buf: &mut Vec<u8>) {
                 match self {
