@@ -206,3 +206,55 @@ fn unknown_type_json_is_stable() {
     let again = AuditEvent::from_json(&json).unwrap();
     assert_eq!(again.to_json(), json);
 }
+
+/// Upstream's `FromEventFields`: when the fields do not fit the type's message, the event is
+/// kept as `unknown` with its JSON rather than refused.
+#[test]
+fn fields_that_do_not_fit_the_message_become_unknown() {
+    let text = r#"{"event":"session.start","code":"T2000I","time":"2024-01-01T00:00:00Z","size":7,"user":"joe"}"#;
+    let e = AuditEvent::from_json(text).unwrap();
+    let AuditEvent::Unknown(u) = &e else {
+        panic!("{}", e.message_name())
+    };
+    assert_eq!(u.unknown_type, "session.start");
+    assert_eq!(u.unknown_code, "T2000I");
+    assert_eq!(u.data, text);
+    // A Metadata field of the wrong kind breaks `unknown` too: then it is an error naming it.
+    let err = AuditEvent::from_json(r#"{"event":"session.start","ei":"x"}"#).unwrap_err();
+    assert!(err.to_string().contains("\"ei\""), "{err}");
+}
+
+/// gravitational/teleport#59469: SFTP events once written as `scp` with code T3010E read back as
+/// SFTP events with type `sftp` and code TS020E; a well-formed SCP event with that code stays SCP.
+#[test]
+fn misfiled_sftp_events_are_read_as_sftp() {
+    let text =
+        r#"{"event":"scp","code":"T3010E","time":"2024-01-01T00:00:00Z","action":7,"path":"/etc"}"#;
+    let e = AuditEvent::from_json(text).unwrap();
+    assert_eq!(e.message_name(), "SFTP");
+    assert_eq!(e.event_type(), "sftp");
+    assert!(
+        e.to_json().contains(r#""code":"TS020E""#),
+        "{}",
+        e.to_json()
+    );
+    let scp = r#"{"event":"scp","code":"T3010E","time":"2024-01-01T00:00:00Z","action":"upload","path":"/etc"}"#;
+    assert_eq!(AuditEvent::from_json(scp).unwrap().message_name(), "SCP");
+}
+
+#[test]
+fn code_table_names_types_from_the_type_table() {
+    use tapelog_core::event::EVENT_CODES;
+    let types: std::collections::HashSet<_> = EVENT_TYPES.iter().map(|t| t.event_type).collect();
+    let mut seen = std::collections::HashSet::new();
+    for c in EVENT_CODES {
+        assert!(seen.insert(c.code), "code {} twice", c.code);
+        assert!(
+            c.event_type.is_empty() || types.contains(c.event_type),
+            "{} names unknown type {}",
+            c.code,
+            c.event_type
+        );
+    }
+    assert!(EVENT_CODES.len() > 300);
+}

@@ -481,13 +481,32 @@ impl AuditEvent {
             _ => return Err(JsonError::MissingType.into()),
         };
         let code = obj.get("code").and_then(Value::as_str).unwrap_or("");
+        // As upstream: a type whose message does not accept the fields falls back to
+        // `unknown` (keeping the JSON); only when even that fails is it an error, and then the
+        // typed error is the one reported because it names the field at fault.
+        let mut typed_error = None;
         if let Some(message) = message_for(event_type, code) {
-            if let Some(r) = AuditEvent::from_json_object_as(message, obj) {
-                return Ok(r?);
+            match AuditEvent::from_json_object_as(message, obj) {
+                Some(Ok(e)) => return Ok(e),
+                Some(Err(e)) => typed_error = Some(e),
+                None => {}
+            }
+            // Teleport once wrote some SFTP events as `scp` with code T3010E; upstream reads
+            // those back as SFTP events (gravitational/teleport#59469).
+            if event_type == event_type::SCP && code == event_code::SCP_DISALLOWED {
+                if let Some(Ok(AuditEvent::SFTP(mut e))) =
+                    AuditEvent::from_json_object_as("SFTP", obj)
+                {
+                    e.metadata.type_ = event_type::SFTP.to_string();
+                    e.metadata.code = event_code::SFTP_DISALLOWED.to_string();
+                    return Ok(AuditEvent::SFTP(e));
+                }
             }
         }
         let mut unknown = Unknown::default();
-        unknown.merge_json_object(obj)?;
+        if let Err(e) = unknown.merge_json_object(obj) {
+            return Err(typed_error.unwrap_or(e).into());
+        }
         unknown.metadata.type_ = UNKNOWN_EVENT_TYPE.to_string();
         unknown.metadata.code = UNKNOWN_EVENT_CODE.to_string();
         unknown.unknown_type = event_type.to_string();
