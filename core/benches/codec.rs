@@ -99,6 +99,51 @@ fn encode(events: &[AuditEvent], backend: Backend) -> Vec<u8> {
     out
 }
 
+/// Encode as a recorder does it: each event is added while it is still in cache (it was just
+/// built). A block of `block` events is re-added with rising indexes until `total` bytes of
+/// records are written.
+fn encode_hot(block: &[AuditEvent], total: usize, backend: Backend) -> Vec<u8> {
+    let mut block = block.to_vec();
+    let block_bytes: usize = block.iter().map(|e| e.oneof_len() + 4).sum();
+    let mut w = RecordingWriter::new(WriterConfig {
+        backend,
+        ..WriterConfig::default()
+    });
+    let mut out = Vec::new();
+    let mut index = 0;
+    for _ in 0..total.div_ceil(block_bytes) {
+        for e in block.iter_mut() {
+            index += 1;
+            e.set_index(index);
+            w.add(e).unwrap();
+        }
+        for p in w.take_parts() {
+            out.extend_from_slice(&p.to_vec());
+        }
+    }
+    for p in w.finish() {
+        out.extend_from_slice(&p.to_vec());
+    }
+    out
+}
+
+/// The decompressed record stream of every part (for the raw deflate baseline).
+fn plain_parts(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut parts = Vec::new();
+    let mut pos = 0;
+    while pos + 24 <= bytes.len() {
+        let size = u64::from_be_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()) as usize;
+        let pad = u64::from_be_bytes(bytes[pos + 16..pos + 24].try_into().unwrap()) as usize;
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[pos + 24..pos + 24 + size])
+            .read_to_end(&mut plain)
+            .unwrap();
+        parts.push(plain);
+        pos += 24 + size + pad;
+    }
+    parts
+}
+
 /// Record-level decode: framing, checksums, index and duplicate rules, no typed event.
 fn decode_records(bytes: &[u8], backend: Backend) -> usize {
     use tapelog_core::codec::PolledRecord;
@@ -231,32 +276,45 @@ fn main() {
         evs.len(),
         raw_bytes as f64 / 1e6
     );
+    // `TAPELOG_BENCH_PROFILE=records|typed|encode|inflate` loops one path on the default back
+    // end (for `perf record`) and prints nothing else.
+    if let Ok(what) = std::env::var("TAPELOG_BENCH_PROFILE") {
+        let backend = Backend::default();
+        let bytes = encode(&evs, backend);
+        let t = Instant::now();
+        for _ in 0..10 {
+            let n = match what.as_str() {
+                "records" => decode_records(&bytes, backend),
+                "typed" => decode(&bytes, backend),
+                "encode" => encode(&evs, backend).len(),
+                "encode_hot" => encode_hot(&evs[..4096], raw_bytes, backend).len(),
+                _ => raw_inflate(&bytes, backend),
+            };
+            std::hint::black_box(n);
+        }
+        let mbps = raw_bytes as f64 * 10.0 / t.elapsed().as_secs_f64() / 1e6;
+        println!("{what}: {mbps:.1} MB/s");
+        return;
+    }
     let mut recording_for_rss = Vec::new();
     for backend in Backend::ALL {
         let (enc_t, bytes) = best_of(3, || encode(&evs, backend));
         // Same records, same part boundaries, raw deflate only.
         let got = tapelog_core::codec::read_all(&bytes);
         assert!(got.error.is_none());
-        let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
-        let mut pos = 0;
-        while pos + 24 <= bytes.len() {
-            let size = u64::from_be_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()) as usize;
-            let pad = u64::from_be_bytes(bytes[pos + 16..pos + 24].try_into().unwrap()) as usize;
-            let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[pos + 24..pos + 24 + size])
-                .read_to_end(&mut plain)
-                .unwrap();
-            parts.push(plain);
-            pos += 24 + size + pad;
-        }
+        let parts = plain_parts(&bytes);
         let (deflate_t, _) = best_of(3, || raw_deflate(&parts, backend));
+        let (hot_t, hot_bytes) = best_of(3, || encode_hot(&evs[..4096], raw_bytes, backend));
+        let hot_parts = plain_parts(&hot_bytes);
+        let hot_raw: usize = hot_parts.iter().map(Vec::len).sum();
+        let (hot_deflate_t, _) = best_of(3, || raw_deflate(&hot_parts, backend));
         let (dec_t, n) = best_of(3, || decode(&bytes, backend));
         let (rec_t, _) = best_of(3, || decode_records(&bytes, backend));
         let (inf_t, plain) = best_of(3, || raw_inflate(&bytes, backend));
         assert!(n > 0 && plain > 0);
         let mbps = |t: f64| raw_bytes as f64 / t / 1e6;
         println!(
-            "{:<12} recording {:.1} MB | raw inflate {:>7.1} MB/s | record decode {:>7.1} MB/s, ratio {:.2} | typed decode {:>7.1} MB/s, ratio {:.2} | encode {:>6.1} MB/s, raw deflate {:>6.1} MB/s, ratio {:.2}",
+            "{:<12} recording {:.1} MB | raw inflate {:>7.1} MB/s | record decode {:>7.1} MB/s, ratio {:.2} | typed decode {:>7.1} MB/s, ratio {:.2} | encode (events in cache) {:>6.1} MB/s, raw deflate {:>6.1} MB/s, ratio {:.2} | encode (all events built first, cold) {:>6.1} MB/s, raw deflate {:>6.1} MB/s, ratio {:.2}",
             backend.name(),
             bytes.len() as f64 / 1e6,
             mbps(inf_t),
@@ -264,6 +322,9 @@ fn main() {
             inf_t / rec_t,
             mbps(dec_t),
             inf_t / dec_t,
+            hot_raw as f64 / hot_t / 1e6,
+            hot_raw as f64 / hot_deflate_t / 1e6,
+            hot_deflate_t / hot_t,
             mbps(enc_t),
             mbps(deflate_t),
             deflate_t / enc_t,

@@ -161,6 +161,22 @@ pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
 /// Reads a varint.
 #[inline]
 pub fn read_varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+    // Most varints on this wire (keys, lengths, small numbers) are one or two bytes.
+    match **buf {
+        [b0, ref rest @ ..] if b0 < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b0))
+        }
+        [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7))
+        }
+        _ => read_varint_slow(buf),
+    }
+}
+
+#[inline(never)]
+fn read_varint_slow(buf: &mut &[u8]) -> Result<u64, DecodeError> {
     let mut result = 0u64;
     for i in 0..10 {
         let Some((&b, rest)) = buf.split_first() else {
@@ -235,6 +251,7 @@ pub fn read_fixed64(buf: &mut &[u8]) -> Result<u64, DecodeError> {
 }
 
 /// Skips one value of `wire_type`.
+#[inline]
 pub fn skip_value(wire_type: WireType, buf: &mut &[u8]) -> Result<(), DecodeError> {
     match wire_type {
         WireType::Varint => read_varint(buf).map(|_| ()),
@@ -324,8 +341,32 @@ pub fn put_len_field(buf: &mut Vec<u8>, field: u32, body: &[u8]) {
 #[inline]
 pub fn put_message_field<M: Message>(buf: &mut Vec<u8>, field: u32, msg: &M) {
     put_key(buf, field, WireType::Len);
-    put_varint(buf, msg.encoded_len() as u64);
-    msg.encode_raw(buf);
+    put_len_prefixed(buf, |buf| msg.encode_raw(buf));
+}
+
+/// Writes what `body` appends, preceded by its length as a varint, without measuring it
+/// first: one placeholder byte is written and, when the body turns out to be 128 bytes or
+/// more, the body is moved up to make room. Nested messages are mostly short, so this is
+/// cheaper than walking each one twice (once to measure, once to write).
+#[inline]
+pub fn put_len_prefixed(buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    let at = buf.len();
+    buf.push(0);
+    body(buf);
+    let len = buf.len() - at - 1;
+    if len < 0x80 {
+        buf[at] = len as u8;
+        return;
+    }
+    let extra = varint_len(len as u64) - 1;
+    let old_end = buf.len();
+    buf.resize(old_end + extra, 0);
+    buf.copy_within(at + 1..old_end, at + 1 + extra);
+    let mut v = len as u64;
+    for b in &mut buf[at..at + 1 + extra] {
+        *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
+        v >>= 7;
+    }
 }
 
 /// Size of a nested message field.
