@@ -19,6 +19,7 @@ pub mod json;
 pub mod proto;
 #[cfg(feature = "random")]
 pub mod random;
+pub mod stream;
 pub mod vectors;
 
 pub use event::{AuditEvent, EventError, EventFields};

@@ -79,6 +79,9 @@ impl EncodedPart {
 /// Builds one part from events.
 pub struct PartBuilder {
     config: WriterConfig,
+    /// Compressed size at which [`should_upload`](Self::should_upload) says the part is full
+    /// (`config.min_upload_bytes` unless [`set_target_bytes`](Self::set_target_bytes) grew it).
+    target_bytes: usize,
     /// Reserved header, gzip header and deflate output so far.
     out: Vec<u8>,
     deflater: Option<Deflater>,
@@ -96,6 +99,7 @@ impl PartBuilder {
         out.extend_from_slice(&GZIP_HEADER_FAST);
         PartBuilder {
             config,
+            target_bytes: config.min_upload_bytes,
             out,
             deflater: None,
             pending: Vec::new(),
@@ -152,7 +156,10 @@ impl PartBuilder {
     fn note_event(&mut self, index: i64) {
         self.events += 1;
         self.last_index = self.last_index.max(index);
-        if self.pending.len() >= PENDING_BATCH {
+        // Records are compressed in batches; small parts (tests, file stores) use small batches
+        // so that their size is still seen in time.
+        let batch = (self.config.min_upload_bytes / 4).clamp(1024, PENDING_BATCH);
+        if self.pending.len() >= batch {
             self.compress_pending(Flush::None);
         }
     }
@@ -202,7 +209,20 @@ impl PartBuilder {
 
     /// Whether the compressed part reached the minimum upload size (upstream's `shouldUpload`).
     pub fn should_upload(&self) -> bool {
-        self.out.len() >= self.config.min_upload_bytes
+        self.out.len() >= self.target_bytes
+    }
+
+    /// Whether working state is held: a compressor or records not yet compressed (both let go
+    /// by [`release`](Self::release) until the next event).
+    pub fn has_compressor(&self) -> bool {
+        self.deflater.is_some() || !self.pending.is_empty()
+    }
+
+    /// Makes the part count as full only at `bytes` (never below the minimum upload size);
+    /// padding still only fills up to the minimum. Streams use this to keep long recordings
+    /// under the 10,000-part limit.
+    pub fn set_target_bytes(&mut self, bytes: usize) {
+        self.target_bytes = bytes.max(self.config.min_upload_bytes);
     }
 
     /// Ends the current deflate run and frees the compressor and spare buffers; call when the
