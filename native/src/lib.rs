@@ -6,7 +6,13 @@
 //!
 //! - [`recording`]: read any recording file (ProtoStream V1/V2, legacy tar) as a stream of
 //!   events; write clean recordings.
+//! - [`upload`]: multipart uploads of recordings (upstream's `MultipartUploader`) over
+//!   `object_store`, with upstream's file layout.
+//! - [`stream`]: the tokio driver of the core stream machine (timers, bounded uploads with
+//!   retries, completion, status).
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod recording;
+pub mod stream;
+pub mod upload;

@@ -1,0 +1,309 @@
+//! The tokio driver of [`tapelog_core::stream::Stream`]: runs its timers, uploads its parts
+//! (bounded, with retries that re-send the same bytes), completes the upload and publishes the
+//! stream's status. All the decisions stay in the core machine.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tapelog_core::AuditEvent;
+use tapelog_core::stream::{
+    Action, CompletedPart, Stream, StreamConfig, StreamError, StreamStatus,
+};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::upload::{MultipartUploader, StreamPart, StreamUpload, UploadError};
+
+/// How the driver retries part uploads (upstream: linear 1 s steps up to 30 s).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per part before the stream fails (at least 1).
+    pub attempts: u32,
+    /// Wait after the first failure; grows by this much after each further failure.
+    pub step: Duration,
+    /// Longest wait between attempts.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1000,
+            step: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Stream and retry settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DriverConfig {
+    /// The machine's settings (part size, concurrency, inactivity, level).
+    pub stream: StreamConfig,
+    /// Part upload retries.
+    pub retry: RetryPolicy,
+}
+
+/// Why a stream stopped.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    /// The machine refused (event too large, stream ended, an upload failed for good).
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The store refused (creating or resuming the upload).
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// The driver task is gone (it panicked or was cancelled).
+    #[error("the stream's task stopped")]
+    Gone,
+}
+
+enum Cmd {
+    Event(Box<AuditEvent>, oneshot::Sender<Result<(), StreamError>>),
+    Complete(oneshot::Sender<Result<(), StreamError>>),
+    Close(oneshot::Sender<Result<(), StreamError>>),
+}
+
+/// A recording being streamed to a store. Dropping it cancels the stream (the upload stays
+/// resumable with the parts already stored).
+pub struct RecordingStream {
+    upload: StreamUpload,
+    tx: mpsc::Sender<Cmd>,
+    status: watch::Receiver<StreamStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RecordingStream {
+    /// Creates an upload for `session_id` and a stream writing to it.
+    pub async fn create<U: MultipartUploader>(
+        uploader: Arc<U>,
+        session_id: &str,
+        config: DriverConfig,
+    ) -> Result<RecordingStream, DriverError> {
+        let upload = uploader.create_upload(session_id).await?;
+        let machine = Stream::new(upload.id.clone(), config.stream, now_ms());
+        Ok(Self::spawn(uploader, upload, machine, config))
+    }
+
+    /// Continues `upload` after the parts the store lists for it.
+    pub async fn resume<U: MultipartUploader>(
+        uploader: Arc<U>,
+        upload: StreamUpload,
+        config: DriverConfig,
+    ) -> Result<RecordingStream, DriverError> {
+        let parts = uploader.list_parts(&upload).await?;
+        let completed = parts
+            .into_iter()
+            .map(|p| CompletedPart {
+                number: p.number,
+                etag: p.etag,
+            })
+            .collect();
+        let machine = Stream::resume(upload.id.clone(), config.stream, completed, now_ms());
+        Ok(Self::spawn(uploader, upload, machine, config))
+    }
+
+    fn spawn<U: MultipartUploader>(
+        uploader: Arc<U>,
+        upload: StreamUpload,
+        machine: Stream,
+        config: DriverConfig,
+    ) -> RecordingStream {
+        let (tx, rx) = mpsc::channel(64);
+        let (status_tx, status) = watch::channel(machine.status(now_ms()));
+        let task = tokio::spawn(run(
+            uploader,
+            upload.clone(),
+            machine,
+            config,
+            rx,
+            status_tx,
+        ));
+        RecordingStream {
+            upload,
+            tx,
+            status,
+            task,
+        }
+    }
+
+    /// The upload being written.
+    pub fn upload(&self) -> &StreamUpload {
+        &self.upload
+    }
+
+    /// Status updates: the highest event index that is durably stored.
+    pub fn status(&self) -> watch::Receiver<StreamStatus> {
+        self.status.clone()
+    }
+
+    /// Records one event; waits while the stream's uploads are behind (back-pressure).
+    pub async fn record(&self, event: AuditEvent) -> Result<(), DriverError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Event(Box::new(event), tx))
+            .await
+            .map_err(|_| DriverError::Gone)?;
+        Ok(rx.await.map_err(|_| DriverError::Gone)??)
+    }
+
+    /// Uploads the rest and completes the upload.
+    pub async fn complete(self) -> Result<(), DriverError> {
+        self.finish(Cmd::Complete).await
+    }
+
+    /// Uploads the rest and leaves the upload open (resumable).
+    pub async fn close(self) -> Result<(), DriverError> {
+        self.finish(Cmd::Close).await
+    }
+
+    async fn finish(
+        mut self,
+        cmd: fn(oneshot::Sender<Result<(), StreamError>>) -> Cmd,
+    ) -> Result<(), DriverError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(cmd(tx)).await.map_err(|_| DriverError::Gone)?;
+        let r = rx.await.map_err(|_| DriverError::Gone)?;
+        let _ = (&mut self.task).await;
+        Ok(r?)
+    }
+}
+
+impl Drop for RecordingStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+enum Done {
+    Part(u32, Result<StreamPart, UploadError>),
+    Complete(Result<(), UploadError>),
+}
+
+async fn upload_with_retry<U: MultipartUploader>(
+    uploader: Arc<U>,
+    upload: StreamUpload,
+    number: u32,
+    part: Arc<tapelog_core::codec::EncodedPart>,
+    retry: RetryPolicy,
+) -> Result<StreamPart, UploadError> {
+    let mut wait = retry.step;
+    let mut attempt = 1;
+    loop {
+        // Every attempt sends the same part value: same header, payload and padding.
+        match uploader.upload_part(&upload, number, &part).await {
+            Ok(p) => return Ok(p),
+            Err(e @ (UploadError::NotFound(_) | UploadError::InvalidId { .. })) => return Err(e),
+            Err(e) if attempt >= retry.attempts.max(1) => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait + retry.step).min(retry.max);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn run<U: MultipartUploader>(
+    uploader: Arc<U>,
+    upload: StreamUpload,
+    mut machine: Stream,
+    config: DriverConfig,
+    mut rx: mpsc::Receiver<Cmd>,
+    status: watch::Sender<StreamStatus>,
+) {
+    let mut work: JoinSet<Done> = JoinSet::new();
+    let mut finisher: Option<oneshot::Sender<Result<(), StreamError>>> = None;
+    let mut inbox_open = true;
+    loop {
+        // Carry out what the machine asked for.
+        for action in machine.take_actions() {
+            match action {
+                Action::UploadPart { number, part } => {
+                    let (u, up) = (uploader.clone(), upload.clone());
+                    let retry = config.retry;
+                    work.spawn(async move {
+                        Done::Part(number, upload_with_retry(u, up, number, part, retry).await)
+                    });
+                }
+                Action::CompleteUpload { parts } => {
+                    let (u, up) = (uploader.clone(), upload.clone());
+                    work.spawn(async move {
+                        let parts: Vec<StreamPart> = parts
+                            .into_iter()
+                            .map(|p| StreamPart {
+                                number: p.number,
+                                etag: p.etag,
+                                last_modified_ms: 0,
+                            })
+                            .collect();
+                        Done::Complete(u.complete_upload(&up, &parts).await)
+                    });
+                }
+                Action::Status(s) => {
+                    let _ = status.send(s);
+                }
+                Action::Closed | Action::Completed => {}
+            }
+        }
+        if machine.is_done() {
+            if let Some(f) = finisher.take() {
+                let r = match machine.failure() {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(()),
+                };
+                let _ = f.send(r);
+            }
+            // Let uploads still running finish before the task ends.
+            while work.join_next().await.is_some() {}
+            return;
+        }
+        let sleep = machine.next_deadline().map(|d| {
+            let wait = d.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait))
+        });
+        let accept = inbox_open && finisher.is_none() && machine.wants_events();
+        tokio::select! {
+            cmd = rx.recv(), if accept => match cmd {
+                Some(Cmd::Event(e, reply)) => {
+                    let _ = reply.send(machine.record(&e, now_ms()));
+                }
+                Some(Cmd::Complete(reply)) => {
+                    machine.complete(now_ms());
+                    finisher = Some(reply);
+                }
+                Some(Cmd::Close(reply)) => {
+                    machine.close(now_ms());
+                    finisher = Some(reply);
+                }
+                None => {
+                    // The handle is gone without complete or close: keep what was recorded.
+                    inbox_open = false;
+                    machine.close(now_ms());
+                }
+            },
+            Some(done) = work.join_next(), if !work.is_empty() => match done {
+                Ok(Done::Part(n, Ok(p))) => {
+                    let _ = machine.part_uploaded(n, p.etag, now_ms());
+                }
+                Ok(Done::Part(n, Err(e))) => machine.part_failed(n, e.to_string()),
+                Ok(Done::Complete(Ok(()))) => machine.upload_completed(),
+                Ok(Done::Complete(Err(e))) => machine.complete_failed(e.to_string()),
+                Err(join) => {
+                    // A panicking upload task: treat as a failed complete or part.
+                    machine.complete_failed(join.to_string());
+                }
+            },
+            () = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {
+                machine.tick(now_ms());
+            }
+        }
+    }
+}
