@@ -76,6 +76,33 @@ pub fn line(i: usize) -> Vec<u8> {
     format!("line {i}: the quick brown fox jumps over the lazy dog\r\n").into_bytes()
 }
 
+/// `n` events (at least 2): a session start, prints of 100 poorly compressible bytes each
+/// (pseudo-random hex, fixed seed), a session end; indexes 0.. with no gaps. For tests that
+/// need many parts from few events.
+pub fn noisy_session(n: usize) -> Vec<AuditEvent> {
+    let mut v = sample_session(0);
+    let mut end = v.pop().unwrap_or_else(|| print(0, 0, 0, 0, b""));
+    v.truncate(1);
+    let mut r = 0x2545_F491_4F6C_DD1Du64;
+    let mut offset = 0;
+    while v.len() + 1 < n {
+        let data: Vec<u8> = (0..100)
+            .map(|_| {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                b"0123456789abcdef"[(r & 15) as usize]
+            })
+            .collect();
+        let i = v.len() as i64;
+        v.push(print(i, i, offset, i * 10, &data));
+        offset += data.len() as i64;
+    }
+    end.set_index(v.len() as i64);
+    v.push(end);
+    v
+}
+
 /// A sample session: start, resize, `prints` print events, end. Indexes 0.. with no gaps.
 pub fn sample_session(prints: usize) -> Vec<AuditEvent> {
     let mut v: Vec<AuditEvent> = Vec::with_capacity(prints + 3);

@@ -84,29 +84,8 @@ impl<U: MultipartUploader> MultipartUploader for Flaky<U> {
     }
 }
 
-/// Session start, `n - 2` prints of poorly compressible output, session end.
 fn events(n: usize) -> Vec<AuditEvent> {
-    let mut v = vectors::sample_session(0);
-    let mut end = v.pop().unwrap();
-    v.truncate(1);
-    let mut r = 0x2545_F491_4F6C_DD1Du64;
-    let mut offset = 0;
-    while v.len() + 1 < n {
-        let data: Vec<u8> = (0..100)
-            .map(|_| {
-                r ^= r << 13;
-                r ^= r >> 7;
-                r ^= r << 17;
-                b"0123456789abcdef"[(r & 15) as usize]
-            })
-            .collect();
-        let i = v.len() as i64;
-        v.push(vectors::print(i, i, offset, i * 10, &data));
-        offset += data.len() as i64;
-    }
-    end.set_index(v.len() as i64);
-    v.push(end);
-    v
+    vectors::noisy_session(n)
 }
 
 fn config(min: usize, concurrent: usize, flush_ms: u64) -> DriverConfig {

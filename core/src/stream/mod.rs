@@ -230,12 +230,7 @@ impl Stream {
     pub fn record(&mut self, event: &AuditEvent, now_ms: u64) -> Result<(), StreamError> {
         self.check_open()?;
         self.current.add(event)?;
-        self.last_event_ms = now_ms;
-        self.has_unflushed = true;
-        if self.current.should_upload() && self.may_cut() {
-            self.cut(false);
-        }
-        self.start_uploads();
+        self.added(now_ms);
         Ok(())
     }
 
@@ -243,13 +238,18 @@ impl Stream {
     pub fn record_raw(&mut self, oneof: &[u8], index: i64, now_ms: u64) -> Result<(), StreamError> {
         self.check_open()?;
         self.current.add_record(oneof, index)?;
+        self.added(now_ms);
+        Ok(())
+    }
+
+    /// After an event went into the current part: cut it if full, start uploads.
+    fn added(&mut self, now_ms: u64) {
         self.last_event_ms = now_ms;
         self.has_unflushed = true;
         if self.current.should_upload() && self.may_cut() {
             self.cut(false);
         }
         self.start_uploads();
-        Ok(())
     }
 
     /// Whether the stream wants more events now. False while a cut part waits for an upload

@@ -74,29 +74,8 @@ fn small(min: usize, concurrent: usize) -> StreamConfig {
     }
 }
 
-/// `n` events: a session start and end around prints of poorly compressible output.
 fn events(n: usize) -> Vec<AuditEvent> {
-    let mut v = vectors::sample_session(0);
-    let end = v.pop().unwrap();
-    let mut r = 0x9E37_79B9_7F4A_7C15u64;
-    let mut offset = 0;
-    while v.len() + 1 < n {
-        let data: Vec<u8> = (0..120)
-            .map(|_| {
-                r ^= r << 13;
-                r ^= r >> 7;
-                r ^= r << 17;
-                b"0123456789abcdef"[(r & 15) as usize]
-            })
-            .collect();
-        let i = v.len() as i64;
-        v.push(vectors::print(i, i, offset, i * 10, &data));
-        offset += data.len() as i64;
-    }
-    let mut end = end;
-    end.set_index(v.len() as i64);
-    v.push(end);
-    v
+    vectors::noisy_session(n)
 }
 
 fn assert_reads_back(bytes: &[u8], expect: &[AuditEvent]) {
