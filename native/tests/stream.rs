@@ -393,3 +393,60 @@ async fn a_second_completer_is_locked_out() {
         Err(UploadError::NotFound(_))
     ));
 }
+
+/// An uploader that panics while uploading a part.
+struct Panicky(StoreUploader);
+
+impl MultipartUploader for Panicky {
+    async fn create_upload(&self, sid: &str) -> Result<StreamUpload, UploadError> {
+        self.0.create_upload(sid).await
+    }
+    async fn upload_part(
+        &self,
+        _: &StreamUpload,
+        n: u32,
+        _: &EncodedPart,
+    ) -> Result<StreamPart, UploadError> {
+        panic!("uploader bug at part {n}")
+    }
+    async fn reserve_part(&self, u: &StreamUpload, n: u32) -> Result<(), UploadError> {
+        self.0.reserve_part(u, n).await
+    }
+    async fn list_parts(&self, u: &StreamUpload) -> Result<Vec<StreamPart>, UploadError> {
+        self.0.list_parts(u).await
+    }
+    async fn list_uploads(&self) -> Result<Vec<StreamUpload>, UploadError> {
+        self.0.list_uploads().await
+    }
+    async fn complete_upload(&self, u: &StreamUpload, p: &[StreamPart]) -> Result<(), UploadError> {
+        self.0.complete_upload(u, p).await
+    }
+    async fn abort_upload(&self, u: &StreamUpload) -> Result<(), UploadError> {
+        self.0.abort_upload(u).await
+    }
+    fn recording_url(&self, sid: &str) -> String {
+        self.0.recording_url(sid)
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_upload_fails_the_stream_instead_of_hanging() {
+    let up = Arc::new(Panicky(StoreUploader::memory()));
+    let stream = RecordingStream::create(up, SID, config(1024, 2, 60_000))
+        .await
+        .unwrap();
+    let evs = events(50);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        for e in &evs {
+            if stream.record(e.clone()).await.is_err() {
+                return Err(());
+            }
+        }
+        stream.complete().await.map_err(|e| {
+            assert!(e.to_string().contains("uploading part"), "{e}");
+        })
+    })
+    .await
+    .expect("the stream must not hang");
+    assert!(outcome.is_err());
+}

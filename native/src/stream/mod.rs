@@ -220,6 +220,9 @@ async fn run<U: MultipartUploader>(
     status: watch::Sender<StreamStatus>,
 ) {
     let mut work: JoinSet<Done> = JoinSet::new();
+    // Which part each upload task carries, so that a task that panics fails its part.
+    let mut part_tasks: std::collections::HashMap<tokio::task::Id, u32> =
+        std::collections::HashMap::new();
     let mut finisher: Option<oneshot::Sender<Result<(), StreamError>>> = None;
     let mut inbox_open = true;
     loop {
@@ -229,9 +232,10 @@ async fn run<U: MultipartUploader>(
                 Action::UploadPart { number, part } => {
                     let (u, up) = (uploader.clone(), upload.clone());
                     let retry = config.retry;
-                    work.spawn(async move {
+                    let handle = work.spawn(async move {
                         Done::Part(number, upload_with_retry(u, up, number, part, retry).await)
                     });
+                    part_tasks.insert(handle.id(), number);
                 }
                 Action::CompleteUpload { parts } => {
                     let (u, up) = (uploader.clone(), upload.clone());
@@ -289,17 +293,22 @@ async fn run<U: MultipartUploader>(
                     machine.close(now_ms());
                 }
             },
-            Some(done) = work.join_next(), if !work.is_empty() => match done {
-                Ok(Done::Part(n, Ok(p))) => {
+            Some(done) = work.join_next_with_id(), if !work.is_empty() => match done {
+                Ok((id, Done::Part(n, Ok(p)))) => {
+                    part_tasks.remove(&id);
                     let _ = machine.part_uploaded(n, p.etag, now_ms());
                 }
-                Ok(Done::Part(n, Err(e))) => machine.part_failed(n, e.to_string()),
-                Ok(Done::Complete(Ok(()))) => machine.upload_completed(),
-                Ok(Done::Complete(Err(e))) => machine.complete_failed(e.to_string()),
-                Err(join) => {
-                    // A panicking upload task: treat as a failed complete or part.
-                    machine.complete_failed(join.to_string());
+                Ok((id, Done::Part(n, Err(e)))) => {
+                    part_tasks.remove(&id);
+                    machine.part_failed(n, e.to_string());
                 }
+                Ok((_, Done::Complete(Ok(())))) => machine.upload_completed(),
+                Ok((_, Done::Complete(Err(e)))) => machine.complete_failed(e.to_string()),
+                Err(join) => match part_tasks.remove(&join.id()) {
+                    // A task that panicked: its part, or the complete, failed.
+                    Some(n) => machine.part_failed(n, join.to_string()),
+                    None => machine.complete_failed(join.to_string()),
+                },
             },
             () = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {
                 machine.tick(now_ms());
