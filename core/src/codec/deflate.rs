@@ -142,6 +142,9 @@ enum InflaterInner {
 /// A raw deflate decompressor.
 pub struct Inflater {
     inner: InflaterInner,
+    /// An error found in a call that also produced output: that output is returned first and
+    /// the error on the next call, so nothing decoded before the damage is lost.
+    pending: Option<InflateError>,
 }
 
 /// Progress of one [`Inflater::inflate`] call.
@@ -164,11 +167,15 @@ impl Inflater {
                 miniz_oxide::inflate::stream::InflateState::new_boxed(miniz_oxide::DataFormat::Raw),
             ),
         };
-        Inflater { inner }
+        Inflater {
+            inner,
+            pending: None,
+        }
     }
 
     /// Forgets the current stream, ready for a new one.
     pub fn reset(&mut self) {
+        self.pending = None;
         match &mut self.inner {
             InflaterInner::Zlib(d) => d.reset(false),
             InflaterInner::Miniz(s) => s.reset(miniz_oxide::DataFormat::Raw),
@@ -181,15 +188,30 @@ impl Inflater {
         input: &[u8],
         out: &mut [u8],
     ) -> Result<InflateProgress, InflateError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
         match &mut self.inner {
             InflaterInner::Zlib(d) => {
                 let (i0, o0) = (d.total_in(), d.total_out());
-                let status = d
-                    .decompress(input, out, flate2::FlushDecompress::None)
-                    .map_err(|e| InflateError(e.to_string()))?;
+                let r = d.decompress(input, out, flate2::FlushDecompress::None);
+                let consumed = (d.total_in() - i0) as usize;
+                let written = (d.total_out() - o0) as usize;
+                let status = match r {
+                    Ok(s) => s,
+                    Err(e) if written > 0 => {
+                        self.pending = Some(InflateError(e.to_string()));
+                        return Ok(InflateProgress {
+                            consumed,
+                            written,
+                            done: false,
+                        });
+                    }
+                    Err(e) => return Err(InflateError(e.to_string())),
+                };
                 Ok(InflateProgress {
-                    consumed: (d.total_in() - i0) as usize,
-                    written: (d.total_out() - o0) as usize,
+                    consumed,
+                    written,
                     done: status == flate2::Status::StreamEnd,
                 })
             }
@@ -199,6 +221,10 @@ impl Inflater {
                 let done = match r.status {
                     Ok(MZStatus::StreamEnd) => true,
                     Ok(_) | Err(MZError::Buf) => false,
+                    Err(e) if r.bytes_written > 0 => {
+                        self.pending = Some(InflateError(format!("{e:?}")));
+                        false
+                    }
                     Err(e) => return Err(InflateError(format!("{e:?}"))),
                 };
                 Ok(InflateProgress {
