@@ -89,14 +89,17 @@ fn encode(events: &[AuditEvent], backend: Backend) -> Vec<u8> {
     let mut out = Vec::new();
     for e in events {
         w.add(e).unwrap();
-        for p in w.take_parts() {
-            out.extend_from_slice(&p.to_vec());
-        }
+        append_parts(&mut out, w.take_parts());
     }
-    for p in w.finish() {
+    append_parts(&mut out, w.finish());
+    out
+}
+
+/// Appends parts as they are stored (with their padding).
+fn append_parts(out: &mut Vec<u8>, parts: Vec<tapelog_core::codec::EncodedPart>) {
+    for p in parts {
         out.extend_from_slice(&p.to_vec());
     }
-    out
 }
 
 /// Encode as a recorder does it: each event is added while it is still in cache (it was just
@@ -117,13 +120,9 @@ fn encode_hot(block: &[AuditEvent], total: usize, backend: Backend) -> Vec<u8> {
             e.set_index(index);
             w.add(e).unwrap();
         }
-        for p in w.take_parts() {
-            out.extend_from_slice(&p.to_vec());
-        }
+        append_parts(&mut out, w.take_parts());
     }
-    for p in w.finish() {
-        out.extend_from_slice(&p.to_vec());
-    }
+    append_parts(&mut out, w.finish());
     out
 }
 

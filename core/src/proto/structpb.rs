@@ -3,8 +3,8 @@
 use serde_json::{Map, Number, Value};
 
 use super::{
-    DecodeError, Message, UnknownFields, WireType, expect_wire, keep_unknown, len_field_len,
-    merge_nested, put_key, put_len_field, put_varint, read_fixed64, read_string, read_varint,
+    DecodeError, Message, WireType, expect_wire, len_field_len, merge_nested, put_key,
+    put_len_field, put_varint, read_fixed64, read_string, read_varint,
 };
 
 /// A `google.protobuf.Struct`: a JSON object. Keys are kept sorted; numbers are f64 on the wire.
@@ -90,7 +90,7 @@ impl Message for ValueWire {
         &mut self,
         field: u32,
         wire_type: WireType,
-        key_start: &[u8],
+        _key_start: &[u8],
         buf: &mut &[u8],
         depth: u32,
     ) -> Result<(), DecodeError> {
@@ -98,7 +98,7 @@ impl Message for ValueWire {
             1 | 4 => WireType::Varint,
             2 => WireType::Fixed64,
             3 | 5 | 6 => WireType::Len,
-            _ => return keep_unknown(&mut UnknownFields::default(), wire_type, key_start, buf),
+            _ => return super::skip_value(wire_type, buf),
         };
         expect_wire(Self::NAME, field, wire_type, expected)?;
         self.0 = Some(match field {
@@ -141,7 +141,7 @@ impl Message for ListWire {
         &mut self,
         field: u32,
         wire_type: WireType,
-        key_start: &[u8],
+        _key_start: &[u8],
         buf: &mut &[u8],
         depth: u32,
     ) -> Result<(), DecodeError> {
@@ -152,7 +152,7 @@ impl Message for ListWire {
             self.0.push(v.0.unwrap_or(Value::Null));
             Ok(())
         } else {
-            keep_unknown(&mut UnknownFields::default(), wire_type, key_start, buf)
+            super::skip_value(wire_type, buf)
         }
     }
 }
@@ -173,7 +173,7 @@ impl Message for EntryWire {
         &mut self,
         field: u32,
         wire_type: WireType,
-        key_start: &[u8],
+        _key_start: &[u8],
         buf: &mut &[u8],
         depth: u32,
     ) -> Result<(), DecodeError> {
@@ -187,7 +187,7 @@ impl Message for EntryWire {
                 expect_wire(Self::NAME, 2, wire_type, WireType::Len)?;
                 merge_nested(&mut self.value, buf, depth)
             }
-            _ => keep_unknown(&mut UnknownFields::default(), wire_type, key_start, buf),
+            _ => super::skip_value(wire_type, buf),
         }
     }
 }
@@ -204,7 +204,7 @@ impl Message for JsonStruct {
         &mut self,
         field: u32,
         wire_type: WireType,
-        key_start: &[u8],
+        _key_start: &[u8],
         buf: &mut &[u8],
         depth: u32,
     ) -> Result<(), DecodeError> {
@@ -215,7 +215,7 @@ impl Message for JsonStruct {
             self.0.insert(e.key, e.value.0.unwrap_or(Value::Null));
             Ok(())
         } else {
-            keep_unknown(&mut UnknownFields::default(), wire_type, key_start, buf)
+            super::skip_value(wire_type, buf)
         }
     }
 }

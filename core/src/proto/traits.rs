@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    DecodeError, Message, WireType, expect_wire, keep_unknown, len_field_len, merge_nested,
-    put_key, put_varint, read_string,
+    DecodeError, Message, WireType, expect_wire, len_field_len, merge_nested, put_key, put_varint,
+    read_string,
 };
 
 /// Fields of a message that this build does not know, kept verbatim (keys included) and
@@ -49,7 +49,7 @@ impl Message for StringValues {
         &mut self,
         field: u32,
         wire_type: WireType,
-        key_start: &[u8],
+        _key_start: &[u8],
         buf: &mut &[u8],
         _depth: u32,
     ) -> Result<(), DecodeError> {
@@ -58,12 +58,7 @@ impl Message for StringValues {
             self.0.push(read_string(buf)?);
             Ok(())
         } else {
-            keep_unknown(
-                &mut super::UnknownFields::default(),
-                wire_type,
-                key_start,
-                buf,
-            )
+            super::skip_value(wire_type, buf)
         }
     }
 }
@@ -84,7 +79,7 @@ impl Message for Entry {
         &mut self,
         field: u32,
         wire_type: WireType,
-        key_start: &[u8],
+        _key_start: &[u8],
         buf: &mut &[u8],
         depth: u32,
     ) -> Result<(), DecodeError> {
@@ -98,12 +93,7 @@ impl Message for Entry {
                 expect_wire(Self::NAME, 2, wire_type, WireType::Len)?;
                 merge_nested(&mut self.values, buf, depth)
             }
-            _ => keep_unknown(
-                &mut super::UnknownFields::default(),
-                wire_type,
-                key_start,
-                buf,
-            ),
+            _ => super::skip_value(wire_type, buf),
         }
     }
 }
@@ -132,7 +122,7 @@ impl Message for Traits {
         &mut self,
         field: u32,
         wire_type: WireType,
-        key_start: &[u8],
+        _key_start: &[u8],
         buf: &mut &[u8],
         depth: u32,
     ) -> Result<(), DecodeError> {
@@ -143,12 +133,7 @@ impl Message for Traits {
             self.0.insert(entry.key, entry.values.0);
             Ok(())
         } else {
-            keep_unknown(
-                &mut super::UnknownFields::default(),
-                wire_type,
-                key_start,
-                buf,
-            )
+            super::skip_value(wire_type, buf)
         }
     }
 }

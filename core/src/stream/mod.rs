@@ -20,7 +20,7 @@
 //!
 //! The driver (native/src/stream) runs the timers and the uploads; tests drive it by hand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -154,7 +154,7 @@ pub struct Stream {
     current: PartBuilder,
     /// Number the next cut part gets.
     next_number: u32,
-    queued: Vec<Queued>,
+    queued: VecDeque<Queued>,
     in_flight: BTreeMap<u32, Arc<EncodedPart>>,
     /// Parts this stream uploaded, with the highest event index each holds.
     done: BTreeMap<u32, (CompletedPart, i64)>,
@@ -163,8 +163,6 @@ pub struct Stream {
     /// Highest index reported durable so far.
     durable_index: i64,
     last_event_ms: u64,
-    /// When the current part got its first event since the last cut (inactivity clock).
-    has_unflushed: bool,
     actions: Vec<Action>,
     failure: Option<StreamError>,
 }
@@ -202,13 +200,12 @@ impl Stream {
             config,
             phase: Phase::Open,
             next_number,
-            queued: Vec::new(),
+            queued: VecDeque::new(),
             in_flight: BTreeMap::new(),
             done: BTreeMap::new(),
             previous,
             durable_index: -1,
             last_event_ms: now_ms,
-            has_unflushed: false,
             actions: Vec::new(),
             failure: None,
         };
@@ -245,7 +242,6 @@ impl Stream {
     /// After an event went into the current part: cut it if full, start uploads.
     fn added(&mut self, now_ms: u64) {
         self.last_event_ms = now_ms;
-        self.has_unflushed = true;
         if self.current.should_upload() && self.may_cut() {
             self.cut(false);
         }
@@ -265,8 +261,7 @@ impl Stream {
             return;
         }
         let idle = now_ms.saturating_sub(self.last_event_ms);
-        if self.has_unflushed
-            && idle >= self.config.inactivity_flush_ms
+        if idle >= self.config.inactivity_flush_ms
             && !self.current.is_empty()
             && self.may_cut()
             && self.inactivity_flush_allowed()
@@ -289,15 +284,14 @@ impl Stream {
         if self.current.has_compressor() {
             deadlines.push(release);
         }
-        if self.has_unflushed && self.inactivity_flush_allowed() {
+        if self.inactivity_flush_allowed() {
             deadlines.push(flush);
         }
         deadlines.into_iter().min()
     }
 
     /// Uploads the last part unpadded and then completes the upload. Safe to call twice.
-    pub fn complete(&mut self, now_ms: u64) {
-        let _ = now_ms;
+    pub fn complete(&mut self) {
         if self.phase != Phase::Open && self.phase != Phase::Closing {
             return;
         }
@@ -311,8 +305,7 @@ impl Stream {
 
     /// Uploads what was recorded (padded) and leaves the upload open to be resumed. Safe to
     /// call twice.
-    pub fn close(&mut self, now_ms: u64) {
-        let _ = now_ms;
+    pub fn close(&mut self) {
         if self.phase != Phase::Open {
             return;
         }
@@ -375,14 +368,6 @@ impl Stream {
         if self.phase == Phase::AwaitingComplete {
             self.fail(StreamError::CompleteFailed(message.into()));
         }
-    }
-
-    /// The next thing to do, if any.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        if self.actions.is_empty() {
-            return None;
-        }
-        Some(self.actions.remove(0))
     }
 
     /// All pending actions, in order.
@@ -455,13 +440,14 @@ impl Stream {
         let number = self.next_number;
         self.next_number = self.next_number.saturating_add(1);
         self.current.set_target_bytes(self.target_bytes());
-        self.has_unflushed = false;
-        self.queued.push(Queued { number, part });
+        self.queued.push_back(Queued { number, part });
     }
 
     fn start_uploads(&mut self) {
-        while self.in_flight.len() < self.config.max_concurrent_uploads && !self.queued.is_empty() {
-            let q = self.queued.remove(0);
+        while self.in_flight.len() < self.config.max_concurrent_uploads {
+            let Some(q) = self.queued.pop_front() else {
+                break;
+            };
             self.in_flight.insert(q.number, q.part.clone());
             self.actions.push(Action::UploadPart {
                 number: q.number,

@@ -95,7 +95,7 @@ fn single_part() {
     for e in &evs {
         s.record(e, 1).unwrap();
     }
-    s.complete(2);
+    s.complete();
     store.drive(&mut s, 2);
     assert!(s.is_done() && s.failure().is_none());
     assert_eq!(store.parts.len(), 1);
@@ -133,7 +133,7 @@ fn inactivity_flush_pads_and_keeps_one_gzip_member_per_part() {
     for e in &evs[20..] {
         s.record(e, 400_000).unwrap();
     }
-    s.complete(400_001);
+    s.complete();
     store.drive(&mut s, 400_001);
     let bytes = store.completed.unwrap();
     assert_reads_back(&bytes, &evs);
@@ -154,7 +154,7 @@ fn a_released_part_is_still_one_gzip_member() {
         s.record(e, t).unwrap();
         s.tick(t + config.release_after_ms);
     }
-    s.complete(10_000_000);
+    s.complete();
     store.drive(&mut s, 10_000_000);
     assert_eq!(store.parts.len(), 1);
     let bytes = store.completed.unwrap();
@@ -197,7 +197,7 @@ fn many_parts_two_concurrent_uploads_finishing_out_of_order() {
     while let Some(n) = store.held.pop() {
         s.part_uploaded(n, "e", 6).unwrap();
     }
-    s.complete(7);
+    s.complete();
     store.drive(&mut s, 7);
     while let Some(n) = store.held.pop() {
         s.part_uploaded(n, "e", 7).unwrap();
@@ -250,11 +250,11 @@ fn close_then_resume_skips_two_part_numbers_and_dedups_replays() {
         s.record(e, 1).unwrap();
         store.drive(&mut s, 1);
     }
-    s.close(2);
+    s.close();
     store.drive(&mut s, 2);
     assert!(store.closed && store.completed.is_none());
     assert!(s.record(&evs[150], 3).is_err());
-    s.close(3); // twice is fine
+    s.close(); // twice is fine
     let last = *store.parts.keys().last().unwrap();
     let durable = s.status(3).last_event_index;
     assert_eq!(durable, evs[149].index());
@@ -267,7 +267,7 @@ fn close_then_resume_skips_two_part_numbers_and_dedups_replays() {
         r.record(e, 11).unwrap();
         store.drive(&mut r, 11);
     }
-    r.complete(12);
+    r.complete();
     store.drive(&mut r, 12);
     let new_numbers: Vec<u32> = store.parts.keys().copied().filter(|&n| n > last).collect();
     assert!(new_numbers[0] >= last + 2, "{last} then {new_numbers:?}");
@@ -307,7 +307,7 @@ fn a_failed_upload_fails_the_stream_and_the_upload_stays_resumable() {
         r.record(e, 3).unwrap();
         store.drive(&mut r, 3);
     }
-    r.complete(4);
+    r.complete();
     store.drive(&mut r, 4);
     let got = read_all(store.completed.as_ref().unwrap());
     assert!(got.error.is_none());
@@ -323,7 +323,7 @@ fn a_failed_complete_can_be_retried_by_resuming() {
         s.record(e, 1).unwrap();
         store.drive(&mut s, 1);
     }
-    s.complete(2);
+    s.complete();
     let mut asked = false;
     for a in s.take_actions() {
         match a {
@@ -344,7 +344,7 @@ fn a_failed_complete_can_be_retried_by_resuming() {
     s.complete_failed("store unavailable");
     assert!(matches!(s.failure(), Some(StreamError::CompleteFailed(_))));
     let mut r = Stream::resume("u1", small(1024, 2), store.completed_parts(), 3);
-    r.complete(3);
+    r.complete();
     store.drive(&mut r, 3);
     assert_reads_back(store.completed.as_ref().unwrap(), &evs);
 }
@@ -352,9 +352,9 @@ fn a_failed_complete_can_be_retried_by_resuming() {
 #[test]
 fn empty_stream_completes_with_no_parts_and_twice_is_safe() {
     let mut s = Stream::new("u1", StreamConfig::default(), 0);
-    s.complete(1);
-    s.complete(1);
-    s.close(1);
+    s.complete();
+    s.complete();
+    s.close();
     let actions = s.take_actions();
     assert!(actions.contains(&Action::CompleteUpload { parts: vec![] }));
     assert_eq!(
@@ -391,7 +391,7 @@ fn part_numbers_never_pass_the_limit() {
         // Inactivity flushes no longer spend numbers this close to the end.
         s.tick(i as u64 + config.inactivity_flush_ms);
     }
-    s.complete(10_000);
+    s.complete();
     store.drive(&mut s, 10_000);
     assert_eq!(*store.parts.keys().max().unwrap(), MAX_PARTS);
     assert_reads_back(store.completed.as_ref().unwrap(), &evs);

@@ -3,7 +3,7 @@
 //! stream's status. All the decisions stay in the core machine.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tapelog_core::AuditEvent;
 use tapelog_core::stream::{
@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::upload::{MultipartUploader, StreamPart, StreamUpload, UploadError};
+use crate::upload::{MultipartUploader, StreamPart, StreamUpload, UploadError, now_ms};
 
 /// How the driver retries part uploads (upstream: linear 1 s steps up to 30 s).
 #[derive(Debug, Clone, Copy)]
@@ -72,12 +72,6 @@ pub struct RecordingStream {
     tx: mpsc::Sender<Cmd>,
     status: watch::Receiver<StreamStatus>,
     task: tokio::task::JoinHandle<()>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl RecordingStream {
@@ -280,17 +274,17 @@ async fn run<U: MultipartUploader>(
                     let _ = reply.send(machine.record(&e, now_ms()));
                 }
                 Some(Cmd::Complete(reply)) => {
-                    machine.complete(now_ms());
+                    machine.complete();
                     finisher = Some(reply);
                 }
                 Some(Cmd::Close(reply)) => {
-                    machine.close(now_ms());
+                    machine.close();
                     finisher = Some(reply);
                 }
                 None => {
                     // The handle is gone without complete or close: keep what was recorded.
                     inbox_open = false;
-                    machine.close(now_ms());
+                    machine.close();
                 }
             },
             Some(done) = work.join_next_with_id(), if !work.is_empty() => match done {

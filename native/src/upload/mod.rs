@@ -57,6 +57,13 @@ pub enum UploadError {
     Store(#[from] object_store::Error),
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Checks that `value` is a UUID in canonical form.
 pub fn check_id(what: &'static str, value: &str) -> Result<(), UploadError> {
     match uuid::Uuid::try_parse(value) {

@@ -123,7 +123,7 @@ impl StoreUploader {
             Ok(_) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let meta = self.store.head(&lock).await?;
-                let age = chrono_now_ms() - meta.last_modified.timestamp_millis();
+                let age = now_ms() - meta.last_modified.timestamp_millis();
                 if age < LOCK_STALE_MS {
                     return Err(UploadError::Locked(u.id.clone()));
                 }
@@ -140,6 +140,15 @@ impl StoreUploader {
         }
     }
 
+    /// Fails with [`UploadError::NotFound`] unless the upload's marker exists.
+    async fn require_upload(&self, u: &StreamUpload) -> Result<(), UploadError> {
+        match self.store.head(&self.marker(u)).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Err(UploadError::NotFound(u.id.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn delete_prefix(&self, prefix: &Path) -> Result<(), UploadError> {
         let objects: Vec<_> = self.store.list(Some(prefix)).try_collect().await?;
         for o in objects {
@@ -152,10 +161,8 @@ impl StoreUploader {
     }
 }
 
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+fn now_ms() -> i64 {
+    super::now_ms() as i64
 }
 
 fn part_number(name: &str) -> Option<u32> {
@@ -180,7 +187,7 @@ impl MultipartUploader for StoreUploader {
                 PutPayload::from(session_id.as_bytes().to_vec()),
             )
             .await?;
-        upload.initiated_ms = chrono_now_ms();
+        upload.initiated_ms = now_ms();
         Ok(upload)
     }
 
@@ -194,13 +201,7 @@ impl MultipartUploader for StoreUploader {
         if !(1..=MAX_PARTS).contains(&number) {
             return Err(UploadError::InvalidPart(number));
         }
-        match self.store.head(&self.marker(upload)).await {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(UploadError::NotFound(upload.id.clone()));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.require_upload(upload).await?;
         let r = self
             .store
             .put(
@@ -211,7 +212,7 @@ impl MultipartUploader for StoreUploader {
         Ok(StreamPart {
             number,
             etag: r.e_tag.unwrap_or_default(),
-            last_modified_ms: chrono_now_ms(),
+            last_modified_ms: now_ms(),
         })
     }
 
@@ -275,13 +276,7 @@ impl MultipartUploader for StoreUploader {
         parts: &[StreamPart],
     ) -> Result<(), UploadError> {
         Self::check(upload)?;
-        match self.store.head(&self.marker(upload)).await {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(UploadError::NotFound(upload.id.clone()));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.require_upload(upload).await?;
         self.take_lock(upload).await?;
         let result = async {
             let mut numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
