@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+cd "$(dirname "$0")/.."
 # Installs what tapelog's build and tests need on a fresh machine. Idempotent: each step checks
 # first. Used by scripts/test.sh and scripts/run.sh.
 set -euo pipefail
@@ -15,4 +16,27 @@ fi
 if ! have cargo-fuzz; then
   echo "setup: installing cargo-fuzz"
   cargo install cargo-fuzz --version 0.13.2
+fi
+
+# A real S3-compatible server for the object-store tests (s3s-fs 0.14.1 is the newest that
+# builds with rustc 1.95; see shared/reference/toolchain.md).
+if [ "$(s3s-fs --version 2>/dev/null | awk '{print $2}')" != "0.14.1" ]; then
+  echo "setup: installing s3s-fs 0.14.1"
+  cargo install s3s-fs --version 0.14.1 --features binary
+fi
+
+# Azurite, the Azure Blob Storage emulator, for the Azure uploader tests (3.35 runs on Node 20).
+# Installed under target/ so that it stays out of the source tree.
+azurite_dir=target/azurite
+if [ ! -f "$azurite_dir/node_modules/azurite/dist/src/blob/main.js" ]; then
+  if have npm; then
+    echo "setup: installing azurite 3.35.0"
+    mkdir -p "$azurite_dir"
+    (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null)
+  else
+    echo "setup: npm is missing; installing nodejs and npm"
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    mkdir -p "$azurite_dir"
+    (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null)
+  fi
 fi

@@ -7,12 +7,14 @@
 //!
 //! - [`event`]: every Teleport event type, [`event::AuditEvent`], JSON, `EventFields`.
 //! - [`codec`]: recording parts (reader, writer, format detection, legacy tar).
+//! - [`stream`]: the recording stream state machine; [`complete`]: the upload completer's rules.
 //! - [`proto`], [`json`]: the wire and JSON primitives under them.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod codec;
+pub mod complete;
 pub mod event;
 pub mod export;
 pub mod json;

@@ -13,6 +13,8 @@
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod complete;
+pub mod emit;
 pub mod recording;
 pub mod stream;
 pub mod upload;

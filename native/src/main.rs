@@ -1,13 +1,12 @@
-//! The `tapelog` command line.
+//! The `tapelog` command line: a thin layer over the `tapelog` library (see `cli/`).
 
-use std::io::Write;
-use std::path::PathBuf;
+mod cli;
+
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use tapelog::recording::{ReadError, open_path};
-use tapelog_core::codec::{RecordingWriter, WriterConfig};
-use tapelog_core::export::{TextFormat, export_event};
+use clap::{Parser, Subcommand};
+
+use cli::CliError;
 
 /// tapelog: Teleport-compatible session recordings and audit events.
 #[derive(Parser)]
@@ -25,79 +24,35 @@ enum Command {
     /// output; `proto` writes a clean V1 recording (duplicates dropped, unknown events kept).
     /// On a damaged recording every event before the damage is written, then tapelog exits
     /// with status 1 and says where the damage is.
-    Export(ExportArgs),
+    Export(cli::export::ExportArgs),
     /// Write a sample recording (a short terminal session) in the V1 format.
-    Sample(SampleArgs),
-}
-
-#[derive(clap::Args)]
-struct SampleArgs {
-    /// Where to write it.
-    #[arg(long, short)]
-    output: PathBuf,
-    /// Number of terminal lines the session prints.
-    #[arg(long, default_value_t = 50)]
-    lines: usize,
-    /// Size of non-last parts, in bytes.
-    #[arg(long, default_value_t = tapelog_core::codec::MIN_UPLOAD_BYTES)]
-    part_size: usize,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// One event per line in Teleport's JSON.
-    Json,
-    /// The terminal output bytes.
-    Text,
-    /// A clean ProtoStream V1 recording.
-    Proto,
-}
-
-#[derive(clap::Args)]
-struct ExportArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value = "json")]
-    format: Format,
-    /// Size of non-last parts for `--format proto` (padding included), in bytes.
-    #[arg(long, default_value_t = tapelog_core::codec::MIN_UPLOAD_BYTES, value_parser = clap::value_parser!(usize))]
-    part_size: usize,
-    /// Write here instead of standard output.
-    #[arg(long, short)]
-    output: Option<PathBuf>,
-    /// Print total/skipped/out-of-order event counts to standard error.
-    #[arg(long)]
-    stats: bool,
-    /// The recording (`-` for standard input).
-    input: PathBuf,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum CliError {
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error("{path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Usage(String),
-    #[error("event {index} ({event_type}): {source}")]
-    Event {
-        index: i64,
-        event_type: String,
-        source: tapelog_core::EventError,
-    },
+    Sample(cli::export::SampleArgs),
+    /// Upload a local recording into a store through the recording stream (resumable).
+    ///
+    /// Prints `upload UPLOAD_ID session SID` first and `complete URL` at the end. A run that
+    /// is interrupted (Ctrl-C, SIGTERM, a store failure, or even SIGKILL) leaves the upload
+    /// open: run the same command with `--resume UPLOAD_ID`, from any process or host that
+    /// sees the store.
+    Upload(cli::upload::UploadArgs),
+    /// List open uploads, or complete abandoned ones.
+    #[command(subcommand)]
+    Uploads(cli::uploads::UploadsCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Export(a) => export(a),
-        Command::Sample(a) => sample(a),
+        Command::Export(a) => cli::export::export(a),
+        Command::Sample(a) => cli::export::sample(a),
+        Command::Upload(a) => block_on(cli::upload::run(a)),
+        Command::Uploads(c) => block_on(cli::uploads::run(c)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Interrupted) => {
+            eprintln!("tapelog: interrupted");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("tapelog: {e}");
             ExitCode::FAILURE
@@ -105,99 +60,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn export(a: ExportArgs) -> Result<(), CliError> {
-    if matches!(a.format, Format::Proto) && a.part_size < 64 * 1024 + 1024 {
-        return Err(CliError::Usage(format!(
-            "--part-size {} is too small: a part must hold a 64 KiB event",
-            a.part_size
-        )));
-    }
-    let out_name = a
-        .output
-        .as_ref()
-        .map_or("standard output".to_string(), |p| p.display().to_string());
-    let sink: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(std::fs::File::create(p).map_err(|source| CliError::Write {
-            path: out_name.clone(),
+fn block_on(f: impl Future<Output = Result<(), CliError>>) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Write {
+            path: "the tokio runtime".into(),
             source,
-        })?),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut sink = std::io::BufWriter::with_capacity(256 * 1024, sink);
-    let wr = |source| CliError::Write {
-        path: out_name.clone(),
-        source,
-    };
-    let mut events = open_path(&a.input)?;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut proto = matches!(a.format, Format::Proto).then(|| {
-        RecordingWriter::new(WriterConfig {
-            min_upload_bytes: a.part_size,
-            ..WriterConfig::default()
-        })
-    });
-    let mut failure = None;
-    for item in events.by_ref() {
-        let event = match item {
-            Ok(e) => e,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        };
-        buf.clear();
-        match (&mut proto, a.format) {
-            (Some(w), _) => {
-                w.add(&event).map_err(|source| CliError::Event {
-                    index: event.index(),
-                    event_type: event.event_type().to_string(),
-                    source,
-                })?;
-                for p in w.take_parts() {
-                    sink.write_all(&p.to_vec()).map_err(wr)?;
-                }
-            }
-            (None, Format::Text) => export_event(TextFormat::Terminal, &event, &mut buf),
-            (None, _) => export_event(TextFormat::JsonLines, &event, &mut buf),
-        }
-        sink.write_all(&buf).map_err(wr)?;
-    }
-    if let Some(w) = proto {
-        for p in w.finish() {
-            sink.write_all(&p.to_vec()).map_err(wr)?;
-        }
-    }
-    sink.flush().map_err(wr)?;
-    if a.stats {
-        let s = events.stats();
-        eprintln!(
-            "total={} skipped={} out-of-order={} parts={}",
-            s.total, s.skipped, s.out_of_order, s.parts
-        );
-    }
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
-    }
-}
-
-fn sample(a: SampleArgs) -> Result<(), CliError> {
-    let events = tapelog_core::vectors::sample_session(a.lines);
-    let config = WriterConfig {
-        min_upload_bytes: a.part_size,
-        ..WriterConfig::default()
-    };
-    let bytes = tapelog_core::codec::encode_recording(&events, config).map_err(|source| {
-        CliError::Event {
-            index: 0,
-            event_type: "sample".into(),
-            source,
-        }
-    })?;
-    std::fs::write(&a.output, bytes).map_err(|source| CliError::Write {
-        path: a.output.display().to_string(),
-        source,
-    })?;
-    eprintln!("wrote {} events to {}", events.len(), a.output.display());
-    Ok(())
+        })?;
+    rt.block_on(f)
 }

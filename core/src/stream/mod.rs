@@ -12,7 +12,8 @@
 //! - [`Stream::complete`] uploads the last part unpadded and asks for the upload to be completed;
 //!   [`Stream::close`] uploads what it has (padded) and leaves the upload resumable.
 //! - [`Stream::resume`] continues an upload after its completed parts, numbering new parts at
-//!   least two above the last one (a writer that is still dying may flush one more part).
+//!   least two above the last one (a writer that is still dying may flush one more part);
+//!   [`Stream::resume_planned`] first leaves out parts stored after a hole ([`ResumePlan`]).
 //! - Part numbers never exceed [`MAX_PARTS`]: the part size grows as numbers are used up and,
 //!   near the end, inactivity flushes stop, so a long session never runs out.
 //! - Status updates ([`StreamStatus`]) name the highest event index whose part, and every part
@@ -27,6 +28,9 @@ use thiserror::Error;
 
 use crate::codec::writer::{EncodedPart, PartBuilder, WriterConfig};
 use crate::event::{AuditEvent, EventError};
+
+mod resume;
+pub use resume::{PartSpan, ResumePlan, scan_part};
 
 /// Highest part number an upload may use (S3's limit, kept by every uploader).
 pub const MAX_PARTS: u32 = 10_000;

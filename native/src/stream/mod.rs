@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tapelog_core::AuditEvent;
 use tapelog_core::stream::{
-    Action, CompletedPart, Stream, StreamConfig, StreamError, StreamStatus,
+    Action, CompletedPart, PartSpan, ResumePlan, Stream, StreamConfig, StreamError, StreamStatus,
+    scan_part,
 };
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -86,21 +87,18 @@ impl RecordingStream {
         Ok(Self::spawn(uploader, upload, machine, config))
     }
 
-    /// Continues `upload` after the parts the store lists for it.
+    /// Continues `upload` after the parts the store holds for it. Each stored part is read
+    /// back to find the event indexes it holds ([`ResumePlan`]): parts stored after a hole
+    /// (a part that never arrived while a later one did) are left out, and the first status
+    /// names the index up to which the kept parts hold every event, so the writer replays
+    /// from the next one. Stores that can't give parts back are trusted as listed (status -1).
     pub async fn resume<U: MultipartUploader>(
         uploader: Arc<U>,
         upload: StreamUpload,
         config: DriverConfig,
     ) -> Result<RecordingStream, DriverError> {
-        let parts = uploader.list_parts(&upload).await?;
-        let completed = parts
-            .into_iter()
-            .map(|p| CompletedPart {
-                number: p.number,
-                etag: p.etag,
-            })
-            .collect();
-        let machine = Stream::resume(upload.id.clone(), config.stream, completed, now_ms());
+        let plan = plan_resume(uploader.as_ref(), &upload).await?;
+        let machine = Stream::resume_planned(upload.id.clone(), config.stream, &plan, now_ms());
         Ok(Self::spawn(uploader, upload, machine, config))
     }
 
@@ -309,4 +307,35 @@ async fn run<U: MultipartUploader>(
             }
         }
     }
+}
+
+/// Reads the stored parts of `upload` and decides what a resumed stream keeps.
+pub async fn plan_resume<U: MultipartUploader>(
+    uploader: &U,
+    upload: &StreamUpload,
+) -> Result<ResumePlan, DriverError> {
+    let parts = uploader.list_parts(upload).await?;
+    let mut spans = Vec::with_capacity(parts.len());
+    let mut readable = true;
+    for p in parts {
+        let part = CompletedPart {
+            number: p.number,
+            etag: p.etag,
+        };
+        let span = match uploader.read_part(upload, part.number).await? {
+            // A part that does not decode starts no later than nothing: leave it out.
+            Some(bytes) => scan_part(&bytes).unwrap_or(Some((i64::MAX, i64::MAX))),
+            None => {
+                readable = false;
+                None
+            }
+        };
+        spans.push(PartSpan { part, span });
+    }
+    let mut plan = ResumePlan::new(spans);
+    if !readable {
+        // Nothing is known of the indexes: keep every part, replay everything.
+        plan.durable_index = -1;
+    }
+    Ok(plan)
 }

@@ -2,6 +2,7 @@
 //! and its implementation over `object_store` with upstream's file layout.
 
 mod store;
+pub mod url;
 
 use std::future::Future;
 
@@ -116,4 +117,15 @@ pub trait MultipartUploader: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), UploadError>> + Send;
     /// Where the completed recording of `session_id` is (upstream's `GetUploadMetadata`).
     fn recording_url(&self, session_id: &str) -> String;
+    /// The stored bytes of part `number`, where the store can give them back; `None` where it
+    /// can't (resuming then trusts the listed parts as they are, see
+    /// [`tapelog_core::stream::ResumePlan`]).
+    fn read_part(
+        &self,
+        upload: &StreamUpload,
+        number: u32,
+    ) -> impl Future<Output = Result<Option<bytes::Bytes>, UploadError>> + Send {
+        let _ = (upload, number);
+        async { Ok(None) }
+    }
 }

@@ -1,0 +1,235 @@
+//! Resuming an upload safely when its parts may have landed out of order.
+//!
+//! With more than one part uploading at a time, a writer that dies (or fails) can leave part
+//! `n + 1` stored while part `n` never arrived. Upstream uploads one part at a time and never
+//! meets this; we do. Readers sort parts by number and drop every event whose index is not above
+//! the last one they returned, so a stored part that starts *after a hole* would hide the replay
+//! that fills the hole: the replayed events come later in part order with lower indexes and are
+//! dropped as duplicates. The events of the hole would be lost.
+//!
+//! So before resuming, the driver reads the index span of every stored part ([`scan_part`]) and
+//! [`ResumePlan::new`] decides: walking the parts in number order, a part is kept when its first
+//! index is at most one above the highest index kept so far (overlap is fine: readers drop the
+//! duplicates); a part that starts beyond that is an *orphan* and is left out of the completed
+//! recording (its events are replayed by the writer, since they are above the durable index).
+//! [`ResumePlan::durable_index`] is the highest index up to which the kept parts hold every
+//! event: the writer replays from there. New parts are numbered above every stored part,
+//! orphans included, plus the usual skipped number, so a late flush of the old writer can't
+//! overwrite new data.
+//!
+//! The upload completer does not use this: with nobody replaying, an orphan's events are
+//! better kept (readers still read them, counted as out of order).
+
+use crate::codec::{CodecError, PolledRecord, ProtoReader};
+
+use super::{CompletedPart, Stream, StreamConfig};
+
+/// A stored part and the event indexes it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartSpan {
+    /// The part.
+    pub part: CompletedPart,
+    /// First and last event index in the part; `None` for a part with no events.
+    pub span: Option<(i64, i64)>,
+}
+
+/// What a resumed stream keeps of the stored parts and where the writer continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePlan {
+    /// Parts that go into the completed recording, in number order.
+    pub keep: Vec<CompletedPart>,
+    /// Parts left out: they start after a hole in the event indexes.
+    pub orphans: Vec<u32>,
+    /// Every event up to this index is in the kept parts (-1: none). Replay from the next one.
+    pub durable_index: i64,
+    /// Highest part number stored (orphans included); 0 if none.
+    pub highest_number: u32,
+}
+
+impl ResumePlan {
+    /// Decides from the stored parts (any order). See the module documentation.
+    pub fn new(mut parts: Vec<PartSpan>) -> ResumePlan {
+        parts.sort_by_key(|p| p.part.number);
+        parts.dedup_by_key(|p| p.part.number);
+        let highest_number = parts.last().map_or(0, |p| p.part.number);
+        let (mut keep, mut orphans) = (Vec::new(), Vec::new());
+        // Indexes start at 0; `covered` is the highest index with no hole below it.
+        let mut covered: i64 = -1;
+        for p in parts {
+            match p.span {
+                None => keep.push(p.part),
+                Some((first, last)) if first <= covered.saturating_add(1) => {
+                    covered = covered.max(last);
+                    keep.push(p.part);
+                }
+                Some(_) => orphans.push(p.part.number),
+            }
+        }
+        ResumePlan {
+            keep,
+            orphans,
+            durable_index: covered,
+            highest_number,
+        }
+    }
+}
+
+/// The first and last event index of one stored part (header, gzip member, padding), or
+/// `None` if it holds no events. A damaged part is an error.
+pub fn scan_part(bytes: &[u8]) -> Result<Option<(i64, i64)>, CodecError> {
+    let mut reader = ProtoReader::default();
+    reader.push(bytes);
+    reader.finish();
+    let mut span: Option<(i64, i64)> = None;
+    loop {
+        match reader.poll_record()? {
+            PolledRecord::Record { index, .. } => {
+                span = Some(match span {
+                    None => (index, index),
+                    Some((first, last)) => (first, last.max(index)),
+                });
+            }
+            PolledRecord::NeedInput | PolledRecord::End => return Ok(span),
+        }
+    }
+}
+
+impl Stream {
+    /// Continues an upload as `plan` says: only the kept parts are completed, new parts are
+    /// numbered from the highest stored number + 2, and the first status names the plan's
+    /// durable index.
+    pub fn resume_planned(
+        upload_id: impl Into<String>,
+        config: StreamConfig,
+        plan: &ResumePlan,
+        now_ms: u64,
+    ) -> Stream {
+        let mut s = Stream::resume(upload_id, config, plan.keep.clone(), now_ms);
+        if plan.highest_number > 0 {
+            s.next_number = s.next_number.max(plan.highest_number.saturating_add(2));
+        }
+        s.durable_index = plan.durable_index;
+        s.current.set_target_bytes(s.target_bytes());
+        for a in &mut s.actions {
+            if let super::Action::Status(st) = a {
+                st.last_event_index = plan.durable_index;
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(number: u32, span: Option<(i64, i64)>) -> PartSpan {
+        PartSpan {
+            part: CompletedPart {
+                number,
+                etag: String::new(),
+            },
+            span,
+        }
+    }
+
+    fn numbers(p: &[CompletedPart]) -> Vec<u32> {
+        p.iter().map(|p| p.number).collect()
+    }
+
+    #[test]
+    fn contiguous_parts_are_all_kept() {
+        let plan = ResumePlan::new(vec![
+            span(3, Some((100, 199))),
+            span(1, Some((0, 99))),
+            span(5, Some((200, 250))),
+        ]);
+        assert_eq!(numbers(&plan.keep), [1, 3, 5]);
+        assert!(plan.orphans.is_empty());
+        assert_eq!(plan.durable_index, 250);
+        assert_eq!(plan.highest_number, 5);
+    }
+
+    #[test]
+    fn a_part_after_a_hole_is_an_orphan_and_a_replay_after_it_is_kept() {
+        // Part 2 (100..=199) never arrived; part 3 did. A resumed writer replayed from 100 in
+        // part 5.
+        let plan = ResumePlan::new(vec![
+            span(1, Some((0, 99))),
+            span(3, Some((200, 299))),
+            span(5, Some((100, 400))),
+        ]);
+        assert_eq!(numbers(&plan.keep), [1, 5]);
+        assert_eq!(plan.orphans, [3]);
+        assert_eq!(plan.durable_index, 400);
+        assert_eq!(plan.highest_number, 5);
+    }
+
+    #[test]
+    fn overlapping_replays_and_empty_parts_are_kept() {
+        let plan = ResumePlan::new(vec![
+            span(1, Some((0, 99))),
+            span(2, None),
+            span(4, Some((50, 120))),
+        ]);
+        assert_eq!(numbers(&plan.keep), [1, 2, 4]);
+        assert_eq!(plan.durable_index, 120);
+    }
+
+    #[test]
+    fn nothing_stored_means_start_from_scratch() {
+        let plan = ResumePlan::new(vec![]);
+        assert!(plan.keep.is_empty());
+        assert_eq!(plan.durable_index, -1);
+        assert_eq!(plan.highest_number, 0);
+        // A first part that does not start at 0 is a hole too.
+        let plan = ResumePlan::new(vec![span(2, Some((10, 20)))]);
+        assert!(plan.keep.is_empty());
+        assert_eq!(plan.orphans, [2]);
+        assert_eq!(plan.highest_number, 2);
+    }
+
+    #[test]
+    fn a_resumed_stream_numbers_above_orphans_and_reports_the_durable_index() {
+        let plan = ResumePlan::new(vec![span(1, Some((0, 9))), span(7, Some((30, 40)))]);
+        let mut s = Stream::resume_planned("u", StreamConfig::default(), &plan, 0);
+        let first = s.take_actions();
+        assert!(matches!(
+            first.as_slice(),
+            [super::super::Action::Status(st)] if st.last_event_index == 9
+        ));
+        let ev = crate::vectors::sample_session(3);
+        for e in &ev {
+            s.record(e, 1).unwrap();
+        }
+        s.complete();
+        let actions = s.take_actions();
+        let numbers: Vec<u32> = actions
+            .iter()
+            .filter_map(|a| match a {
+                super::super::Action::UploadPart { number, .. } => Some(*number),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(numbers, [9]);
+    }
+
+    #[test]
+    fn scan_part_reads_the_index_span() {
+        let ev = crate::vectors::sample_session(20);
+        let mut b = crate::codec::PartBuilder::new(crate::codec::WriterConfig::default());
+        for e in &ev[3..12] {
+            b.add(e).unwrap();
+        }
+        let part = b.finish(false).to_vec();
+        assert_eq!(
+            scan_part(&part).unwrap(),
+            Some((ev[3].index(), ev[11].index()))
+        );
+        let empty = crate::codec::PartBuilder::new(crate::codec::WriterConfig::default())
+            .finish(true)
+            .to_vec();
+        assert_eq!(scan_part(&empty).unwrap(), None);
+        assert!(scan_part(&part[..part.len() / 2]).is_err());
+    }
+}

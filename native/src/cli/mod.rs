@@ -1,0 +1,91 @@
+//! The commands of the `tapelog` binary: argument parsing and printing around the library.
+
+pub mod export;
+pub mod storage;
+pub mod upload;
+pub mod uploads;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+/// Why a command failed; the message says what, on which file or upload, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A recording could not be read.
+    #[error(transparent)]
+    Read(#[from] tapelog::recording::ReadError),
+    /// An output could not be written.
+    #[error("{path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// An event could not be encoded.
+    #[error("event {index} ({event_type}): {source}")]
+    Event {
+        /// Its index.
+        index: i64,
+        /// Its type.
+        event_type: String,
+        /// What was wrong.
+        source: tapelog_core::EventError,
+    },
+    /// The store refused.
+    #[error(transparent)]
+    Upload(#[from] tapelog::upload::UploadError),
+    /// The stream stopped.
+    #[error(transparent)]
+    Driver(#[from] tapelog::stream::DriverError),
+    /// An upload failed part-way; it can be resumed.
+    #[error("{source}\n  the upload stays resumable: run the same command with --resume {upload}")]
+    Resumable {
+        /// What went wrong.
+        source: Box<CliError>,
+        /// The upload to resume.
+        upload: String,
+    },
+    /// Stopped by SIGINT or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A progress bar on standard error when it is a terminal (hidden otherwise).
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Becomes `true` on SIGINT (Ctrl-C) or SIGTERM.
+pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}

@@ -1,0 +1,45 @@
+//! The `--storage` option shared by the commands that talk to a store.
+
+use tapelog::upload::StoreUploader;
+
+use super::CliError;
+
+/// Where recordings and uploads are kept.
+#[derive(clap::Args, Clone)]
+pub struct StorageArgs {
+    /// A directory (the embedded default), `file:///dir`, `memory://`, `s3://bucket/prefix`,
+    /// `az://container/prefix` or `gs://bucket/prefix`. Credentials come from the store's
+    /// usual variables (`AWS_*`, `AZURE_STORAGE_*`, `GOOGLE_*`); see docs/storage.md.
+    #[arg(long, env = "TAPELOG_STORAGE", default_value = "tapelog-data/records")]
+    pub storage: String,
+    /// Endpoint of an S3-compatible server (default: `AWS_ENDPOINT_URL`, else AWS).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Region of the bucket (default: `AWS_REGION` / `AWS_DEFAULT_REGION`).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Allow plain HTTP to a non-loopback endpoint (loopback endpoints may always use it).
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+impl StorageArgs {
+    /// Opens the store: a path without a scheme is a local directory (created if missing).
+    pub fn open(&self) -> Result<StoreUploader, CliError> {
+        if !self.storage.contains("://") {
+            let dir = std::path::absolute(&self.storage).map_err(|source| CliError::Write {
+                path: self.storage.clone(),
+                source,
+            })?;
+            return Ok(StoreUploader::local(&dir)?);
+        }
+        // TODO(storage URLs): object stores once upload::url lands.
+        if self.storage == "memory://" {
+            return Ok(StoreUploader::memory());
+        }
+        Err(CliError::Usage(format!(
+            "--storage {}: not supported yet",
+            self.storage
+        )))
+    }
+}
