@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# tapelog's main job on the embedded default: write a sample recording to local disk, then
-# decode it and print it as Teleport's JSON and as terminal output. No configuration.
+# tapelog's main job on the embedded default (local disk under ./tapelog-data, no configuration):
+# write a sample recording, stream it through the recording stream into the local store as a
+# multipart upload (parts, completion), then decode the stored recording and print it as
+# Teleport's JSON and as terminal output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,11 +10,17 @@ cargo build --release -p tapelog --quiet
 bin=target/release/tapelog
 out=${TAPELOG_DATA:-tapelog-data}
 mkdir -p "$out"
-$bin sample --output "$out/sample-session.tar"
-echo "== $out/sample-session.tar as Teleport's JSON (first 5 events) =="
-$bin export --format json --stats "$out/sample-session.tar" | head -n 5
+$bin sample --lines 2000 --output "$out/sample-session.tar"
+echo "== upload it through the stream into $out/records (the embedded default store) =="
+upload=$($bin upload --storage "$out/records" --part-size 131072 "$out/sample-session.tar")
+echo "$upload"
+sid=$(echo "$upload" | awk '/^upload/ {print $4}')
+echo "== $out/records/$sid.tar as Teleport's JSON (first 5 events) =="
+$bin export --format json --stats "$out/records/$sid.tar" | head -n 5
 echo "== the terminal output =="
-$bin export --format text "$out/sample-session.tar" | head -n 5
+$bin export --format text "$out/records/$sid.tar" | head -n 5
+echo "== open uploads left in the store (none expected) =="
+$bin uploads list --storage "$out/records"
 echo "== the shipped legacy (pre-4.4) recording examples/legacy-session.tar, normalised to V1 =="
 $bin export --format proto --output "$out/legacy-session.tar" examples/legacy-session.tar
 $bin export --format json --stats "$out/legacy-session.tar" | tail -n 1

@@ -49,6 +49,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`tapelog export ... | head`) is not a failure.
+        Err(CliError::Write { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(CliError::Interrupted) => {
             eprintln!("tapelog: interrupted");
             ExitCode::from(130)
