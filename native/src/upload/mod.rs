@@ -10,6 +10,7 @@ use tapelog_core::codec::EncodedPart;
 use thiserror::Error;
 
 pub use store::StoreUploader;
+pub use url::{StorageError, StorageOptions, open_storage};
 
 /// A multipart upload of one session's recording.
 #[derive(Debug, Clone, PartialEq, Eq)]

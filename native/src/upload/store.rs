@@ -9,15 +9,21 @@
 //!
 //! On the local file system this is exactly the directory layout Teleport's `filesessions`
 //! handler uses (it only looks at `*.part` files, so the marker does not disturb it).
+//! Every store keeps the same layout, parts included, as plain objects: no store's native
+//! multipart state is used between calls, so any call works from any process or host and
+//! parts smaller than S3's 5 MiB minimum are fine everywhere.
+//!
 //! Decisions: completing an upload with no parts writes no recording (as the S3 and GCS
 //! handlers); a lock older than [`LOCK_STALE_MS`] is taken to be a crashed completer's and
-//! taken over.
+//! taken over. Completion joins the parts with a server-side copy (one part) or a multipart
+//! upload in chunks of at least [`MIN_JOIN_CHUNK`] (see `docs/storage.md`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use tapelog_core::codec::EncodedPart;
 use tapelog_core::stream::MAX_PARTS;
 
@@ -41,7 +47,11 @@ impl StoreUploader {
         StoreUploader {
             store,
             prefix: Path::from(prefix),
-            url_base: url_base.trim_end_matches('/').to_string(),
+            url_base: if url_base.ends_with("://") {
+                url_base.to_string()
+            } else {
+                url_base.trim_end_matches('/').to_string()
+            },
         }
     }
 
@@ -94,6 +104,11 @@ impl StoreUploader {
         self.path(&format!("multi/{}/complete.lock", u.id))
     }
 
+    /// The completion lock's object of an upload (`multi/<upload>/complete.lock`).
+    pub fn lock_path(&self, upload: &StreamUpload) -> Path {
+        self.lock(upload)
+    }
+
     /// The completed recording's object.
     pub fn recording_path(&self, session_id: &str) -> Path {
         self.path(&format!("{session_id}.tar"))
@@ -109,6 +124,15 @@ impl StoreUploader {
         check_id("session id", &u.session_id)
     }
 
+    /// Takes the completion lock: a create-if-absent (`PutMode::Create`) of the lock object.
+    /// That is atomic on the local disk (hard link), in memory, on Azure (`If-None-Match: *`,
+    /// azurite included), GCS (`ifGenerationMatch=0`) and AWS S3 (`If-None-Match: *`).
+    /// s3s-fs, the S3 test server, honours `If-None-Match: *` but checks and then writes,
+    /// so completers racing within milliseconds can all take it. That is accepted rather
+    /// than worked around with a weaker scheme: the lock only saves duplicated work, because
+    /// every completer writes the same bytes from the same immutable parts, deletion is
+    /// idempotent, and a completer that finds the parts gone fails with
+    /// [`UploadError::NotFound`] (which upstream's completer skips).
     async fn take_lock(&self, u: &StreamUpload) -> Result<(), UploadError> {
         let lock = self.lock(u);
         let create = || {
@@ -149,6 +173,73 @@ impl StoreUploader {
         }
     }
 
+    /// Writes parts `numbers` (sorted, at least one) of `upload`, in order, as the session's
+    /// recording. One part is a server-side copy. More are streamed through a multipart
+    /// upload whose chunks are all at least [`MIN_JOIN_CHUNK`] but the last (S3 refuses
+    /// smaller ones with `EntityTooSmall`), and few enough for S3's 10,000-part limit.
+    /// Memory stays bounded: [`FETCH_AHEAD`] parts being read, one chunk being filled and
+    /// [`CHUNKS_IN_FLIGHT`] being sent.
+    async fn join_parts(&self, upload: &StreamUpload, numbers: &[u32]) -> Result<(), UploadError> {
+        let dest = self.recording_path(&upload.session_id);
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&self.upload_dir(upload)))
+            .try_collect()
+            .await?;
+        let sizes: HashMap<u32, u64> = listed
+            .iter()
+            .filter_map(|o| Some((part_number(o.location.filename()?)?, o.size)))
+            .collect();
+        let mut total = 0u64;
+        for n in numbers {
+            let size = sizes
+                .get(n)
+                .ok_or_else(|| UploadError::NotFound(format!("{} part {n}", upload.id)))?;
+            total = total.saturating_add(*size);
+        }
+        let gone = |e: object_store::Error| match e {
+            object_store::Error::NotFound { .. } => UploadError::NotFound(upload.id.clone()),
+            e => UploadError::Store(e),
+        };
+        if let [n] = numbers {
+            return self
+                .store
+                .copy(&self.part_path(upload, *n), &dest)
+                .await
+                .map_err(gone);
+        }
+        let chunk = join_chunk_size(total);
+        let mut out =
+            WriteMultipart::new_with_chunk_size(self.store.put_multipart(&dest).await?, chunk);
+        let paths: Vec<Path> = numbers.iter().map(|&n| self.part_path(upload, n)).collect();
+        let store = Arc::clone(&self.store);
+        let mut reads = futures::stream::iter(paths)
+            .map(move |path| {
+                let store = Arc::clone(&store);
+                async move { store.get(&path).await?.bytes().await }
+            })
+            .buffered(FETCH_AHEAD);
+        while let Some(read) = reads.next().await {
+            let sent = match read {
+                Ok(bytes) => out
+                    .wait_for_capacity(CHUNKS_IN_FLIGHT)
+                    .await
+                    .map(|()| bytes),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(bytes) => out.put(bytes),
+                Err(e) => {
+                    drop(reads);
+                    let _ = out.abort().await;
+                    return Err(gone(e));
+                }
+            }
+        }
+        out.finish().await?;
+        Ok(())
+    }
+
     async fn delete_prefix(&self, prefix: &Path) -> Result<(), UploadError> {
         let objects: Vec<_> = self.store.list(Some(prefix)).try_collect().await?;
         for o in objects {
@@ -159,6 +250,23 @@ impl StoreUploader {
         }
         Ok(())
     }
+}
+
+/// The smallest chunk of a joined recording but its last: S3's minimum multipart part size.
+pub const MIN_JOIN_CHUNK: usize = 5 * 1024 * 1024;
+/// At most this many chunks in a joined recording (S3 allows 10,000 parts).
+const MAX_JOIN_CHUNKS: u64 = 9_000;
+/// Parts read ahead while joining.
+const FETCH_AHEAD: usize = 4;
+/// Chunks uploading at once while joining.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// The chunk size for joining `total` bytes: [`MIN_JOIN_CHUNK`], or more (in whole MiB) when
+/// the recording would otherwise take more than `MAX_JOIN_CHUNKS` chunks.
+fn join_chunk_size(total: u64) -> usize {
+    const MIB: u64 = 1024 * 1024;
+    let needed = total.div_ceil(MAX_JOIN_CHUNKS).div_ceil(MIB) * MIB;
+    usize::try_from(needed).map_or(usize::MAX, |n| n.max(MIN_JOIN_CHUNK))
 }
 
 fn now_ms() -> i64 {
@@ -282,33 +390,19 @@ impl MultipartUploader for StoreUploader {
             let mut numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
             numbers.sort_unstable();
             numbers.dedup();
-            if !numbers.is_empty() {
-                let mut out = self
-                    .store
-                    .put_multipart(&self.recording_path(&upload.session_id))
-                    .await?;
-                for n in numbers {
-                    let bytes = match self.store.get(&self.part_path(upload, n)).await {
-                        Ok(r) => r.bytes().await?,
-                        Err(e) => {
-                            let _ = out.abort().await;
-                            return Err(e.into());
-                        }
-                    };
-                    if let Err(e) = out.put_part(PutPayload::from(bytes)).await {
-                        let _ = out.abort().await;
-                        return Err(e.into());
-                    }
-                }
-                out.complete().await?;
+            if numbers.is_empty() {
+                return Ok(());
             }
-            Ok::<(), UploadError>(())
+            self.join_parts(upload, &numbers).await
         }
         .await;
         match result {
             Ok(()) => {
                 // The marker goes first: from here on the upload is no longer listed.
-                self.store.delete(&self.marker(upload)).await?;
+                match self.store.delete(&self.marker(upload)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 self.delete_prefix(&self.path(&format!("multi/{}", upload.id)))
                     .await
             }
@@ -325,7 +419,59 @@ impl MultipartUploader for StoreUploader {
             .await
     }
 
+    async fn read_part(
+        &self,
+        upload: &StreamUpload,
+        number: u32,
+    ) -> Result<Option<bytes::Bytes>, UploadError> {
+        Self::check(upload)?;
+        match self.store.get(&self.part_path(upload, number)).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Err(UploadError::NotFound(format!(
+                "{} part {number}",
+                upload.id
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn recording_url(&self, session_id: &str) -> String {
-        format!("{}/{session_id}", self.url_base)
+        if self.url_base.ends_with("://") {
+            format!("{}{session_id}", self.url_base)
+        } else {
+            format!("{}/{session_id}", self.url_base)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn join_chunks_are_at_least_the_s3_minimum_and_fit_the_part_limit() {
+        assert_eq!(join_chunk_size(0), MIN_JOIN_CHUNK);
+        assert_eq!(join_chunk_size(1), MIN_JOIN_CHUNK);
+        assert_eq!(join_chunk_size(40 << 30), MIN_JOIN_CHUNK);
+        // 10,000 full 5 MiB parts plus their last message: 6 MiB chunks, 8,334 of them.
+        let total = 10_000 * (5 << 20) + 10_000 * 65_536;
+        let chunk = join_chunk_size(total) as u64;
+        assert_eq!(chunk, 6 << 20);
+        assert!(total.div_ceil(chunk) <= MAX_JOIN_CHUNKS);
+        assert_eq!(join_chunk_size(u64::MAX) as u64 % (1 << 20), 0);
+    }
+
+    #[test]
+    fn memory_recording_urls() {
+        let s = StoreUploader::memory();
+        assert_eq!(s.recording_url("x"), "memory://x");
+        let s = StoreUploader::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            "p",
+            "s3://b/p/",
+        );
+        assert_eq!(s.recording_url("x"), "s3://b/p/x");
     }
 }
