@@ -384,7 +384,7 @@ fn core_stream(block: &mut [AuditEvent], total: usize) -> usize {
     written
 }
 
-/// The driver over `store`: clones each event (the driver takes owned events), records it,
+/// The driver over `store`: records each event by reference (encoded on the caller's task),
 /// completes. Returns the session id.
 async fn driver_stream(
     store: Arc<StoreUploader>,
@@ -401,7 +401,7 @@ async fn driver_stream(
         for e in block.iter_mut() {
             index += 1;
             e.set_index(index);
-            s.record(e.clone()).await.unwrap();
+            s.record_ref(e).await.unwrap();
         }
     }
     s.complete().await.unwrap();

@@ -113,28 +113,20 @@ impl PartBuilder {
     /// Adds an event, trimming it as Teleport does when it is over 64 KiB; an event that still
     /// does not fit is refused and nothing is written.
     pub fn add(&mut self, event: &AuditEvent) -> Result<(), EventError> {
-        let fitted;
-        let mut size = event.size();
-        let event = if size > MAX_EVENT_SIZE {
-            fitted = event.clone().fit_to_size(MAX_EVENT_SIZE)?;
-            size = fitted.size();
-            &fitted
-        } else {
-            event
-        };
-        let len = event.oneof_len_for_size(size);
-        if len > MAX_EVENT_SIZE {
-            return Err(EventError::TooLarge {
-                event_type: event.event_type().to_string(),
-                size: len,
-                max: MAX_EVENT_SIZE,
-            });
+        let at = self.pending.len();
+        self.pending.extend_from_slice(&[0; RECORD_HEADER_SIZE]);
+        match encode_record(event, &mut self.pending) {
+            Ok(len) => {
+                self.pending[at..at + RECORD_HEADER_SIZE]
+                    .copy_from_slice(&(len as u32).to_be_bytes());
+                self.note_event(event.index());
+                Ok(())
+            }
+            Err(e) => {
+                self.pending.truncate(at);
+                Err(e)
+            }
         }
-        self.pending.reserve(RECORD_HEADER_SIZE + len);
-        self.pending.extend_from_slice(&(len as u32).to_be_bytes());
-        event.encode_oneof_sized(&mut self.pending, size);
-        self.note_event(event.index());
-        Ok(())
     }
 
     /// Adds an already encoded `OneOf` record (at most 64 KiB) with its event index.
@@ -258,6 +250,33 @@ impl PartBuilder {
             last_index: self.last_index,
         }
     }
+}
+
+/// Appends `event`'s `OneOf` record body (no length prefix) to `out`, trimmed as Teleport
+/// trims an event over 64 KiB; an event that still does not fit is refused and nothing is
+/// appended. Returns the body's length. Drivers use this to encode on the caller's thread and
+/// hand the stream ready records ([`PartBuilder::add_record`]).
+pub fn encode_record(event: &AuditEvent, out: &mut Vec<u8>) -> Result<usize, EventError> {
+    let fitted;
+    let mut size = event.size();
+    let event = if size > MAX_EVENT_SIZE {
+        fitted = event.clone().fit_to_size(MAX_EVENT_SIZE)?;
+        size = fitted.size();
+        &fitted
+    } else {
+        event
+    };
+    let len = event.oneof_len_for_size(size);
+    if len > MAX_EVENT_SIZE {
+        return Err(EventError::TooLarge {
+            event_type: event.event_type().to_string(),
+            size: len,
+            max: MAX_EVENT_SIZE,
+        });
+    }
+    out.reserve(len);
+    event.encode_oneof_sized(out, size);
+    Ok(len)
 }
 
 /// Writes a whole recording: events in, parts out.

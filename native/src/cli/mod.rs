@@ -35,6 +35,9 @@ pub enum CliError {
         /// What was wrong.
         source: tapelog_core::EventError,
     },
+    /// The `--storage` URL is wrong or the store can't be opened.
+    #[error(transparent)]
+    Storage(#[from] tapelog::upload::url::StorageError),
     /// The store refused.
     #[error(transparent)]
     Upload(#[from] tapelog::upload::UploadError),

@@ -1,6 +1,7 @@
 //! The `--storage` option shared by the commands that talk to a store.
 
 use tapelog::upload::StoreUploader;
+use tapelog::upload::url::{StorageOptions, open_storage};
 
 use super::CliError;
 
@@ -33,13 +34,14 @@ impl StorageArgs {
             })?;
             return Ok(StoreUploader::local(&dir)?);
         }
-        // TODO(storage URLs): object stores once upload::url lands.
-        if self.storage == "memory://" {
-            return Ok(StoreUploader::memory());
+        let mut opts = StorageOptions::from_env();
+        if self.endpoint.is_some() {
+            opts.endpoint = self.endpoint.clone();
         }
-        Err(CliError::Usage(format!(
-            "--storage {}: not supported yet",
-            self.storage
-        )))
+        if self.region.is_some() {
+            opts.region = self.region.clone();
+        }
+        opts.allow_http |= self.allow_http;
+        Ok(open_storage(&self.storage, &opts)?)
     }
 }

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
 use tapelog_core::AuditEvent;
 use tapelog_core::stream::{
     Action, CompletedPart, PartSpan, ResumePlan, Stream, StreamConfig, StreamError, StreamStatus,
     scan_part,
 };
 use thiserror::Error;
+
+use tapelog_core::codec::encode_record;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -61,7 +64,8 @@ pub enum DriverError {
 }
 
 enum Cmd {
-    Event(Box<AuditEvent>, oneshot::Sender<Result<(), StreamError>>),
+    /// An encoded `OneOf` record and its event index.
+    Record(Vec<u8>, i64),
     Complete(oneshot::Sender<Result<(), StreamError>>),
     Close(oneshot::Sender<Result<(), StreamError>>),
 }
@@ -72,8 +76,14 @@ pub struct RecordingStream {
     upload: StreamUpload,
     tx: mpsc::Sender<Cmd>,
     status: watch::Receiver<StreamStatus>,
+    failure: Arc<Mutex<Option<StreamError>>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// Commands queued between the caller and the stream's task.
+const INBOX: usize = 256;
+/// Commands taken from the inbox in one go before the task looks at timers and uploads.
+const BATCH: usize = 512;
 
 impl RecordingStream {
     /// Creates an upload for `session_id` and a stream writing to it.
@@ -108,8 +118,9 @@ impl RecordingStream {
         machine: Stream,
         config: DriverConfig,
     ) -> RecordingStream {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(INBOX);
         let (status_tx, status) = watch::channel(machine.status(now_ms()));
+        let failure = Arc::new(Mutex::new(None));
         let task = tokio::spawn(run(
             uploader,
             upload.clone(),
@@ -117,11 +128,13 @@ impl RecordingStream {
             config,
             rx,
             status_tx,
+            failure.clone(),
         ));
         RecordingStream {
             upload,
             tx,
             status,
+            failure,
             task,
         }
     }
@@ -137,13 +150,39 @@ impl RecordingStream {
     }
 
     /// Records one event; waits while the stream's uploads are behind (back-pressure).
+    ///
+    /// The event is encoded (and trimmed if over 64 KiB) here, on the caller's task; an event
+    /// that can't be recorded is refused at once. Upload failures show up on a later call and
+    /// on [`complete`](Self::complete) / [`close`](Self::close).
     pub async fn record(&self, event: AuditEvent) -> Result<(), DriverError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Event(Box::new(event), tx))
-            .await
-            .map_err(|_| DriverError::Gone)?;
-        Ok(rx.await.map_err(|_| DriverError::Gone)??)
+        self.record_ref(&event).await
+    }
+
+    /// [`record`](Self::record) without taking the event.
+    pub async fn record_ref(&self, event: &AuditEvent) -> Result<(), DriverError> {
+        let mut oneof = Vec::new();
+        encode_record(event, &mut oneof).map_err(StreamError::from)?;
+        self.record_raw(oneof, event.index()).await
+    }
+
+    /// Records an encoded `OneOf` record (at most 64 KiB) with its event index.
+    pub async fn record_raw(&self, oneof: Vec<u8>, index: i64) -> Result<(), DriverError> {
+        self.check_failed()?;
+        if self.tx.send(Cmd::Record(oneof, index)).await.is_err() {
+            self.check_failed()?;
+            return Err(DriverError::Gone);
+        }
+        Ok(())
+    }
+
+    fn check_failed(&self) -> Result<(), DriverError> {
+        match self.failure.lock() {
+            Ok(f) => match &*f {
+                Some(e) => Err(e.clone().into()),
+                None => Ok(()),
+            },
+            Err(_) => Err(DriverError::Gone),
+        }
     }
 
     /// Uploads the rest and completes the upload.
@@ -203,6 +242,7 @@ async fn upload_with_retry<U: MultipartUploader>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run<U: MultipartUploader>(
     uploader: Arc<U>,
     upload: StreamUpload,
@@ -210,6 +250,7 @@ async fn run<U: MultipartUploader>(
     config: DriverConfig,
     mut rx: mpsc::Receiver<Cmd>,
     status: watch::Sender<StreamStatus>,
+    failure: Arc<Mutex<Option<StreamError>>>,
 ) {
     let mut work: JoinSet<Done> = JoinSet::new();
     // Which part each upload task carries, so that a task that panics fails its part.
@@ -217,6 +258,11 @@ async fn run<U: MultipartUploader>(
         std::collections::HashMap::new();
     let mut finisher: Option<oneshot::Sender<Result<(), StreamError>>> = None;
     let mut inbox_open = true;
+    // One timer for the task, moved when the machine's deadline comes earlier (a deadline that
+    // moves later needs no move: the early wake-up ticks, finds nothing due, and re-arms).
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(timer);
+    let mut armed: Option<u64> = None;
     loop {
         // Carry out what the machine asked for.
         for action in machine.take_actions() {
@@ -249,6 +295,12 @@ async fn run<U: MultipartUploader>(
                 Action::Closed | Action::Completed => {}
             }
         }
+        if let Some(e) = machine.failure()
+            && let Ok(mut f) = failure.lock()
+            && f.is_none()
+        {
+            *f = Some(e.clone());
+        }
         if machine.is_done() {
             if let Some(f) = finisher.take() {
                 let r = match machine.failure() {
@@ -261,28 +313,56 @@ async fn run<U: MultipartUploader>(
             while work.join_next().await.is_some() {}
             return;
         }
-        let sleep = machine.next_deadline().map(|d| {
-            let wait = d.saturating_sub(now_ms());
-            tokio::time::sleep(Duration::from_millis(wait))
-        });
+        let deadline = machine.next_deadline();
+        if let Some(d) = deadline
+            && armed.is_none_or(|a| d < a)
+        {
+            let wait = Duration::from_millis(d.saturating_sub(now_ms()));
+            timer.as_mut().reset(tokio::time::Instant::now() + wait);
+            armed = Some(d);
+        }
         let accept = inbox_open && finisher.is_none() && machine.wants_events();
         tokio::select! {
-            cmd = rx.recv(), if accept => match cmd {
-                Some(Cmd::Event(e, reply)) => {
-                    let _ = reply.send(machine.record(&e, now_ms()));
-                }
-                Some(Cmd::Complete(reply)) => {
-                    machine.complete();
-                    finisher = Some(reply);
-                }
-                Some(Cmd::Close(reply)) => {
-                    machine.close();
-                    finisher = Some(reply);
-                }
-                None => {
-                    // The handle is gone without complete or close: keep what was recorded.
-                    inbox_open = false;
-                    machine.close();
+            cmd = rx.recv(), if accept => {
+                let mut next = cmd;
+                let mut taken = 0;
+                // Take what is queued in one go: one wake-up for many events.
+                loop {
+                    match next {
+                        Some(Cmd::Record(oneof, index)) => {
+                            if let Err(e) = machine.record_raw(&oneof, index, now_ms()) {
+                                // Only an ended or failed stream refuses a checked record.
+                                if let Ok(mut f) = failure.lock() {
+                                    f.get_or_insert(e);
+                                }
+                            }
+                        }
+                        Some(Cmd::Complete(reply)) => {
+                            machine.complete();
+                            finisher = Some(reply);
+                            break;
+                        }
+                        Some(Cmd::Close(reply)) => {
+                            machine.close();
+                            finisher = Some(reply);
+                            break;
+                        }
+                        None => {
+                            // The handle is gone without complete or close: keep what was
+                            // recorded.
+                            inbox_open = false;
+                            machine.close();
+                            break;
+                        }
+                    }
+                    taken += 1;
+                    if taken >= BATCH || !machine.wants_events() {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(c) => next = Some(c),
+                        Err(_) => break,
+                    }
                 }
             },
             Some(done) = work.join_next_with_id(), if !work.is_empty() => match done {
@@ -302,7 +382,8 @@ async fn run<U: MultipartUploader>(
                     None => machine.complete_failed(join.to_string()),
                 },
             },
-            () = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
                 machine.tick(now_ms());
             }
         }
