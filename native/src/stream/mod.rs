@@ -64,8 +64,6 @@ pub enum DriverError {
 }
 
 enum Cmd {
-    /// An encoded `OneOf` record and its event index.
-    Record(Vec<u8>, i64),
     Complete(oneshot::Sender<Result<(), StreamError>>),
     Close(oneshot::Sender<Result<(), StreamError>>),
 }
@@ -76,14 +74,92 @@ pub struct RecordingStream {
     upload: StreamUpload,
     tx: mpsc::Sender<Cmd>,
     status: watch::Receiver<StreamStatus>,
-    failure: Arc<Mutex<Option<StreamError>>>,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Commands queued between the caller and the stream's task.
-const INBOX: usize = 256;
-/// Commands taken from the inbox in one go before the task looks at timers and uploads.
-const BATCH: usize = 512;
+/// Bytes of encoded records the caller may queue before `record` waits for the task.
+const INBOX_BYTES: usize = 256 * 1024;
+/// Frame of a queued record: event index (i64 LE), length (u32 LE), `OneOf` bytes.
+const FRAME_HEADER: usize = 12;
+
+/// What the caller and the stream's task share. Records go through a byte buffer rather than
+/// a channel of messages: the caller encodes straight into it and the task takes everything
+/// queued in one swap, so a busy stream costs one lock per event and no allocation.
+struct Shared {
+    inbox: Mutex<Inbox>,
+    /// The inbox went from empty to non-empty.
+    queued: tokio::sync::Notify,
+    /// The task took the inbox (room again), or ended.
+    room: tokio::sync::Notify,
+    /// Why the stream failed, once it has.
+    failure: Mutex<Option<StreamError>>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    frames: Vec<u8>,
+    /// The task is gone: nothing more will be taken.
+    closed: bool,
+}
+
+impl Shared {
+    fn failure(&self) -> Option<StreamError> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn fail(&self, e: &StreamError) {
+        if let Ok(mut f) = self.failure.lock()
+            && f.is_none()
+        {
+            *f = Some(e.clone());
+        }
+    }
+
+    /// Takes every queued frame, leaving `spare` (cleared) in its place.
+    fn take(&self, spare: &mut Vec<u8>) -> bool {
+        spare.clear();
+        let took = match self.inbox.lock() {
+            Ok(mut ib) if !ib.frames.is_empty() => {
+                std::mem::swap(&mut ib.frames, spare);
+                true
+            }
+            _ => false,
+        };
+        if took {
+            self.room.notify_waiters();
+        }
+        took
+    }
+
+    fn close(&self) {
+        if let Ok(mut ib) = self.inbox.lock() {
+            ib.closed = true;
+        }
+        self.room.notify_waiters();
+    }
+}
+
+/// Feeds queued frames to the machine.
+fn feed(machine: &mut Stream, frames: &[u8], shared: &Shared) {
+    let now = now_ms();
+    let mut rest = frames;
+    while rest.len() >= FRAME_HEADER {
+        let mut index = [0u8; 8];
+        index.copy_from_slice(&rest[..8]);
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&rest[8..12]);
+        let (index, len) = (i64::from_le_bytes(index), u32::from_le_bytes(len) as usize);
+        let Some(oneof) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            break;
+        };
+        if let Err(e) = machine.record_raw(oneof, index, now) {
+            // Only an ended or failed stream refuses a checked record.
+            shared.fail(&e);
+        }
+        rest = &rest[FRAME_HEADER + len..];
+    }
+}
 
 impl RecordingStream {
     /// Creates an upload for `session_id` and a stream writing to it.
@@ -118,9 +194,14 @@ impl RecordingStream {
         machine: Stream,
         config: DriverConfig,
     ) -> RecordingStream {
-        let (tx, rx) = mpsc::channel(INBOX);
+        let (tx, rx) = mpsc::channel(4);
         let (status_tx, status) = watch::channel(machine.status(now_ms()));
-        let failure = Arc::new(Mutex::new(None));
+        let shared = Arc::new(Shared {
+            inbox: Mutex::new(Inbox::default()),
+            queued: tokio::sync::Notify::new(),
+            room: tokio::sync::Notify::new(),
+            failure: Mutex::new(None),
+        });
         let task = tokio::spawn(run(
             uploader,
             upload.clone(),
@@ -128,13 +209,13 @@ impl RecordingStream {
             config,
             rx,
             status_tx,
-            failure.clone(),
+            shared.clone(),
         ));
         RecordingStream {
             upload,
             tx,
             status,
-            failure,
+            shared,
             task,
         }
     }
@@ -160,28 +241,73 @@ impl RecordingStream {
 
     /// [`record`](Self::record) without taking the event.
     pub async fn record_ref(&self, event: &AuditEvent) -> Result<(), DriverError> {
-        let mut oneof = Vec::new();
-        encode_record(event, &mut oneof).map_err(StreamError::from)?;
-        self.record_raw(oneof, event.index()).await
+        self.queue(event.index(), |out| {
+            encode_record(event, out).map_err(StreamError::from)
+        })
+        .await
     }
 
     /// Records an encoded `OneOf` record (at most 64 KiB) with its event index.
-    pub async fn record_raw(&self, oneof: Vec<u8>, index: i64) -> Result<(), DriverError> {
-        self.check_failed()?;
-        if self.tx.send(Cmd::Record(oneof, index)).await.is_err() {
-            self.check_failed()?;
-            return Err(DriverError::Gone);
+    pub async fn record_raw(&self, oneof: &[u8], index: i64) -> Result<(), DriverError> {
+        if oneof.len() > tapelog_core::event::MAX_EVENT_SIZE {
+            return Err(StreamError::from(tapelog_core::EventError::TooLarge {
+                event_type: "(record)".into(),
+                size: oneof.len(),
+                max: tapelog_core::event::MAX_EVENT_SIZE,
+            })
+            .into());
         }
-        Ok(())
+        self.queue(index, |out| {
+            out.extend_from_slice(oneof);
+            Ok(oneof.len())
+        })
+        .await
     }
 
-    fn check_failed(&self) -> Result<(), DriverError> {
-        match self.failure.lock() {
-            Ok(f) => match &*f {
-                Some(e) => Err(e.clone().into()),
-                None => Ok(()),
-            },
-            Err(_) => Err(DriverError::Gone),
+    /// Appends one frame to the inbox (waiting while it is full), encoded by `encode`.
+    async fn queue(
+        &self,
+        index: i64,
+        encode: impl Fn(&mut Vec<u8>) -> Result<usize, StreamError>,
+    ) -> Result<(), DriverError> {
+        loop {
+            if let Some(e) = self.shared.failure() {
+                return Err(e.into());
+            }
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let Ok(mut ib) = self.shared.inbox.lock() else {
+                    return Err(DriverError::Gone);
+                };
+                if ib.closed {
+                    drop(ib);
+                    return Err(self.shared.failure().map_or(DriverError::Gone, Into::into));
+                }
+                if ib.frames.len() < INBOX_BYTES {
+                    let was_empty = ib.frames.is_empty();
+                    let at = ib.frames.len();
+                    ib.frames.extend_from_slice(&index.to_le_bytes());
+                    ib.frames.extend_from_slice(&[0; 4]);
+                    match encode(&mut ib.frames) {
+                        Ok(len) => {
+                            ib.frames[at + 8..at + FRAME_HEADER]
+                                .copy_from_slice(&(len as u32).to_le_bytes());
+                        }
+                        Err(e) => {
+                            ib.frames.truncate(at);
+                            return Err(e.into());
+                        }
+                    }
+                    drop(ib);
+                    if was_empty {
+                        self.shared.queued.notify_one();
+                    }
+                    return Ok(());
+                }
+            }
+            room.await;
         }
     }
 
@@ -250,8 +376,9 @@ async fn run<U: MultipartUploader>(
     config: DriverConfig,
     mut rx: mpsc::Receiver<Cmd>,
     status: watch::Sender<StreamStatus>,
-    failure: Arc<Mutex<Option<StreamError>>>,
+    shared: Arc<Shared>,
 ) {
+    let mut batch = Vec::new();
     let mut work: JoinSet<Done> = JoinSet::new();
     // Which part each upload task carries, so that a task that panics fails its part.
     let mut part_tasks: std::collections::HashMap<tokio::task::Id, u32> =
@@ -295,13 +422,11 @@ async fn run<U: MultipartUploader>(
                 Action::Closed | Action::Completed => {}
             }
         }
-        if let Some(e) = machine.failure()
-            && let Ok(mut f) = failure.lock()
-            && f.is_none()
-        {
-            *f = Some(e.clone());
+        if let Some(e) = machine.failure() {
+            shared.fail(e);
         }
         if machine.is_done() {
+            shared.close();
             if let Some(f) = finisher.take() {
                 let r = match machine.failure() {
                     Some(e) => Err(e.clone()),
@@ -322,46 +447,32 @@ async fn run<U: MultipartUploader>(
             armed = Some(d);
         }
         let accept = inbox_open && finisher.is_none() && machine.wants_events();
+        // Queued records first, without waiting: a busy caller keeps the inbox full.
+        if accept && shared.take(&mut batch) {
+            feed(&mut machine, &batch, &shared);
+            continue;
+        }
         tokio::select! {
-            cmd = rx.recv(), if accept => {
-                let mut next = cmd;
-                let mut taken = 0;
-                // Take what is queued in one go: one wake-up for many events.
-                loop {
-                    match next {
-                        Some(Cmd::Record(oneof, index)) => {
-                            if let Err(e) = machine.record_raw(&oneof, index, now_ms()) {
-                                // Only an ended or failed stream refuses a checked record.
-                                if let Ok(mut f) = failure.lock() {
-                                    f.get_or_insert(e);
-                                }
-                            }
-                        }
-                        Some(Cmd::Complete(reply)) => {
-                            machine.complete();
-                            finisher = Some(reply);
-                            break;
-                        }
-                        Some(Cmd::Close(reply)) => {
-                            machine.close();
-                            finisher = Some(reply);
-                            break;
-                        }
-                        None => {
-                            // The handle is gone without complete or close: keep what was
-                            // recorded.
-                            inbox_open = false;
-                            machine.close();
-                            break;
-                        }
+            () = shared.queued.notified(), if accept => {}
+            cmd = rx.recv(), if inbox_open && finisher.is_none() => {
+                // Records queued before the command belong before it.
+                if shared.take(&mut batch) {
+                    feed(&mut machine, &batch, &shared);
+                }
+                match cmd {
+                    Some(Cmd::Complete(reply)) => {
+                        machine.complete();
+                        finisher = Some(reply);
                     }
-                    taken += 1;
-                    if taken >= BATCH || !machine.wants_events() {
-                        break;
+                    Some(Cmd::Close(reply)) => {
+                        machine.close();
+                        finisher = Some(reply);
                     }
-                    match rx.try_recv() {
-                        Ok(c) => next = Some(c),
-                        Err(_) => break,
+                    None => {
+                        // The handle is gone without complete or close: keep what was
+                        // recorded.
+                        inbox_open = false;
+                        machine.close();
                     }
                 }
             },
