@@ -665,3 +665,89 @@ async fn a_panicking_upload_fails_the_stream_instead_of_hanging() {
     .expect("the stream must not hang");
     assert!(outcome.is_err());
 }
+
+/// Keeps the bytes of every attempt at every part; fails the first attempt of each.
+struct Recorder {
+    inner: StoreUploader,
+    attempts: Mutex<Vec<(u32, Vec<u8>)>>,
+}
+
+impl MultipartUploader for Recorder {
+    async fn create_upload(&self, sid: &str) -> Result<StreamUpload, UploadError> {
+        self.inner.create_upload(sid).await
+    }
+    async fn upload_part(
+        &self,
+        u: &StreamUpload,
+        n: u32,
+        p: &EncodedPart,
+    ) -> Result<StreamPart, UploadError> {
+        let first = {
+            let mut a = self.attempts.lock().unwrap();
+            let first = !a.iter().any(|(m, _)| *m == n);
+            a.push((n, p.to_vec()));
+            first
+        };
+        if first {
+            return Err(injected());
+        }
+        self.inner.upload_part(u, n, p).await
+    }
+    async fn reserve_part(&self, u: &StreamUpload, n: u32) -> Result<(), UploadError> {
+        self.inner.reserve_part(u, n).await
+    }
+    async fn list_parts(&self, u: &StreamUpload) -> Result<Vec<StreamPart>, UploadError> {
+        self.inner.list_parts(u).await
+    }
+    async fn list_uploads(&self) -> Result<Vec<StreamUpload>, UploadError> {
+        self.inner.list_uploads().await
+    }
+    async fn complete_upload(&self, u: &StreamUpload, p: &[StreamPart]) -> Result<(), UploadError> {
+        self.inner.complete_upload(u, p).await
+    }
+    async fn abort_upload(&self, u: &StreamUpload) -> Result<(), UploadError> {
+        self.inner.abort_upload(u).await
+    }
+    fn recording_url(&self, sid: &str) -> String {
+        self.inner.recording_url(sid)
+    }
+}
+
+/// Upstream once sent a retried padded part with a header computed for the unpadded bytes.
+/// Every attempt at a part must carry the same bytes, and the header must describe them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_padded_part_sends_the_same_bytes_with_the_right_header() {
+    let s = StoreUploader::memory();
+    let up = Arc::new(Recorder {
+        inner: s.clone(),
+        attempts: Mutex::new(Vec::new()),
+    });
+    let evs = events(60);
+    let rs = record(up.clone(), &evs, config(64 * 1024, 1, 30), 20).await;
+    assert_eq!(rs, evs.last().unwrap().index());
+    let attempts = up.attempts.lock().unwrap().clone();
+    let mut padded = 0;
+    for (n, bytes) in &attempts {
+        let same: Vec<&Vec<u8>> = attempts
+            .iter()
+            .filter(|(m, _)| m == n)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(same.len(), 2, "part {n}: one failed attempt, one retry");
+        assert!(
+            same.iter().all(|b| b == &bytes),
+            "part {n}: the retry differs"
+        );
+        let size = u64::from_be_bytes(bytes[8..16].try_into().unwrap()) as usize;
+        let pad = u64::from_be_bytes(bytes[16..24].try_into().unwrap()) as usize;
+        assert_eq!(
+            24 + size + pad,
+            bytes.len(),
+            "part {n}: header does not match its bytes"
+        );
+        assert!(bytes[24 + size..].iter().all(|&b| b == 0));
+        padded += usize::from(pad > 0);
+    }
+    assert!(padded >= 2, "{padded} padded parts");
+    check(&recording(&s).await, &evs);
+}
