@@ -34,6 +34,12 @@ pub trait SessionTracker: Send + Sync + 'static {
     fn is_live(&self, session_id: &str) -> impl Future<Output = Result<bool, TrackerError>> + Send;
 }
 
+impl<T: SessionTracker> SessionTracker for Arc<T> {
+    fn is_live(&self, session_id: &str) -> impl Future<Output = Result<bool, TrackerError>> + Send {
+        (**self).is_live(session_id)
+    }
+}
+
 /// A session tracker that could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("session tracker: {0}")]
