@@ -573,3 +573,42 @@ async fn run_completes_periodically_until_shutdown() {
     assert_eq!(emitter.len(), 1, "only the first pass had work");
     assert!(recording(&store, &s).await.is_some());
 }
+
+#[tokio::test]
+async fn damaged_recording_is_completed_and_its_end_check_fails() {
+    let store = StoreUploader::memory();
+    let up = Arc::new(store.clone());
+    let s = sid(80);
+    let (upload, mut expect) = crashed_writer(&*up, &s, &session(&s, 2, false), 2).await;
+    // A third part that is not a part at all (a writer that wrote garbage before dying).
+    let junk = EncodedPart {
+        data: b"definitely not a ProtoStream part header".to_vec(),
+        padding: 0,
+        events: 0,
+        last_index: -1,
+    };
+    up.upload_part(&upload, 3, &junk).await.unwrap();
+    expect.extend_from_slice(&junk.data);
+    let emitter = Arc::new(MemoryEmitter::new());
+    let completer = UploadCompleter::new(up.clone(), emitter.clone(), config(Duration::ZERO));
+    let report = completer.run_once(now_ms()).await.unwrap();
+    assert_eq!(report.completed.len(), 1, "{report:?}");
+    assert_eq!(recording(&store, &s).await.unwrap(), expect);
+    match report.completed[0].session_end.as_ref().unwrap() {
+        SessionEndOutcome::Failed(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("decoding the recording of session {s}: ")),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Only session.upload: nothing is recovered from a recording that cannot be read.
+    let types: Vec<_> = emitter
+        .events()
+        .iter()
+        .map(|e| e.event_type().to_string())
+        .collect();
+    assert_eq!(types, vec!["session.upload"]);
+}
