@@ -1,6 +1,12 @@
 //! `tapelog uploads list|complete`: the uploads a store holds open, and one pass of the
 //! upload completer.
 
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tapelog::complete::{CompleterConfig, SessionEndOutcome, UploadCompleter};
+use tapelog::emit::JsonLinesEmitter;
 use tapelog::upload::MultipartUploader;
 use tapelog_core::Timestamp;
 
@@ -93,6 +99,84 @@ async fn list(a: ListArgs) -> Result<(), CliError> {
 }
 
 async fn complete(a: CompleteArgs) -> Result<(), CliError> {
-    let _ = a;
-    Err(CliError::Usage("uploads complete: not yet wired".into()))
+    let uploader = Arc::new(a.storage.open()?);
+    let mut config = CompleterConfig::new(&a.cluster_name);
+    config.grace = Duration::from_secs(a.grace);
+    let sink: Box<dyn Write + Send> = match &a.events {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| CliError::Write {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let completer = UploadCompleter::new(uploader, JsonLinesEmitter::new(sink), config);
+    let report = completer
+        .run_once(tapelog::upload::now_ms())
+        .await
+        .map_err(|e| CliError::Usage(format!("upload completer: {e}")))?;
+    for c in &report.completed {
+        if c.parts == 0 {
+            eprintln!(
+                "cleaned   {} (session {}): no parts, nothing to complete",
+                c.upload.id, c.upload.session_id
+            );
+            continue;
+        }
+        let end = match &c.session_end {
+            Some(SessionEndOutcome::Present) => "has its session end".to_string(),
+            Some(SessionEndOutcome::NoStart) => {
+                "no session end and no start to recover one from".into()
+            }
+            Some(SessionEndOutcome::Synthesised {
+                event_type,
+                outcome,
+            }) if outcome.is_emitted() => {
+                format!("{event_type} recovered")
+            }
+            Some(SessionEndOutcome::Synthesised {
+                event_type,
+                outcome,
+            }) => {
+                format!("{event_type} recovered but not emitted: {outcome:?}")
+            }
+            Some(SessionEndOutcome::Failed(e)) => format!("session end check failed: {e}"),
+            None => String::new(),
+        };
+        eprintln!(
+            "completed {} (session {}): {} parts -> {}; {end}",
+            c.upload.id, c.upload.session_id, c.parts, c.url
+        );
+    }
+    for s in &report.skipped {
+        eprintln!(
+            "skipped   {} (session {}): {:?}",
+            s.upload.id, s.upload.session_id, s.reason
+        );
+    }
+    for f in &report.failed {
+        eprintln!(
+            "failed    {} (session {}): {}",
+            f.upload.id, f.upload.session_id, f.error
+        );
+    }
+    eprintln!(
+        "{} completed, {} skipped, {} failed",
+        report.completed.len(),
+        report.skipped.len(),
+        report.failed.len()
+    );
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{} upload(s) could not be completed; they are tried again on the next pass",
+            report.failed.len()
+        )))
+    }
 }
