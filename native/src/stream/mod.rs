@@ -183,7 +183,7 @@ impl RecordingStream {
         upload: StreamUpload,
         config: DriverConfig,
     ) -> Result<RecordingStream, DriverError> {
-        let plan = plan_resume(uploader.as_ref(), &upload).await?;
+        let plan = plan_resume(uploader.as_ref(), &upload, config.retry).await?;
         let machine = Stream::resume_planned(upload.id.clone(), config.stream, &plan, now_ms());
         Ok(Self::spawn(uploader, upload, machine, config))
     }
@@ -351,12 +351,22 @@ async fn upload_with_retry<U: MultipartUploader>(
     part: Arc<tapelog_core::codec::EncodedPart>,
     retry: RetryPolicy,
 ) -> Result<StreamPart, UploadError> {
+    // Every attempt sends the same part value: same header, payload and padding.
+    with_retry(retry, || uploader.upload_part(&upload, number, &part)).await
+}
+
+/// Runs `op` until it succeeds, fails for good (not found, bad id) or runs out of attempts,
+/// waiting longer after each failure (linear steps up to the policy's maximum).
+async fn with_retry<T, F, Fut>(retry: RetryPolicy, mut op: F) -> Result<T, UploadError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, UploadError>>,
+{
     let mut wait = retry.step;
     let mut attempt = 1;
     loop {
-        // Every attempt sends the same part value: same header, payload and padding.
-        match uploader.upload_part(&upload, number, &part).await {
-            Ok(p) => return Ok(p),
+        match op().await {
+            Ok(v) => return Ok(v),
             Err(e @ (UploadError::NotFound(_) | UploadError::InvalidId { .. })) => return Err(e),
             Err(e) if attempt >= retry.attempts.max(1) => return Err(e),
             Err(_) => {
@@ -502,9 +512,11 @@ async fn run<U: MultipartUploader>(
 }
 
 /// Reads the stored parts of `upload` and decides what a resumed stream keeps.
+/// Reads are retried as part uploads are (`retry`): one failed read must not cost the resume.
 pub async fn plan_resume<U: MultipartUploader>(
     uploader: &U,
     upload: &StreamUpload,
+    retry: RetryPolicy,
 ) -> Result<ResumePlan, DriverError> {
     let parts = uploader.list_parts(upload).await?;
     let mut spans = Vec::with_capacity(parts.len());
@@ -514,7 +526,7 @@ pub async fn plan_resume<U: MultipartUploader>(
             number: p.number,
             etag: p.etag,
         };
-        let span = match uploader.read_part(upload, part.number).await? {
+        let span = match with_retry(retry, || uploader.read_part(upload, part.number)).await? {
             // A part that does not decode starts no later than nothing: leave it out.
             Some(bytes) => scan_part(&bytes).unwrap_or(Some((i64::MAX, i64::MAX))),
             None => {
