@@ -40,7 +40,8 @@ pub struct ListArgs {
 pub struct CompleteArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// Leave uploads younger than this alone (seconds; upstream waits 24 h).
+    /// Leave uploads younger than this alone (seconds; upstream waits 24 h). 0 means no grace
+    /// period at all (upstream reads 0 as its default).
     #[arg(long, default_value_t = 24 * 3600, value_name = "SECONDS")]
     pub grace: u64,
     /// Cluster name set on the emitted events.
