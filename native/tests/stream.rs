@@ -16,31 +16,17 @@ use object_store::ObjectStoreExt;
 use tapelog::stream::{DriverConfig, RecordingStream, RetryPolicy};
 use tapelog::upload::url::{StorageOptions, open_storage};
 use tapelog::upload::{
-    MultipartUploader, StoreUploader, StreamPart, StreamUpload, UploadError, check_id,
+    Call, Hooked, MultipartUploader, StoreUploader, StreamUpload, UploadError, check_id,
 };
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::{EncodedPart, WriterConfig, read_all};
+use tapelog_core::codec::{WriterConfig, read_all};
 use tapelog_core::stream::StreamConfig;
 use tapelog_core::vectors;
 
 const SID: &str = "9b6ec731-80f7-4751-9154-4214ecdc812a";
 
-/// Fails the first attempt at every part (and, when asked, every complete).
-struct Flaky<U> {
-    inner: U,
-    seen: Mutex<HashSet<u32>>,
-    fail_complete: Mutex<bool>,
-}
-
-impl<U: MultipartUploader> Flaky<U> {
-    fn new(inner: U) -> Flaky<U> {
-        Flaky {
-            inner,
-            seen: Mutex::new(HashSet::new()),
-            fail_complete: Mutex::new(false),
-        }
-    }
-}
+/// An uploader with a fault-injecting hook.
+type Faulty<U> = Hooked<U, Box<dyn Fn(Call<'_>) -> Result<(), UploadError> + Send + Sync>>;
 
 fn injected() -> UploadError {
     UploadError::Store(object_store::Error::Generic {
@@ -49,46 +35,17 @@ fn injected() -> UploadError {
     })
 }
 
-impl<U: MultipartUploader> MultipartUploader for Flaky<U> {
-    async fn create_upload(&self, sid: &str) -> Result<StreamUpload, UploadError> {
-        self.inner.create_upload(sid).await
-    }
-    async fn upload_part(
-        &self,
-        u: &StreamUpload,
-        n: u32,
-        p: &EncodedPart,
-    ) -> Result<StreamPart, UploadError> {
-        if self.seen.lock().unwrap().insert(n) {
-            return Err(injected());
-        }
-        self.inner.upload_part(u, n, p).await
-    }
-    async fn reserve_part(&self, u: &StreamUpload, n: u32) -> Result<(), UploadError> {
-        self.inner.reserve_part(u, n).await
-    }
-    async fn list_parts(&self, u: &StreamUpload) -> Result<Vec<StreamPart>, UploadError> {
-        self.inner.list_parts(u).await
-    }
-    async fn list_uploads(&self) -> Result<Vec<StreamUpload>, UploadError> {
-        self.inner.list_uploads().await
-    }
-    async fn complete_upload(
-        &self,
-        u: &StreamUpload,
-        parts: &[StreamPart],
-    ) -> Result<(), UploadError> {
-        if *self.fail_complete.lock().unwrap() {
-            return Err(injected());
-        }
-        self.inner.complete_upload(u, parts).await
-    }
-    async fn abort_upload(&self, u: &StreamUpload) -> Result<(), UploadError> {
-        self.inner.abort_upload(u).await
-    }
-    fn recording_url(&self, sid: &str) -> String {
-        self.inner.recording_url(sid)
-    }
+/// Fails the first attempt at every part (and, with `fail_complete`, every complete).
+fn flaky_uploader<U: MultipartUploader>(inner: U, fail_complete: bool) -> Faulty<U> {
+    let seen = Mutex::new(HashSet::new());
+    Hooked::new(
+        inner,
+        Box::new(move |call| match call {
+            Call::UploadPart(_, n, _) if seen.lock().unwrap().insert(n) => Err(injected()),
+            Call::Complete(..) if fail_complete => Err(injected()),
+            _ => Ok(()),
+        }),
+    )
 }
 
 fn events(n: usize) -> Vec<AuditEvent> {
@@ -228,7 +185,7 @@ async fn case(kind: Kind, flaky: bool, n: usize, min: usize, concurrent: usize, 
     let evs = events(n);
     let cfg = config(min, concurrent, if pause > 0 { 30 } else { 60_000 });
     let rs = if flaky {
-        let up = Arc::new(Flaky::new(s.clone()));
+        let up = Arc::new(flaky_uploader(s.clone(), false));
         record(up, &evs, cfg, pause).await
     } else {
         record(Arc::new(s.clone()), &evs, cfg, pause).await
@@ -385,8 +342,7 @@ async fn resume_after_a_failed_complete() {
     for kind in ALL {
         let b = Backend::new(kind);
         let s = b.uploader.clone();
-        let flaky = Arc::new(Flaky::new(s.clone()));
-        *flaky.fail_complete.lock().unwrap() = true;
+        let flaky = Arc::new(flaky_uploader(s.clone(), true));
         let evs = events(500);
         let cfg = config(1024, 2, 60_000);
         let stream = RecordingStream::create(flaky.clone(), SID, cfg)
@@ -609,44 +565,14 @@ async fn complete_joins_parts_in_order_byte_for_byte() {
     }
 }
 
-/// An uploader that panics while uploading a part.
-struct Panicky(StoreUploader);
-
-impl MultipartUploader for Panicky {
-    async fn create_upload(&self, sid: &str) -> Result<StreamUpload, UploadError> {
-        self.0.create_upload(sid).await
-    }
-    async fn upload_part(
-        &self,
-        _: &StreamUpload,
-        n: u32,
-        _: &EncodedPart,
-    ) -> Result<StreamPart, UploadError> {
-        panic!("uploader bug at part {n}")
-    }
-    async fn reserve_part(&self, u: &StreamUpload, n: u32) -> Result<(), UploadError> {
-        self.0.reserve_part(u, n).await
-    }
-    async fn list_parts(&self, u: &StreamUpload) -> Result<Vec<StreamPart>, UploadError> {
-        self.0.list_parts(u).await
-    }
-    async fn list_uploads(&self) -> Result<Vec<StreamUpload>, UploadError> {
-        self.0.list_uploads().await
-    }
-    async fn complete_upload(&self, u: &StreamUpload, p: &[StreamPart]) -> Result<(), UploadError> {
-        self.0.complete_upload(u, p).await
-    }
-    async fn abort_upload(&self, u: &StreamUpload) -> Result<(), UploadError> {
-        self.0.abort_upload(u).await
-    }
-    fn recording_url(&self, sid: &str) -> String {
-        self.0.recording_url(sid)
-    }
-}
-
 #[tokio::test]
 async fn a_panicking_upload_fails_the_stream_instead_of_hanging() {
-    let up = Arc::new(Panicky(StoreUploader::memory()));
+    let up = Arc::new(Hooked::new(StoreUploader::memory(), |call: Call<'_>| {
+        if let Call::UploadPart(_, n, _) = call {
+            panic!("uploader bug at part {n}");
+        }
+        Ok(())
+    }));
     let stream = RecordingStream::create(up, SID, config(1024, 2, 60_000))
         .await
         .unwrap();
@@ -666,66 +592,32 @@ async fn a_panicking_upload_fails_the_stream_instead_of_hanging() {
     assert!(outcome.is_err());
 }
 
-/// Keeps the bytes of every attempt at every part; fails the first attempt of each.
-struct Recorder {
-    inner: StoreUploader,
-    attempts: Mutex<Vec<(u32, Vec<u8>)>>,
-}
-
-impl MultipartUploader for Recorder {
-    async fn create_upload(&self, sid: &str) -> Result<StreamUpload, UploadError> {
-        self.inner.create_upload(sid).await
-    }
-    async fn upload_part(
-        &self,
-        u: &StreamUpload,
-        n: u32,
-        p: &EncodedPart,
-    ) -> Result<StreamPart, UploadError> {
-        let first = {
-            let mut a = self.attempts.lock().unwrap();
-            let first = !a.iter().any(|(m, _)| *m == n);
-            a.push((n, p.to_vec()));
-            first
-        };
-        if first {
-            return Err(injected());
-        }
-        self.inner.upload_part(u, n, p).await
-    }
-    async fn reserve_part(&self, u: &StreamUpload, n: u32) -> Result<(), UploadError> {
-        self.inner.reserve_part(u, n).await
-    }
-    async fn list_parts(&self, u: &StreamUpload) -> Result<Vec<StreamPart>, UploadError> {
-        self.inner.list_parts(u).await
-    }
-    async fn list_uploads(&self) -> Result<Vec<StreamUpload>, UploadError> {
-        self.inner.list_uploads().await
-    }
-    async fn complete_upload(&self, u: &StreamUpload, p: &[StreamPart]) -> Result<(), UploadError> {
-        self.inner.complete_upload(u, p).await
-    }
-    async fn abort_upload(&self, u: &StreamUpload) -> Result<(), UploadError> {
-        self.inner.abort_upload(u).await
-    }
-    fn recording_url(&self, sid: &str) -> String {
-        self.inner.recording_url(sid)
-    }
-}
+/// Every attempt at a part: its number and bytes.
+type Attempts = Vec<(u32, Vec<u8>)>;
 
 /// Upstream once sent a retried padded part with a header computed for the unpadded bytes.
 /// Every attempt at a part must carry the same bytes, and the header must describe them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_padded_part_sends_the_same_bytes_with_the_right_header() {
     let s = StoreUploader::memory();
-    let up = Arc::new(Recorder {
-        inner: s.clone(),
-        attempts: Mutex::new(Vec::new()),
-    });
+    // Keeps the bytes of every attempt at every part; fails the first attempt of each.
+    let attempts: Arc<Mutex<Attempts>> = Arc::default();
+    let seen = attempts.clone();
+    let up = Arc::new(Hooked::new(s.clone(), move |call: Call<'_>| {
+        if let Call::UploadPart(_, n, p) = call {
+            let mut a = seen.lock().unwrap();
+            let first = !a.iter().any(|(m, _)| *m == n);
+            a.push((n, p.to_vec()));
+            if first {
+                return Err(injected());
+            }
+        }
+        Ok(())
+    }));
     let evs = events(60);
     let rs = record(up.clone(), &evs, config(64 * 1024, 1, 30), 20).await;
     assert_eq!(rs, evs.last().unwrap().index());
-    let attempts = up.attempts.lock().unwrap().clone();
+    let attempts = attempts.lock().unwrap().clone();
     let mut padded = 0;
     for (n, bytes) in &attempts {
         let same: Vec<&Vec<u8>> = attempts

@@ -1,6 +1,7 @@
 //! Multipart uploads of recordings: the uploader interface (upstream's `MultipartUploader`)
 //! and its implementation over `object_store` with upstream's file layout.
 
+mod hooked;
 mod store;
 pub mod url;
 
@@ -9,6 +10,7 @@ use std::future::Future;
 use tapelog_core::codec::EncodedPart;
 use thiserror::Error;
 
+pub use hooked::{Call, Hooked};
 pub use store::StoreUploader;
 pub use url::{StorageError, StorageOptions, open_storage};
 
