@@ -14,8 +14,8 @@ use std::io::Read as _;
 use std::time::Instant;
 
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::deflate::{Backend, Deflater, Flush, Inflater};
-use tapelog_core::codec::writer::{RecordingWriter, WriterConfig};
+use tapelog_core::codec::deflate::{Backend, Inflater};
+use tapelog_core::codec::writer::{RecordingWriter, WriterConfig, raw_deflate_baseline};
 use tapelog_core::codec::{Polled, ProtoReader};
 use tapelog_core::vectors;
 
@@ -201,21 +201,6 @@ fn raw_inflate(bytes: &[u8], backend: Backend) -> usize {
     total
 }
 
-/// Raw deflate (level 1) of the record stream, cut at the same part boundaries.
-fn raw_deflate(records: &[Vec<u8>], backend: Backend) -> usize {
-    let mut total = 0;
-    for part in records {
-        let mut d = Deflater::new(backend, 1);
-        let mut out = Vec::with_capacity(part.len() / 3);
-        for chunk in part.chunks(32 * 1024) {
-            d.compress(chunk, &mut out, Flush::None);
-        }
-        d.compress(&[], &mut out, Flush::Finish);
-        total += out.len();
-    }
-    total
-}
-
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut best = f64::MAX;
     let mut last = None;
@@ -302,11 +287,11 @@ fn main() {
         let got = tapelog_core::codec::read_all(&bytes);
         assert!(got.error.is_none());
         let parts = plain_parts(&bytes);
-        let (deflate_t, _) = best_of(3, || raw_deflate(&parts, backend));
+        let (deflate_t, _) = best_of(3, || raw_deflate_baseline(&parts, backend, 1));
         let (hot_t, hot_bytes) = best_of(3, || encode_hot(&evs[..4096], raw_bytes, backend));
         let hot_parts = plain_parts(&hot_bytes);
         let hot_raw: usize = hot_parts.iter().map(Vec::len).sum();
-        let (hot_deflate_t, _) = best_of(3, || raw_deflate(&hot_parts, backend));
+        let (hot_deflate_t, _) = best_of(3, || raw_deflate_baseline(&hot_parts, backend, 1));
         let (dec_t, n) = best_of(3, || decode(&bytes, backend));
         let (rec_t, _) = best_of(3, || decode_records(&bytes, backend));
         let (inf_t, plain) = best_of(3, || raw_inflate(&bytes, backend));

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use tapelog::stream::{DriverConfig, RecordingStream};
 use tapelog::upload::{MultipartUploader, StoreUploader};
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::deflate::{Backend, Deflater, Flush, Inflater};
+use tapelog_core::codec::deflate::{Backend, Inflater};
+use tapelog_core::codec::writer::raw_deflate_baseline;
 use tapelog_core::codec::{PolledRecord, ProtoReader};
 use tapelog_core::stream::{Action, Stream, StreamConfig};
 use tapelog_core::vectors;
@@ -453,22 +454,6 @@ fn count_records(bytes: &[u8]) -> (usize, usize) {
     }
 }
 
-/// Raw deflate at level 1 (zlib-rs) of each part's records, fed in 32 KiB batches as the part
-/// builder feeds them.
-fn raw_deflate(parts: &[Vec<u8>]) -> usize {
-    let mut total = 0;
-    for part in parts {
-        let mut d = Deflater::new(Backend::ZlibRs, 1);
-        let mut out = Vec::with_capacity(part.len() / 3);
-        for chunk in part.chunks(32 * 1024) {
-            d.compress(chunk, &mut out, Flush::None);
-        }
-        d.compress(&[], &mut out, Flush::Finish);
-        total += out.len();
-    }
-    total
-}
-
 fn throughput(sizes: Sizes) {
     let mut block = print_block(4096);
     let total = sizes.record_bytes;
@@ -517,7 +502,9 @@ fn throughput(sizes: Sizes) {
         });
         n
     });
-    let (deflate_best, deflate_median, deflated) = timed(sizes.runs, || raw_deflate(&parts));
+    let (deflate_best, deflate_median, deflated) = timed(sizes.runs, || {
+        raw_deflate_baseline(&parts, Backend::ZlibRs, 1)
+    });
     assert!(core_bytes > deflated && deflated > 0);
     let mbps = |t: f64| raw as f64 / t / 1e6;
     println!(

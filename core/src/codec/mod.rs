@@ -21,6 +21,6 @@ pub use error::{CodecError, ErrorKind};
 pub use header::PartHeader;
 pub use reader::{Polled, PolledRecord, ProtoReader, ReadAll, ReaderStats, read_all};
 pub use writer::{
-    EncodedPart, MIN_UPLOAD_BYTES, PartBuilder, RecordingWriter, WriterConfig, encode_record,
-    encode_recording,
+    EncodedPart, MIN_UPLOAD_BYTES, PartBuilder, RecordingWriter, WriterConfig, check_record,
+    encode_record, encode_recording,
 };

@@ -131,13 +131,7 @@ impl PartBuilder {
 
     /// Adds an already encoded `OneOf` record (at most 64 KiB) with its event index.
     pub fn add_record(&mut self, oneof: &[u8], index: i64) -> Result<(), EventError> {
-        if oneof.len() > MAX_EVENT_SIZE {
-            return Err(EventError::TooLarge {
-                event_type: "(record)".into(),
-                size: oneof.len(),
-                max: MAX_EVENT_SIZE,
-            });
-        }
+        check_record(oneof)?;
         self.pending
             .extend_from_slice(&(oneof.len() as u32).to_be_bytes());
         self.pending.extend_from_slice(oneof);
@@ -277,6 +271,35 @@ pub fn encode_record(event: &AuditEvent, out: &mut Vec<u8>) -> Result<usize, Eve
     out.reserve(len);
     event.encode_oneof_sized(out, size);
     Ok(len)
+}
+
+/// Raw deflate of each part's record bytes, fed in the batches the part builder uses, with
+/// no framing, CRC or record encoding: the baseline the benchmarks measure encoding against.
+/// Returns the compressed size.
+pub fn raw_deflate_baseline(parts: &[Vec<u8>], backend: Backend, level: u32) -> usize {
+    let mut total = 0;
+    for part in parts {
+        let mut d = Deflater::new(backend, level);
+        let mut out = Vec::with_capacity(part.len() / 3);
+        for chunk in part.chunks(PENDING_BATCH) {
+            d.compress(chunk, &mut out, Flush::None);
+        }
+        d.compress(&[], &mut out, Flush::Finish);
+        total += out.len();
+    }
+    total
+}
+
+/// Refuses an encoded `OneOf` record over the 64 KiB message limit.
+pub fn check_record(oneof: &[u8]) -> Result<(), EventError> {
+    if oneof.len() > MAX_EVENT_SIZE {
+        return Err(EventError::TooLarge {
+            event_type: "(record)".into(),
+            size: oneof.len(),
+            max: MAX_EVENT_SIZE,
+        });
+    }
+    Ok(())
 }
 
 /// Writes a whole recording: events in, parts out.

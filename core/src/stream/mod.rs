@@ -30,7 +30,7 @@ use crate::codec::writer::{EncodedPart, PartBuilder, WriterConfig};
 use crate::event::{AuditEvent, EventError};
 
 mod resume;
-pub use resume::{PartSpan, ResumePlan, scan_part};
+pub use resume::{PartContent, PartSpan, ResumePlan};
 
 /// Highest part number an upload may use (S3's limit, kept by every uploader).
 pub const MAX_PARTS: u32 = 10_000;
@@ -174,7 +174,7 @@ pub struct Stream {
 impl Stream {
     /// A new upload. Emits the first status (index -1), as upstream does.
     pub fn new(upload_id: impl Into<String>, config: StreamConfig, now_ms: u64) -> Stream {
-        Stream::start(upload_id.into(), config, Vec::new(), now_ms)
+        Stream::start(upload_id.into(), config, Vec::new(), 1, -1, now_ms)
     }
 
     /// Continues `upload_id`, which already holds `completed` parts (any order). New parts are
@@ -187,17 +187,19 @@ impl Stream {
     ) -> Stream {
         completed.sort_by_key(|p| p.number);
         completed.dedup_by_key(|p| p.number);
-        Stream::start(upload_id.into(), config, completed, now_ms)
+        let next_number = completed.last().map_or(1, |p| p.number.saturating_add(2));
+        Stream::start(upload_id.into(), config, completed, next_number, -1, now_ms)
     }
 
     fn start(
         upload_id: String,
         mut config: StreamConfig,
         previous: Vec<CompletedPart>,
+        next_number: u32,
+        durable_index: i64,
         now_ms: u64,
     ) -> Stream {
         config.max_concurrent_uploads = config.max_concurrent_uploads.max(1);
-        let next_number = previous.last().map_or(1, |p| p.number.saturating_add(2));
         let mut s = Stream {
             current: PartBuilder::new(config.writer),
             upload_id,
@@ -208,7 +210,7 @@ impl Stream {
             in_flight: BTreeMap::new(),
             done: BTreeMap::new(),
             previous,
-            durable_index: -1,
+            durable_index,
             last_event_ms: now_ms,
             actions: Vec::new(),
             failure: None,
@@ -216,7 +218,7 @@ impl Stream {
         s.current.set_target_bytes(s.target_bytes());
         s.actions.push(Action::Status(StreamStatus {
             upload_id: s.upload_id.clone(),
-            last_event_index: -1,
+            last_event_index: durable_index,
             last_upload_time_ms: now_ms,
         }));
         s

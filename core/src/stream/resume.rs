@@ -7,7 +7,7 @@
 //! that fills the hole: the replayed events come later in part order with lower indexes and are
 //! dropped as duplicates. The events of the hole would be lost.
 //!
-//! So before resuming, the driver reads the index span of every stored part ([`scan_part`]) and
+//! So before resuming, the driver reads every stored part back ([`PartContent::scan`]) and
 //! [`ResumePlan::new`] decides: walking the parts in number order, a part is kept when its first
 //! index is at most one above the highest index kept so far (overlap is fine: readers drop the
 //! duplicates); a part that starts beyond that is an *orphan* and is left out of the completed
@@ -24,13 +24,43 @@ use crate::codec::{CodecError, PolledRecord, ProtoReader};
 
 use super::{CompletedPart, Stream, StreamConfig};
 
-/// A stored part and the event indexes it holds.
+/// What a stored part was found to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartContent {
+    /// Events with indexes from `first` to `last`.
+    Events {
+        /// Lowest index in the part.
+        first: i64,
+        /// Highest index in the part.
+        last: i64,
+    },
+    /// No events.
+    Empty,
+    /// The part does not decode: it is left out like an orphan.
+    Damaged,
+    /// The store can't give the part back: the plan keeps every part as listed and knows no
+    /// durable index (the writer replays everything; readers drop the duplicates).
+    Unread,
+}
+
+impl PartContent {
+    /// Reads one stored part (header, gzip member, padding).
+    pub fn scan(bytes: &[u8]) -> PartContent {
+        match scan_part(bytes) {
+            Ok(Some((first, last))) => PartContent::Events { first, last },
+            Ok(None) => PartContent::Empty,
+            Err(_) => PartContent::Damaged,
+        }
+    }
+}
+
+/// A stored part and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartSpan {
     /// The part.
     pub part: CompletedPart,
-    /// First and last event index in the part; `None` for a part with no events.
-    pub span: Option<(i64, i64)>,
+    /// What it holds.
+    pub content: PartContent,
 }
 
 /// What a resumed stream keeps of the stored parts and where the writer continues.
@@ -52,17 +82,25 @@ impl ResumePlan {
         parts.sort_by_key(|p| p.part.number);
         parts.dedup_by_key(|p| p.part.number);
         let highest_number = parts.last().map_or(0, |p| p.part.number);
+        if parts.iter().any(|p| p.content == PartContent::Unread) {
+            return ResumePlan {
+                keep: parts.into_iter().map(|p| p.part).collect(),
+                orphans: Vec::new(),
+                durable_index: -1,
+                highest_number,
+            };
+        }
         let (mut keep, mut orphans) = (Vec::new(), Vec::new());
         // Indexes start at 0; `covered` is the highest index with no hole below it.
         let mut covered: i64 = -1;
         for p in parts {
-            match p.span {
-                None => keep.push(p.part),
-                Some((first, last)) if first <= covered.saturating_add(1) => {
+            match p.content {
+                PartContent::Empty | PartContent::Unread => keep.push(p.part),
+                PartContent::Events { first, last } if first <= covered.saturating_add(1) => {
                     covered = covered.max(last);
                     keep.push(p.part);
                 }
-                Some(_) => orphans.push(p.part.number),
+                PartContent::Events { .. } | PartContent::Damaged => orphans.push(p.part.number),
             }
         }
         ResumePlan {
@@ -76,7 +114,7 @@ impl ResumePlan {
 
 /// The first and last event index of one stored part (header, gzip member, padding), or
 /// `None` if it holds no events. A damaged part is an error.
-pub fn scan_part(bytes: &[u8]) -> Result<Option<(i64, i64)>, CodecError> {
+fn scan_part(bytes: &[u8]) -> Result<Option<(i64, i64)>, CodecError> {
     let mut reader = ProtoReader::default();
     reader.push(bytes);
     reader.finish();
@@ -104,18 +142,19 @@ impl Stream {
         plan: &ResumePlan,
         now_ms: u64,
     ) -> Stream {
-        let mut s = Stream::resume(upload_id, config, plan.keep.clone(), now_ms);
-        if plan.highest_number > 0 {
-            s.next_number = s.next_number.max(plan.highest_number.saturating_add(2));
-        }
-        s.durable_index = plan.durable_index;
-        s.current.set_target_bytes(s.target_bytes());
-        for a in &mut s.actions {
-            if let super::Action::Status(st) = a {
-                st.last_event_index = plan.durable_index;
-            }
-        }
-        s
+        let next_number = if plan.highest_number > 0 {
+            plan.highest_number.saturating_add(2)
+        } else {
+            1
+        };
+        Stream::start(
+            upload_id.into(),
+            config,
+            plan.keep.clone(),
+            next_number,
+            plan.durable_index,
+            now_ms,
+        )
     }
 }
 
@@ -124,12 +163,20 @@ mod tests {
     use super::*;
 
     fn span(number: u32, span: Option<(i64, i64)>) -> PartSpan {
+        let content = match span {
+            Some((first, last)) => PartContent::Events { first, last },
+            None => PartContent::Empty,
+        };
+        part(number, content)
+    }
+
+    fn part(number: u32, content: PartContent) -> PartSpan {
         PartSpan {
             part: CompletedPart {
                 number,
                 etag: String::new(),
             },
-            span,
+            content,
         }
     }
 
@@ -174,6 +221,25 @@ mod tests {
         ]);
         assert_eq!(numbers(&plan.keep), [1, 2, 4]);
         assert_eq!(plan.durable_index, 120);
+    }
+
+    #[test]
+    fn damaged_parts_are_left_out_and_unread_parts_are_all_kept() {
+        let plan = ResumePlan::new(vec![
+            span(1, Some((0, 9))),
+            part(3, PartContent::Damaged),
+            span(5, Some((10, 20))),
+        ]);
+        assert_eq!(numbers(&plan.keep), [1, 5]);
+        assert_eq!(plan.orphans, [3]);
+        assert_eq!(plan.durable_index, 20);
+        let plan = ResumePlan::new(vec![
+            part(1, PartContent::Unread),
+            part(4, PartContent::Unread),
+        ]);
+        assert_eq!(numbers(&plan.keep), [1, 4]);
+        assert_eq!(plan.durable_index, -1);
+        assert_eq!(plan.highest_number, 4);
     }
 
     #[test]
@@ -223,13 +289,19 @@ mod tests {
         }
         let part = b.finish(false).to_vec();
         assert_eq!(
-            scan_part(&part).unwrap(),
-            Some((ev[3].index(), ev[11].index()))
+            PartContent::scan(&part),
+            PartContent::Events {
+                first: ev[3].index(),
+                last: ev[11].index()
+            }
         );
         let empty = crate::codec::PartBuilder::new(crate::codec::WriterConfig::default())
             .finish(true)
             .to_vec();
-        assert_eq!(scan_part(&empty).unwrap(), None);
-        assert!(scan_part(&part[..part.len() / 2]).is_err());
+        assert_eq!(PartContent::scan(&empty), PartContent::Empty);
+        assert_eq!(
+            PartContent::scan(&part[..part.len() / 2]),
+            PartContent::Damaged
+        );
     }
 }

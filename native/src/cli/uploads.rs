@@ -71,10 +71,7 @@ async fn list(a: ListArgs) -> Result<(), CliError> {
         );
     }
     for u in &uploads {
-        let parts = match uploader.list_parts(u).await {
-            Ok(p) => p.len().to_string(),
-            Err(e) => format!("? ({e})"),
-        };
+        let parts = uploader.list_parts(u).await.map(|p| p.len());
         let initiated = Timestamp::from_unix_millis(u.initiated_ms).to_rfc3339();
         if a.json {
             println!(
@@ -83,10 +80,14 @@ async fn list(a: ListArgs) -> Result<(), CliError> {
                     "upload_id": u.id,
                     "session_id": u.session_id,
                     "initiated": initiated,
-                    "parts": parts.parse::<u64>().ok(),
+                    "parts": parts.as_ref().ok(),
                 })
             );
         } else {
+            let parts = match parts {
+                Ok(n) => n.to_string(),
+                Err(e) => format!("? ({e})"),
+            };
             println!(
                 "{:<36}  {:<36}  {:<24}  {parts}",
                 u.id, u.session_id, initiated

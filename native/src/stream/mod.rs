@@ -8,12 +8,12 @@ use std::time::Duration;
 use std::sync::Mutex;
 use tapelog_core::AuditEvent;
 use tapelog_core::stream::{
-    Action, CompletedPart, PartSpan, ResumePlan, Stream, StreamConfig, StreamError, StreamStatus,
-    scan_part,
+    Action, CompletedPart, PartContent, PartSpan, ResumePlan, Stream, StreamConfig, StreamError,
+    StreamStatus,
 };
 use thiserror::Error;
 
-use tapelog_core::codec::encode_record;
+use tapelog_core::codec::{check_record, encode_record};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -249,14 +249,7 @@ impl RecordingStream {
 
     /// Records an encoded `OneOf` record (at most 64 KiB) with its event index.
     pub async fn record_raw(&self, oneof: &[u8], index: i64) -> Result<(), DriverError> {
-        if oneof.len() > tapelog_core::event::MAX_EVENT_SIZE {
-            return Err(StreamError::from(tapelog_core::EventError::TooLarge {
-                event_type: "(record)".into(),
-                size: oneof.len(),
-                max: tapelog_core::event::MAX_EVENT_SIZE,
-            })
-            .into());
-        }
+        check_record(oneof).map_err(StreamError::from)?;
         self.queue(index, |out| {
             out.extend_from_slice(oneof);
             Ok(oneof.len())
@@ -520,26 +513,18 @@ pub async fn plan_resume<U: MultipartUploader>(
 ) -> Result<ResumePlan, DriverError> {
     let parts = uploader.list_parts(upload).await?;
     let mut spans = Vec::with_capacity(parts.len());
-    let mut readable = true;
     for p in parts {
-        let part = CompletedPart {
-            number: p.number,
-            etag: p.etag,
+        let content = match with_retry(retry, || uploader.read_part(upload, p.number)).await? {
+            Some(bytes) => PartContent::scan(&bytes),
+            None => PartContent::Unread,
         };
-        let span = match with_retry(retry, || uploader.read_part(upload, part.number)).await? {
-            // A part that does not decode starts no later than nothing: leave it out.
-            Some(bytes) => scan_part(&bytes).unwrap_or(Some((i64::MAX, i64::MAX))),
-            None => {
-                readable = false;
-                None
-            }
-        };
-        spans.push(PartSpan { part, span });
+        spans.push(PartSpan {
+            part: CompletedPart {
+                number: p.number,
+                etag: p.etag,
+            },
+            content,
+        });
     }
-    let mut plan = ResumePlan::new(spans);
-    if !readable {
-        // Nothing is known of the indexes: keep every part, replay everything.
-        plan.durable_index = -1;
-    }
-    Ok(plan)
+    Ok(ResumePlan::new(spans))
 }
