@@ -146,12 +146,24 @@ impl StoreUploader {
         match create().await {
             Ok(_) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let meta = self.store.head(&lock).await?;
+                let meta = match self.store.head(&lock).await {
+                    Ok(m) => m,
+                    // Its holder let go between our create and this look: it was held a
+                    // moment ago, so this attempt loses (the next one finds the upload
+                    // completed, or takes the lock).
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(UploadError::Locked(u.id.clone()));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let age = now_ms() - meta.last_modified.timestamp_millis();
                 if age < LOCK_STALE_MS {
                     return Err(UploadError::Locked(u.id.clone()));
                 }
-                self.store.delete(&lock).await?;
+                match self.store.delete(&lock).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 match create().await {
                     Ok(_) => Ok(()),
                     Err(object_store::Error::AlreadyExists { .. }) => {
