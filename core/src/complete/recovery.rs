@@ -8,7 +8,7 @@ use crate::event::{
 };
 use crate::proto::Timestamp;
 
-use super::check_and_set_event_fields;
+use crate::event::check_and_set_event_fields;
 
 /// Most participants kept for a recovered end; further distinct names are dropped (and
 /// counted) so that a hostile recording cannot grow the set without bound. Upstream has no

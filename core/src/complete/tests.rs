@@ -1,7 +1,10 @@
 //! Tests of the completer's rules, driven with explicit times and ids.
 
 use super::*;
-use crate::event::{SessionJoin, UserMetadata, WindowsDesktopSessionStart, event_code, event_type};
+use crate::event::{
+    FieldsError, SessionJoin, UserMetadata, WindowsDesktopSessionStart, check_and_set_event_fields,
+    event_code, event_type,
+};
 use crate::vectors::{SESSION_ID, START_MILLIS, sample_session};
 
 const HOUR: i64 = 60 * 60 * 1000;

@@ -1,16 +1,19 @@
 //! The audit event model: every member of Teleport's `events.OneOf` as a Rust type, the
 //! [`AuditEvent`] enum over them, Teleport's JSON both ways, the dynamic [`EventFields`] view,
-//! the event type/code tables and `TrimToMaxSize`.
+//! the event type/code tables, `TrimToMaxSize` and the emitters' checks
+//! (`checkAndSetEventFields`).
 //!
 //! The message types are generated from `core/proto/events.proto` by `core/build.rs`; their
 //! field numbers and JSON names are upstream Teleport's.
 
+mod check;
 mod fields;
 pub mod trim;
 
 use serde_json::Value;
 use thiserror::Error;
 
+pub use check::{FieldsError, check_and_set_event_fields, is_uncoded};
 pub use fields::EventFields;
 
 use crate::json::{JsonError, JsonFields, ObjectWriter, ToJson};
