@@ -15,6 +15,7 @@
 
 pub mod complete;
 pub mod emit;
+pub mod metrics;
 pub mod recording;
 pub mod stream;
 pub mod upload;

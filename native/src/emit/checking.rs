@@ -1,0 +1,82 @@
+//! The checking emitter: upstream's `CheckingEmitter`, the core's
+//! [`check_and_set_event_fields`] in front of another emitter.
+
+use std::sync::Arc;
+
+use tapelog_core::AuditEvent;
+use tapelog_core::event::{FieldsError, check_and_set_event_fields};
+use tapelog_core::proto::Timestamp;
+
+use super::{EmitError, Emitter};
+
+/// Where a checking emitter gets the time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+/// Where a checking emitter gets new event ids.
+pub type IdSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The wall clock, to the nanosecond.
+pub fn system_clock() -> Timestamp {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    Timestamp::from_unix_nanos(nanos)
+}
+
+/// A random (version 4) UUID, as upstream's `uuid.New()`.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Checks every event and fills its missing fields before passing it on: refuses an event
+/// with no type, or with no code unless it is `print` or `desktop.recording`
+/// ([`EmitError::Invalid`], permanent); sets a new uid (not on those two types), the time
+/// (now, rounded to the millisecond) when zero, and the cluster name when empty.
+pub struct CheckingEmitter<E> {
+    inner: E,
+    cluster_name: String,
+    clock: Clock,
+    ids: IdSource,
+}
+
+impl<E: Emitter> CheckingEmitter<E> {
+    /// Checks events for `inner`, filling `cluster_name`, with the wall clock and random ids.
+    pub fn new(inner: E, cluster_name: &str) -> CheckingEmitter<E> {
+        CheckingEmitter {
+            inner,
+            cluster_name: cluster_name.to_string(),
+            clock: Arc::new(system_clock),
+            ids: Arc::new(new_uuid),
+        }
+    }
+
+    /// The same with another clock (tests, replays).
+    pub fn with_clock(mut self, clock: Clock) -> CheckingEmitter<E> {
+        self.clock = clock;
+        self
+    }
+
+    /// The same with another id source.
+    pub fn with_ids(mut self, ids: IdSource) -> CheckingEmitter<E> {
+        self.ids = ids;
+        self
+    }
+
+    /// The emitter events go to.
+    pub fn inner(&self) -> &E {
+        &self.inner
+    }
+
+    /// Applies the checks to `event` without emitting it.
+    pub fn check(&self, event: &mut AuditEvent) -> Result<(), EmitError> {
+        let uid = (self.ids)();
+        check_and_set_event_fields(event, (self.clock)(), &uid, &self.cluster_name)
+            .map_err(|e: FieldsError| EmitError::invalid(event, e.to_string()))
+    }
+}
+
+impl<E: Emitter> Emitter for CheckingEmitter<E> {
+    async fn emit(&self, mut event: AuditEvent) -> Result<(), EmitError> {
+        self.check(&mut event)?;
+        self.inner.emit(event).await
+    }
+}
