@@ -10,9 +10,12 @@
 //!   `object_store`, with upstream's file layout.
 //! - [`stream`]: the tokio driver of the core stream machine (timers, bounded uploads with
 //!   retries, completion, status).
+//! - [`audit`]: the file audit log (day files, symlink, sidecar indexes, search with resumable
+//!   pages) and the search limiter.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit;
 pub mod complete;
 pub mod emit;
 pub mod metrics;

@@ -37,6 +37,16 @@ enum Command {
     /// List open uploads, or complete abandoned ones.
     #[command(subcommand)]
     Uploads(cli::uploads::UploadsCommand),
+    /// Append Teleport JSON events (one per line) to the file audit log.
+    ///
+    /// Each event goes through the checking rules (type and code required; uid, time and
+    /// cluster name filled when empty) and into the file of its UTC day under
+    /// `DIR/log/<server id>/`. Bad lines are reported with their line number and skipped;
+    /// prints `accepted N, rejected M` and exits with status 1 if any line was rejected.
+    Emit(cli::emit::EmitArgs),
+    /// Search the file audit log of every server under `DIR/log/`: one page, or all pages
+    /// with `--all`.
+    Search(cli::search::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +56,8 @@ fn main() -> ExitCode {
         Command::Sample(a) => cli::export::sample(a),
         Command::Upload(a) => block_on(cli::upload::run(a)),
         Command::Uploads(c) => block_on(cli::uploads::run(c)),
+        Command::Emit(a) => block_on(cli::emit::run(a)),
+        Command::Search(a) => cli::search::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! The commands of the `tapelog` binary: argument parsing and printing around the library.
 
+pub mod emit;
 pub mod export;
+pub mod search;
 pub mod storage;
 pub mod upload;
 pub mod uploads;
@@ -55,6 +57,25 @@ pub enum CliError {
     /// Stopped by SIGINT or SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] tapelog::audit::AuditError),
+    /// An event could not be written to the audit log.
+    #[error("line {line}: {source}")]
+    Emit {
+        /// The input line.
+        line: u64,
+        /// What went wrong.
+        source: tapelog::emit::EmitError,
+    },
+    /// Some input lines were rejected (each was reported).
+    #[error("{rejected} of {total} lines rejected")]
+    Rejected {
+        /// Lines rejected.
+        rejected: u64,
+        /// Lines read (blank lines not counted).
+        total: u64,
+    },
 }
 
 /// A progress bar on standard error when it is a terminal (hidden otherwise).

@@ -1,0 +1,438 @@
+//! `FileLog`: writing day files (locking, durability, the `events.log` symlink) and the entry
+//! points of search.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tapelog_core::AuditEvent;
+use tapelog_core::audit::files::{
+    self, RotationPeriod, SYMLINK_FILENAME, day_of, is_search_dir, log_file_name,
+    parse_log_file_name,
+};
+use tapelog_core::audit::lines::prepare_line_with_max;
+use tapelog_core::audit::{MAX_SCAN_TOKEN_SIZE, SESSION_RECORDING_EVENTS};
+
+use super::search::{Filter, search};
+use super::{AuditError, AuditLog, SearchPage, SearchQuery, SessionQuery};
+use crate::emit::{EmitError, Emitter};
+
+/// When an appended event counts as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After the `write(2)` of its line: safe from a crash of the process, not of the machine
+    /// (what upstream does). The default.
+    #[default]
+    Write,
+    /// After `fdatasync(2)` of the file: safe from a power loss, at the disk's sync cost.
+    Fsync,
+}
+
+/// Settings of a [`FileLog`].
+#[derive(Debug, Clone)]
+pub struct FileLogConfig {
+    /// The data directory; the log root is `<data_dir>/log`.
+    pub data_dir: PathBuf,
+    /// This server's id: its files go to `<data_dir>/log/<server_id>/`.
+    pub server_id: String,
+    /// How far around a searched range files are read (a multiple of 24 h).
+    pub rotation_period: RotationPeriod,
+    /// When an event counts as stored.
+    pub durability: Durability,
+    /// Events whose JSON is longer are trimmed, then refused (upstream's `MaxScanTokenSize`).
+    pub max_line_size: usize,
+}
+
+impl FileLogConfig {
+    /// Defaults (24 h rotation, [`Durability::Write`], 64 KiB lines) for `data_dir` and
+    /// `server_id`.
+    pub fn new(data_dir: impl Into<PathBuf>, server_id: &str) -> FileLogConfig {
+        FileLogConfig {
+            data_dir: data_dir.into(),
+            server_id: server_id.to_string(),
+            rotation_period: RotationPeriod::default(),
+            durability: Durability::Write,
+            max_line_size: MAX_SCAN_TOKEN_SIZE,
+        }
+    }
+}
+
+/// This host's name (`gethostname`), or `local` when it has none usable as a directory name.
+pub fn default_server_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname writes at most that.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if let Ok(name) = std::str::from_utf8(&buf[..end]) {
+            if valid_server_id(name) {
+                return name.to_string();
+            }
+        }
+    }
+    "local".to_string()
+}
+
+fn valid_server_id(id: &str) -> bool {
+    is_search_dir(id) && !id.contains('/') && id != ".."
+}
+
+/// Counters of a [`FileLog`] (this process only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileLogStats {
+    /// Events written.
+    pub written: u64,
+    /// Events trimmed to fit (upstream's `MetricStoredTrimmedEvents`).
+    pub trimmed: u64,
+    /// Events refused.
+    pub refused: u64,
+    /// Indexes built from scratch (missing, broken or stale).
+    pub index_builds: u64,
+    /// Indexes extended with new lines.
+    pub index_updates: u64,
+    /// Indexes that could not be saved (the search used them from memory).
+    pub index_save_errors: u64,
+    /// Unparsable lines skipped while indexing (torn writes, garbage).
+    pub unparsable_lines: u64,
+    /// Searches restarted because an index turned out not to match its log.
+    pub search_restarts: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    written: AtomicU64,
+    trimmed: AtomicU64,
+    refused: AtomicU64,
+    pub(crate) index_builds: AtomicU64,
+    pub(crate) index_updates: AtomicU64,
+    pub(crate) index_save_errors: AtomicU64,
+    pub(crate) unparsable_lines: AtomicU64,
+    pub(crate) search_restarts: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Day files open for appending (a few, for imports that go back and forth between days).
+struct Writer {
+    open: Vec<(i64, File)>,
+    /// The newest day the symlink was pointed at by this process.
+    symlink_day: Option<i64>,
+}
+
+const MAX_OPEN_FILES: usize = 4;
+
+pub(crate) struct Inner {
+    pub(crate) config: FileLogConfig,
+    pub(crate) log_root: PathBuf,
+    pub(crate) dir: PathBuf,
+    writer: Mutex<Writer>,
+    pub(crate) counters: Counters,
+}
+
+/// Upstream's `FileLog`: an audit log of JSON lines in day files, searchable with resumable
+/// pages. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct FileLog {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FileLog {
+    /// Opens the log of `config.server_id` under `config.data_dir/log`. Nothing is created
+    /// until the first event is written (a log opened only to search leaves no trace).
+    pub fn open(config: FileLogConfig) -> Result<FileLog, AuditError> {
+        if !valid_server_id(&config.server_id) {
+            return Err(AuditError::Config(format!(
+                "server id {:?} can't be a directory name of the log (empty, hidden, one of {:?}, or with a '/')",
+                config.server_id,
+                files::EXCLUDED_DIRS
+            )));
+        }
+        let log_root = config.data_dir.join("log");
+        let dir = log_root.join(&config.server_id);
+        Ok(FileLog {
+            inner: Arc::new(Inner {
+                config,
+                log_root,
+                dir,
+                writer: Mutex::new(Writer {
+                    open: Vec::new(),
+                    symlink_day: None,
+                }),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The log root (`<data dir>/log`): every server directory in it is searched.
+    pub fn log_root(&self) -> &Path {
+        &self.inner.log_root
+    }
+
+    /// This server's directory (`<data dir>/log/<server id>`).
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FileLogConfig {
+        &self.inner.config
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> FileLogStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        FileLogStats {
+            written: get(&c.written),
+            trimmed: get(&c.trimmed),
+            refused: get(&c.refused),
+            index_builds: get(&c.index_builds),
+            index_updates: get(&c.index_updates),
+            index_save_errors: get(&c.index_save_errors),
+            unparsable_lines: get(&c.unparsable_lines),
+            search_restarts: get(&c.search_restarts),
+        }
+    }
+
+    /// Appends one event (blocking): to the file of the event's UTC day, as one line of
+    /// Teleport's JSON, under an exclusive `flock` of the file. An event without a type or
+    /// time, or too big even after trimming, is refused ([`AuditError::Event`]) and nothing
+    /// is written.
+    pub fn append(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let c = &self.inner.counters;
+        let line = match prepare_line_with_max(event, self.inner.config.max_line_size) {
+            Ok(l) => l,
+            Err(e) => {
+                Counters::add(&c.refused, 1);
+                return Err(e.into());
+            }
+        };
+        let mut bytes = line.json.into_bytes();
+        bytes.push(b'\n');
+        let day = day_of(event.time());
+        let mut w = lock(&self.inner.writer);
+        let slot = self.file_for(&mut w, day)?;
+        let path = self.inner.dir.join(log_file_name(day));
+        let file = &w.open[slot].1;
+        write_line(file, &bytes, self.inner.config.durability).map_err(AuditError::io(path))?;
+        drop(w);
+        Counters::add(&c.written, 1);
+        if line.trimmed {
+            Counters::add(&c.trimmed, 1);
+        }
+        Ok(())
+    }
+
+    /// The slot of the open file of `day`, opening it (and moving the symlink) if needed.
+    fn file_for(&self, w: &mut Writer, day: i64) -> Result<usize, AuditError> {
+        if let Some(i) = w.open.iter().position(|(d, _)| *d == day) {
+            return Ok(i);
+        }
+        let name = log_file_name(day);
+        let path = self.inner.dir.join(&name);
+        std::fs::create_dir_all(&self.inner.dir).map_err(AuditError::io(&self.inner.dir))?;
+        // Read as well: the torn-line check reads the last byte.
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(&path)
+            .map_err(AuditError::io(&path))?;
+        end_torn_line(&file).map_err(AuditError::io(&path))?;
+        if w.symlink_day.is_none_or(|s| day > s) {
+            self.point_symlink(&name, day)
+                .map_err(AuditError::io(self.inner.log_root.join(SYMLINK_FILENAME)))?;
+            w.symlink_day = Some(day);
+        }
+        if w.open.len() >= MAX_OPEN_FILES {
+            w.open.remove(0);
+        }
+        w.open.push((day, file));
+        Ok(w.open.len() - 1)
+    }
+
+    /// Points `events.log` at this server's file of `day`, unless it already points at a
+    /// newer day (of any server). The link is replaced atomically (a new link renamed over).
+    fn point_symlink(&self, name: &str, day: i64) -> std::io::Result<()> {
+        let link = self.inner.log_root.join(SYMLINK_FILENAME);
+        if let Ok(current) = std::fs::read_link(&link) {
+            let newer = current
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_log_file_name)
+                .is_some_and(|t| day_of(t) > day);
+            if newer {
+                return Ok(());
+            }
+        }
+        let target = Path::new(&self.inner.config.server_id).join(name);
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.inner.log_root.join(format!(
+            ".{SYMLINK_FILENAME}.{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp)?;
+        std::fs::rename(&tmp, &link).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+
+    /// [`AuditLog::search_events`], blocking.
+    pub fn search_events_blocking(&self, q: &SearchQuery) -> Result<SearchPage, AuditError> {
+        let filter = Filter::types(q.event_types.clone());
+        search(
+            &self.inner,
+            q.from,
+            q.to,
+            &filter,
+            q.limit,
+            q.order,
+            &q.start_key,
+        )
+    }
+
+    /// [`AuditLog::search_session_events`], blocking.
+    pub fn search_session_events_blocking(
+        &self,
+        q: &SessionQuery,
+    ) -> Result<SearchPage, AuditError> {
+        let mut filter = Filter::types(SESSION_RECORDING_EVENTS.map(String::from).to_vec());
+        filter.condition = q.condition.clone();
+        filter.session_id = (!q.session_id.is_empty()).then(|| q.session_id.clone());
+        search(
+            &self.inner,
+            q.from,
+            q.to,
+            &filter,
+            q.limit,
+            q.order,
+            &q.start_key,
+        )
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(FileLog) -> Result<T, AuditError> + Send + 'static,
+    ) -> Result<T, AuditError> {
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || f(log))
+            .await
+            .map_err(|e| AuditError::Task(e.to_string()))?
+    }
+}
+
+/// Holds an exclusive `flock` on a file until dropped.
+struct FlockGuard<'a>(&'a File);
+
+impl<'a> FlockGuard<'a> {
+    fn lock(file: &'a File) -> std::io::Result<FlockGuard<'a>> {
+        loop {
+            // SAFETY: flock on a valid, open descriptor.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(FlockGuard(file));
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Drop for FlockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: flock on a valid, open descriptor; unlocking can't fail in a way we handle.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+/// Writes one whole line under the file lock (one `write` call unless the system cuts it
+/// short, and then the rest before anyone else may write), then syncs if asked.
+fn write_line(file: &File, line: &[u8], durability: Durability) -> std::io::Result<()> {
+    let _guard = FlockGuard::lock(file)?;
+    let mut f = file;
+    f.write_all(line)?;
+    if durability == Durability::Fsync {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// After a crash in the middle of a write, a file may end without a newline: end that torn
+/// line so that the next event starts a line of its own (the torn piece is skipped by readers
+/// as an unparsable line).
+fn end_torn_line(file: &File) -> std::io::Result<()> {
+    let _guard = FlockGuard::lock(file)?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    if last[0] != b'\n' {
+        let mut f = file;
+        f.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn emit_error(event: &AuditEvent, e: AuditError) -> EmitError {
+    match e {
+        AuditError::Event(_) => EmitError::invalid(event, e.to_string()),
+        AuditError::Io { path, source } => EmitError::Io {
+            event_type: event.event_type().to_string(),
+            source: std::io::Error::new(source.kind(), format!("{}: {source}", path.display())),
+        },
+        other => EmitError::Closed(other.to_string()),
+    }
+}
+
+impl Emitter for FileLog {
+    /// Appends the event. With [`Durability::Write`] the append runs on the calling task (a
+    /// lock and a `write`, microseconds); with [`Durability::Fsync`] it runs on tokio's
+    /// blocking pool.
+    async fn emit(&self, event: AuditEvent) -> Result<(), EmitError> {
+        if self.inner.config.durability == Durability::Write {
+            return self.append(&event).map_err(|e| emit_error(&event, e));
+        }
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = log.append(&event);
+            r.map_err(|e| emit_error(&event, e))
+        })
+        .await
+        .map_err(|e| EmitError::Closed(format!("audit log task failed: {e}")))?
+    }
+}
+
+impl AuditLog for FileLog {
+    /// Runs the search on tokio's blocking pool.
+    async fn search_events(&self, query: SearchQuery) -> Result<SearchPage, AuditError> {
+        self.blocking(move |log| log.search_events_blocking(&query))
+            .await
+    }
+
+    /// Runs the search on tokio's blocking pool.
+    async fn search_session_events(&self, query: SessionQuery) -> Result<SearchPage, AuditError> {
+        self.blocking(move |log| log.search_session_events_blocking(&query))
+            .await
+    }
+}

@@ -1,0 +1,218 @@
+//! `tapelog search`: one page (or every page) of the file audit log.
+
+use std::io::Write;
+
+use clap::ValueEnum;
+use tapelog::audit::{
+    Condition, FileLog, FileLogConfig, Order, SearchPage, SearchQuery, SessionQuery,
+    default_server_id,
+};
+use tapelog_core::Timestamp;
+
+use super::CliError;
+use super::emit::DataDirArgs;
+
+/// Result order.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OrderArg {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// Arguments of `tapelog search`.
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Earliest event time, RFC 3339 or a date (`2024-01-15` = its midnight, UTC). Default:
+    /// the Unix epoch.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Latest event time, RFC 3339 or a date (`2024-01-15` = the end of that day, UTC).
+    /// Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Only events of this type (repeatable).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Events per page (0 = 500, at most 10000).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Result order.
+    #[arg(long, value_enum, default_value = "asc")]
+    pub order: OrderArg,
+    /// Start after this key (the `next-key` of the previous page, or an event id).
+    #[arg(long, default_value = "", value_name = "KEY")]
+    pub start_key: String,
+    /// Completed sessions only (`session.end`, `windows.desktop.session.end`,
+    /// `db.session.end`).
+    #[arg(long, conflicts_with = "types")]
+    pub sessions: bool,
+    /// With `--sessions`: only this session.
+    #[arg(long, requires = "sessions", value_name = "SID")]
+    pub session_id: Option<String>,
+    /// With `--sessions`: only events whose field equals the value (repeatable; all must
+    /// hold), e.g. `--where user=bob`.
+    #[arg(long = "where", requires = "sessions", value_name = "FIELD=VALUE")]
+    pub conditions: Vec<String>,
+    /// One event per line (the stored JSON) on standard output; the next key on standard
+    /// error as `next-key: KEY`.
+    #[arg(long)]
+    pub json: bool,
+    /// Follow the keys to the last page.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Reads a `--from`/`--to` value: RFC 3339, or a bare date (its first or last nanosecond).
+pub fn parse_time(s: &str, end_of_day: bool) -> Result<Timestamp, CliError> {
+    if let Some(t) = Timestamp::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if s.len() == 10 {
+        if let Some(t) = Timestamp::parse_rfc3339(&format!("{s}T00:00:00Z")) {
+            if end_of_day {
+                return Ok(Timestamp::from_unix_nanos(
+                    t.unix_nanos() + 86_400_000_000_000 - 1,
+                ));
+            }
+            return Ok(t);
+        }
+    }
+    Err(CliError::Usage(format!(
+        "{s:?} is not a time: use RFC 3339 (2024-01-15T10:00:00Z) or a date (2024-01-15)"
+    )))
+}
+
+fn now() -> Timestamp {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    Timestamp::from_unix_nanos(nanos)
+}
+
+fn condition(conditions: &[String]) -> Result<Option<Condition>, CliError> {
+    let mut all = Vec::new();
+    for c in conditions {
+        let Some((field, value)) = c.split_once('=') else {
+            return Err(CliError::Usage(format!(
+                "--where {c:?}: expected FIELD=VALUE"
+            )));
+        };
+        all.push(Condition::equals(field, value));
+    }
+    Ok(match all.len() {
+        0 => None,
+        1 => all.pop(),
+        _ => Some(Condition::And(all)),
+    })
+}
+
+/// Runs `tapelog search`.
+pub fn run(a: SearchArgs) -> Result<(), CliError> {
+    let from = match &a.from {
+        Some(s) => parse_time(s, false)?,
+        None => Timestamp::from_unix_nanos(0),
+    };
+    let to = match &a.to {
+        Some(s) => parse_time(s, true)?,
+        None => now(),
+    };
+    let order = match a.order {
+        OrderArg::Asc => Order::Ascending,
+        OrderArg::Desc => Order::Descending,
+    };
+    // A search reads every server directory; the server id only says where this process
+    // would write, and it writes nothing.
+    let log = FileLog::open(FileLogConfig::new(&a.data.data_dir, &default_server_id()))?;
+    let cond = condition(&a.conditions)?;
+    let mut key = a.start_key.clone();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let write_err = |source| CliError::Write {
+        path: "standard output".into(),
+        source,
+    };
+    if !a.json {
+        writeln!(
+            out,
+            "{:<30}  {:<28}  {:<7}  {:<16}  SID",
+            "TIME", "TYPE", "CODE", "USER"
+        )
+        .map_err(write_err)?;
+    }
+    loop {
+        let page: SearchPage = if a.sessions {
+            log.search_session_events_blocking(&SessionQuery {
+                from,
+                to,
+                limit: a.limit,
+                order,
+                start_key: key.clone(),
+                condition: cond.clone(),
+                session_id: a.session_id.clone().unwrap_or_default(),
+            })?
+        } else {
+            log.search_events_blocking(&SearchQuery {
+                from,
+                to,
+                event_types: a.types.clone(),
+                limit: a.limit,
+                order,
+                start_key: key.clone(),
+            })?
+        };
+        for e in &page.events {
+            if a.json {
+                writeln!(out, "{}", e.json).map_err(write_err)?;
+            } else {
+                let f = &e.fields;
+                writeln!(
+                    out,
+                    "{:<30}  {:<28}  {:<7}  {:<16}  {}",
+                    f.get_string("time"),
+                    f.get_type(),
+                    f.get_code(),
+                    f.get_string("user"),
+                    f.get_session_id()
+                )
+                .map_err(write_err)?;
+            }
+        }
+        key = page.next_key;
+        if !a.all || key.is_empty() {
+            break;
+        }
+    }
+    out.flush().map_err(write_err)?;
+    if a.json {
+        eprintln!("next-key: {key}");
+    } else if key.is_empty() {
+        writeln!(out, "(end of results)").map_err(write_err)?;
+    } else {
+        writeln!(out, "next-key: {key}").map_err(write_err)?;
+    }
+    out.flush().map_err(write_err)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn times() {
+        let t = |s, end| parse_time(s, end).unwrap().to_rfc3339();
+        assert_eq!(
+            t("2024-01-15T10:00:00+01:00", false),
+            "2024-01-15T09:00:00Z"
+        );
+        assert_eq!(t("2024-01-15", false), "2024-01-15T00:00:00Z");
+        assert_eq!(t("2024-01-15", true), "2024-01-15T23:59:59.999999999Z");
+        assert!(parse_time("yesterday", false).is_err());
+        assert!(parse_time("2024-13-01", false).is_err());
+    }
+}
