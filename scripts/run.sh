@@ -11,16 +11,16 @@ bin=target/release/tapelog
 out=${TAPELOG_DATA:-tapelog-data}
 mkdir -p "$out"
 $bin sample --lines 2000 --output "$out/sample-session.tar"
-echo "== upload it through the stream into $out/records (the embedded default store) =="
-upload=$($bin upload --storage "$out/records" --part-size 131072 "$out/sample-session.tar")
+echo "== upload it through the stream into $out/log/records (the embedded default store) =="
+upload=$($bin upload --storage "$out/log/records" --part-size 131072 "$out/sample-session.tar")
 echo "$upload"
 sid=$(echo "$upload" | awk '/^upload/ {print $4}')
-echo "== $out/records/$sid.tar as Teleport's JSON (first 5 events) =="
-$bin export --format json --stats "$out/records/$sid.tar" | head -n 5
+echo "== $out/log/records/$sid.tar as Teleport's JSON (first 5 events) =="
+$bin export --format json --stats "$out/log/records/$sid.tar" | head -n 5
 echo "== the terminal output =="
-$bin export --format text "$out/records/$sid.tar" | head -n 5
+$bin export --format text "$out/log/records/$sid.tar" | head -n 5
 echo "== open uploads left in the store (none expected) =="
-$bin uploads list --storage "$out/records"
+$bin uploads list --storage "$out/log/records"
 echo "== the shipped legacy (pre-4.4) recording examples/legacy-session.tar, normalised to V1 =="
 $bin export --format proto --output "$out/legacy-session.tar" examples/legacy-session.tar
 $bin export --format json --stats "$out/legacy-session.tar" | tail -n 1

@@ -19,6 +19,7 @@ pub mod complete;
 pub mod event;
 pub mod export;
 pub mod json;
+pub mod playback;
 pub mod proto;
 #[cfg(feature = "random")]
 pub mod random;

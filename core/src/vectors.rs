@@ -7,8 +7,8 @@ use crate::codec::header::PartHeader;
 use crate::codec::legacy::write_tar;
 use crate::codec::writer::{GZIP_HEADER_FAST, PartBuilder, WriterConfig};
 use crate::event::{
-    AuditEvent, Metadata, Resize, ServerMetadata, SessionEnd, SessionMetadata, SessionPrint,
-    SessionStart, UserMetadata, event_code, event_type,
+    AuditEvent, Metadata, Resize, ServerMetadata, SessionCommand, SessionEnd, SessionMetadata,
+    SessionPrint, SessionStart, UserMetadata, event_code, event_type,
 };
 use crate::proto::Timestamp;
 
@@ -293,6 +293,104 @@ pub fn legacy_tar(prints: usize) -> Vec<u8> {
         (format!("{SESSION_ID}-0.chunks.gz"), gz(&out[..cut])),
         (format!("{SESSION_ID}-{cut}.chunks.gz"), gz(&out[cut..])),
     ])
+}
+
+/// The legacy on-disk layout of the sample session recorded across two auth servers sharing
+/// one log directory (upstream's NFS set-up): `auth-a` holds the index, events and chunks of
+/// the first half, `auth-b` those of the second half plus one enhanced `session.command`
+/// event file. Returns `(server, [(file name, bytes)])`; the files go in
+/// `<log>/<server>/sessions/default/`. Merged, they are [`sample_session`]`(prints)` with the
+/// command event (index [`LEGACY_COMMAND_INDEX`]) after the event of the same index.
+pub fn legacy_two_servers(prints: usize) -> Vec<(&'static str, Vec<NamedFile>)> {
+    use std::io::Write as _;
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = e.write_all(data);
+        e.finish().unwrap_or_default()
+    };
+    let events = sample_session(prints);
+    let split = events.len() / 2;
+    let lines = |evs: &[AuditEvent]| {
+        let mut out = String::new();
+        for e in evs {
+            out.push_str(&e.to_json());
+            out.push('\n');
+        }
+        out
+    };
+    let output = sample_output(prints);
+    // The byte offset where the second server's output starts: that of its first print.
+    let cut = events[split..]
+        .iter()
+        .find_map(|e| match e {
+            AuditEvent::SessionPrint(p) => Some(p.offset as usize),
+            _ => None,
+        })
+        .unwrap_or(output.len());
+    let second = split as i64;
+    let command = legacy_command_event();
+    let a_index = format!(
+        "{{\"file_name\":\"{SESSION_ID}-0.events.gz\",\"type\":\"events\",\"index\":0,\"offset\":0}}\n\
+         {{\"file_name\":\"{SESSION_ID}-0.chunks.gz\",\"type\":\"chunks\",\"index\":0,\"offset\":0}}\n"
+    );
+    let b_index = format!(
+        "{{\"file_name\":\"{SESSION_ID}-{second}.events.gz\",\"type\":\"events\",\"index\":{second},\"offset\":0}}\n\
+         {{\"file_name\":\"{SESSION_ID}-{cut}.chunks.gz\",\"type\":\"chunks\",\"index\":{second},\"offset\":{cut}}}\n\
+         {{\"file_name\":\"{SESSION_ID}-{LEGACY_COMMAND_INDEX}.session.command-events.gz\",\"type\":\"session.command\",\"index\":{LEGACY_COMMAND_INDEX},\"offset\":0}}\n"
+    );
+    vec![
+        (
+            "auth-a",
+            vec![
+                (format!("{SESSION_ID}.index"), a_index.into_bytes()),
+                (
+                    format!("{SESSION_ID}-0.events.gz"),
+                    gz(lines(&events[..split]).as_bytes()),
+                ),
+                (format!("{SESSION_ID}-0.chunks.gz"), gz(&output[..cut])),
+            ],
+        ),
+        (
+            "auth-b",
+            vec![
+                (format!("{SESSION_ID}.index"), b_index.into_bytes()),
+                (
+                    format!("{SESSION_ID}-{second}.events.gz"),
+                    gz(lines(&events[split..]).as_bytes()),
+                ),
+                (format!("{SESSION_ID}-{cut}.chunks.gz"), gz(&output[cut..])),
+                (
+                    format!("{SESSION_ID}-{LEGACY_COMMAND_INDEX}.session.command-events.gz"),
+                    gz(lines(std::slice::from_ref(&command)).as_bytes()),
+                ),
+            ],
+        ),
+    ]
+}
+
+/// A file's name and bytes.
+pub type NamedFile = (String, Vec<u8>);
+
+/// Index of the enhanced event in [`legacy_two_servers`].
+pub const LEGACY_COMMAND_INDEX: i64 = 3;
+
+/// The enhanced-recording event of [`legacy_two_servers`].
+pub fn legacy_command_event() -> AuditEvent {
+    SessionCommand {
+        metadata: meta(
+            LEGACY_COMMAND_INDEX,
+            event_type::SESSION_COMMAND,
+            event_code::SESSION_COMMAND,
+            120,
+        ),
+        user: user(),
+        session: session(),
+        server: server(),
+        path: "/bin/ls".into(),
+        argv: vec!["-l".into()],
+        ..Default::default()
+    }
+    .into()
 }
 
 fn ok(

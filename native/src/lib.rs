@@ -19,6 +19,7 @@ pub mod audit;
 pub mod complete;
 pub mod emit;
 pub mod metrics;
+pub mod playback;
 pub mod recording;
 pub mod stream;
 pub mod upload;

@@ -194,6 +194,17 @@ fn gunzip(data: &[u8], budget: &mut u64, name: &str) -> Result<Vec<u8>, ErrorKin
 /// order, print data restored from the chunks. Enhanced events (`session.command` …) follow
 /// in their own index order after the main events of the same index.
 pub fn assemble(files: &[LegacyFile]) -> Result<Vec<AuditEvent>, ErrorKind> {
+    merge(files, true)
+}
+
+/// As [`assemble`], without print data: the chunk files are neither needed nor read (the
+/// legacy playback API serves terminal bytes separately, by offset).
+pub fn assemble_events(files: &[LegacyFile]) -> Result<Vec<AuditEvent>, ErrorKind> {
+    merge(files, false)
+}
+
+/// Every index entry of a session's `.index` files (from every source).
+pub fn index_entries(files: &[LegacyFile]) -> Result<Vec<IndexEntry>, ErrorKind> {
     let mut entries = Vec::new();
     for f in files.iter().filter(|f| f.name.ends_with(".index")) {
         entries.extend(parse_index(&String::from_utf8_lossy(&f.data), &f.source)?);
@@ -201,6 +212,18 @@ pub fn assemble(files: &[LegacyFile]) -> Result<Vec<AuditEvent>, ErrorKind> {
     if entries.is_empty() {
         return Err(ErrorKind::Legacy("no .index file in the session".into()));
     }
+    Ok(entries)
+}
+
+/// The chunk files of a session in offset order (upstream sorts the merged index by offset).
+pub fn chunk_entries(entries: &[IndexEntry]) -> Vec<&IndexEntry> {
+    let mut chunks: Vec<&IndexEntry> = entries.iter().filter(|e| e.kind == "chunks").collect();
+    chunks.sort_by_key(|e| e.offset);
+    chunks
+}
+
+fn merge(files: &[LegacyFile], with_data: bool) -> Result<Vec<AuditEvent>, ErrorKind> {
+    let entries = index_entries(files)?;
     let find = |e: &IndexEntry| {
         files
             .iter()
@@ -215,12 +238,11 @@ pub fn assemble(files: &[LegacyFile]) -> Result<Vec<AuditEvent>, ErrorKind> {
     let mut budget = MAX_LEGACY_BYTES;
 
     // Terminal bytes: chunk files sorted by offset, placed at their offsets.
-    let mut chunk_entries: Vec<&IndexEntry> =
-        entries.iter().filter(|e| e.kind == "chunks").collect();
-    chunk_entries.sort_by_key(|e| e.offset);
     let mut chunks: Vec<(i64, Vec<u8>)> = Vec::new();
-    for e in chunk_entries {
-        chunks.push((e.offset, gunzip(&find(e)?.data, &mut budget, &e.file_name)?));
+    if with_data {
+        for e in chunk_entries(&entries) {
+            chunks.push((e.offset, gunzip(&find(e)?.data, &mut budget, &e.file_name)?));
+        }
     }
 
     let mut event_entries: Vec<&IndexEntry> =
@@ -236,7 +258,7 @@ pub fn assemble(files: &[LegacyFile]) -> Result<Vec<AuditEvent>, ErrorKind> {
             let mut ev = AuditEvent::from_json(line).map_err(|err| {
                 ErrorKind::Legacy(format!("{} line {}: {err}", e.file_name, n + 1))
             })?;
-            if let AuditEvent::SessionPrint(p) = &mut ev {
+            if with_data && let AuditEvent::SessionPrint(p) = &mut ev {
                 p.data = chunk_bytes(&chunks, p.offset, p.bytes);
             }
             events.push((ev.index(), e.kind != "events", ev));

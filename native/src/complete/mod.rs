@@ -13,11 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
-use tapelog_core::codec::{CodecError, Polled, ProtoReader};
+use tapelog_core::codec::CodecError;
 use tapelog_core::complete::{
     self as rules, DEFAULT_CHECK_PERIOD_MS, DEFAULT_GRACE_MS, PartsCheck, Rules, SessionEndRecovery,
 };
@@ -25,7 +21,8 @@ use tapelog_core::proto::Timestamp;
 use thiserror::Error;
 
 use crate::emit::{EmitError, Emitter};
-use crate::upload::{MultipartUploader, StoreUploader, StreamUpload, UploadError, now_ms};
+use crate::playback::{PlaybackError, SessionReader};
+use crate::upload::{MultipartUploader, StreamUpload, UploadError, now_ms};
 
 /// Whether a session is still being recorded (upstream's session trackers).
 pub trait SessionTracker: Send + Sync + 'static {
@@ -56,32 +53,7 @@ impl SessionTracker for NoSessionTracker {
     }
 }
 
-/// A byte stream of a completed recording.
-pub type RecordingBytes = BoxStream<'static, Result<Bytes, UploadError>>;
-
-/// Where completed recordings can be read back from, in chunks.
-pub trait RecordingSource: Send + Sync + 'static {
-    /// The recording of `session_id` as a stream of chunks.
-    fn open_recording(
-        &self,
-        session_id: &str,
-    ) -> impl Future<Output = Result<RecordingBytes, UploadError>> + Send;
-}
-
-impl RecordingSource for StoreUploader {
-    async fn open_recording(&self, session_id: &str) -> Result<RecordingBytes, UploadError> {
-        crate::upload::check_id("session id", session_id)?;
-        let path = self.recording_path(session_id);
-        let got = match self.store().get(&path).await {
-            Ok(g) => g,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(UploadError::NotFound(format!("recording of {session_id}")));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(got.into_stream().map_err(UploadError::from).boxed())
-    }
-}
+pub use crate::playback::{RecordingBytes, RecordingSource};
 
 /// Settings of the completer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -464,35 +436,31 @@ where
             session: session_id.to_string(),
             source,
         };
-        let mut chunks = self
+        let chunks = self
             .uploader
             .open_recording(session_id)
             .await
             .map_err(read_err)?;
-        let mut reader = ProtoReader::default();
+        let mut reader = SessionReader::new(session_id, chunks);
         let mut recovery = SessionEndRecovery::new();
-        let mut finished = false;
-        loop {
-            let polled = reader.poll().map_err(|source| CompleteError::Decode {
-                session: session_id.to_string(),
-                source,
-            })?;
-            match polled {
-                Polled::Event(e) => {
+        while let Some(event) = reader.next_event().await {
+            match event {
+                Ok(e) => {
                     recovery.feed(&e);
                     if recovery.has_end() {
                         break;
                     }
                 }
-                Polled::NeedInput if finished => break,
-                Polled::NeedInput => match chunks.next().await {
-                    Some(chunk) => reader.push(&chunk.map_err(read_err)?),
-                    None => {
-                        reader.finish();
-                        finished = true;
-                    }
-                },
-                Polled::End => break,
+                Err(PlaybackError::Read { source, .. }) => return Err(read_err(source)),
+                Err(PlaybackError::Decode { source, .. }) => {
+                    return Err(CompleteError::Decode {
+                        session: session_id.to_string(),
+                        source,
+                    });
+                }
+                Err(other) => {
+                    return Err(read_err(UploadError::NotFound(other.to_string())));
+                }
             }
         }
         Ok(recovery)
