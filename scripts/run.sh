@@ -2,7 +2,8 @@
 # tapelog's main job on the embedded default (local disk under ./tapelog-data, no configuration):
 # write a sample recording, stream it through the recording stream into the local store as a
 # multipart upload (parts, completion), then decode the stored recording and print it as
-# Teleport's JSON and as terminal output.
+# Teleport's JSON and as terminal output; append the session's audit events to the file audit
+# log and search it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,6 +22,12 @@ echo "== the terminal output =="
 $bin export --format text "$out/log/records/$sid.tar" | head -n 5
 echo "== open uploads left in the store (none expected) =="
 $bin uploads list --storage "$out/log/records"
+echo "== the session's audit events (not its prints) into the file audit log under $out/log/ =="
+$bin export --format json "$out/log/records/$sid.tar" | grep -v '"event":"print"' \
+  | $bin emit --data-dir "$out" --server-id local --cluster-name tapelog.example
+echo "== search it: completed sessions, then every event of the log =="
+$bin search --data-dir "$out" --sessions
+$bin search --data-dir "$out" --limit 5
 echo "== the shipped legacy (pre-4.4) recording examples/legacy-session.tar, normalised to V1 =="
 $bin export --format proto --output "$out/legacy-session.tar" examples/legacy-session.tar
 $bin export --format json --stats "$out/legacy-session.tar" | tail -n 1
