@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tapelog_core::AuditEvent;
 use thiserror::Error;
 
-pub use checking::CheckingEmitter;
+pub use checking::{CheckingEmitter, Clock, IdSource, new_uuid, system_clock};
 pub use queue::{AsyncEmitter, AsyncEmitterStats, DEFAULT_BUFFER};
 pub use sinks::{
     CallbackEmitter, DiscardEmitter, JsonLinesEmitter, LoggingEmitter, MemoryEmitter, MultiEmitter,
