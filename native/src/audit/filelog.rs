@@ -268,6 +268,10 @@ impl FileLog {
     /// newer day (of any server). The link is replaced atomically (a new link renamed over).
     fn point_symlink(&self, name: &str, day: i64) -> std::io::Result<()> {
         let link = self.inner.log_root.join(SYMLINK_FILENAME);
+        // Other processes may move the link at the same time: the look and the move happen
+        // under a lock on the log root, so that an older day never wins a race.
+        let root = File::open(&self.inner.log_root)?;
+        let _guard = FlockGuard::lock(&root)?;
         if let Ok(current) = std::fs::read_link(&link) {
             let newer = current
                 .file_name()

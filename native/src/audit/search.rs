@@ -150,7 +150,10 @@ struct Cursor {
     pos: u64,
     batch: usize,
     buf: VecDeque<IndexEntry>,
+    /// The last entry taken from the index (for the order check).
     last: Option<IndexEntry>,
+    /// The entry this cursor has in the merge.
+    head: Option<IndexEntry>,
     done: bool,
 }
 
@@ -286,10 +289,12 @@ impl<'a> Run<'a> {
                 batch: FIRST_BATCH,
                 buf: VecDeque::new(),
                 last: None,
+                head: None,
                 done: false,
             };
-            if let Some(e) = c.next(order, from, to, filter)? {
-                run.merge.push(run.cursors.len(), heap_key(&e, c.ordinal));
+            c.head = c.next(order, from, to, filter)?;
+            if let Some(e) = &c.head {
+                run.merge.push(run.cursors.len(), heap_key(e, c.ordinal));
             }
             run.cursors.push(c);
         }
@@ -302,11 +307,12 @@ impl<'a> Run<'a> {
             return Ok(None);
         };
         let c = &mut self.cursors[source];
-        let Some(entry) = c.last else {
+        let Some(entry) = c.head.take() else {
             return Err(Problem::Stale(c.index.id.clone()));
         };
-        if let Some(next) = c.next(self.order, self.from, self.to, self.filter)? {
-            self.merge.push(source, heap_key(&next, c.ordinal));
+        c.head = c.next(self.order, self.from, self.to, self.filter)?;
+        if let Some(next) = &c.head {
+            self.merge.push(source, heap_key(next, c.ordinal));
         }
         Ok(Some((source, entry)))
     }
