@@ -23,6 +23,7 @@ pub mod playback;
 pub mod proto;
 #[cfg(feature = "random")]
 pub mod random;
+pub mod session;
 pub mod stream;
 pub mod vectors;
 

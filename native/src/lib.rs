@@ -12,6 +12,8 @@
 //!   retries, completion, status).
 //! - [`audit`]: the file audit log (day files, symlink, sidecar indexes, search with resumable
 //!   pages) and the search limiter.
+//! - [`session`]: the session writer (terminal bytes and session events into a stream, with
+//!   backoff and recovery of failed streams).
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,5 +23,6 @@ pub mod emit;
 pub mod metrics;
 pub mod playback;
 pub mod recording;
+pub mod session;
 pub mod stream;
 pub mod upload;

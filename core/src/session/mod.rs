@@ -1,0 +1,30 @@
+//! The session writer's rules (sans-IO): what Teleport's `SessionWriter` and `Preparer`
+//! (`lib/events/session_writer.go`, `preparer.go`) decide, with time passed in.
+//!
+//! - [`Preparer`]: fills in a session event before it is recorded (upstream's
+//!   `checkAndSetEventFields`, session id, server id and namespace, the event index) and gives
+//!   `print` events their chunk index, byte offset and delay; [`Preparer::print_events`] turns
+//!   terminal bytes into `print` events that each fit a recording record.
+//! - [`Intake`]: the caller side of the writer: accepted / lost / slow-write counts and the
+//!   backoff that makes a writer drop events instead of blocking its caller when the stream
+//!   is stuck.
+//! - [`ReplayBuffer`]: the events a stream has not yet confirmed as durable, to be sent
+//!   again on a resumed stream, and [`RecoveryPolicy`], how often and how patiently a failed
+//!   stream is reopened.
+//!
+//! The tokio writer (`tapelog::session`) owns the waiting, the channel and the stream; every
+//! decision above is taken here, with `now` as an argument.
+
+mod intake;
+mod preparer;
+mod replay;
+
+pub use intake::{
+    Admission, BACKOFF_DURATION_MS, BACKOFF_TIMEOUT_MS, Intake, IntakeConfig, IntakeError,
+    SLOW_WRITE_WARN_RATIO, WriterStats,
+};
+pub use preparer::{DEFAULT_NAMESPACE, Preparer, PreparerConfig, PreparerConfigError};
+pub use replay::{RecoveryPolicy, Reopen, ReplayBuffer};
+
+#[cfg(test)]
+mod tests;
