@@ -231,6 +231,7 @@ impl FileLog {
         Counters::add(&c.written, 1);
         if line.trimmed {
             Counters::add(&c.trimmed, 1);
+            crate::metrics::AUDIT_STORED_TRIMMED_EVENTS.inc();
         }
         Ok(())
     }
