@@ -150,7 +150,9 @@ async fn legacy_api_over_a_recording() {
 
     let output = sample_output(50);
     assert_eq!(
-        p.get_session_chunk(SESSION_ID, 0, usize::MAX).await.unwrap(),
+        p.get_session_chunk(SESSION_ID, 0, usize::MAX)
+            .await
+            .unwrap(),
         output
     );
     assert_eq!(

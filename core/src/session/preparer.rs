@@ -24,7 +24,8 @@ pub struct PreparerConfig {
     /// The cluster (`cluster_name`), set on events that have none; required.
     pub cluster_name: String,
     /// When set, event indexes are the nanoseconds from this time to `now` (newer upstream);
-    /// when not, indexes count from 0.
+    /// when not, indexes count from 0. Nanosecond indexes leave gaps, which a resumed stream
+    /// reads as holes (`stream::ResumePlan`): keep the counted index for resumable streams.
     pub start_time: Option<Timestamp>,
 }
 

@@ -4,21 +4,13 @@
 use std::sync::{Arc, Mutex};
 
 use tapelog_core::AuditEvent;
-use tapelog_core::Timestamp;
 use tapelog_core::audit::limiter::{LimiterConfig, TokenBucket};
 
 use super::{AuditError, AuditLog, SearchPage, SearchQuery, SessionQuery};
 use crate::emit::{EmitError, Emitter};
 
 /// Where the limiter reads the time.
-pub type LimiterClock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-fn wall_clock() -> Timestamp {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    Timestamp::from_unix_nanos(nanos)
-}
+pub use crate::emit::Clock as LimiterClock;
 
 /// Refuses searches over the rate ([`AuditError::RateLimited`], transient): each search takes
 /// a token; `refill_amount` tokens come back every `refill_time`, up to `burst`.
@@ -31,7 +23,7 @@ pub struct SearchLimiter<L> {
 impl<L: AuditLog> SearchLimiter<L> {
     /// A limiter on the wall clock.
     pub fn new(inner: L, config: LimiterConfig) -> Result<SearchLimiter<L>, AuditError> {
-        SearchLimiter::with_clock(inner, config, Arc::new(wall_clock))
+        SearchLimiter::with_clock(inner, config, Arc::new(crate::emit::system_clock))
     }
 
     /// A limiter on another clock (tests).

@@ -12,7 +12,11 @@ pub struct StorageArgs {
     /// `<data_dir>/log/records`), `file:///dir`, `memory://`, `s3://bucket/prefix`,
     /// `az://container/prefix` or `gs://bucket/prefix`. Credentials come from the store's
     /// usual variables (`AWS_*`, `AZURE_STORAGE_*`, `GOOGLE_*`); see docs/storage.md.
-    #[arg(long, env = "TAPELOG_STORAGE", default_value = "tapelog-data/log/records")]
+    #[arg(
+        long,
+        env = "TAPELOG_STORAGE",
+        default_value = "tapelog-data/log/records"
+    )]
     pub storage: String,
     /// Endpoint of an S3-compatible server (default: `AWS_ENDPOINT_URL`, else AWS).
     #[arg(long, value_name = "URL")]

@@ -14,13 +14,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use tapelog_core::AuditEvent;
 use tapelog_core::event::{FieldsError, is_uncoded};
 use tapelog_core::session::{
     Admission, Intake, IntakeConfig, IntakeError, Preparer, PreparerConfig, PreparerConfigError,
     RecoveryPolicy, Reopen, ReplayBuffer, WriterStats,
 };
 use tapelog_core::stream::StreamStatus;
-use tapelog_core::{AuditEvent, Timestamp};
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -28,9 +28,9 @@ use tokio::task::JoinHandle;
 use super::streamer::{AuditStreamer, SessionStream, StreamFailure};
 
 /// Where event times come from (wall clock by default; tests pass a fixed one).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use crate::emit::Clock;
 /// Where event ids (`uid`) come from (random UUIDs by default).
-pub type UidSource = Arc<dyn Fn() -> String + Send + Sync>;
+pub use crate::emit::IdSource as UidSource;
 
 /// Events the queue holds by default between the callers and the writer's task.
 pub const QUEUE_CAPACITY: usize = 256;
@@ -278,7 +278,7 @@ impl Shared {
         let uid = match &self.uid {
             Some(u) if event.id().is_empty() && !is_uncoded(event.event_type()) => u(),
             None if event.id().is_empty() && !is_uncoded(event.event_type()) => {
-                uuid::Uuid::new_v4().to_string()
+                crate::emit::new_uuid()
             }
             _ => String::new(),
         };
@@ -518,7 +518,9 @@ impl SessionWriter {
                     session_id: session_id.clone(),
                     cause,
                 })?;
-        let clock = config.clock.unwrap_or_else(|| Arc::new(system_time));
+        let clock = config
+            .clock
+            .unwrap_or_else(|| Arc::new(crate::emit::system_clock));
         let shared = Arc::new(Shared {
             session_id,
             front: Mutex::new(Front {
@@ -577,7 +579,7 @@ impl SessionWriter {
         }
         let uid = match &self.shared.uid {
             Some(u) => u(),
-            None => uuid::Uuid::new_v4().to_string(),
+            None => crate::emit::new_uuid(),
         };
         let event_type = event.event_type().to_string();
         f.preparer
@@ -706,13 +708,6 @@ impl Drop for SessionWriter {
     fn drop(&mut self) {
         self.abort();
     }
-}
-
-fn system_time() -> Timestamp {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    Timestamp::from_unix_nanos(nanos)
 }
 
 /// Marks the writer ended if the task stops without saying why (panic, cancellation).
