@@ -228,6 +228,18 @@ struct Found {
 }
 
 /// One pass over the candidates from a position.
+/// What one search attempt reads: the log, its candidate files, the filter, the range and
+/// the order.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    inner: &'a Inner,
+    files: &'a [DayFile],
+    filter: &'a Filter,
+    from: Timestamp,
+    to: Timestamp,
+    order: Order,
+}
+
 struct Run<'a> {
     cursors: Vec<Cursor>,
     merge: Merge<HeapKey>,
@@ -238,17 +250,19 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    #[allow(clippy::too_many_arguments)] // the search's parameters, passed through
     fn open(
-        inner: &Inner,
-        files: &[DayFile],
-        filter: &'a Filter,
-        from: Timestamp,
-        to: Timestamp,
-        order: Order,
+        scope: Scope<'a>,
         after: Option<&PageKey>,
         rebuild: &mut HashSet<String>,
     ) -> Result<Run<'a>, Problem> {
+        let Scope {
+            inner,
+            files,
+            filter,
+            from,
+            to,
+            order,
+        } = scope;
         let mut run = Run {
             cursors: Vec::with_capacity(files.len()),
             merge: Merge::new(order),
@@ -404,16 +418,11 @@ fn verify_key(
 /// Finds the event with an upstream checkpoint by a scan of the range in order.
 #[allow(clippy::too_many_arguments)] // the search's parameters, passed through
 fn resolve_checkpoint(
-    inner: &Inner,
-    files: &[DayFile],
-    filter: &Filter,
-    from: Timestamp,
-    to: Timestamp,
-    order: Order,
+    scope: Scope<'_>,
     wanted: &str,
     rebuild: &mut HashSet<String>,
 ) -> Result<PageKey, Problem> {
-    let mut run = Run::open(inner, files, filter, from, to, order, None, rebuild)?;
+    let mut run = Run::open(scope, None, rebuild)?;
     while let Some(found) = run.next_event()? {
         if checkpoint(&found.fields) == wanted {
             return Ok(run.key_of(&found));
@@ -444,6 +453,14 @@ pub(crate) fn search(
     let mut last_stale = String::new();
     for _ in 0..MAX_ATTEMPTS {
         let files = candidates(inner, from, to)?;
+        let scope = Scope {
+            inner,
+            files: &files,
+            filter,
+            from,
+            to,
+            order,
+        };
         let attempt = (|| {
             let after = match &start {
                 StartKey::Beginning => None,
@@ -451,28 +468,9 @@ pub(crate) fn search(
                     verify_key(inner, start_key, k, &mut rebuild)?;
                     Some(k.clone())
                 }
-                StartKey::Checkpoint(c) => Some(resolve_checkpoint(
-                    inner,
-                    &files,
-                    filter,
-                    from,
-                    to,
-                    order,
-                    c,
-                    &mut rebuild,
-                )?),
+                StartKey::Checkpoint(c) => Some(resolve_checkpoint(scope, c, &mut rebuild)?),
             };
-            page(
-                inner,
-                &files,
-                filter,
-                from,
-                to,
-                order,
-                limit,
-                after.as_ref(),
-                &mut rebuild,
-            )
+            page(scope, limit, after.as_ref(), &mut rebuild)
         })();
         match attempt {
             Ok(p) => return Ok(p),
@@ -492,19 +490,13 @@ pub(crate) fn search(
     })
 }
 
-#[allow(clippy::too_many_arguments)] // the search's parameters, passed through
 fn page(
-    inner: &Inner,
-    files: &[DayFile],
-    filter: &Filter,
-    from: Timestamp,
-    to: Timestamp,
-    order: Order,
+    scope: Scope<'_>,
     limit: usize,
     after: Option<&PageKey>,
     rebuild: &mut HashSet<String>,
 ) -> Result<SearchPage, Problem> {
-    let mut run = Run::open(inner, files, filter, from, to, order, after, rebuild)?;
+    let mut run = Run::open(scope, after, rebuild)?;
     let mut builder = PageBuilder::new(limit);
     let mut events = Vec::new();
     let mut last: Option<PageKey> = None;

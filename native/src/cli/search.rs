@@ -8,6 +8,7 @@ use tapelog::audit::{
     default_server_id,
 };
 use tapelog_core::Timestamp;
+use tapelog_core::audit::files::DAY_SECONDS;
 
 use super::CliError;
 use super::emit::DataDirArgs;
@@ -75,7 +76,7 @@ pub fn parse_time(s: &str, end_of_day: bool) -> Result<Timestamp, CliError> {
         if let Some(t) = Timestamp::parse_rfc3339(&format!("{s}T00:00:00Z")) {
             if end_of_day {
                 return Ok(Timestamp::from_unix_nanos(
-                    t.unix_nanos() + 86_400_000_000_000 - 1,
+                    t.unix_nanos() + i128::from(DAY_SECONDS) * 1_000_000_000 - 1,
                 ));
             }
             return Ok(t);
@@ -84,13 +85,6 @@ pub fn parse_time(s: &str, end_of_day: bool) -> Result<Timestamp, CliError> {
     Err(CliError::Usage(format!(
         "{s:?} is not a time: use RFC 3339 (2024-01-15T10:00:00Z) or a date (2024-01-15)"
     )))
-}
-
-fn now() -> Timestamp {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    Timestamp::from_unix_nanos(nanos)
 }
 
 fn condition(conditions: &[String]) -> Result<Option<Condition>, CliError> {
@@ -118,7 +112,7 @@ pub fn run(a: SearchArgs) -> Result<(), CliError> {
     };
     let to = match &a.to {
         Some(s) => parse_time(s, true)?,
-        None => now(),
+        None => tapelog::emit::system_clock(),
     };
     let order = match a.order {
         OrderArg::Asc => Order::Ascending,

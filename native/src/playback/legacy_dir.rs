@@ -2,20 +2,19 @@
 //! the `.events.gz` and `.chunks.gz` files it names, possibly spread over several server
 //! directories (several auth servers on one shared log directory). Upstream's
 //! `readSessionIndex` looks in every directory of the log except `playbacks`, `upload` and
-//! `records`; so does [`LegacySession::find`].
+//! `records`; [`LegacySession::find`] looks in the same server directories the audit log
+//! searches (`tapelog_core::audit::files::is_search_dir`).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use tapelog_core::AuditEvent;
+use tapelog_core::audit::files::is_search_dir;
 use tapelog_core::codec::legacy::{self, IndexEntry, LegacyFile};
 use tapelog_core::codec::{CodecError, ErrorKind};
 use tapelog_core::playback::ChunkWindow;
 
 use super::PlaybackError;
-
-/// Directories of the log root that hold no server's files.
-const NOT_SERVERS: &[&str] = &["playbacks", "upload", "records", "multi"];
 
 /// The files of one legacy session, from every server directory that has a part of it.
 #[derive(Debug, Clone)]
@@ -59,7 +58,7 @@ impl LegacySession {
         let mut dirs = Vec::new();
         let mut files = Vec::new();
         for (server, server_dir) in sorted_dirs(log_dir)? {
-            if NOT_SERVERS.contains(&server.as_str()) {
+            if !is_search_dir(&server) {
                 continue;
             }
             for (ns, ns_dir) in sorted_dirs(&server_dir.join("sessions"))? {
