@@ -416,7 +416,6 @@ fn verify_key(
 }
 
 /// Finds the event with an upstream checkpoint by a scan of the range in order.
-#[allow(clippy::too_many_arguments)] // the search's parameters, passed through
 fn resolve_checkpoint(
     scope: Scope<'_>,
     wanted: &str,
