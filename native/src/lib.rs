@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod api;
 pub mod audit;
 pub mod complete;
 pub mod emit;
