@@ -178,7 +178,10 @@ mod tests {
 
     #[test]
     fn roles_are_lowercase() {
-        assert_eq!(serde_json::to_string(&Role::Auditor).ok().as_deref(), Some("\"auditor\""));
+        assert_eq!(
+            serde_json::to_string(&Role::Auditor).ok().as_deref(),
+            Some("\"auditor\"")
+        );
         assert!(serde_json::from_str::<Role>("\"root\"").is_err());
     }
 }
