@@ -14,11 +14,14 @@
 //!   pages) and the search limiter.
 //! - [`session`]: the session writer (terminal bytes and session events into a stream, with
 //!   backoff and recovery of failed streams).
+//! - [`client`]: the client of `tapelog serve` (every endpoint of docs/api.md), and the
+//!   session streamer and emitter that work through it.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod audit;
+pub mod client;
 pub mod complete;
 pub mod emit;
 pub mod metrics;

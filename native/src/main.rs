@@ -34,7 +34,8 @@ enum Command {
     /// open: run the same command with `--resume UPLOAD_ID`, from any process or host that
     /// sees the store.
     Upload(cli::upload::UploadArgs),
-    /// List open uploads, or complete abandoned ones.
+    /// List open uploads, or complete abandoned ones (in a store, or on a server with
+    /// `--server URL`).
     #[command(subcommand)]
     Uploads(cli::uploads::UploadsCommand),
     /// Append Teleport JSON events (one per line) to the file audit log.
@@ -44,9 +45,12 @@ enum Command {
     /// `DIR/log/<server id>/`. Bad lines are reported with their line number and skipped;
     /// prints `accepted N, rejected M` and exits with status 1 if any line was rejected.
     Emit(cli::emit::EmitArgs),
-    /// Search the file audit log of every server under `DIR/log/`: one page, or all pages
-    /// with `--all`.
+    /// Search the file audit log of every server under `DIR/log/` (or a server's, with
+    /// `--server URL`): one page, or all pages with `--all`.
     Search(cli::search::SearchArgs),
+    /// Completed sessions, from the local audit log or a server (`--server URL`).
+    #[command(subcommand)]
+    Sessions(cli::sessions::SessionsCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Uploads(c) => block_on(cli::uploads::run(c)),
         Command::Emit(a) => block_on(cli::emit::run(a)),
         Command::Search(a) => cli::search::run(a),
+        Command::Sessions(c) => cli::sessions::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

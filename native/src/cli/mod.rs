@@ -2,7 +2,9 @@
 
 pub mod emit;
 pub mod export;
+pub mod remote;
 pub mod search;
+pub mod sessions;
 pub mod storage;
 pub mod upload;
 pub mod uploads;
@@ -68,6 +70,9 @@ pub enum CliError {
         /// What went wrong.
         source: tapelog::emit::EmitError,
     },
+    /// A call to `tapelog serve` failed.
+    #[error(transparent)]
+    Client(#[from] tapelog::client::ClientError),
     /// Some input lines were rejected (each was reported).
     #[error("{rejected} of {total} lines rejected")]
     Rejected {
