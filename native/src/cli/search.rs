@@ -151,16 +151,18 @@ impl Source {
     pub fn sessions(&self, q: &SessionQuery) -> Result<Page, CliError> {
         match self {
             Source::Local(log) => Ok(local_page(log.search_session_events_blocking(q)?)),
-            Source::Remote(client, rt) => {
-                Ok(remote_page(rt.block_on(client.search_sessions(q))?))
-            }
+            Source::Remote(client, rt) => Ok(remote_page(rt.block_on(client.search_sessions(q))?)),
         }
     }
 }
 
 fn local_page(page: SearchPage) -> Page {
     Page {
-        events: page.events.into_iter().map(|e| (e.json, e.fields)).collect(),
+        events: page
+            .events
+            .into_iter()
+            .map(|e| (e.json, e.fields))
+            .collect(),
         next_key: page.next_key,
     }
 }
@@ -190,7 +192,10 @@ fn remote_page(page: tapelog::api::EventsPage) -> Page {
 }
 
 /// `--from`/`--to` with their defaults (the epoch; now).
-pub fn time_range(from: &Option<String>, to: &Option<String>) -> Result<(Timestamp, Timestamp), CliError> {
+pub fn time_range(
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<(Timestamp, Timestamp), CliError> {
     let from = match from {
         Some(s) => parse_time(s, false)?,
         None => Timestamp::from_unix_nanos(0),

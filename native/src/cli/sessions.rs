@@ -157,7 +157,9 @@ fn list(a: ListArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let width = |get: fn(&Row) -> &str, title: &str| {
-        rows.iter().map(|r| get(r).chars().count()).fold(title.len(), usize::max)
+        rows.iter()
+            .map(|r| get(r).chars().count())
+            .fold(title.len(), usize::max)
     };
     let (ws, wu, wl, wv, wt) = (
         width(|r| &r.session, "SESSION"),
@@ -207,7 +209,10 @@ mod tests {
         let f = EventFields::parse(r#"{"event":"session.end","sid":"e3286c06-d0ec-4d84-aeab-75692b885e3b","user":"bob","login":"root","server_hostname":"node1","session_start":"2026-03-27T16:36:15.040647Z","session_stop":"2026-03-27T16:36:19.938249Z"}"#).unwrap();
         let r = row(&f);
         assert_eq!(r.session, "e3286c06-d0ec-4d84-aeab-75692b885e3b");
-        assert_eq!((r.user.as_str(), r.login.as_str(), r.server.as_str()), ("bob", "root", "node1"));
+        assert_eq!(
+            (r.user.as_str(), r.login.as_str(), r.server.as_str()),
+            ("bob", "root", "node1")
+        );
         assert_eq!(r.start, "2026-03-27T16:36:15.040647Z");
         assert_eq!(r.duration, "4.8s");
     }

@@ -210,21 +210,24 @@ mod tests {
         let envfile_s = envfile.to_str().unwrap();
 
         // The data directory's admin token when nothing else is given.
-        let c = Credentials::resolve_with(&CredentialOptions::default(), dir.path(), env(&[]))
-            .unwrap();
+        let c =
+            Credentials::resolve_with(&CredentialOptions::default(), dir.path(), env(&[])).unwrap();
         assert_eq!(
             secret(&c),
             Some(("admin-secret", &TokenSource::File(admin.clone())))
         );
         // TAPELOG_TOKEN_FILE beats the admin token.
         let e = [("TAPELOG_TOKEN_FILE", envfile_s)];
-        let c = Credentials::resolve_with(&CredentialOptions::default(), dir.path(), env(&e))
-            .unwrap();
+        let c =
+            Credentials::resolve_with(&CredentialOptions::default(), dir.path(), env(&e)).unwrap();
         assert_eq!(secret(&c).unwrap().0, "envfile-secret");
         // TAPELOG_TOKEN beats TAPELOG_TOKEN_FILE.
-        let e = [("TAPELOG_TOKEN_FILE", envfile_s), ("TAPELOG_TOKEN", "env-secret")];
-        let c = Credentials::resolve_with(&CredentialOptions::default(), dir.path(), env(&e))
-            .unwrap();
+        let e = [
+            ("TAPELOG_TOKEN_FILE", envfile_s),
+            ("TAPELOG_TOKEN", "env-secret"),
+        ];
+        let c =
+            Credentials::resolve_with(&CredentialOptions::default(), dir.path(), env(&e)).unwrap();
         assert_eq!(secret(&c), Some(("env-secret", &TokenSource::Env)));
         // --token-file beats everything.
         let opts = CredentialOptions {
@@ -255,8 +258,8 @@ mod tests {
             ("TAPELOG_CERT", cert.to_str().unwrap()),
             ("TAPELOG_KEY", key.to_str().unwrap()),
         ];
-        let c = Credentials::resolve_with(&CredentialOptions::default(), dir.path(), env(&e))
-            .unwrap();
+        let c =
+            Credentials::resolve_with(&CredentialOptions::default(), dir.path(), env(&e)).unwrap();
         assert_eq!(c.identity_pem.as_deref(), Some(&b"CERT\nKEY"[..]));
         // With a certificate, the admin token is not picked up by default.
         assert!(c.token.is_none());

@@ -7,7 +7,9 @@ use crate::api::{ErrorBody, ErrorCode};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server URL is not usable.
-    #[error("{url:?} is not a server URL: {reason} (expected http://HOST:PORT or https://HOST:PORT)")]
+    #[error(
+        "{url:?} is not a server URL: {reason} (expected http://HOST:PORT or https://HOST:PORT)"
+    )]
     InvalidUrl {
         /// What was given.
         url: String,
@@ -137,7 +139,9 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            ClientError::Connect { .. } | ClientError::Timeout { .. } | ClientError::Transport { .. }
+            ClientError::Connect { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::Transport { .. }
         )
     }
 

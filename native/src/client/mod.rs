@@ -24,13 +24,13 @@ mod streamer;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::{Condition, Order};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, Response};
 use serde::de::DeserializeOwned;
 use tapelog_core::AuditEvent;
-use tapelog_core::audit::{Condition, Order};
 
 use crate::api::{
     AcceptedBody, CompletedBody, EventsPage, NDJSON_CONTENT_TYPE, RECORDS_CONTENT_TYPE,
@@ -181,13 +181,13 @@ impl Client {
             })?;
             builder = builder.identity(id);
         }
-        let http = builder.build().map_err(|e| {
-            ClientError::Credentials(format!("setting up TLS for {server}: {e}"))
-        })?;
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Credentials(format!("setting up TLS for {server}: {e}")))?;
         let auth = match &creds.token {
             Some((token, source)) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {}", token.secret()))
-                    .map_err(|_| {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", token.secret())).map_err(|_| {
                         ClientError::Credentials(format!(
                             "{source} has characters a header can't carry"
                         ))
@@ -395,7 +395,13 @@ impl Client {
 
     /// `GET /v1/events`: one page of the audit log.
     pub async fn search_events(&self, query: &SearchQuery) -> Result<EventsPage, ClientError> {
-        let mut q = range_query(&query.from, &query.to, query.limit, query.order, &query.start_key);
+        let mut q = range_query(
+            &query.from,
+            &query.to,
+            query.limit,
+            query.order,
+            &query.start_key,
+        );
         if !query.event_types.is_empty() {
             q.push(("type", query.event_types.join(",")));
         }
@@ -405,7 +411,13 @@ impl Client {
     /// `GET /v1/sessions`: one page of session end events. The condition must be field
     /// equalities (`FIELD=VALUE`, several joined by `And`): that is what the API takes.
     pub async fn search_sessions(&self, query: &SessionQuery) -> Result<EventsPage, ClientError> {
-        let mut q = range_query(&query.from, &query.to, query.limit, query.order, &query.start_key);
+        let mut q = range_query(
+            &query.from,
+            &query.to,
+            query.limit,
+            query.order,
+            &query.start_key,
+        );
         if let Some(c) = &query.condition {
             for w in where_params(c)? {
                 q.push(("where", w));
@@ -459,7 +471,9 @@ impl Client {
     /// `GET /v1/sessions/{sid}/recording`: the recording's bytes as they arrive.
     pub async fn download_recording(&self, session_id: &str) -> Result<Download, ClientError> {
         let path = format!("/v1/sessions/{}/recording", segment(session_id));
-        let (url, resp) = self.send(Method::GET, &path, Vec::new(), None, true).await?;
+        let (url, resp) = self
+            .send(Method::GET, &path, Vec::new(), None, true)
+            .await?;
         let length = resp.content_length();
         let bytes = futures::stream::unfold(Some(resp), move |state| {
             let url = url.clone();
@@ -478,13 +492,18 @@ impl Client {
 
     /// `GET /v1/uploads`: the uploads the server's store holds open.
     pub async fn list_uploads(&self) -> Result<Vec<UploadBody>, ClientError> {
-        let u: UploadsBody = self.json(Method::GET, "/v1/uploads", Vec::new(), None).await?;
+        let u: UploadsBody = self
+            .json(Method::GET, "/v1/uploads", Vec::new(), None)
+            .await?;
         Ok(u.uploads)
     }
 
     /// `POST /v1/uploads/complete?grace=SECONDS`: one pass of the server's upload completer;
     /// its report as the server sent it.
-    pub async fn complete_uploads(&self, grace: Duration) -> Result<serde_json::Value, ClientError> {
+    pub async fn complete_uploads(
+        &self,
+        grace: Duration,
+    ) -> Result<serde_json::Value, ClientError> {
         self.json(
             Method::POST,
             "/v1/uploads/complete",
@@ -706,7 +725,10 @@ mod tests {
 
     #[test]
     fn ids_stay_one_segment() {
-        assert_eq!(segment("5f0c2d6e-0000-4000-8000-000000000000"), "5f0c2d6e-0000-4000-8000-000000000000");
+        assert_eq!(
+            segment("5f0c2d6e-0000-4000-8000-000000000000"),
+            "5f0c2d6e-0000-4000-8000-000000000000"
+        );
         assert_eq!(segment(".."), "%2E%2E");
         assert_eq!(segment("a/b"), "a%2Fb");
     }
@@ -724,12 +746,23 @@ mod tests {
 
     #[test]
     fn bad_urls() {
-        for url in ["ftp://x", "not a url", "http://u:p@127.0.0.1:1", "http://127.0.0.1:1/?a=b"] {
+        for url in [
+            "ftp://x",
+            "not a url",
+            "http://u:p@127.0.0.1:1",
+            "http://127.0.0.1:1/?a=b",
+        ] {
             let err = Client::new(ClientConfig::new(url, Credentials::default())).unwrap_err();
-            assert!(matches!(err, ClientError::InvalidUrl { .. }), "{url}: {err}");
+            assert!(
+                matches!(err, ClientError::InvalidUrl { .. }),
+                "{url}: {err}"
+            );
         }
-        let c = Client::new(ClientConfig::new("http://127.0.0.1:7450/", Credentials::default()))
-            .unwrap();
+        let c = Client::new(ClientConfig::new(
+            "http://127.0.0.1:7450/",
+            Credentials::default(),
+        ))
+        .unwrap();
         assert_eq!(c.server(), "http://127.0.0.1:7450");
     }
 }

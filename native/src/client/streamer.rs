@@ -164,10 +164,15 @@ fn classify(e: ClientError, call: Call) -> StreamFailure {
 
 /// Whether the server refused the body's content (not the caller, not the stream).
 fn is_refusal(e: &ClientError) -> bool {
-    matches!(
-        e.code(),
-        Some(ErrorCode::BadRequest | ErrorCode::TooLarge)
-    ) || matches!(e, ClientError::Api { status: 400 | 413, code: None, .. })
+    matches!(e.code(), Some(ErrorCode::BadRequest | ErrorCode::TooLarge))
+        || matches!(
+            e,
+            ClientError::Api {
+                status: 400 | 413,
+                code: None,
+                ..
+            }
+        )
 }
 
 /// One recording stream on the server (see the module documentation).
