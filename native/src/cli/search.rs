@@ -229,14 +229,7 @@ pub fn run(a: SearchArgs) -> Result<(), CliError> {
         path: "standard output".into(),
         source,
     };
-    if !a.json {
-        writeln!(
-            out,
-            "{:<30}  {:<28}  {:<7}  {:<16}  SID",
-            "TIME", "TYPE", "CODE", "USER"
-        )
-        .map_err(write_err)?;
-    }
+    let mut header = !a.json;
     loop {
         let page = if a.sessions {
             source.sessions(&SessionQuery {
@@ -258,6 +251,15 @@ pub fn run(a: SearchArgs) -> Result<(), CliError> {
                 start_key: key.clone(),
             })?
         };
+        // The header after the first answer: a failed search prints only its error.
+        if std::mem::take(&mut header) {
+            writeln!(
+                out,
+                "{:<30}  {:<28}  {:<7}  {:<16}  SID",
+                "TIME", "TYPE", "CODE", "USER"
+            )
+            .map_err(write_err)?;
+        }
         for (json, f) in &page.events {
             if a.json {
                 writeln!(out, "{json}").map_err(write_err)?;

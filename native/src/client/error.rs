@@ -171,7 +171,11 @@ impl ClientError {
 
     /// Sorts a reqwest error: connection, TLS, timeout or transport.
     pub(crate) fn from_reqwest(method: &str, url: &str, e: &reqwest::Error) -> ClientError {
-        let reason = chain(e);
+        // reqwest's own message repeats the URL (with its query); its sources say what failed.
+        let reason = match std::error::Error::source(e) {
+            Some(inner) => chain(inner),
+            None => e.to_string(),
+        };
         let url = url.to_string();
         if is_tls(e) {
             return ClientError::Tls { url, reason };

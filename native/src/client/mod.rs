@@ -237,7 +237,8 @@ impl Client {
         streamed: bool,
     ) -> Result<(String, Response), ClientError> {
         let url = self.url(path, &query)?;
-        let shown = url.to_string();
+        // Messages name the endpoint; the query would only make them longer.
+        let shown = format!("{}{}", self.inner.base, path);
         let mut req = self.inner.http.request(method.clone(), url);
         if !streamed {
             req = req.timeout(self.inner.request_timeout);
