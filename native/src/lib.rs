@@ -14,6 +14,8 @@
 //!   pages) and the search limiter.
 //! - [`session`]: the session writer (terminal bytes and session events into a stream, with
 //!   backoff and recovery of failed streams).
+//! - [`server`]: `tapelog serve`, the HTTP API (docs/api.md); [`tls`]: its rustls
+//!   configuration, client-certificate identities and certificate generation.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +26,8 @@ pub mod emit;
 pub mod metrics;
 pub mod playback;
 pub mod recording;
+pub mod server;
 pub mod session;
 pub mod stream;
+pub mod tls;
 pub mod upload;

@@ -47,6 +47,16 @@ enum Command {
     /// Search the file audit log of every server under `DIR/log/`: one page, or all pages
     /// with `--all`.
     Search(cli::search::SearchArgs),
+    /// Serve the HTTP API (docs/api.md): emit events, stream recordings, search, play back.
+    ///
+    /// Prints `listening on http://ADDR:PORT` (or https) as its first line. With no token
+    /// configured it makes an admin token once in `DIR/admin.token` (mode 0600) and prints
+    /// the file's path. SIGTERM or Ctrl-C stops it: open streams are closed and stay
+    /// resumable.
+    Serve(Box<cli::serve::ServeArgs>),
+    /// TLS certificates for `serve`: a CA, a server certificate, client certificates.
+    #[command(subcommand)]
+    Certs(cli::certs::CertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +68,8 @@ fn main() -> ExitCode {
         Command::Uploads(c) => block_on(cli::uploads::run(c)),
         Command::Emit(a) => block_on(cli::emit::run(a)),
         Command::Search(a) => cli::search::run(a),
+        Command::Serve(a) => block_on(cli::serve::run(*a)),
+        Command::Certs(c) => cli::certs::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

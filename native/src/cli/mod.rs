@@ -1,8 +1,10 @@
 //! The commands of the `tapelog` binary: argument parsing and printing around the library.
 
+pub mod certs;
 pub mod emit;
 pub mod export;
 pub mod search;
+pub mod serve;
 pub mod storage;
 pub mod upload;
 pub mod uploads;
