@@ -16,6 +16,8 @@
 //!   backoff and recovery of failed streams).
 //! - [`client`]: the client of `tapelog serve` (every endpoint of docs/api.md), and the
 //!   session streamer and emitter that work through it.
+//! - [`server`]: `tapelog serve`, the HTTP API (docs/api.md); [`tls`]: its rustls
+//!   configuration, client-certificate identities and certificate generation.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,6 +29,8 @@ pub mod emit;
 pub mod metrics;
 pub mod playback;
 pub mod recording;
+pub mod server;
 pub mod session;
 pub mod stream;
+pub mod tls;
 pub mod upload;

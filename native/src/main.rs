@@ -51,6 +51,16 @@ enum Command {
     /// Completed sessions, from the local audit log or a server (`--server URL`).
     #[command(subcommand)]
     Sessions(cli::sessions::SessionsCommand),
+    /// Serve the HTTP API (docs/api.md): emit events, stream recordings, search, play back.
+    ///
+    /// Prints `listening on http://ADDR:PORT` (or https) as its first line. With no token
+    /// configured it makes an admin token once in `DIR/admin.token` (mode 0600) and prints
+    /// the file's path. SIGTERM or Ctrl-C stops it: open streams are closed and stay
+    /// resumable.
+    Serve(Box<cli::serve::ServeArgs>),
+    /// TLS certificates for `serve`: a CA, a server certificate, client certificates.
+    #[command(subcommand)]
+    Certs(cli::certs::CertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +73,8 @@ fn main() -> ExitCode {
         Command::Emit(a) => block_on(cli::emit::run(a)),
         Command::Search(a) => cli::search::run(a),
         Command::Sessions(c) => cli::sessions::run(c),
+        Command::Serve(a) => block_on(cli::serve::run(*a)),
+        Command::Certs(c) => cli::certs::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

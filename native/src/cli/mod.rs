@@ -1,9 +1,11 @@
 //! The commands of the `tapelog` binary: argument parsing and printing around the library.
 
+pub mod certs;
 pub mod emit;
 pub mod export;
 pub mod remote;
 pub mod search;
+pub mod serve;
 pub mod sessions;
 pub mod storage;
 pub mod upload;

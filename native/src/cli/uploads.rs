@@ -133,13 +133,44 @@ async fn list_remote(client: &tapelog::client::Client, json: bool) -> Result<(),
     Ok(())
 }
 
-/// `uploads complete --server`: one pass of the server's completer; its report as JSON.
+/// `uploads complete --server`: one pass of the server's completer, reported as the local
+/// pass is (the events it emits go to the server's audit log).
 async fn complete_remote(client: &tapelog::client::Client, grace: u64) -> Result<(), CliError> {
     let report = client.complete_uploads(Duration::from_secs(grace)).await?;
-    let text = serde_json::to_string_pretty(&report)
-        .map_err(|e| CliError::Usage(format!("printing the completer's report: {e}")))?;
-    println!("{text}");
-    Ok(())
+    for c in &report.completed {
+        eprintln!(
+            "completed {} (session {}) -> {}",
+            c.upload_id, c.session_id, c.url
+        );
+    }
+    for s in &report.skipped {
+        eprintln!(
+            "skipped   {} (session {}): {}",
+            s.upload_id, s.session_id, s.reason
+        );
+    }
+    for f in &report.failed {
+        eprintln!(
+            "failed    {} (session {}): {}",
+            f.upload_id, f.session_id, f.reason
+        );
+    }
+    eprintln!(
+        "{} completed, {} skipped, {} failed on {}",
+        report.completed.len(),
+        report.skipped.len(),
+        report.failed.len(),
+        client.server()
+    );
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{} upload(s) could not be completed on {}; they are tried again on the next pass",
+            report.failed.len(),
+            client.server()
+        )))
+    }
 }
 
 async fn complete(a: CompleteArgs) -> Result<(), CliError> {

@@ -33,8 +33,8 @@ use serde::de::DeserializeOwned;
 use tapelog_core::AuditEvent;
 
 use crate::api::{
-    AcceptedBody, CompletedBody, EventsPage, NDJSON_CONTENT_TYPE, RECORDS_CONTENT_TYPE,
-    StreamRequest, StreamStatusBody, UploadBody, UploadsBody,
+    AcceptedBody, CompleteReportBody, CompletedBody, EventsPage, NDJSON_CONTENT_TYPE,
+    RECORDS_CONTENT_TYPE, StreamRequest, StreamStatusBody, UploadBody, UploadsBody,
 };
 use crate::audit::{SearchQuery, SessionQuery};
 
@@ -500,11 +500,11 @@ impl Client {
     }
 
     /// `POST /v1/uploads/complete?grace=SECONDS`: one pass of the server's upload completer;
-    /// its report as the server sent it.
+    /// what it completed, skipped and failed on.
     pub async fn complete_uploads(
         &self,
         grace: Duration,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<CompleteReportBody, ClientError> {
         self.json(
             Method::POST,
             "/v1/uploads/complete",
