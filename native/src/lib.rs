@@ -14,16 +14,23 @@
 //!   pages) and the search limiter.
 //! - [`session`]: the session writer (terminal bytes and session events into a stream, with
 //!   backoff and recovery of failed streams).
+//! - [`client`]: the client of `tapelog serve` (every endpoint of docs/api.md), and the
+//!   session streamer and emitter that work through it.
+//! - [`server`]: `tapelog serve`, the HTTP API (docs/api.md); [`tls`]: its rustls
+//!   configuration, client-certificate identities and certificate generation.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod audit;
+pub mod client;
 pub mod complete;
 pub mod emit;
 pub mod metrics;
 pub mod playback;
 pub mod recording;
+pub mod server;
 pub mod session;
 pub mod stream;
+pub mod tls;
 pub mod upload;

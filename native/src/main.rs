@@ -34,7 +34,8 @@ enum Command {
     /// open: run the same command with `--resume UPLOAD_ID`, from any process or host that
     /// sees the store.
     Upload(cli::upload::UploadArgs),
-    /// List open uploads, or complete abandoned ones.
+    /// List open uploads, or complete abandoned ones (in a store, or on a server with
+    /// `--server URL`).
     #[command(subcommand)]
     Uploads(cli::uploads::UploadsCommand),
     /// Append Teleport JSON events (one per line) to the file audit log.
@@ -44,9 +45,22 @@ enum Command {
     /// `DIR/log/<server id>/`. Bad lines are reported with their line number and skipped;
     /// prints `accepted N, rejected M` and exits with status 1 if any line was rejected.
     Emit(cli::emit::EmitArgs),
-    /// Search the file audit log of every server under `DIR/log/`: one page, or all pages
-    /// with `--all`.
+    /// Search the file audit log of every server under `DIR/log/` (or a server's, with
+    /// `--server URL`): one page, or all pages with `--all`.
     Search(cli::search::SearchArgs),
+    /// Completed sessions, from the local audit log or a server (`--server URL`).
+    #[command(subcommand)]
+    Sessions(cli::sessions::SessionsCommand),
+    /// Serve the HTTP API (docs/api.md): emit events, stream recordings, search, play back.
+    ///
+    /// Prints `listening on http://ADDR:PORT` (or https) as its first line. With no token
+    /// configured it makes an admin token once in `DIR/admin.token` (mode 0600) and prints
+    /// the file's path. SIGTERM or Ctrl-C stops it: open streams are closed and stay
+    /// resumable.
+    Serve(Box<cli::serve::ServeArgs>),
+    /// TLS certificates for `serve`: a CA, a server certificate, client certificates.
+    #[command(subcommand)]
+    Certs(cli::certs::CertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +72,9 @@ fn main() -> ExitCode {
         Command::Uploads(c) => block_on(cli::uploads::run(c)),
         Command::Emit(a) => block_on(cli::emit::run(a)),
         Command::Search(a) => cli::search::run(a),
+        Command::Sessions(c) => cli::sessions::run(c),
+        Command::Serve(a) => block_on(cli::serve::run(*a)),
+        Command::Certs(c) => cli::certs::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

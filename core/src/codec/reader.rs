@@ -710,7 +710,7 @@ impl From<EventError> for ErrorKind {
 
 /// `Metadata.Index` of a `OneOf` record without decoding the event: every member's field 1 is
 /// its `Metadata`, whose field 1 is the index. Protobuf merge rules: the last value wins.
-fn scan_index(oneof: &[u8]) -> Result<i64, crate::event::EventError> {
+pub(crate) fn scan_index(oneof: &[u8]) -> Result<i64, crate::event::EventError> {
     match scan_index_fast(oneof) {
         Some(i) => Ok(i),
         // Anything unusual (or broken) takes the exact path, which also names the error.

@@ -93,6 +93,28 @@ pub struct UploadsBody {
     pub uploads: Vec<UploadBody>,
 }
 
+/// An upload a completer pass left alone or failed on, in [`CompleteReportBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadNoteBody {
+    /// The upload.
+    pub upload_id: String,
+    /// Its session.
+    pub session_id: String,
+    /// Why it was skipped, or what failed.
+    pub reason: String,
+}
+
+/// The answer to `POST /v1/uploads/complete`: what one pass of the upload completer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteReportBody {
+    /// Uploads completed (an upload with no parts is cleaned up and listed here too).
+    pub completed: Vec<CompletedBody>,
+    /// Uploads left alone (too recent, live, being completed elsewhere).
+    pub skipped: Vec<UploadNoteBody>,
+    /// Uploads that could not be completed (tried again on the next pass).
+    pub failed: Vec<UploadNoteBody>,
+}
+
 /// The machine-readable part of an error answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

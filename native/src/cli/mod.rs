@@ -1,8 +1,12 @@
 //! The commands of the `tapelog` binary: argument parsing and printing around the library.
 
+pub mod certs;
 pub mod emit;
 pub mod export;
+pub mod remote;
 pub mod search;
+pub mod serve;
+pub mod sessions;
 pub mod storage;
 pub mod upload;
 pub mod uploads;
@@ -68,6 +72,9 @@ pub enum CliError {
         /// What went wrong.
         source: tapelog::emit::EmitError,
     },
+    /// A call to `tapelog serve` failed.
+    #[error(transparent)]
+    Client(#[from] tapelog::client::ClientError),
     /// Some input lines were rejected (each was reported).
     #[error("{rejected} of {total} lines rejected")]
     Rejected {

@@ -1,4 +1,5 @@
-//! `tapelog search`: one page (or every page) of the file audit log.
+//! `tapelog search`: one page (or every page) of the file audit log, or of a server's
+//! (`--server`). [`Source`] is the audit log either way (also used by `sessions list`).
 
 use std::io::Write;
 
@@ -7,11 +8,13 @@ use tapelog::audit::{
     Condition, FileLog, FileLogConfig, Order, SearchPage, SearchQuery, SessionQuery,
     default_server_id,
 };
-use tapelog_core::Timestamp;
+use tapelog::client::Client;
 use tapelog_core::audit::files::DAY_SECONDS;
+use tapelog_core::{AuditEvent, EventFields, Timestamp};
 
 use super::CliError;
 use super::emit::DataDirArgs;
+use super::remote::RemoteArgs;
 
 /// Result order.
 #[derive(Clone, Copy, ValueEnum)]
@@ -27,6 +30,8 @@ pub enum OrderArg {
 pub struct SearchArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Earliest event time, RFC 3339 or a date (`2024-01-15` = its midnight, UTC). Default:
     /// the Unix epoch.
     #[arg(long, value_name = "TIME")]
@@ -104,23 +109,118 @@ fn condition(conditions: &[String]) -> Result<Option<Condition>, CliError> {
     })
 }
 
-/// Runs `tapelog search`.
-pub fn run(a: SearchArgs) -> Result<(), CliError> {
-    let from = match &a.from {
+/// A page of events as both sources give it: each event's JSON line and fields.
+pub struct Page {
+    /// The events: Teleport's JSON (one line) and its fields.
+    pub events: Vec<(String, EventFields)>,
+    /// The key of the next page; "" on the last.
+    pub next_key: String,
+}
+
+/// The audit log a search reads: the local files or a server.
+pub enum Source {
+    /// The file audit log under a data directory.
+    Local(FileLog),
+    /// A `tapelog serve` (with the runtime its calls run on).
+    Remote(Client, tokio::runtime::Runtime),
+}
+
+impl Source {
+    /// The server of `--server`, else the file log under `--data-dir`.
+    pub fn open(data: &DataDirArgs, remote: &RemoteArgs) -> Result<Source, CliError> {
+        if let Some(client) = remote.client(Some(&data.data_dir))? {
+            return Ok(Source::Remote(client, super::remote::runtime()?));
+        }
+        // A search reads every server directory; the server id only says where this process
+        // would write, and it writes nothing.
+        Ok(Source::Local(FileLog::open(FileLogConfig::new(
+            &data.data_dir,
+            &default_server_id(),
+        ))?))
+    }
+
+    /// One page of events.
+    pub fn events(&self, q: &SearchQuery) -> Result<Page, CliError> {
+        match self {
+            Source::Local(log) => Ok(local_page(log.search_events_blocking(q)?)),
+            Source::Remote(client, rt) => Ok(remote_page(rt.block_on(client.search_events(q))?)),
+        }
+    }
+
+    /// One page of session end events.
+    pub fn sessions(&self, q: &SessionQuery) -> Result<Page, CliError> {
+        match self {
+            Source::Local(log) => Ok(local_page(log.search_session_events_blocking(q)?)),
+            Source::Remote(client, rt) => Ok(remote_page(rt.block_on(client.search_sessions(q))?)),
+        }
+    }
+}
+
+fn local_page(page: SearchPage) -> Page {
+    Page {
+        events: page
+            .events
+            .into_iter()
+            .map(|e| (e.json, e.fields))
+            .collect(),
+        next_key: page.next_key,
+    }
+}
+
+/// A server's page: each event's JSON written back in Teleport's form by the core (the wire
+/// JSON's key order is not kept by the parser); an event the core can't read is printed as
+/// it came.
+fn remote_page(page: tapelog::api::EventsPage) -> Page {
+    let events = page
+        .events
+        .into_iter()
+        .map(|v| {
+            let json = AuditEvent::from_json_value(&v, None)
+                .map(|e| e.to_json())
+                .unwrap_or_else(|_| v.to_string());
+            let fields = match v {
+                serde_json::Value::Object(m) => EventFields(m),
+                _ => EventFields(serde_json::Map::new()),
+            };
+            (json, fields)
+        })
+        .collect();
+    Page {
+        events,
+        next_key: page.next_key,
+    }
+}
+
+/// `--from`/`--to` with their defaults (the epoch; now).
+pub fn time_range(
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<(Timestamp, Timestamp), CliError> {
+    let from = match from {
         Some(s) => parse_time(s, false)?,
         None => Timestamp::from_unix_nanos(0),
     };
-    let to = match &a.to {
+    let to = match to {
         Some(s) => parse_time(s, true)?,
         None => tapelog::emit::system_clock(),
     };
-    let order = match a.order {
-        OrderArg::Asc => Order::Ascending,
-        OrderArg::Desc => Order::Descending,
-    };
-    // A search reads every server directory; the server id only says where this process
-    // would write, and it writes nothing.
-    let log = FileLog::open(FileLogConfig::new(&a.data.data_dir, &default_server_id()))?;
+    Ok((from, to))
+}
+
+impl From<OrderArg> for Order {
+    fn from(o: OrderArg) -> Order {
+        match o {
+            OrderArg::Asc => Order::Ascending,
+            OrderArg::Desc => Order::Descending,
+        }
+    }
+}
+
+/// Runs `tapelog search`.
+pub fn run(a: SearchArgs) -> Result<(), CliError> {
+    let (from, to) = time_range(&a.from, &a.to)?;
+    let order = Order::from(a.order);
+    let source = Source::open(&a.data, &a.remote)?;
     let cond = condition(&a.conditions)?;
     let mut key = a.start_key.clone();
     let stdout = std::io::stdout();
@@ -129,17 +229,10 @@ pub fn run(a: SearchArgs) -> Result<(), CliError> {
         path: "standard output".into(),
         source,
     };
-    if !a.json {
-        writeln!(
-            out,
-            "{:<30}  {:<28}  {:<7}  {:<16}  SID",
-            "TIME", "TYPE", "CODE", "USER"
-        )
-        .map_err(write_err)?;
-    }
+    let mut header = !a.json;
     loop {
-        let page: SearchPage = if a.sessions {
-            log.search_session_events_blocking(&SessionQuery {
+        let page = if a.sessions {
+            source.sessions(&SessionQuery {
                 from,
                 to,
                 limit: a.limit,
@@ -149,7 +242,7 @@ pub fn run(a: SearchArgs) -> Result<(), CliError> {
                 session_id: a.session_id.clone().unwrap_or_default(),
             })?
         } else {
-            log.search_events_blocking(&SearchQuery {
+            source.events(&SearchQuery {
                 from,
                 to,
                 event_types: a.types.clone(),
@@ -158,11 +251,19 @@ pub fn run(a: SearchArgs) -> Result<(), CliError> {
                 start_key: key.clone(),
             })?
         };
-        for e in &page.events {
+        // The header after the first answer: a failed search prints only its error.
+        if std::mem::take(&mut header) {
+            writeln!(
+                out,
+                "{:<30}  {:<28}  {:<7}  {:<16}  SID",
+                "TIME", "TYPE", "CODE", "USER"
+            )
+            .map_err(write_err)?;
+        }
+        for (json, f) in &page.events {
             if a.json {
-                writeln!(out, "{}", e.json).map_err(write_err)?;
+                writeln!(out, "{json}").map_err(write_err)?;
             } else {
-                let f = &e.fields;
                 writeln!(
                     out,
                     "{:<30}  {:<28}  {:<7}  {:<16}  {}",

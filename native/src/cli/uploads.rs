@@ -1,5 +1,5 @@
 //! `tapelog uploads list|complete`: the uploads a store holds open, and one pass of the
-//! upload completer.
+//! upload completer; on the local store (`--storage`) or through a server (`--server`).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tapelog::upload::MultipartUploader;
 use tapelog_core::Timestamp;
 
 use super::CliError;
+use super::remote::RemoteArgs;
 use super::storage::StorageArgs;
 
 /// `tapelog uploads ...`
@@ -30,6 +31,8 @@ pub enum UploadsCommand {
 pub struct ListArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -40,15 +43,18 @@ pub struct ListArgs {
 pub struct CompleteArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Leave uploads younger than this alone (seconds; upstream waits 24 h). 0 means no grace
     /// period at all (upstream reads 0 as its default).
     #[arg(long, default_value_t = 24 * 3600, value_name = "SECONDS")]
     pub grace: u64,
-    /// Cluster name set on the emitted events.
+    /// Cluster name set on the emitted events (local only: a server uses its own).
     #[arg(long, env = "TAPELOG_CLUSTER_NAME", default_value = "tapelog")]
     pub cluster_name: String,
     /// Append the emitted events (`session.upload`, recovered `session.end`) to this file as
-    /// JSON lines; by default they go to standard output.
+    /// JSON lines; by default they go to standard output. (Local only: a server emits them
+    /// into its audit log.)
     #[arg(long, value_name = "FILE")]
     pub events: Option<std::path::PathBuf>,
 }
@@ -62,6 +68,9 @@ pub async fn run(cmd: UploadsCommand) -> Result<(), CliError> {
 }
 
 async fn list(a: ListArgs) -> Result<(), CliError> {
+    if let Some(client) = a.remote.client(None)? {
+        return list_remote(&client, a.json).await;
+    }
     let uploader = a.storage.open()?;
     let uploads = uploader.list_uploads().await?;
     if !a.json {
@@ -100,7 +109,74 @@ async fn list(a: ListArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `uploads list --server`: the server's open uploads (the API does not count parts).
+async fn list_remote(client: &tapelog::client::Client, json: bool) -> Result<(), CliError> {
+    let uploads = client.list_uploads().await?;
+    if json {
+        for u in &uploads {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "upload_id": u.upload_id,
+                    "session_id": u.session_id,
+                    "initiated": u.initiated,
+                })
+            );
+        }
+        return Ok(());
+    }
+    println!("{:<36}  {:<36}  INITIATED", "UPLOAD", "SESSION");
+    for u in &uploads {
+        println!("{:<36}  {:<36}  {}", u.upload_id, u.session_id, u.initiated);
+    }
+    eprintln!("{} open upload(s) on {}", uploads.len(), client.server());
+    Ok(())
+}
+
+/// `uploads complete --server`: one pass of the server's completer, reported as the local
+/// pass is (the events it emits go to the server's audit log).
+async fn complete_remote(client: &tapelog::client::Client, grace: u64) -> Result<(), CliError> {
+    let report = client.complete_uploads(Duration::from_secs(grace)).await?;
+    for c in &report.completed {
+        eprintln!(
+            "completed {} (session {}) -> {}",
+            c.upload_id, c.session_id, c.url
+        );
+    }
+    for s in &report.skipped {
+        eprintln!(
+            "skipped   {} (session {}): {}",
+            s.upload_id, s.session_id, s.reason
+        );
+    }
+    for f in &report.failed {
+        eprintln!(
+            "failed    {} (session {}): {}",
+            f.upload_id, f.session_id, f.reason
+        );
+    }
+    eprintln!(
+        "{} completed, {} skipped, {} failed on {}",
+        report.completed.len(),
+        report.skipped.len(),
+        report.failed.len(),
+        client.server()
+    );
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{} upload(s) could not be completed on {}; they are tried again on the next pass",
+            report.failed.len(),
+            client.server()
+        )))
+    }
+}
+
 async fn complete(a: CompleteArgs) -> Result<(), CliError> {
+    if let Some(client) = a.remote.client(None)? {
+        return complete_remote(&client, a.grace).await;
+    }
     let uploader = Arc::new(a.storage.open()?);
     let mut config = CompleterConfig::new(&a.cluster_name);
     config.grace = Duration::from_secs(a.grace);

@@ -75,8 +75,17 @@ impl<E: Emitter> CheckingEmitter<E> {
 }
 
 impl<E: Emitter> Emitter for CheckingEmitter<E> {
+    /// Counts the event in `audit_emitted_events` when its destination takes it, in
+    /// `audit_failed_emit_events` when it is refused or fails.
     async fn emit(&self, mut event: AuditEvent) -> Result<(), EmitError> {
-        self.check(&mut event)?;
-        self.inner.emit(event).await
+        let r = match self.check(&mut event) {
+            Ok(()) => self.inner.emit(event).await,
+            Err(e) => Err(e),
+        };
+        match &r {
+            Ok(()) => crate::metrics::AUDIT_EMITTED_EVENTS.inc(),
+            Err(_) => crate::metrics::AUDIT_FAILED_EMIT_EVENTS.inc(),
+        }
+        r
     }
 }

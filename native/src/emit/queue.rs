@@ -9,7 +9,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
 use super::{EmitError, Emitter, lock};
-use crate::metrics::AUDIT_FAILED_EMIT_EVENTS;
+use crate::metrics::{AUDIT_DROPPED_EVENTS, AUDIT_FAILED_EMIT_EVENTS};
 
 /// Upstream's default buffer (`defaults.AsyncBufferSize`).
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -99,6 +99,7 @@ impl Emitter for AsyncEmitter {
             Err(TrySendError::Full(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 AUDIT_FAILED_EMIT_EVENTS.inc();
+                AUDIT_DROPPED_EVENTS.inc();
                 Ok(())
             }
             Err(TrySendError::Closed(_)) => {

@@ -202,6 +202,8 @@ impl RecordingStream {
             room: tokio::sync::Notify::new(),
             failure: Mutex::new(None),
         });
+        // Counted in `streams_open` until the task ends or is cancelled.
+        let open = crate::metrics::GaugeGuard::new(&crate::metrics::STREAMS_OPEN);
         let task = tokio::spawn(run(
             uploader,
             upload.clone(),
@@ -210,6 +212,7 @@ impl RecordingStream {
             rx,
             status_tx,
             shared.clone(),
+            open,
         ));
         RecordingStream {
             upload,
@@ -345,7 +348,19 @@ async fn upload_with_retry<U: MultipartUploader>(
     retry: RetryPolicy,
 ) -> Result<StreamPart, UploadError> {
     // Every attempt sends the same part value: same header, payload and padding.
-    with_retry(retry, || uploader.upload_part(&upload, number, &part)).await
+    let mut attempts = 0u64;
+    let r = with_retry(retry, || {
+        attempts += 1;
+        uploader.upload_part(&upload, number, &part)
+    })
+    .await;
+    use crate::metrics::{STREAM_PART_RETRIES, STREAM_PARTS_UPLOADED, STREAM_UPLOADED_BYTES};
+    STREAM_PART_RETRIES.add(attempts.saturating_sub(1));
+    if r.is_ok() {
+        STREAM_PARTS_UPLOADED.inc();
+        STREAM_UPLOADED_BYTES.add(part.len());
+    }
+    r
 }
 
 /// Runs `op` until it succeeds, fails for good (not found, bad id) or runs out of attempts,
@@ -380,6 +395,7 @@ async fn run<U: MultipartUploader>(
     mut rx: mpsc::Receiver<Cmd>,
     status: watch::Sender<StreamStatus>,
     shared: Arc<Shared>,
+    _open: crate::metrics::GaugeGuard,
 ) {
     let mut batch = Vec::new();
     let mut work: JoinSet<Done> = JoinSet::new();

@@ -1,0 +1,70 @@
+//! The options of commands that can work against a `tapelog serve` instead of local files:
+//! `--server URL` and the credentials (`--token-file`, `--cert`, `--key`, `--ca`).
+
+use std::path::{Path, PathBuf};
+
+use tapelog::client::{Client, ClientConfig, CredentialOptions, Credentials};
+
+use super::CliError;
+
+/// Where the data directory is when a command has no `--data-dir` (for the admin token).
+const DEFAULT_DATA_DIR: &str = "./tapelog-data";
+
+/// `--server` and credentials.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RemoteArgs {
+    /// Work against this `tapelog serve` (`http://HOST:PORT`, `https://HOST:PORT`) instead of
+    /// the local files.
+    #[arg(long, env = "TAPELOG_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// With `--server`: a file holding the bearer token. Without it the token comes from
+    /// TAPELOG_TOKEN, else the file named by TAPELOG_TOKEN_FILE, else `DATA_DIR/admin.token`
+    /// (the admin token `tapelog serve` writes when it has no tokens configured) if it exists
+    /// and no client certificate is given. Tokens are never printed.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// With `--server`: a client certificate (PEM) for mutual TLS; needs `--key`.
+    #[arg(long, env = "TAPELOG_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// With `--server`: the client certificate's private key (PEM).
+    #[arg(long, env = "TAPELOG_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// With `--server https://...`: the CA certificate (PEM) that signed the server's
+    /// certificate (default: the system's roots).
+    #[arg(long, env = "TAPELOG_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// The client for `--server`, or `None` when no server is given. `data_dir` is where the
+    /// admin token is looked for (`TAPELOG_DATA_DIR` or `./tapelog-data` when `None`).
+    pub fn client(&self, data_dir: Option<&Path>) -> Result<Option<Client>, CliError> {
+        let Some(server) = &self.server else {
+            return Ok(None);
+        };
+        let default_dir = std::env::var_os("TAPELOG_DATA_DIR")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from);
+        let data_dir = data_dir.unwrap_or(&default_dir);
+        let opts = CredentialOptions {
+            token_file: self.token_file.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        };
+        let credentials = Credentials::resolve(&opts, data_dir)?;
+        Ok(Some(Client::new(ClientConfig::new(server, credentials))?))
+    }
+}
+
+/// A tokio runtime for a synchronous command that talks to a server.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Write {
+            path: "the tokio runtime".into(),
+            source,
+        })
+}

@@ -1,0 +1,91 @@
+//! Request and response bodies: content types checked (415), sizes limited (413, in JSON,
+//! also for bodies that arrive without a length), JSON read into the API's types (400 that
+//! names the field or the position).
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::api::ErrorCode;
+
+/// The body's media type (without parameters), lower case; "" when there is none.
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Refuses (415) a body whose media type is not one of `allowed`.
+pub(crate) fn require_content_type(
+    headers: &HeaderMap,
+    allowed: &[&str],
+) -> Result<String, ApiError> {
+    let got = media_type(headers);
+    if allowed.contains(&got.as_str()) {
+        return Ok(got);
+    }
+    let got = if got.is_empty() {
+        "none".to_string()
+    } else {
+        format!("{got:?}")
+    };
+    Err(ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        format!(
+            "content type {got} is not accepted here: send {}",
+            allowed.join(" or ")
+        ),
+    ))
+}
+
+/// Reads the whole body, refusing (413) one over `limit` bytes, whether its length is
+/// announced or not.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("the request body is over the limit of {limit} bytes: send smaller batches"),
+        )
+    };
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body could not be read: {e}"
+        ))),
+    }
+}
+
+/// Reads a JSON body (`application/json`) into `T`.
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    require_content_type(headers, &["application/json"])?;
+    let bytes = read_body(body, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
+/// A 200 answer with `value` as JSON.
+pub(crate) fn json_response<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(v) => {
+            let mut r = v.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(e) => ApiError::internal(format!("encoding the answer: {e}")).into_response(),
+    }
+}

@@ -1,0 +1,636 @@
+//! The client against the real server, in process on 127.0.0.1 (port 0): a round trip for
+//! every endpoint; typed errors (401, 403, 404, 400, an unreachable server) whose text
+//! reaches the user; the session writer recording through the server across a server
+//! restart on the same port and data directory; and the real `tapelog` binary's
+//! `search --server`, `sessions list --server` and `uploads list --server`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tapelog::api::{ErrorCode, Role};
+use tapelog::audit::{Order, SearchQuery, SessionQuery};
+use tapelog::client::{
+    Client, ClientConfig, ClientError, Credentials, RemoteEmitter, RemoteStreamConfig,
+    RemoteStreamer, Token,
+};
+use tapelog::emit::{EmitError, Emitter};
+use tapelog::server::{RunningServer, ServeConfig, Server, TokenSpec};
+use tapelog::session::{SessionWriter, SessionWriterConfig};
+use tapelog_core::codec::read_all;
+use tapelog_core::codec::writer::{RECORD_HEADER_SIZE, encode_record};
+use tapelog_core::export::{TextFormat, export_event};
+use tapelog_core::session::{PreparerConfig, RecoveryPolicy};
+use tapelog_core::{AuditEvent, Timestamp, vectors};
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const RECORDER: &str = "recorder-token-0123456789abcdef";
+const AUDITOR: &str = "auditor-token-0123456789abcdef";
+const CLUSTER: &str = "tapelog.example";
+
+fn serve_config(dir: &Path, port: u16, tokens: bool) -> ServeConfig {
+    let mut c = ServeConfig::new(dir);
+    c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    c.server_id = "test-server".into();
+    c.completer_interval = Duration::ZERO;
+    if tokens {
+        c.tokens = vec![
+            TokenSpec {
+                role: Role::Admin,
+                name: "admin".into(),
+                token: ADMIN.into(),
+            },
+            TokenSpec {
+                role: Role::Recorder,
+                name: "recorder".into(),
+                token: RECORDER.into(),
+            },
+            TokenSpec {
+                role: Role::Auditor,
+                name: "auditor".into(),
+                token: AUDITOR.into(),
+            },
+        ];
+    }
+    c
+}
+
+async fn start(dir: &Path, port: u16) -> RunningServer {
+    // The port of a server just stopped may take a moment to be free again.
+    let mut last = None;
+    for _ in 0..50 {
+        match Server::start(serve_config(dir, port, true)).await {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("server did not start: {last:?}");
+}
+
+fn client(url: &str, token: &str) -> Client {
+    Client::new(ClientConfig::new(
+        url,
+        Credentials::token(Token::new(token).unwrap()),
+    ))
+    .unwrap()
+}
+
+fn framed(events: &[AuditEvent]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        let at = out.len();
+        out.extend_from_slice(&[0; RECORD_HEADER_SIZE]);
+        let len = encode_record(e, &mut out).unwrap() as u32;
+        out[at..at + RECORD_HEADER_SIZE].copy_from_slice(&len.to_be_bytes());
+    }
+    out
+}
+
+fn everything() -> SearchQuery {
+    SearchQuery {
+        from: Timestamp::from_unix_nanos(0),
+        to: tapelog::emit::system_clock(),
+        event_types: Vec::new(),
+        limit: 0,
+        order: Order::Ascending,
+        start_key: String::new(),
+    }
+}
+
+fn sessions() -> SessionQuery {
+    SessionQuery {
+        from: Timestamp::from_unix_nanos(0),
+        to: tapelog::emit::system_clock(),
+        limit: 0,
+        order: Order::Ascending,
+        start_key: String::new(),
+        condition: None,
+        session_id: String::new(),
+    }
+}
+
+async fn download(c: &Client, sid: &str) -> Vec<u8> {
+    let mut d = c.download_recording(sid).await.unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = d.bytes.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    if let Some(n) = d.length {
+        assert_eq!(n, bytes.len() as u64);
+    }
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_of_every_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), 0).await;
+    let url = server.url();
+    let admin = client(&url, ADMIN);
+    let recorder = client(&url, RECORDER);
+    let auditor = client(&url, AUDITOR);
+
+    admin.healthz().await.unwrap();
+
+    // Events: one, then a batch; the search finds them all, in pages too.
+    let session = vectors::sample_session(5);
+    assert_eq!(recorder.emit(&session[0]).await.unwrap(), 1);
+    assert_eq!(
+        RemoteEmitter::new(recorder.clone())
+            .emit(session[1].clone())
+            .await
+            .map_err(|e| e.to_string()),
+        Ok(())
+    );
+    let rest = &session[2..];
+    assert_eq!(recorder.emit_batch(rest).await.unwrap(), rest.len() as u64);
+    let page = auditor.search_events(&everything()).await.unwrap();
+    assert_eq!(page.events.len(), session.len());
+    assert!(page.next_key.is_empty());
+    let uids: Vec<String> = page
+        .events
+        .iter()
+        .map(|v| v["uid"].as_str().unwrap_or("").to_string())
+        .collect();
+    let want: Vec<String> = session.iter().map(|e| e.id().to_string()).collect();
+    assert_eq!(uids, want);
+    let mut q = everything();
+    q.limit = 3;
+    let pages: Vec<_> = auditor.event_pages(q).collect().await;
+    let sizes: Vec<usize> = pages
+        .iter()
+        .map(|p| p.as_ref().unwrap().events.len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), session.len());
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    let mut q = everything();
+    q.event_types = vec!["session.start".into(), "resize".into()];
+    let page = auditor.search_events(&q).await.unwrap();
+    assert_eq!(page.events.len(), 2);
+
+    // Sessions: the session end event.
+    let page = auditor.search_sessions(&sessions()).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0]["sid"], vectors::SESSION_ID);
+    let mut q = sessions();
+    q.condition = Some(tapelog::audit::Condition::equals("user", "nobody"));
+    assert!(auditor.search_sessions(&q).await.unwrap().events.is_empty());
+
+    // A stream: create, write, status, close, resume, write, complete.
+    let sid = vectors::SESSION_ID;
+    let created = recorder.create_stream(sid).await.unwrap();
+    assert_eq!(created.session_id, sid);
+    assert_eq!(created.last_event_index, -1);
+    let upload = created.upload_id.clone();
+    let uploads = auditor.list_uploads().await.unwrap();
+    assert!(
+        uploads
+            .iter()
+            .any(|u| u.upload_id == upload && u.session_id == sid)
+    );
+    let status = recorder
+        .write_records(&upload, framed(&session[..4]).into())
+        .await
+        .unwrap();
+    assert_eq!(status.upload_id, upload);
+    assert_eq!(
+        recorder.stream_status(&upload).await.unwrap().upload_id,
+        upload
+    );
+    let closed = recorder.close_stream(&upload).await.unwrap();
+    assert_eq!(closed.last_event_index, 3, "close stores what was sent");
+    let resumed = recorder.resume_stream(&upload, sid).await.unwrap();
+    assert_eq!(resumed.last_event_index, 3);
+    recorder
+        .write_records(&upload, framed(&session[4..]).into())
+        .await
+        .unwrap();
+    let done = recorder.complete_stream(&upload).await.unwrap();
+    assert_eq!(
+        (done.session_id.as_str(), done.upload_id.as_str()),
+        (sid, upload.as_str())
+    );
+
+    // The recording, streamed back, decodes to exactly what was sent.
+    let bytes = download(&auditor, sid).await;
+    let got = read_all(&bytes);
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert_eq!(got.events, session);
+
+    // The session's events from an index, decoded as they arrive.
+    let events: Vec<AuditEvent> = auditor
+        .session_events(sid, 0)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(events, session);
+    let from3: Vec<i64> = auditor
+        .session_events(sid, 3)
+        .await
+        .unwrap()
+        .map(|e| e.unwrap().index())
+        .collect()
+        .await;
+    assert_eq!(from3, (3..session.len() as i64).collect::<Vec<_>>());
+
+    // One pass of the completer: nothing abandoned (the completed upload is gone).
+    let report = admin
+        .complete_uploads(Duration::from_secs(0))
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(
+        auditor
+            .list_uploads()
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.upload_id != upload)
+    );
+
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_errors_reach_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), 0).await;
+    let url = server.url();
+    let event = vectors::sample_session(1).remove(0);
+
+    // No credentials: 401, with what to do.
+    let anonymous = Client::new(ClientConfig::new(&url, Credentials::default())).unwrap();
+    let e = anonymous.emit(&event).await.unwrap_err();
+    assert_eq!(e.status(), Some(401));
+    assert_eq!(e.code(), Some(ErrorCode::Unauthenticated));
+    let text = e.to_string();
+    assert!(
+        text.contains("401") && text.contains("--token-file"),
+        "{text}"
+    );
+    // An unknown token: 401, and the token is not in the message.
+    let wrong = client(&url, "not-a-known-token-0123456789");
+    let e = wrong.search_events(&everything()).await.unwrap_err();
+    assert_eq!(e.status(), Some(401));
+    assert!(!e.to_string().contains("not-a-known-token"), "{e}");
+
+    // A wrong role: 403 both ways; the emitter calls it an I/O failure, not a bad event.
+    let auditor = client(&url, AUDITOR);
+    let e = auditor.emit(&event).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+    assert!(e.to_string().contains("403"), "{e}");
+    let recorder = client(&url, RECORDER);
+    let e = recorder.search_events(&everything()).await.unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    match RemoteEmitter::new(auditor.clone())
+        .emit(event.clone())
+        .await
+    {
+        Err(EmitError::Io { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+
+    // A session that does not exist: 404 with the server's message.
+    let missing = "00000000-0000-4000-8000-000000000001";
+    let e = match auditor.download_recording(missing).await {
+        Err(e) => e,
+        Ok(_) => panic!("a recording of an unknown session"),
+    };
+    assert_eq!(e.code(), Some(ErrorCode::NotFound));
+    assert!(e.to_string().contains("404"), "{e}");
+    let e = recorder.resume_stream(missing, missing).await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
+
+    // Ids that are not UUIDs stay one path segment and are refused as such.
+    let e = match auditor.session_events("..", 0).await {
+        Err(e) => e,
+        Ok(_) => panic!("events of session \"..\""),
+    };
+    assert_eq!(e.code(), Some(ErrorCode::InvalidId));
+
+    // A bad event: 400, and the emitter calls it permanent.
+    let bad = AuditEvent::from_json(r#"{"event":"session.start","code":""}"#).unwrap();
+    let e = recorder.emit(&bad).await.unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    match RemoteEmitter::new(recorder.clone()).emit(bad).await {
+        Err(e) => assert!(e.is_permanent(), "{e}"),
+        Ok(()) => panic!("a bad event accepted"),
+    }
+
+    server.shutdown().await;
+
+    // Nobody listening: says where and what to check.
+    let e = auditor.healthz().await.unwrap_err();
+    assert!(e.is_unreachable(), "{e:?}");
+    assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&url) && text.contains("tapelog serve"),
+        "{text}"
+    );
+}
+
+fn output_of(events: &[AuditEvent]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        export_event(TextFormat::Terminal, e, &mut out);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_writer_records_through_a_restarting_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path(), 0).await;
+    let port = first.local_addr().port();
+    let url = first.url();
+    let streamer = Arc::new(RemoteStreamer::new(
+        client(&url, RECORDER),
+        RemoteStreamConfig::default(),
+    ));
+    let sid = "6b2b6a58-62c5-4f6c-a1f4-8f3c4d2e1a90";
+    let mut config = SessionWriterConfig::new(
+        PreparerConfig {
+            server_id: "node-1".into(),
+            ..PreparerConfig::new(sid, CLUSTER)
+        },
+        streamer.clone(),
+    );
+    config.recovery = RecoveryPolicy {
+        attempts: 40,
+        step_ms: 50,
+        max_ms: 300,
+    };
+    let writer = SessionWriter::new(config).await.unwrap();
+    let mut want = Vec::new();
+    let mut write = async |range: std::ops::RangeInclusive<u32>, want: &mut Vec<u8>| {
+        for i in range {
+            let line = format!("line {i}\r\n");
+            writer.write(line.as_bytes()).await.unwrap();
+            want.extend_from_slice(line.as_bytes());
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    write(1..=100, &mut want).await;
+    // Let the batch reach the server, then stop it: its streams are closed (resumable).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = first.shutdown().await;
+    assert_eq!(report.streams_closed, 1, "{report:?}");
+    // Written while no server listens: the writer fails, and keeps trying to resume.
+    write(101..=150, &mut want).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = start(dir.path(), port).await;
+    write(151..=200, &mut want).await;
+    let stats = writer.complete().await.unwrap();
+    assert_eq!(stats.lost, 0, "{stats:?}");
+    assert_eq!(streamer.refused_records(), 0);
+
+    let bytes = download(&client(&second.url(), AUDITOR), sid).await;
+    let got = read_all(&bytes);
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert_eq!(got.stats.skipped, 0, "duplicates in the recording");
+    assert_eq!(got.stats.out_of_order, 0, "holes in the recording");
+    let indexes: Vec<i64> = got.events.iter().map(AuditEvent::index).collect();
+    assert_eq!(indexes, (0..got.events.len() as i64).collect::<Vec<_>>());
+    assert!(got.events.iter().all(|e| e.session_id() == sid));
+    assert_eq!(
+        String::from_utf8_lossy(&output_of(&got.events)),
+        String::from_utf8_lossy(&want)
+    );
+    second.shutdown().await;
+}
+
+/// Runs the real binary (off the runtime's threads) in an empty directory, with no
+/// credentials from the environment.
+async fn tapelog(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let cwd = tempfile::tempdir().unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
+            .args(&args)
+            .current_dir(cwd.path())
+            .env_remove("TAPELOG_TOKEN")
+            .env_remove("TAPELOG_TOKEN_FILE")
+            .env_remove("TAPELOG_SERVER")
+            .env_remove("TAPELOG_CERT")
+            .env_remove("TAPELOG_KEY")
+            .env_remove("TAPELOG_CA")
+            .env_remove("TAPELOG_DATA_DIR")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn stdout_lines(o: &Output) -> Vec<String> {
+    assert!(
+        o.status.success(),
+        "status {:?}, stderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_against_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), 0).await;
+    let url = server.url();
+    let files = tempfile::tempdir().unwrap();
+    let token_file = |name: &str, token: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, format!("{token}\n")).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let auditor = token_file("auditor.token", AUDITOR);
+    let recorder = token_file("recorder.token", RECORDER);
+    let admin = token_file("admin.token", ADMIN);
+
+    let session = vectors::sample_session(3);
+    client(&url, RECORDER).emit_batch(&session).await.unwrap();
+    let open = client(&url, RECORDER)
+        .create_stream("3c1f3c5e-8d9b-4f7e-9a51-0f2b8c6d4e21")
+        .await
+        .unwrap();
+
+    // search --server --json: Teleport's JSON lines, the same events.
+    let o = tapelog(args(&[
+        "search",
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+        "--json",
+        "--type",
+        "print",
+    ]))
+    .await;
+    let lines = stdout_lines(&o);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let got: Vec<AuditEvent> = lines
+        .iter()
+        .map(|l| AuditEvent::from_json(l).unwrap())
+        .collect();
+    assert_eq!(got, session[2..5].to_vec());
+    assert_eq!(lines[0], session[2].to_json());
+
+    // search --server: the table.
+    let o = tapelog(args(&[
+        "search",
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+    ]))
+    .await;
+    let lines = stdout_lines(&o);
+    assert!(lines[0].starts_with("TIME"), "{lines:?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains(vectors::SESSION_ID))
+            .count(),
+        session.len()
+    );
+
+    // sessions list --server --json and the table.
+    let o = tapelog(args(&[
+        "sessions",
+        "list",
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+        "--json",
+    ]))
+    .await;
+    let lines = stdout_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let end = AuditEvent::from_json(&lines[0]).unwrap();
+    assert_eq!(&end, session.last().unwrap());
+    let o = tapelog(args(&[
+        "sessions",
+        "list",
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+    ]))
+    .await;
+    let lines = stdout_lines(&o);
+    assert!(lines[0].starts_with("SESSION"), "{lines:?}");
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with(vectors::SESSION_ID))
+        .expect("a row for the session");
+    assert!(row.contains("joe"), "{row}");
+
+    // uploads list --server: the open stream's upload.
+    let o = tapelog(args(&[
+        "uploads",
+        "list",
+        "--server",
+        &url,
+        "--token-file",
+        &admin,
+    ]))
+    .await;
+    let lines = stdout_lines(&o);
+    assert!(lines[0].starts_with("UPLOAD"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&open.upload_id)),
+        "{lines:?}"
+    );
+    let o = tapelog(args(&[
+        "uploads",
+        "list",
+        "--server",
+        &url,
+        "--token-file",
+        &admin,
+        "--json",
+    ]))
+    .await;
+    let lines = stdout_lines(&o);
+    let listed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        listed
+            .iter()
+            .any(|u| u["upload_id"] == open.upload_id.as_str())
+    );
+
+    // A recorder may not search: exit status 1 and a message that says so.
+    let o = tapelog(args(&[
+        "search",
+        "--server",
+        &url,
+        "--token-file",
+        &recorder,
+    ]))
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("403") && err.contains("forbidden"), "{err}");
+    assert!(!err.contains(RECORDER));
+
+    server.shutdown().await;
+
+    // Nobody listening any more.
+    let o = tapelog(args(&[
+        "search",
+        "--server",
+        &url,
+        "--token-file",
+        &auditor,
+    ]))
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("tapelog serve") && err.contains(&url), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_finds_the_admin_token_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    // No tokens configured: the server writes DATA_DIR/admin.token.
+    let server = Server::start(serve_config(dir.path(), 0, false))
+        .await
+        .unwrap();
+    let url = server.url();
+    assert!(dir.path().join("admin.token").is_file());
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let o = tapelog(args(&["uploads", "list", "--server", &url, "--json"])).await;
+    assert_eq!(o.status.code(), Some(1), "no token anywhere: refused");
+    let o = tapelog(args(&[
+        "sessions",
+        "list",
+        "--server",
+        &url,
+        "--data-dir",
+        &data_dir,
+        "--json",
+    ]))
+    .await;
+    assert!(stdout_lines(&o).is_empty());
+    server.shutdown().await;
+}

@@ -1,0 +1,961 @@
+//! `tapelog serve` over real TCP on loopback: the bad-input table with a healthy client
+//! alongside, streams over HTTP (and resumed on a new server), mTLS, search and playback,
+//! uploads, metrics, the admin token file, and SIGTERM of the real binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/serve.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tapelog::api::{
+    CompletedBody, ErrorBody, ErrorCode, EventsPage, RECORDS_CONTENT_TYPE, StreamStatusBody,
+    UploadsBody,
+};
+use tapelog_core::AuditEvent;
+use tapelog_core::codec::read_all;
+
+use support::{ADMIN, AUDITOR, RECORDER, RECORDER2, framed, http, session, uuid};
+
+/// A user.login event with a marker in its `user` field.
+fn login(marker: &str) -> Value {
+    json!({"event": "user.login", "code": "T1000I", "user": marker, "success": true})
+}
+
+async fn error_of(r: reqwest::Response) -> (StatusCode, ErrorBody) {
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    let body: ErrorBody = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not an error body ({e}): {status} {text}"));
+    (status, body)
+}
+
+async fn create_stream(
+    c: &reqwest::Client,
+    base: &str,
+    token: &str,
+    sid: &str,
+) -> StreamStatusBody {
+    let r = c
+        .post(format!("{base}/v1/streams"))
+        .bearer_auth(token)
+        .json(&json!({ "session_id": sid }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json().await.unwrap()
+}
+
+async fn send_records(
+    c: &reqwest::Client,
+    base: &str,
+    token: &str,
+    upload: &str,
+    events: &[AuditEvent],
+) -> StreamStatusBody {
+    let r = c
+        .post(format!("{base}/v1/streams/{upload}/records"))
+        .bearer_auth(token)
+        .header("content-type", RECORDS_CONTENT_TYPE)
+        .body(framed(events))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    r.json().await.unwrap()
+}
+
+async fn post_stream(
+    c: &reqwest::Client,
+    base: &str,
+    token: &str,
+    upload: &str,
+    what: &str,
+) -> reqwest::Response {
+    c.post(format!("{base}/v1/streams/{upload}/{what}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn search(c: &reqwest::Client, base: &str, query: &str) -> EventsPage {
+    let r = c
+        .get(format!("{base}/v1/events?{query}"))
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_documented_errors_while_a_healthy_client_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config(dir.path());
+    config.max_body = 1 << 20;
+    let server = support::start(config).await;
+    let base = server.url();
+    let c = http();
+
+    // The healthy client: one event per request, as fast as it can, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let healthy = {
+        let (stop, ok, failed, base, c) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            base.clone(),
+            c.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let r = c
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(RECORDER)
+                    .json(&login(&format!("healthy-{n}")))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == StatusCode::OK => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                n += 1;
+            }
+        })
+    };
+
+    // A stream of rec1, and one completed already.
+    let sid = uuid();
+    let owned = create_stream(&c, &base, RECORDER, &sid).await;
+    let done = create_stream(&c, &base, RECORDER, &uuid()).await;
+    assert_eq!(
+        post_stream(&c, &base, RECORDER, &done.upload_id, "complete")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    let events_url = format!("{base}/v1/events");
+    let big_event = json!({"event": "user.delete", "code": "T1004I", "name": "x".repeat(100_000)});
+    let mut huge_record = (70_000u32).to_be_bytes().to_vec();
+    huge_record.resize(4 + 70_000, 0);
+    let bad_batch = json!([login("batch-good-marker"), {"event": "user.login", "user": "no-code"}]);
+
+    type Case = (
+        &'static str,
+        reqwest::RequestBuilder,
+        StatusCode,
+        ErrorCode,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "no auth",
+            c.post(&events_url).json(&login("a")),
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "no credentials",
+        ),
+        (
+            "unknown token",
+            c.post(&events_url)
+                .bearer_auth("not-a-token-of-this-server")
+                .json(&login("a")),
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "unknown token",
+        ),
+        (
+            "wrong role",
+            c.post(&events_url).bearer_auth(AUDITOR).json(&login("a")),
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "needs the recorder role",
+        ),
+        (
+            "recorder searches",
+            c.get(&events_url).bearer_auth(RECORDER),
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "needs the auditor role",
+        ),
+        (
+            "malformed JSON",
+            c.post(&events_url)
+                .bearer_auth(RECORDER)
+                .header("content-type", "application/json")
+                .body("{\"event\": "),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "malformed JSON",
+        ),
+        (
+            "bad event in a batch",
+            c.post(&events_url).bearer_auth(RECORDER).json(&bad_batch),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "event 1: ",
+        ),
+        (
+            "bad ndjson line",
+            c.post(&events_url)
+                .bearer_auth(RECORDER)
+                .header("content-type", "application/x-ndjson")
+                .body(format!("{}\n{{oops\n", login("l1"))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "line 2",
+        ),
+        (
+            "wrong content type",
+            c.post(&events_url)
+                .bearer_auth(RECORDER)
+                .header("content-type", "text/plain")
+                .body(login("a").to_string()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "\"text/plain\" is not accepted",
+        ),
+        (
+            "oversized body",
+            c.post(&events_url)
+                .bearer_auth(RECORDER)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 2 << 20]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            "over the limit of 1048576 bytes",
+        ),
+        (
+            "oversized chunked body",
+            c.post(&events_url)
+                .bearer_auth(RECORDER)
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(futures::stream::iter(
+                    (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 << 10])),
+                ))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            "over the limit",
+        ),
+        (
+            "oversized event",
+            c.post(&events_url).bearer_auth(RECORDER).json(&big_event),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            "user.delete event",
+        ),
+        (
+            "oversized record",
+            c.post(format!("{base}/v1/streams/{}/records", owned.upload_id))
+                .bearer_auth(RECORDER)
+                .header("content-type", RECORDS_CONTENT_TYPE)
+                .body(huge_record),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            "70000 bytes",
+        ),
+        (
+            "records as JSON",
+            c.post(format!("{base}/v1/streams/{}/records", owned.upload_id))
+                .bearer_auth(RECORDER)
+                .json(&json!([])),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            RECORDS_CONTENT_TYPE,
+        ),
+        (
+            "session id ..",
+            c.post(format!("{base}/v1/streams"))
+                .bearer_auth(RECORDER)
+                .json(&json!({"session_id": ".."})),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+            "invalid session id \"..\"",
+        ),
+        (
+            "upload id not a UUID",
+            c.post(format!("{base}/v1/streams/not-a-uuid/records"))
+                .bearer_auth(RECORDER)
+                .header("content-type", RECORDS_CONTENT_TYPE)
+                .body(vec![]),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+            "invalid upload id \"not-a-uuid\"",
+        ),
+        (
+            "session path traversal",
+            c.get(format!("{base}/v1/sessions/..%2F..%2Fetc/events"))
+                .bearer_auth(AUDITOR),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+            "invalid session id \"../../etc\"",
+        ),
+        (
+            "missing field",
+            c.post(format!("{base}/v1/streams"))
+                .bearer_auth(RECORDER)
+                .json(&json!({"sid": "x"})),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "missing field `session_id`",
+        ),
+        (
+            "resume of an unknown upload",
+            c.post(format!("{base}/v1/streams/{}/resume", uuid()))
+                .bearer_auth(RECORDER)
+                .json(&json!({"session_id": uuid()})),
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no open upload",
+        ),
+        (
+            "complete twice",
+            c.post(format!("{base}/v1/streams/{}/complete", done.upload_id))
+                .bearer_auth(RECORDER),
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "is not open on this server",
+        ),
+        (
+            "another recorder's stream",
+            c.post(format!("{base}/v1/streams/{}/records", owned.upload_id))
+                .bearer_auth(RECORDER2)
+                .header("content-type", RECORDS_CONTENT_TYPE)
+                .body(framed(&session(&sid, 1))),
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "belongs to \"rec1\"",
+        ),
+        (
+            "another recorder completes",
+            c.post(format!("{base}/v1/streams/{}/complete", owned.upload_id))
+                .bearer_auth(RECORDER2),
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "belongs to",
+        ),
+        (
+            "bad search time",
+            c.get(format!("{events_url}?from=yesterday"))
+                .bearer_auth(AUDITOR),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "from=\"yesterday\" is not an RFC 3339 time",
+        ),
+        (
+            "bad search limit",
+            c.get(format!("{events_url}?limit=many"))
+                .bearer_auth(AUDITOR),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "bad query",
+        ),
+        (
+            "unknown endpoint",
+            c.get(format!("{base}/v1/nothing")).bearer_auth(ADMIN),
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such endpoint",
+        ),
+        (
+            "completer needs admin",
+            c.post(format!("{base}/v1/uploads/complete"))
+                .bearer_auth(AUDITOR),
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "needs the admin role",
+        ),
+    ];
+    for (name, req, status, code, message) in cases {
+        let r = req.send().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (got_status, body) = error_of(r).await;
+        assert_eq!(got_status, status, "{name}: {}", body.error.message);
+        assert_eq!(body.error.code, code, "{name}: {}", body.error.message);
+        assert!(
+            body.error.message.contains(message),
+            "{name}: {:?} does not say {message:?}",
+            body.error.message
+        );
+    }
+
+    // The refused batch wrote nothing, not even its good event.
+    let page = search(&c, &base, "type=user.login&limit=10000").await;
+    assert!(page.events.iter().all(|e| e["user"] != "batch-good-marker"));
+    // The stream rec2 was refused still works for rec1.
+    let st = send_records(&c, &base, RECORDER, &owned.upload_id, &session(&sid, 2)).await;
+    assert_eq!(st.upload_id, owned.upload_id);
+
+    stop.store(true, Ordering::Relaxed);
+    healthy.await.unwrap();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok >= 10, "the healthy client made little progress: {ok}");
+    assert_eq!(
+        failed, 0,
+        "the healthy client failed {failed} times ({ok} ok)"
+    );
+    // Every healthy event is in the log.
+    let page = search(&c, &base, "type=user.login&limit=10000").await;
+    let healthy_seen = page
+        .events
+        .iter()
+        .filter(|e| {
+            e["user"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("healthy-"))
+        })
+        .count() as u64;
+    assert_eq!(healthy_seen, ok);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_over_http_complete_and_resume_on_a_new_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start(support::config(dir.path())).await;
+    let base = server.url();
+    let c = http();
+
+    // Create, write in three requests, complete: the recording is exactly the events.
+    let sid = uuid();
+    let events = session(&sid, 40);
+    let st = create_stream(&c, &base, RECORDER, &sid).await;
+    assert_eq!(st.last_event_index, -1);
+    assert_eq!(st.session_id, sid);
+    for chunk in events.chunks(15) {
+        send_records(&c, &base, RECORDER, &st.upload_id, chunk).await;
+    }
+    let r = post_stream(&c, &base, RECORDER, &st.upload_id, "complete").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let done: CompletedBody = r.json().await.unwrap();
+    assert_eq!(
+        (done.session_id.as_str(), done.upload_id.as_str()),
+        (sid.as_str(), st.upload_id.as_str())
+    );
+    let bytes = c
+        .get(format!("{base}/v1/sessions/{sid}/recording"))
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let read = read_all(&bytes);
+    assert!(read.error.is_none(), "{:?}", read.error);
+    assert_eq!(read.events, events);
+
+    // Session events from an index, as JSON lines.
+    let r = c
+        .get(format!("{base}/v1/sessions/{sid}/events?from_index=5"))
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let want: String = events[5..].iter().map(|e| e.to_json() + "\n").collect();
+    assert_eq!(r.text().await.unwrap(), want);
+    let r = c
+        .get(format!("{base}/v1/sessions/{}/recording", uuid()))
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.1.error.code, ErrorCode::NotFound);
+
+    // Close a second stream half-way; a new server over the same data dir resumes it.
+    let sid2 = uuid();
+    let events2 = session(&sid2, 30);
+    let st2 = create_stream(&c, &base, RECORDER, &sid2).await;
+    send_records(&c, &base, RECORDER, &st2.upload_id, &events2[..20]).await;
+    let r = post_stream(&c, &base, RECORDER, &st2.upload_id, "close").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let closed: StreamStatusBody = r.json().await.unwrap();
+    assert_eq!(closed.last_event_index, 19);
+    let r = c
+        .get(format!("{base}/v1/streams/{}", st2.upload_id))
+        .bearer_auth(RECORDER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.1.error.code, ErrorCode::NotFound);
+    let report = server.shutdown().await;
+    assert_eq!(report.streams_closed, 0);
+
+    let server = support::start(support::config(dir.path())).await;
+    let base = server.url();
+    let uploads: UploadsBody = c
+        .get(format!("{base}/v1/uploads"))
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(uploads.uploads.len(), 1);
+    assert_eq!(uploads.uploads[0].upload_id, st2.upload_id);
+    assert_eq!(uploads.uploads[0].session_id, sid2);
+    assert!(!uploads.uploads[0].initiated.is_empty());
+    // Records to a stream this server does not have open: 404, the client resumes.
+    let r = c
+        .post(format!("{base}/v1/streams/{}/records", st2.upload_id))
+        .bearer_auth(RECORDER)
+        .header("content-type", RECORDS_CONTENT_TYPE)
+        .body(framed(&events2[20..]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.1.error.code, ErrorCode::NotFound);
+    let r = c
+        .post(format!("{base}/v1/streams/{}/resume", st2.upload_id))
+        .bearer_auth(RECORDER)
+        .json(&json!({ "session_id": sid2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let resumed: StreamStatusBody = r.json().await.unwrap();
+    assert_eq!(
+        resumed.last_event_index, 19,
+        "the store holds events 0..=19"
+    );
+    send_records(&c, &base, RECORDER, &st2.upload_id, &events2[20..]).await;
+    let r = post_stream(&c, &base, RECORDER, &st2.upload_id, "complete").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let bytes = c
+        .get(format!("{base}/v1/sessions/{sid2}/recording"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let read = read_all(&bytes);
+    assert!(read.error.is_none(), "{:?}", read.error);
+    assert_eq!(read.events, events2);
+    server.shutdown().await;
+}
+
+/// A reqwest client that trusts `ca` and, when given, presents `identity` (cert, key).
+fn tls_client(
+    ca: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in tapelog::tls::read_certs(ca).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(tapelog::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                tapelog::tls::read_certs(cert).unwrap(),
+                tapelog::tls::read_key(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_roles_from_certificates_and_tokens_over_tls() {
+    use tapelog::api::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tapelog::tls::certs::init(&dir.path().join("pki"), &[]).unwrap();
+    let other = tapelog::tls::certs::init(&dir.path().join("other"), &[]).unwrap();
+    let mut config = support::config(&dir.path().join("data"));
+    config.tls = Some(tapelog::server::TlsFiles {
+        cert: pki.server.clone(),
+        key: pki.server_key.clone(),
+        client_ca: Some(pki.ca.clone()),
+    });
+    let server = support::start(config).await;
+    let base = server.url();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+
+    // A recorder certificate emits; an auditor certificate searches but may not emit.
+    let recorder = tls_client(&pki.ca, pki.client(Role::Recorder));
+    let r = recorder
+        .post(format!("{base}/v1/events"))
+        .json(&login("by-cert"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let auditor = tls_client(&pki.ca, pki.client(Role::Auditor));
+    let r = auditor
+        .get(format!("{base}/v1/events?type=user.login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: EventsPage = r.json().await.unwrap();
+    assert!(page.events.iter().any(|e| e["user"] == "by-cert"));
+    let r = auditor
+        .post(format!("{base}/v1/events"))
+        .json(&login("x"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(r).await;
+    assert_eq!(
+        (status, body.error.code),
+        (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
+    );
+    assert!(
+        body.error.message.contains("tapelog-auditor"),
+        "{}",
+        body.error.message
+    );
+
+    // A certificate from another CA fails the handshake.
+    let stranger = tls_client(&pki.ca, other.client(Role::Admin));
+    let r = stranger.get(format!("{base}/v1/uploads")).send().await;
+    assert!(
+        r.is_err(),
+        "a foreign certificate was accepted: {:?}",
+        r.map(|r| r.status())
+    );
+
+    // No certificate: a bearer token still works over TLS; nothing at all is 401.
+    let plain = tls_client(&pki.ca, None);
+    let r = plain
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(RECORDER)
+        .json(&login("by-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = plain
+        .get(format!("{base}/v1/uploads"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.1.error.code, ErrorCode::Unauthenticated);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_sessions_uploads_metrics_and_the_admin_token_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config(dir.path());
+    config.tokens.clear();
+    let server = support::start(config.clone()).await;
+    let base = server.url();
+    let c = http();
+    let token_file = dir.path().join("admin.token");
+    assert_eq!(server.admin_token_file(), Some(token_file.as_path()));
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let admin = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(admin.len() >= 32);
+
+    // Batch (array), single, and JSON lines.
+    let batch: Vec<Value> = (0..25).map(|i| login(&format!("u{i:02}"))).collect();
+    let r = c
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(&admin)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 25}));
+    let sid = uuid();
+    let end = json!({"event": "session.end", "code": "T2004I", "sid": sid, "user": "alice",
+        "time": "2024-01-15T10:00:00Z"});
+    let lines = format!("{}\n\n{}\n", login("nd1"), end);
+    let r = c
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/x-ndjson")
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 2}));
+
+    // Pages of 10 with keys, in order.
+    let mut key = String::new();
+    let mut users = Vec::new();
+    for _ in 0..10 {
+        let r = c
+            .get(format!("{base}/v1/events"))
+            .query(&[
+                ("type", "user.login"),
+                ("limit", "10"),
+                ("start_key", key.as_str()),
+            ])
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let page: EventsPage = r.json().await.unwrap();
+        assert!(page.events.len() <= 10);
+        users.extend(
+            page.events
+                .iter()
+                .map(|e| e["user"].as_str().unwrap().to_string()),
+        );
+        key = page.next_key;
+        if key.is_empty() {
+            break;
+        }
+    }
+    let mut want: Vec<String> = (0..25).map(|i| format!("u{i:02}")).collect();
+    want.push("nd1".into());
+    assert_eq!(users, want);
+    // Sessions: the session end, by condition and by id.
+    let r = c
+        .get(format!("{base}/v1/sessions?where=user%3Dalice"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let page: EventsPage = r.json().await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0]["sid"], sid.as_str());
+    assert_eq!(
+        page.events[0]["cluster_name"], "tapelog",
+        "the checking emitter filled it"
+    );
+    let r = c
+        .get(format!("{base}/v1/sessions?session_id={}", uuid()))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.json::<EventsPage>().await.unwrap().events.is_empty());
+
+    // An open stream shows in the uploads list and in streams_open.
+    let st = create_stream(&c, &base, &admin, &uuid()).await;
+    let uploads: UploadsBody = c
+        .get(format!("{base}/v1/uploads"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(uploads.uploads.iter().any(|u| u.upload_id == st.upload_id));
+    let r = c.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let metrics = r.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("audit_emitted_events") >= 27.0);
+    assert!(value("streams_open") >= 1.0);
+    for name in [
+        "audit_failed_emit_events",
+        "audit_dropped_events",
+        "stream_parts_uploaded",
+        "stream_part_retries",
+        "stream_uploaded_bytes",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} counter")),
+            "{name}"
+        );
+        value(name);
+    }
+    // The completer (admin) leaves the live stream alone.
+    let r = c
+        .post(format!("{base}/v1/uploads/complete?grace=0"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: tapelog::api::CompleteReportBody = r.json().await.unwrap();
+    assert!(report.completed.is_empty(), "{report:?}");
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.upload_id == st.upload_id && s.reason == "Live"),
+        "{report:?}"
+    );
+    assert_eq!(
+        c.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    let report = server.shutdown().await;
+    assert_eq!(report.streams_closed, 1);
+
+    // Restarted: the same token, the file untouched; the closed upload is now abandoned.
+    let server = support::start(config).await;
+    let base = server.url();
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), admin);
+    let r = c
+        .post(format!("{base}/v1/uploads/complete?grace=0"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let report: tapelog::api::CompleteReportBody = r.json().await.unwrap();
+    assert!(
+        report.completed.iter().any(|d| d.upload_id == st.upload_id),
+        "{report:?}"
+    );
+    server.shutdown().await;
+}
+
+/// Reads the first stdout line of a child (bounded).
+fn first_line(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("serve printed its address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_open_streams_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
+        .args([
+            "serve",
+            "--data-dir",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+            "--completer-interval",
+            "0",
+        ])
+        .args([
+            "--token",
+            &format!("recorder:rec1:{RECORDER}"),
+            "--token",
+            &format!("auditor:aud:{AUDITOR}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let c = http();
+    let sid = uuid();
+    let events = session(&sid, 25);
+    let st = create_stream(&c, &base, RECORDER, &sid).await;
+    send_records(&c, &base, RECORDER, &st.upload_id, &events[..12]).await;
+
+    // SIGTERM: exit 0 within the bound.
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(status) = status else {
+        child.kill().unwrap();
+        panic!("serve did not exit within 30 s of SIGTERM");
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(err.contains("1 stream(s) closed"), "{err}");
+
+    // The upload is listed and resumable with every confirmed event.
+    let server = support::start(support::config(dir.path())).await;
+    let base = server.url();
+    let uploads: UploadsBody = c
+        .get(format!("{base}/v1/uploads"))
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(uploads.uploads.len(), 1);
+    assert_eq!(uploads.uploads[0].upload_id, st.upload_id);
+    let r = c
+        .post(format!("{base}/v1/streams/{}/resume", st.upload_id))
+        .bearer_auth(RECORDER)
+        .json(&json!({ "session_id": sid }))
+        .send()
+        .await
+        .unwrap();
+    let resumed: StreamStatusBody = r.json().await.unwrap();
+    assert_eq!(resumed.last_event_index, 11);
+    send_records(&c, &base, RECORDER, &st.upload_id, &events[12..]).await;
+    assert_eq!(
+        post_stream(&c, &base, RECORDER, &st.upload_id, "complete")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let bytes = c
+        .get(format!("{base}/v1/sessions/{sid}/recording"))
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(read_all(&bytes).events, events);
+    server.shutdown().await;
+}
