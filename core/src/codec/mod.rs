@@ -3,6 +3,7 @@
 //! - [`writer`]: events → parts (`[24-byte header][gzip member of records][zero padding]`).
 //! - [`reader`]: bytes (pushed in chunks of any size) → events, with upstream's duplicate and
 //!   order counters.
+//! - [`recording`]: any supported format, pushed in chunks ([`RecordingReader`]).
 //! - [`detect`]: which format a file is (`DetectFormat`).
 //! - [`legacy`]: pre-4.4 tar recordings (index + gzipped events + gzipped chunks).
 //! - [`deflate`]: the two deflate back ends.
@@ -13,6 +14,7 @@ mod error;
 pub mod header;
 pub mod legacy;
 pub mod reader;
+pub mod recording;
 pub mod writer;
 
 pub use deflate::Backend;
@@ -20,6 +22,7 @@ pub use detect::{Format, detect_format};
 pub use error::{CodecError, ErrorKind};
 pub use header::PartHeader;
 pub use reader::{Polled, PolledRecord, ProtoReader, ReadAll, ReaderStats, read_all};
+pub use recording::RecordingReader;
 pub use writer::{
     EncodedPart, MIN_UPLOAD_BYTES, PartBuilder, RecordingWriter, WriterConfig, check_record,
     encode_record, encode_recording,
