@@ -40,3 +40,12 @@ if [ ! -f "$azurite_dir/node_modules/azurite/dist/src/blob/main.js" ]; then
     (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null)
   fi
 fi
+
+# asciinema 2.4.0 (PyPI) checks `tapelog export --format asciicast`: `asciinema cat` must print
+# the terminal output exactly (native/tests/asciicast.rs). Installed in a venv under target/.
+asciinema_dir=target/asciinema
+if [ "$("$asciinema_dir/bin/asciinema" --version 2>/dev/null)" != "asciinema 2.4.0" ]; then
+  echo "setup: installing asciinema 2.4.0"
+  python3 -m venv "$asciinema_dir"
+  "$asciinema_dir/bin/pip" install --quiet --disable-pip-version-check asciinema==2.4.0
+fi

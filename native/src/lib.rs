@@ -14,6 +14,8 @@
 //!   pages) and the search limiter.
 //! - [`session`]: the session writer (terminal bytes and session events into a stream, with
 //!   backoff and recovery of failed streams).
+//! - [`pty`]: pseudo-terminals, window sizes, raw mode; [`record`]: a command recorded on a PTY
+//!   (`tapelog record`).
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,6 +25,8 @@ pub mod complete;
 pub mod emit;
 pub mod metrics;
 pub mod playback;
+pub mod pty;
+pub mod record;
 pub mod recording;
 pub mod session;
 pub mod stream;

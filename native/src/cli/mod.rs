@@ -2,6 +2,8 @@
 
 pub mod emit;
 pub mod export;
+pub mod play;
+pub mod record;
 pub mod search;
 pub mod storage;
 pub mod upload;
@@ -68,6 +70,9 @@ pub enum CliError {
         /// What went wrong.
         source: tapelog::emit::EmitError,
     },
+    /// A session could not be recorded.
+    #[error(transparent)]
+    Record(#[from] tapelog::record::RecordError),
     /// Some input lines were rejected (each was reported).
     #[error("{rejected} of {total} lines rejected")]
     Rejected {
