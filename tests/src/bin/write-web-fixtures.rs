@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::{RecordingWriter, WriterConfig, read_all};
+use tapelog_core::codec::{CodecError, Polled, RecordingReader, RecordingWriter, WriterConfig};
 use tapelog_core::export::{FrameKind, Framer};
 use tapelog_core::vectors::{self, print};
 
@@ -39,6 +39,22 @@ fn lines_at(events: &[AuditEvent], until_ms: Option<i64>) -> (String, Option<Str
     (last, next)
 }
 
+/// Reads any recording as the browser does (`RecordingReader`): the events before any damage,
+/// and the error.
+fn read(bytes: &[u8]) -> (Vec<AuditEvent>, Option<CodecError>) {
+    let mut r = RecordingReader::new();
+    r.push(bytes);
+    r.finish();
+    let mut events = Vec::new();
+    loop {
+        match r.poll() {
+            Ok(Polled::Event(e)) => events.push(e),
+            Ok(Polled::End | Polled::NeedInput) => return (events, None),
+            Err(e) => return (events, Some(e)),
+        }
+    }
+}
+
 fn vector(name: &str) -> Vec<u8> {
     match vectors::all().into_iter().find(|v| v.name == name) {
         Some(v) => v.bytes,
@@ -65,18 +81,18 @@ fn damage_part(mut bytes: Vec<u8>, n: usize) -> Vec<u8> {
 
 fn entry(dir: &Path, file: &str, bytes: &[u8], seek_s: Option<f64>) -> std::io::Result<Value> {
     std::fs::write(dir.join(file), bytes)?;
-    let read = read_all(bytes);
-    let (end_line, _) = lines_at(&read.events, None);
+    let (events, error) = read(bytes);
+    let (end_line, _) = lines_at(&events, None);
     let mut v = json!({
         "file": file,
         "size": bytes.len(),
-        "events": read.events.len(),
+        "events": events.len(),
         "end_line": end_line,
-        "error": read.error.as_ref().map(|e| e.to_string()),
-        "error_offset": read.error.as_ref().map(|e| e.offset),
+        "error": error.as_ref().map(|e| e.to_string()),
+        "error_offset": error.as_ref().map(|e| e.offset),
     });
     if let Some(s) = seek_s {
-        let (line, next) = lines_at(&read.events, Some((s * 1000.0) as i64));
+        let (line, next) = lines_at(&events, Some((s * 1000.0) as i64));
         v["seek"] = json!({ "t": s, "line": line, "next": next });
     }
     Ok(v)
