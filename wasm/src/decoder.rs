@@ -1,9 +1,9 @@
 //! [`Decoder`] (streaming: push chunks, pull events) and [`decode_recording`] (one call).
 
 use js_sys::{Array, Object};
+use tapelog_core::AuditEvent;
 use tapelog_core::codec::{Polled, RecordingReader};
 use tapelog_core::playback::SessionSummary;
-use tapelog_core::AuditEvent;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{

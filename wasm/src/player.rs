@@ -4,10 +4,10 @@
 //! `tapelog play` and the asciicast export.
 
 use js_sys::{Array, Float64Array, Object, Uint8Array, Uint16Array, Uint32Array};
+use tapelog_core::AuditEvent;
 use tapelog_core::codec::RecordingReader;
 use tapelog_core::export::{FrameKind, Framer, IdleCap};
 use tapelog_core::playback::SessionSummary;
-use tapelog_core::AuditEvent;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{events_to_array, set, stats_to_object, summary_to_object};

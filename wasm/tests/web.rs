@@ -9,11 +9,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use js_sys::{Array, Float64Array, Reflect, Uint8Array, Uint16Array, Uint32Array};
+use tapelog_core::AuditEvent;
 use tapelog_core::codec::read_all;
 use tapelog_core::export::{to_asciicast as core_asciicast, to_json_lines as core_json_lines};
 use tapelog_core::vectors::{self, Expect};
-use tapelog_core::AuditEvent;
-use tapelog_wasm::{Decoder, Exporter, PlayerDecoder, decode_recording, to_asciicast, to_json_lines};
+use tapelog_wasm::{
+    Decoder, Exporter, PlayerDecoder, decode_recording, to_asciicast, to_json_lines,
+};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
@@ -24,7 +26,9 @@ fn get(v: &JsValue, key: &str) -> JsValue {
 }
 
 fn num(v: &JsValue, key: &str) -> f64 {
-    get(v, key).as_f64().unwrap_or_else(|| panic!("{key} is not a number"))
+    get(v, key)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number"))
 }
 
 fn string(v: &JsValue, key: &str) -> String {
@@ -42,10 +46,9 @@ fn assert_same_events(name: &str, js: &Array, want: &[AuditEvent]) {
         assert_eq!(string(&o, "code"), e.code(), "{name} #{i} code");
         assert_eq!(string(&o, "uid"), e.id(), "{name} #{i} uid");
         let want_json: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
-        let mut got_json: serde_json::Value = serde_json::from_str(
-            &js_sys::JSON::stringify(&o).unwrap().as_string().unwrap(),
-        )
-        .unwrap();
+        let mut got_json: serde_json::Value =
+            serde_json::from_str(&js_sys::JSON::stringify(&o).unwrap().as_string().unwrap())
+                .unwrap();
         if let Some(d) = e.print_data() {
             let data: Uint8Array = get(&o, "data").dyn_into().unwrap();
             assert_eq!(data.to_vec(), d, "{name} #{i} data");
@@ -56,7 +59,10 @@ fn assert_same_events(name: &str, js: &Array, want: &[AuditEvent]) {
 }
 
 fn assert_error(name: &str, err: &JsValue, kind_offset: Option<u64>, native: &str) {
-    assert!(err.is_instance_of::<js_sys::Error>(), "{name}: not an Error");
+    assert!(
+        err.is_instance_of::<js_sys::Error>(),
+        "{name}: not an Error"
+    );
     let e: &js_sys::Error = err.unchecked_ref();
     assert_eq!(String::from(e.message()), native, "{name}: message");
     assert_eq!(String::from(e.name()), "RecordingError", "{name}: name");
@@ -80,7 +86,10 @@ fn decode_recording_gives_every_vector_its_expected_result() {
         let events: Array = get(&out, "events").dyn_into().unwrap();
         let error = get(&out, "error");
         match &v.expect {
-            Expect::Events { events: want, stats } => {
+            Expect::Events {
+                events: want,
+                stats,
+            } => {
                 assert!(error.is_null(), "{}: unexpected error {error:?}", v.name);
                 assert_same_events(v.name, &events, want);
                 let s = get(&out, "stats");
@@ -92,7 +101,12 @@ fn decode_recording_gives_every_vector_its_expected_result() {
                 assert_eq!(got, *stats, "{}: stats", v.name);
             }
             Expect::Error { before, offset, .. } => {
-                assert_eq!(events.length() as usize, *before, "{}: events before", v.name);
+                assert_eq!(
+                    events.length() as usize,
+                    *before,
+                    "{}: events before",
+                    v.name
+                );
                 assert_error(v.name, &error, Some(*offset), &native_error(&v.bytes));
             }
         }
@@ -215,7 +229,10 @@ fn player_frames_carry_the_output_and_its_timing() {
     assert_eq!(others, 3, "start, resize, end are listed as objects");
     // The core's timeline: the resize at 70 ms, print i at 100 + 7 i ms.
     assert_eq!(times[0], 70.0);
-    assert_eq!(times[1..], (0..30).map(|i| 100.0 + 7.0 * i as f64).collect::<Vec<_>>()[..]);
+    assert_eq!(
+        times[1..],
+        (0..30).map(|i| 100.0 + 7.0 * i as f64).collect::<Vec<_>>()[..]
+    );
     // Idle cap 50 ms: the first gap (70 ms) shortens to 50, the rest (≤ 30 ms) stay.
     assert_eq!(idle[0], 50.0);
     assert_eq!(idle[1], 80.0);
@@ -253,7 +270,12 @@ fn exports_equal_the_core_bytes() {
             assert_error(v.name, &err, None, &native_error(&v.bytes));
             continue;
         };
-        assert_eq!(to_json_lines(&v.bytes).unwrap(), core_json_lines(events), "{}", v.name);
+        assert_eq!(
+            to_json_lines(&v.bytes).unwrap(),
+            core_json_lines(events),
+            "{}",
+            v.name
+        );
         let want = String::from_utf8(core_asciicast(events)).unwrap();
         assert_eq!(to_asciicast(&v.bytes).unwrap(), want, "{}", v.name);
         // Streaming, in small chunks.
@@ -263,7 +285,12 @@ fn exports_equal_the_core_bytes() {
             out.extend(x.push(c).unwrap());
         }
         out.extend(x.finish().unwrap());
-        assert_eq!(String::from_utf8(out).unwrap(), want, "{} streaming", v.name);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            want,
+            "{} streaming",
+            v.name
+        );
     }
     assert!(Exporter::new("pdf").is_err());
 }

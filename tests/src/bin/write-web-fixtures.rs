@@ -149,9 +149,19 @@ fn main() -> std::io::Result<()> {
     let fixtures = vec![
         entry(&dir, "multi-part.tlog", &many, Some(7.0))?,
         entry(&dir, "padded.tlog", &vector("padding-inside-gzip"), None)?,
-        entry(&dir, "replayed.tlog", &vector("resumed-duplicates"), Some(0.2))?,
-        entry(&dir, "unknown-event.tlog", &vector("unknown-oneof-member"), None)?,
-        entry(&dir, "damaged.tlog", &damage_part(many, 20), None)?,
+        entry(
+            &dir,
+            "replayed.tlog",
+            &vector("resumed-duplicates"),
+            Some(0.2),
+        )?,
+        entry(
+            &dir,
+            "unknown-event.tlog",
+            &vector("unknown-oneof-member"),
+            None,
+        )?,
+        entry(&dir, "damaged.tlog", &damage_part(many, 3), None)?,
         entry(&dir, "encrypted.tlog", &vector("v2-encrypted"), None)?,
         entry(&dir, "legacy.tar", &vector("legacy-tar"), None)?,
     ];
