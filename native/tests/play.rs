@@ -132,15 +132,17 @@ fn max_idle_and_speed_shorten_long_gaps() {
     tapelog(&["play", "--speed", "1000", "--timing", ts, f]);
     assert_eq!(timing(&t), vec![(0.0, 8), (0.01, 8), (0.01, 8), (0.01, 8)]);
 
-    for bad in [["--speed", "0"], ["--speed", "-1"], ["--max-idle", "-2"]] {
+    for (bad, flag) in [
+        ("--speed=0", "--speed"),
+        ("--speed=-1", "--speed"),
+        ("--max-idle=-2", "--max-idle"),
+    ] {
         let out = Command::new(tapelog_bin())
-            .arg("play")
-            .args(bad)
-            .arg(f)
+            .args(["play", bad, f])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{bad:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(bad[0]));
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(flag), "{bad}");
     }
 }
 
