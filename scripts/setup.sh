@@ -40,3 +40,35 @@ if [ ! -f "$azurite_dir/node_modules/azurite/dist/src/blob/main.js" ]; then
     (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null)
   fi
 fi
+
+# asciinema 2.4.0 (PyPI) checks `tapelog export --format asciicast`: `asciinema cat` must print
+# the terminal output exactly (native/tests/asciicast.rs). Installed in a venv under target/.
+asciinema_dir=target/asciinema
+if [ "$("$asciinema_dir/bin/asciinema" --version 2>/dev/null)" != "asciinema 2.4.0" ]; then
+  echo "setup: installing asciinema 2.4.0"
+  python3 -m venv "$asciinema_dir"
+  "$asciinema_dir/bin/pip" install --quiet --disable-pip-version-check asciinema==2.4.0
+fi
+
+# ---- browser (tapelog-wasm tests, the web player and its Playwright tests) ------------------
+# Chromium and its WebDriver from Debian; wasm-bindgen-cli at exactly the wasm-bindgen version
+# in Cargo.lock (installed without --locked: see shared/reference/toolchain.md §0); the npm
+# packages of web-demo/ (@xterm/xterm, playwright-core). The Chromium flags that stop DNS
+# lookups are in wasm/webdriver.json and web-demo/tests/serve.mjs.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "setup: installing chromium and chromium-driver"
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if ! have npm; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen_version" ]; then
+  echo "setup: installing wasm-bindgen-cli $wasm_bindgen_version"
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+fi
+if [ ! -f web-demo/node_modules/@xterm/xterm/lib/xterm.js ] || [ ! -f web-demo/node_modules/playwright-core/package.json ]; then
+  echo "setup: npm install in web-demo"
+  (cd web-demo && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+# ---- end of browser ----------------------------------------------------------------------

@@ -18,6 +18,8 @@
 //!   session streamer and emitter that work through it.
 //! - [`server`]: `tapelog serve`, the HTTP API (docs/api.md); [`tls`]: its rustls
 //!   configuration, client-certificate identities and certificate generation.
+//! - [`pty`]: pseudo-terminals, window sizes, raw mode; [`record`]: a command recorded on a PTY
+//!   (`tapelog record`).
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,6 +30,8 @@ pub mod complete;
 pub mod emit;
 pub mod metrics;
 pub mod playback;
+pub mod pty;
+pub mod record;
 pub mod recording;
 pub mod server;
 pub mod session;

@@ -21,7 +21,7 @@ enum Command {
     /// Decode a recording (ProtoStream V1/V2 or legacy tar) and write it out in another form.
     ///
     /// `json` prints one event per line, exactly Teleport's JSON; `text` prints the terminal
-    /// output; `proto` writes a clean V1 recording (duplicates dropped, unknown events kept).
+    /// output; `asciicast` writes asciicast v2 for asciinema; `proto` writes a clean V1 recording (duplicates dropped, unknown events kept).
     /// On a damaged recording every event before the damage is written, then tapelog exits
     /// with status 1 and says where the damage is.
     Export(cli::export::ExportArgs),
@@ -61,6 +61,23 @@ enum Command {
     /// TLS certificates for `serve`: a CA, a server certificate, client certificates.
     #[command(subcommand)]
     Certs(cli::certs::CertsCommand),
+    /// Run a command in a new pseudo-terminal and record the session.
+    ///
+    /// `tapelog record -- CMD ARGS…` runs CMD on a real PTY, passes your terminal through (raw
+    /// mode, restored at the end), and records its output as `print` events, window changes as
+    /// `resize` events, and `session.start`, `session.leave`, `session.data` and `session.end`,
+    /// streamed into `DIR/log/records` (completed into `SID.tar` at the end) and appended to
+    /// the audit log in DIR. The exit status is the command's (128+N if signal N ended it).
+    /// SIGINT, SIGTERM and SIGHUP sent to tapelog go to the command. The session id and how to
+    /// play it are printed on standard error at the end.
+    Record(cli::record::RecordArgs),
+    /// Play a recording in the terminal, with its timing.
+    ///
+    /// On a terminal: space pauses and resumes, the right and left arrows seek 5 seconds
+    /// forward and back (of the timeline after --max-idle), q or Ctrl-C quits; the terminal
+    /// is restored on every way out. When standard output is not a terminal, the output is
+    /// written with its timing and nothing else (the bytes of `export --format text`).
+    Play(cli::play::PlayArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +92,11 @@ fn main() -> ExitCode {
         Command::Sessions(c) => cli::sessions::run(c),
         Command::Serve(a) => block_on(cli::serve::run(*a)),
         Command::Certs(c) => cli::certs::run(c),
+        Command::Play(a) => cli::play::run(a),
+        Command::Record(a) => match runtime().and_then(|rt| rt.block_on(cli::record::run(a))) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,12 +116,15 @@ fn main() -> ExitCode {
 }
 
 fn block_on(f: impl Future<Output = Result<(), CliError>>) -> Result<(), CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(f)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|source| CliError::Write {
             path: "the tokio runtime".into(),
             source,
-        })?;
-    rt.block_on(f)
+        })
 }

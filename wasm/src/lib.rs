@@ -1,1 +1,34 @@
-//! tapelog in the browser.
+//! # tapelog-wasm
+//!
+//! tapelog's recording decoder for the browser (wasm-bindgen). It only converts types: every
+//! rule of the format, of the player's timeline, of the summary and of the exports lives in
+//! `tapelog-core`, so the browser and the command line decode, time and export the same way.
+//!
+//! JavaScript API (names as JS sees them):
+//! - [`Decoder`]: push `Uint8Array` chunks of any size, pull events (`next`, `nextBatch`),
+//!   `stats()`, `summary()`. Events are plain objects with Teleport's JSON field names;
+//!   a `print` event also has `data`, its bytes as a `Uint8Array` (Teleport's JSON leaves
+//!   them out).
+//! - [`decodeRecording`](decode_recording)`(bytes)`: `{events, stats, summary, error}` in one
+//!   call.
+//! - [`PlayerDecoder`]: the same stream as a player needs it: terminal output and resizes with
+//!   their times (session timeline and idle-capped timeline) in typed arrays, the other events
+//!   as objects, the summary.
+//! - [`Exporter`], [`toJsonLines`](to_json_lines), [`toAsciicast`](to_asciicast): the
+//!   command line's exports, streaming or in one call.
+//!
+//! Errors are JS `Error`s (`name` `"RecordingError"`) whose message is the native one
+//! (`at byte N (part P): …`) with `offset`, `part` and `kind` properties; an encrypted
+//! recording has kind `"EncryptedRecording"`. Nothing here panics on any input (the core is
+//! total and fuzzed, and this crate has no `unwrap` on data).
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+mod convert;
+mod decoder;
+mod export;
+mod player;
+
+pub use decoder::{Decoder, decode_recording};
+pub use export::{Exporter, to_asciicast, to_json_lines};
+pub use player::PlayerDecoder;

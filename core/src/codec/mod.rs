@@ -4,6 +4,7 @@
 //! - [`reader`]: bytes (pushed in chunks of any size) → events, with upstream's duplicate and
 //!   order counters.
 //! - [`records`]: framed records outside a part (a records request body), their indexes.
+//! - [`recording`]: any supported format, pushed in chunks ([`RecordingReader`]).
 //! - [`detect`]: which format a file is (`DetectFormat`).
 //! - [`legacy`]: pre-4.4 tar recordings (index + gzipped events + gzipped chunks).
 //! - [`deflate`]: the two deflate back ends.
@@ -14,6 +15,7 @@ mod error;
 pub mod header;
 pub mod legacy;
 pub mod reader;
+pub mod recording;
 pub mod records;
 pub mod writer;
 
@@ -22,6 +24,7 @@ pub use detect::{Format, detect_format};
 pub use error::{CodecError, ErrorKind};
 pub use header::PartHeader;
 pub use reader::{Polled, PolledRecord, ProtoReader, ReadAll, ReaderStats, read_all};
+pub use recording::RecordingReader;
 pub use records::{FrameError, FramedRecord, FramedRecords, frame_record, record_index};
 pub use writer::{
     EncodedPart, MIN_UPLOAD_BYTES, PartBuilder, RecordingWriter, WriterConfig, check_record,

@@ -1,5 +1,25 @@
-//! Turning events into the text formats people and tools read (shared by the command line and
-//! the browser, so that both print the same bytes).
+//! Turning events into the formats people, players and tools read, shared by the command line
+//! and the browser so that both give the same bytes and the same timing.
+//!
+//! - [`export_event`] / [`TextFormat`]: Teleport's JSON lines and the raw terminal output.
+//! - [`asciicast`]: asciicast v2 (asciinema), streaming ([`AsciicastWriter`]).
+//! - [`frames`]: a recording as frames on one timeline ([`Framer`]: output and resizes).
+//! - [`timing`]: idle gaps capped ([`IdleCap`]) and a player's clock ([`PlayClock`]: speed,
+//!   pause, seek).
+//! - [`size`]: [`TerminalSize`], upstream's `COLS:ROWS`.
+//! - [`utf8`]: [`Utf8Decoder`], incremental UTF-8 with U+FFFD for invalid bytes.
+
+pub mod asciicast;
+pub mod frames;
+pub mod size;
+pub mod timing;
+pub mod utf8;
+
+pub use asciicast::{AsciicastWriter, MAX_HEADER_WAIT, to_asciicast};
+pub use frames::{Frame, FrameKind, Framer};
+pub use size::{SizeError, TerminalSize};
+pub use timing::{IdleCap, PlayClock, SEEK_STEP_MS};
+pub use utf8::Utf8Decoder;
 
 use crate::event::AuditEvent;
 

@@ -1,7 +1,11 @@
 //! Playback rules (sans-IO): the legacy playback view of a recording (upstream's
 //! `GetSessionEvents` / `GetSessionChunk` over what `WriteForSSHPlayback` writes) and the
 //! byte window a session chunk request asks for. The native `tapelog::playback` feeds
-//! events in; the browser can use the same rules.
+//! events in; the browser can use the same rules. [`summary`]: a session's summary for a player.
+
+pub mod summary;
+
+pub use summary::SessionSummary;
 
 use serde_json::Value;
 

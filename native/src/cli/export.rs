@@ -1,4 +1,5 @@
-//! `tapelog export` and `tapelog sample`: recordings to JSON lines, terminal text or clean V1.
+//! `tapelog export` and `tapelog sample`: recordings to JSON lines, terminal text, asciicast v2
+//! or clean V1.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use tapelog::recording::open_path;
 use tapelog_core::codec::{RecordingWriter, WriterConfig};
-use tapelog_core::export::{TextFormat, export_event};
+use tapelog_core::export::{AsciicastWriter, TextFormat, export_event};
 
 use super::CliError;
 
@@ -31,6 +32,11 @@ pub enum Format {
     Text,
     /// A clean ProtoStream V1 recording.
     Proto,
+    /// asciicast v2 (asciinema): a header with the terminal size and start time, then
+    /// `[t, "o", text]` per print and `[t, "r", "COLSxROWS"]` per resize. Output that is not
+    /// UTF-8 is written as U+FFFD (asciicast holds text); characters split across prints are
+    /// joined.
+    Asciicast,
 }
 
 #[derive(clap::Args)]
@@ -83,6 +89,7 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
             ..WriterConfig::default()
         })
     });
+    let mut cast = matches!(a.format, Format::Asciicast).then(AsciicastWriter::new);
     let mut failure = None;
     for item in events.by_ref() {
         let event = match item {
@@ -105,8 +112,18 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
                 }
             }
             (None, Format::Text) => export_event(TextFormat::Terminal, &event, &mut buf),
+            (None, Format::Asciicast) => {
+                if let Some(c) = &mut cast {
+                    c.push(&event, &mut buf);
+                }
+            }
             (None, _) => export_event(TextFormat::JsonLines, &event, &mut buf),
         }
+        sink.write_all(&buf).map_err(wr)?;
+    }
+    if let Some(c) = &mut cast {
+        buf.clear();
+        c.finish(&mut buf);
         sink.write_all(&buf).map_err(wr)?;
     }
     if let Some(w) = proto {

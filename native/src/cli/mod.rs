@@ -3,6 +3,8 @@
 pub mod certs;
 pub mod emit;
 pub mod export;
+pub mod play;
+pub mod record;
 pub mod remote;
 pub mod search;
 pub mod serve;
@@ -75,6 +77,9 @@ pub enum CliError {
     /// A call to `tapelog serve` failed.
     #[error(transparent)]
     Client(#[from] tapelog::client::ClientError),
+    /// A session could not be recorded.
+    #[error(transparent)]
+    Record(#[from] tapelog::record::RecordError),
     /// Some input lines were rejected (each was reported).
     #[error("{rejected} of {total} lines rejected")]
     Rejected {

@@ -1,0 +1,263 @@
+//! [`RecordingReader`]: a recording of any supported format, pushed in chunks, pulled as events.
+//!
+//! The format is decided by the first bytes ([`detect_format`]): ProtoStream (V1, V2) streams
+//! through [`ProtoReader`] as the chunks arrive; a legacy tar archive (small, and needing its
+//! index) is gathered whole and read at [`finish`](RecordingReader::finish); a header of
+//! another version (3 to 65535) is an [`ErrorKind::UnsupportedVersion`] error; anything else
+//! is an [`ErrorKind::UnknownFormat`] error at byte 0. This is the rule the browser decoder uses;
+//! it says the same as the native `EventStream` (same decision, same messages).
+
+use std::collections::VecDeque;
+
+use super::detect::{Format, detect_format};
+use super::error::{CodecError, ErrorKind};
+use super::legacy;
+use super::reader::{Polled, ProtoReader, ReaderStats};
+use crate::event::AuditEvent;
+
+/// Bytes that always decide the format (a tar header is 512 bytes; ProtoStream needs 8).
+const HEAD: usize = 512;
+
+/// Message for input that is neither ProtoStream nor a tar archive.
+pub const NOT_A_RECORDING: &str =
+    "it starts with neither a ProtoStream header (version 1 or 2) nor a tar header";
+/// Message for empty input.
+pub const EMPTY_INPUT: &str = "the file is empty";
+
+enum Inner {
+    /// Not decided yet: the bytes seen so far (fewer than [`HEAD`], unless finished).
+    Undecided(Vec<u8>),
+    Proto(ProtoReader),
+    /// A legacy tar archive being gathered, then its events.
+    Tar(Vec<u8>),
+    TarEvents(VecDeque<AuditEvent>),
+}
+
+/// Streaming reader of a recording in any supported format.
+pub struct RecordingReader {
+    inner: Inner,
+    finished: bool,
+    format: Option<Format>,
+    /// Bytes pushed in total.
+    pushed: u64,
+    failed: Option<CodecError>,
+}
+
+impl Default for RecordingReader {
+    fn default() -> Self {
+        RecordingReader::new()
+    }
+}
+
+impl RecordingReader {
+    /// A reader that has seen no bytes.
+    pub fn new() -> RecordingReader {
+        RecordingReader {
+            inner: Inner::Undecided(Vec::new()),
+            finished: false,
+            format: None,
+            pushed: 0,
+            failed: None,
+        }
+    }
+
+    /// The format, once the first bytes decided it.
+    pub fn format(&self) -> Option<Format> {
+        self.format
+    }
+
+    /// Adds input bytes (a chunk of any size).
+    pub fn push(&mut self, data: &[u8]) {
+        self.pushed += data.len() as u64;
+        match &mut self.inner {
+            Inner::Undecided(head) => {
+                head.extend_from_slice(data);
+                self.decide();
+            }
+            Inner::Proto(r) => r.push(data),
+            Inner::Tar(all) => all.extend_from_slice(data),
+            Inner::TarEvents(_) => {}
+        }
+    }
+
+    /// Marks the end of the input.
+    pub fn finish(&mut self) {
+        self.finished = true;
+        self.decide();
+        match &mut self.inner {
+            Inner::Proto(r) => r.finish(),
+            Inner::Tar(all) => {
+                let all = std::mem::take(all);
+                match legacy::read_tar_recording(&all) {
+                    Ok(events) => self.inner = Inner::TarEvents(events.into()),
+                    Err(kind) => self.fail(kind),
+                }
+            }
+            Inner::Undecided(_) | Inner::TarEvents(_) => {}
+        }
+    }
+
+    fn fail(&mut self, kind: ErrorKind) {
+        self.failed = Some(CodecError {
+            offset: 0,
+            part: 0,
+            kind,
+        });
+    }
+
+    /// Decides the format when the head is long enough (or the input ended).
+    fn decide(&mut self) {
+        let Inner::Undecided(head) = &mut self.inner else {
+            return;
+        };
+        let format = detect_format(head);
+        // A ProtoStream header of another version goes to the part reader, which names it.
+        let other_version = format == Format::Unknown
+            && head.len() >= 8
+            && head[..6] == [0; 6]
+            && u16::from_be_bytes([head[6], head[7]]) >= 3;
+        let decided = match format {
+            Format::ProtoV1 | Format::ProtoV2 => true,
+            Format::Unknown if other_version => true,
+            Format::LegacyTar | Format::Unknown => head.len() >= HEAD || self.finished,
+        };
+        if !decided {
+            return;
+        }
+        let head = std::mem::take(head);
+        self.format = Some(format);
+        match format {
+            _ if other_version => {
+                let mut r = ProtoReader::default();
+                r.push(&head);
+                self.inner = Inner::Proto(r);
+            }
+            Format::ProtoV1 | Format::ProtoV2 => {
+                let mut r = ProtoReader::default();
+                r.push(&head);
+                self.inner = Inner::Proto(r);
+            }
+            Format::LegacyTar => self.inner = Inner::Tar(head),
+            Format::Unknown => {
+                let msg = if head.is_empty() {
+                    EMPTY_INPUT
+                } else {
+                    NOT_A_RECORDING
+                };
+                self.inner = Inner::TarEvents(VecDeque::new());
+                self.fail(ErrorKind::UnknownFormat(msg.into()));
+            }
+        }
+    }
+
+    /// The next event, or what the reader needs. After an error, every call returns it again.
+    pub fn poll(&mut self) -> Result<Polled, CodecError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        match &mut self.inner {
+            Inner::Proto(r) => r.poll(),
+            Inner::Undecided(_) | Inner::Tar(_) => Ok(if self.finished {
+                Polled::End
+            } else {
+                Polled::NeedInput
+            }),
+            Inner::TarEvents(q) => Ok(match q.pop_front() {
+                Some(e) => Polled::Event(e),
+                None => Polled::End,
+            }),
+        }
+    }
+
+    /// Counters so far (zero for legacy archives, which have no parts or indexes to check).
+    pub fn stats(&self) -> ReaderStats {
+        match &self.inner {
+            Inner::Proto(r) => r.stats(),
+            _ => ReaderStats::default(),
+        }
+    }
+
+    /// Bytes of input consumed so far (for ProtoStream: up to the last event read).
+    pub fn offset(&self) -> u64 {
+        match &self.inner {
+            Inner::Proto(r) => r.offset(),
+            Inner::Undecided(_) => 0,
+            Inner::Tar(_) | Inner::TarEvents(_) => self.pushed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vectors::{Expect, all, same_kind};
+
+    fn read_chunked(bytes: &[u8], chunk: usize) -> (Vec<AuditEvent>, Option<CodecError>) {
+        let mut r = RecordingReader::new();
+        let mut events = Vec::new();
+        let mut chunks = bytes.chunks(chunk.max(1));
+        loop {
+            match r.poll() {
+                Ok(Polled::Event(e)) => events.push(e),
+                Ok(Polled::NeedInput) => match chunks.next() {
+                    Some(c) => r.push(c),
+                    None => r.finish(),
+                },
+                Ok(Polled::End) => return (events, None),
+                Err(e) => return (events, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn every_vector_reads_as_expected_in_any_chunking() {
+        for v in all() {
+            for chunk in [1usize, 7, 4096, usize::MAX] {
+                if chunk == 1 && v.bytes.len() > 100_000 {
+                    continue;
+                }
+                let (events, err) = read_chunked(&v.bytes, chunk.min(v.bytes.len().max(1)));
+                match &v.expect {
+                    Expect::Events { events: want, .. } => {
+                        assert_eq!(err, None, "{} chunk {chunk}", v.name);
+                        assert_eq!(&events, want, "{} chunk {chunk}", v.name);
+                    }
+                    Expect::Error {
+                        before,
+                        kind,
+                        offset,
+                    } => {
+                        let e = err.unwrap_or_else(|| panic!("{}: no error", v.name));
+                        assert!(same_kind(&e.kind, kind), "{}: {e}", v.name);
+                        assert_eq!(e.offset, *offset, "{}", v.name);
+                        assert_eq!(events.len(), *before, "{}", v.name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_and_empty_inputs_are_named() {
+        let (_, e) = read_chunked(b"hello, this is not a recording", 5);
+        let e = e.unwrap();
+        assert_eq!(e.kind, ErrorKind::UnknownFormat(NOT_A_RECORDING.into()));
+        assert_eq!(e.offset, 0);
+        let (_, e) = read_chunked(b"", 5);
+        assert_eq!(
+            e.unwrap().kind,
+            ErrorKind::UnknownFormat(EMPTY_INPUT.into())
+        );
+    }
+
+    #[test]
+    fn protostream_is_decided_after_eight_bytes() {
+        let v = crate::codec::writer::encode_recording(
+            &crate::vectors::sample_session(3),
+            crate::codec::WriterConfig::default(),
+        );
+        let mut r = RecordingReader::new();
+        r.push(&v[..8]);
+        assert_eq!(r.format(), Some(Format::ProtoV1));
+    }
+}

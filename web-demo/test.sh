@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The browser tests (run by scripts/test.sh; needs what scripts/setup.sh installs):
+# 1. tapelog-wasm in headless Chromium (wasm-bindgen-test, the core's test vectors);
+# 2. the web player end to end with Playwright (recordings from `write-web-fixtures`),
+#    screenshots in target/web-demo/screenshots/.
+# Prints `browser: N passed, N failed` last; exits non-zero when a test failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=target/web-demo
+mkdir -p "$out"
+
+echo "== tapelog-wasm in headless Chromium (wasm-bindgen-test)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
+  WASM_BINDGEN_TEST_TIMEOUT=120 \
+  cargo test --quiet --target wasm32-unknown-unknown -p tapelog-wasm 2>&1 | tee "$out/wasm-test-output.txt"
+wasm_rc=${PIPESTATUS[0]}
+
+echo "== web player end to end (Playwright, headless Chromium)"
+cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- target/web-fixtures
+PROFILE=${PROFILE:-dev} bash web-demo/build.sh
+node web-demo/tests/e2e.mjs web-demo/dist target/web-fixtures "$out/screenshots" 2>&1 | tee "$out/e2e-output.txt"
+e2e_rc=${PIPESTATUS[0]}
+
+passed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+if [ "$wasm_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # a build failure counts
+if [ "$e2e_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "browser: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

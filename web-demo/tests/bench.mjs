@@ -1,0 +1,87 @@
+// Browser benchmark (headless Chromium), run by web-demo/bench.sh:
+// 1. decode throughput of tapelog-wasm in the page (PlayerDecoder over the file in memory,
+//    1 MiB chunks, as the worker does: frames, events as objects, summary), best of 3, and its
+//    ratio to the native decode of the same file (NATIVE_MB_S, measured by bench.sh just before);
+// 2. the player opening the file by URL (?src=): time from the first bytes arriving in the
+//    worker to the first output drawn by xterm, streaming decode time, and the JS heap.
+//
+// usage: node tests/bench.mjs DIST FIXTURES FILE NATIVE_MB_S
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { serve, CHROMIUM } from './serve.mjs';
+
+const [dist, fixtures, file, nativeArg] = process.argv.slice(2);
+const native = Number(nativeArg);
+const size = statSync(join(fixtures, file)).size;
+const server = await serve(dist, fixtures);
+const browser = await chromium.launch(CHROMIUM);
+const fig = (k, v) => console.log(`${k}=${v}`);
+fig('file_mb', (size / 1e6).toFixed(1));
+fig('chromium', browser.version());
+
+// 1. In-memory decode throughput.
+{
+  const page = await browser.newPage();
+  await page.goto(server.origin);
+  const r = await page.evaluate(async (path) => {
+    const wasm = await import('./pkg/tapelog_wasm.js');
+    await wasm.default();
+    const bytes = new Uint8Array(await (await fetch(path)).arrayBuffer());
+    let best = Infinity, events = 0, output = 0;
+    for (let run = 0; run < 3; run++) {
+      const t0 = performance.now();
+      const d = new wasm.PlayerDecoder(1000);
+      events = 0; output = 0;
+      for (let at = 0; ; at += 1 << 20) {
+        if (at < bytes.length) d.push(bytes.subarray(at, at + (1 << 20))); else d.finish();
+        for (;;) {
+          const b = d.poll(4096);
+          if (b.pulled === 0) break;
+          events += b.pulled;
+          output += b.frames.data.length;
+        }
+        if (at >= bytes.length) break;
+      }
+      d.free();
+      best = Math.min(best, performance.now() - t0);
+    }
+    return { ms: best, events, output, mb: bytes.length / 1e6 };
+  }, `/fixtures/${file}`);
+  const mbs = r.mb / (r.ms / 1000);
+  fig('wasm_decode_events', r.events);
+  fig('wasm_decode_output_mb', (r.output / 1e6).toFixed(1));
+  fig('wasm_decode_seconds', (r.ms / 1000).toFixed(3));
+  fig('wasm_decode_mb_s', mbs.toFixed(1));
+  if (native > 0) fig('wasm_to_native_ratio', (mbs / native).toFixed(2));
+  await page.close();
+}
+
+// 2. The player, streaming from the server.
+{
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  const t0 = Date.now();
+  await page.goto(`${server.origin}/?src=/fixtures/${file}`);
+  await page.waitForFunction(() => window.tapelog?.metrics.firstOutputAt !== undefined, null, { timeout: 60_000 });
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 600_000 });
+  const m = await page.evaluate(() => window.tapelog.metrics);
+  fig('first_output_ms', (m.firstOutputAt - m.firstBytesAt).toFixed(0));
+  fig('stream_decode_seconds', (m.decodeMs / 1000).toFixed(2));
+  fig('stream_decode_mb_s', (m.bytes / 1e6 / (m.decodeMs / 1000)).toFixed(1));
+  fig('page_load_to_done_seconds', ((Date.now() - t0) / 1000).toFixed(2));
+  const heap = await page.evaluate(() => {
+    const frames = window.tapelog.recording.batches.reduce((s, b) => s + b.data.byteLength + 8 * 3 * b.time.length + 8 * b.end.length, 0);
+    return { used: performance.memory.usedJSHeapSize, total: performance.memory.totalJSHeapSize, frames };
+  });
+  const cdp = await page.context().newCDPSession(page);
+  const { metrics } = await cdp.send('Performance.getMetrics').catch(() => ({ metrics: [] }));
+  fig('js_heap_used_mb', (heap.used / 1e6).toFixed(1));
+  fig('js_heap_total_mb', (heap.total / 1e6).toFixed(1));
+  fig('frames_kept_mb', (heap.frames / 1e6).toFixed(1));
+  const cdpHeap = metrics.find((x) => x.name === 'JSHeapUsedSize');
+  if (cdpHeap) fig('cdp_js_heap_used_mb', (cdpHeap.value / 1e6).toFixed(1));
+  await page.close();
+}
+
+await browser.close();
+await server.close();

@@ -1,0 +1,230 @@
+// End-to-end tests of the web player in headless Chromium (Playwright): the recordings of
+// `write-web-fixtures` (multi-part, padded, replayed, unknown event, damaged, encrypted,
+// legacy) loaded by URL, file picker and drag and drop; the terminal text after playing and
+// after seeking (deep links, the timeline, the time box); the error view; the event list and
+// its filters; the exports. Screenshots go to SHOTS. Prints `N passed, N failed` last.
+//
+// usage: node tests/e2e.mjs DIST FIXTURES SHOTS
+import { readFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { serve, CHROMIUM } from './serve.mjs';
+
+const [dist, fixtures, shots] = process.argv.slice(2);
+mkdirSync(shots, { recursive: true });
+const manifest = JSON.parse(readFileSync(join(fixtures, 'manifest.json'), 'utf8'));
+const fx = Object.fromEntries(manifest.fixtures.map((f) => [f.file.replace(/\.\w+$/, ''), f]));
+
+const server = await serve(dist, fixtures);
+const browser = await chromium.launch(CHROMIUM);
+const results = [];
+
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+function eq(a, b, msg) { if (a !== b) throw new Error(`${msg}: got ${JSON.stringify(a)}, want ${JSON.stringify(b)}`); }
+
+/** A fresh page; every request must stay on the page's origin. */
+async function newPage(t) {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 }, acceptDownloads: true });
+  page.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith(server.origin) && !u.startsWith('blob:') && !u.startsWith('data:')) t.offOrigin.push(u);
+  });
+  page.on('pageerror', (e) => t.pageErrors.push(String(e)));
+  return page;
+}
+
+/** The terminal's visible text as the DOM has it (xterm's DOM renderer). */
+async function domText(page) {
+  return (await page.locator('.xterm-rows').innerText()).replace(/\u00a0/g, ' ');
+}
+
+async function test(name, fn) {
+  const t = { offOrigin: [], pageErrors: [] };
+  let page;
+  try {
+    page = await newPage(t);
+    await fn(page);
+    assert(t.offOrigin.length === 0, `requests off the page's origin: ${t.offOrigin.join(', ')}`);
+    assert(t.pageErrors.length === 0, `page errors: ${t.pageErrors.join('; ')}`);
+    results.push({ name, ok: true });
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}: ${e.message}`);
+  } finally {
+    if (page) {
+      await page.screenshot({ path: join(shots, `${name.replace(/[^a-z0-9]+/gi, '-')}.png`) }).catch(() => {});
+      await page.close();
+    }
+  }
+}
+
+const url = (file, t) => `${server.origin}/?src=/fixtures/${file}${t === undefined ? '' : `&t=${t}`}`;
+
+async function openAt(page, file, t) {
+  await page.goto(url(file, t));
+  await page.waitForSelector(`body[data-seeked="${t}"]`, { timeout: 20_000 });
+}
+
+async function summaryField(page, field) {
+  return page.locator(`#summary dd[data-field="${field}"]`).innerText();
+}
+
+// ---- the recordings, at the end and after seeking ----------------------------------------
+
+for (const name of ['multi-part', 'padded', 'replayed', 'unknown-event', 'legacy']) {
+  const f = fx[name];
+  await test(`${name}: t=end shows the last output`, async (page) => {
+    await openAt(page, f.file, 'end');
+    const text = await domText(page);
+    assert(text.includes(f.end_line), `screen lacks ${JSON.stringify(f.end_line)}:\n${text}`);
+    eq(await page.evaluate(() => document.body.dataset.state), 'ready', 'state');
+    eq(await summaryField(page, 'events'), String(f.events), 'events in the summary');
+    eq(await summaryField(page, 'user'), 'joe', 'user');
+    eq(await summaryField(page, 'server'), 'localhost', 'server');
+    assert(await page.locator('#error').isHidden(), 'no error view');
+  });
+}
+
+for (const name of ['multi-part', 'replayed']) {
+  const f = fx[name];
+  await test(`${name}: t=${f.seek.t} shows the terminal at that moment`, async (page) => {
+    await openAt(page, f.file, f.seek.t);
+    const text = await domText(page);
+    assert(text.includes(f.seek.line), `screen lacks ${JSON.stringify(f.seek.line)}:\n${text}`);
+    assert(!text.includes(f.seek.next), `screen already shows ${JSON.stringify(f.seek.next)}`);
+  });
+}
+
+await test('unknown-event: listed with its type', async (page) => {
+  await openAt(page, fx['unknown-event'].file, 'end');
+  await page.waitForSelector('#events tbody tr[data-type="future.event"]');
+});
+
+await test('multi-part: playing at 16x ends on the last output', async (page) => {
+  const f = fx['multi-part'];
+  await page.goto(url(f.file));
+  await page.selectOption('#speed', '16');
+  await page.waitForSelector('body[data-playback="ended"]', { timeout: 30_000 });
+  await page.waitForFunction((line) => document.querySelector('.xterm-rows').innerText.replace(/\u00a0/g, ' ').includes(line), f.end_line, { timeout: 5000 });
+});
+
+await test('multi-part: pause stops the output, play resumes it', async (page) => {
+  const f = fx['multi-part'];
+  await page.goto(url(f.file));
+  await page.waitForSelector('body[data-playback="playing"]');
+  await page.waitForFunction(() => window.tapelog.player.cur.f > 10);
+  await page.click('#play');
+  eq(await page.evaluate(() => document.body.dataset.playback), 'paused', 'paused');
+  await page.waitForTimeout(200); // output written before the pause is drawn
+  const a = await page.evaluate(() => window.tapelog.screenText());
+  await page.waitForTimeout(500);
+  eq(await page.evaluate(() => window.tapelog.screenText()), a, 'screen while paused');
+  await page.click('#play');
+  await page.waitForFunction((before) => window.tapelog.screenText() !== before, a, { timeout: 5000 });
+});
+
+await test('multi-part: the time box and a click on the timeline seek', async (page) => {
+  const f = fx['multi-part'];
+  await openAt(page, f.file, 'end');
+  await page.fill('#seek-time', String(f.seek.t));
+  await page.click('#seek');
+  await page.waitForFunction((line) => window.tapelog.screenText().includes(line), f.seek.line, { timeout: 5000 });
+  assert(!(await page.evaluate(() => window.tapelog.screenText())).includes(f.seek.next), 'seek went too far');
+  // Click at 50% of the timeline: the last line shown is the one printed at half the duration.
+  const box = await page.locator('#timeline').boundingBox();
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  await page.waitForTimeout(300);
+  const end = await page.evaluate(() => { const b = window.tapelog.recording.batches.at(-1); return b.time.at(-1); });
+  const text = await domText(page);
+  const shown = [...text.matchAll(/line (\d+):/g)].map((m) => Number(m[1]));
+  const last = Math.max(...shown);
+  const want = Math.floor((end / 2 - 100) / 7); // print i is at 100 + 7 i ms
+  assert(Math.abs(last - want) <= 3, `after the click the last line is ${last}, want about ${want}`);
+});
+
+await test('damaged: error view, and what came before the damage stays viewable', async (page) => {
+  const f = fx.damaged;
+  await page.goto(url(f.file, 'end'));
+  await page.waitForSelector('body[data-state="error"]', { timeout: 20_000 });
+  await page.waitForSelector('body[data-seeked="end"]', { timeout: 20_000 });
+  const err = await page.locator('#error').innerText();
+  assert(err.includes('damaged'), `error view: ${err}`);
+  assert(err.includes(f.error), `error view lacks the decoder's message ${JSON.stringify(f.error)}: ${err}`);
+  const text = await domText(page);
+  assert(text.includes(f.end_line), `screen lacks ${JSON.stringify(f.end_line)}:\n${text}`);
+  eq(await summaryField(page, 'events'), String(f.events), 'events before the damage');
+  // Still playable from the start.
+  await page.fill('#seek-time', '0.1');
+  await page.click('#seek');
+  await page.waitForFunction(() => window.tapelog.screenText().includes('line 0:'), null, { timeout: 5000 });
+});
+
+await test('encrypted: a clear error', async (page) => {
+  await page.goto(url(fx.encrypted.file));
+  await page.waitForSelector('body[data-state="error"]', { timeout: 20_000 });
+  const err = await page.locator('#error').innerText();
+  assert(err.includes('encrypted'), `error view: ${err}`);
+  assert(err.includes(fx.encrypted.error), `error view lacks ${fx.encrypted.error}`);
+});
+
+await test('a missing URL: a clear error', async (page) => {
+  await page.goto(url('no-such-file.tlog'));
+  await page.waitForSelector('body[data-state="error"]', { timeout: 20_000 });
+  assert((await page.locator('#error').innerText()).includes('HTTP 404'), 'error names the HTTP status');
+});
+
+await test('file picker opens a recording', async (page) => {
+  const f = fx.padded;
+  await page.goto(server.origin);
+  await page.setInputFiles('#file', join(fixtures, f.file));
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20_000 });
+  await page.selectOption('#speed', '16');
+  await page.waitForSelector('body[data-playback="ended"]', { timeout: 20_000 });
+  await page.waitForFunction((line) => window.tapelog.screenText().includes(line), f.end_line, { timeout: 5000 });
+});
+
+await test('drag and drop opens a recording', async (page) => {
+  const f = fx.replayed;
+  await page.goto(server.origin);
+  await page.evaluate(async (path) => {
+    const bytes = await (await fetch(path)).arrayBuffer();
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'dropped.tlog'));
+    document.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, `/fixtures/${f.file}`);
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20_000 });
+  eq(await page.locator('#source').innerText(), 'dropped.tlog', 'source label');
+  eq(await summaryField(page, 'events'), String(f.events), 'events');
+});
+
+await test('event list: type filters', async (page) => {
+  await openAt(page, fx.padded.file, 'end');
+  await page.waitForSelector('#events tbody tr[data-type="print"]');
+  await page.uncheck('#filters input[value="print"]');
+  await page.waitForFunction(() => !document.querySelector('#events tbody tr[data-type="print"]'));
+  const types = await page.locator('#events tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.type));
+  eq(types.join(','), 'session.start,resize,session.end', 'rows without prints');
+});
+
+await test('exports: JSON lines and asciicast', async (page) => {
+  const f = fx.replayed;
+  await openAt(page, f.file, 'end');
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
+  const json = readFileSync(await dl.path(), 'utf8').trim().split('\n');
+  eq(json.length, f.events, 'JSON lines');
+  eq(JSON.parse(json[0]).event, 'session.start', 'first line');
+  const [dl2] = await Promise.all([page.waitForEvent('download'), page.click('#export-cast')]);
+  const cast = readFileSync(await dl2.path(), 'utf8').trim().split('\n');
+  const header = JSON.parse(cast[0]);
+  eq(header.version, 2, 'asciicast version');
+  eq(header.width, 80, 'asciicast width');
+  assert(cast.slice(1).some((l) => JSON.parse(l)[1] === 'o'), 'output events');
+});
+
+await browser.close();
+await server.close();
+const passed = results.filter((r) => r.ok).length;
+const failed = results.length - passed;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
