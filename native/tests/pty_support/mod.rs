@@ -122,11 +122,5 @@ impl Drop for OnPty {
 
 /// The fields of two `termios` that matter, side by side, for an equality check.
 pub fn termios_fields(t: &libc::termios) -> (u32, u32, u32, u32, Vec<u8>) {
-    (
-        t.c_iflag,
-        t.c_oflag,
-        t.c_cflag,
-        t.c_lflag,
-        t.c_cc.to_vec(),
-    )
+    (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_cc.to_vec())
 }
