@@ -179,7 +179,7 @@ fn keys_pause_seek_and_quit_on_a_terminal_and_the_terminal_is_restored() {
     cmd.arg("play").arg(&file);
     let started = Instant::now();
     let mut p = OnPty::start(&mut cmd, 80, 24);
-    let before = p.attributes();
+    let before = p.initial;
     let limit = Duration::from_secs(10);
     p.wait_for("line 0", limit, |o| last_line(&screen_of(o)) == Some(0));
     assert_eq!(
@@ -244,7 +244,7 @@ fn ctrl_c_quits_and_restores_the_terminal() {
     let mut cmd = Command::new(tapelog_bin());
     cmd.arg("play").arg(&file);
     let mut p = OnPty::start(&mut cmd, 80, 24);
-    let before = p.attributes();
+    let before = p.initial;
     p.wait_for("line 0", Duration::from_secs(10), |o| {
         last_line(&screen_of(o)) == Some(0)
     });
@@ -263,5 +263,5 @@ fn ctrl_c_quits_and_restores_the_terminal() {
     unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
     let status = p.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
-    assert_eq!(termios_fields(&p.attributes()), termios_fields(&before));
+    assert_eq!(termios_fields(&p.attributes()), termios_fields(&p.initial));
 }

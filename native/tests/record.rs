@@ -210,7 +210,7 @@ fn a_resize_of_the_outer_terminal_is_recorded_and_passed_on() {
         .args(["--session-id", SID, "--user", "bob", "--"])
         .args(["bash", "-c", "echo ready; while read x; do stty size; done"]);
     let mut p = OnPty::start(&mut cmd, 90, 20);
-    let before = p.attributes();
+    let before = p.initial;
     p.wait_for("ready", Duration::from_secs(20), |o| {
         String::from_utf8_lossy(o).contains("ready")
     });

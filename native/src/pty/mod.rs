@@ -88,7 +88,7 @@ impl Pty {
     pub fn open(size: TerminalSize) -> Result<Pty, PtyError> {
         let mut master: libc::c_int = -1;
         let mut slave: libc::c_int = -1;
-        let mut ws = winsize(size);
+        let ws = winsize(size);
         // SAFETY: openpty writes two descriptors into the ints we pass; name and termios are
         // null (allowed), the winsize pointer is valid for the call.
         let rc = unsafe {
@@ -97,7 +97,7 @@ impl Pty {
                 &mut slave,
                 std::ptr::null_mut(),
                 std::ptr::null(),
-                &mut ws,
+                &ws,
             )
         };
         if rc != 0 {
