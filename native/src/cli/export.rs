@@ -53,7 +53,11 @@ pub struct ExportArgs {
     /// Print total/skipped/out-of-order event counts to standard error.
     #[arg(long)]
     pub stats: bool,
-    /// The recording (`-` for standard input).
+    /// With `--server`: export session INPUT (its id) from that server; the recording is
+    /// downloaded to a temporary file first.
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// The recording (`-` for standard input), or with `--server` a session id.
     pub input: PathBuf,
 }
 
@@ -81,7 +85,17 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         path: out_name.clone(),
         source,
     };
-    let mut events = open_path(&a.input)?;
+    let downloaded = match a.remote.client(None)? {
+        None => None,
+        Some(client) => {
+            let sid = a.input.to_string_lossy().into_owned();
+            tapelog::upload::check_id("session id", &sid)?;
+            let rt = super::remote::runtime()?;
+            Some(rt.block_on(super::remote::download_recording(&client, &sid))?)
+        }
+    };
+    let input = downloaded.as_ref().map_or(a.input.as_path(), |d| d.path());
+    let mut events = open_path(input)?;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut proto = matches!(a.format, Format::Proto).then(|| {
         RecordingWriter::new(WriterConfig {

@@ -27,6 +27,10 @@ use super::emit::DataDirArgs;
 pub struct PlayArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
+    /// With `--server`: play session SID from that server (downloaded to a temporary file
+    /// first, so that seeking back can re-read it).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
     /// Playback speed: 2 plays twice as fast, 0.5 at half speed.
     #[arg(long, default_value_t = 1.0, value_name = "X")]
     pub speed: f64,
@@ -38,7 +42,7 @@ pub struct PlayArgs {
     #[arg(long, value_name = "FILE")]
     pub timing: Option<PathBuf>,
     /// A recording file (`-` for standard input), or a session id: its recording
-    /// `DIR/log/records/SID.tar`.
+    /// `DIR/log/records/SID.tar`, or on the server given by `--server`.
     pub recording: String,
 }
 
@@ -364,7 +368,18 @@ pub fn run(a: PlayArgs) -> Result<(), CliError> {
             )));
         }
     };
-    let path = resolve(&a.recording, &a.data.data_dir)?;
+    let downloaded = match a.remote.client(Some(&a.data.data_dir))? {
+        None => None,
+        Some(client) => {
+            check_id("session id", &a.recording)?;
+            let rt = super::remote::runtime()?;
+            Some(rt.block_on(super::remote::download_recording(&client, &a.recording))?)
+        }
+    };
+    let path = match &downloaded {
+        Some(d) => d.path().to_path_buf(),
+        None => resolve(&a.recording, &a.data.data_dir)?,
+    };
     let source = Source::open(&path, max_idle_ms)?;
     let timing = match &a.timing {
         None => None,

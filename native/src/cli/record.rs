@@ -2,14 +2,14 @@
 //! (`tapelog::record`). This file only picks the destinations and prints the result.
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use tapelog::audit::{FileLog, FileLogConfig, default_server_id};
+use tapelog::client::{RemoteEmitter, RemoteStreamConfig, RemoteStreamer};
 use tapelog::emit::{BoxEmitter, CheckingEmitter, new_uuid};
 use tapelog::record::{Identity, RecordConfig, RecordError, current_user, record};
-use tapelog::session::UploaderStreamer;
+use tapelog::session::{AuditStreamer, UploaderStreamer};
 use tapelog::stream::DriverConfig;
 use tapelog::upload::{StoreUploader, check_id};
 use tapelog_core::export::TerminalSize;
@@ -22,6 +22,11 @@ use super::emit::DataDirArgs;
 pub struct RecordArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
+    /// With `--server`: record through that `tapelog serve` (its store and audit log)
+    /// instead of into the data directory. If the server restarts during the session, the
+    /// recording resumes on it and nothing is lost.
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
     /// The session id (a UUID); a new random one by default.
     #[arg(long, value_name = "SID")]
     pub session_id: Option<String>,
@@ -69,17 +74,42 @@ pub async fn run(a: RecordArgs) -> Result<ExitCode, CliError> {
         server_hostname: default_server_id(),
         server_id: server_id.clone(),
     };
-    let data_dir = std::path::absolute(&a.data.data_dir).map_err(|source| CliError::Write {
-        path: a.data.data_dir.display().to_string(),
-        source,
-    })?;
-    let uploader = StoreUploader::local(&data_dir.join("log").join("records"))?;
-    let streamer = Arc::new(UploaderStreamer::new(
-        Arc::new(uploader),
-        DriverConfig::default(),
-    ));
-    let log = FileLog::open(FileLogConfig::new(&data_dir, &server_id))?;
-    let emitter: BoxEmitter = Arc::new(CheckingEmitter::new(log, &a.cluster_name));
+    let (streamer, emitter, play_hint): (Arc<dyn AuditStreamer>, BoxEmitter, String) =
+        match a.remote.client(Some(&a.data.data_dir))? {
+            Some(client) => {
+                let hint = format!("tapelog play --server {} ", shell_word(client.server()));
+                (
+                    Arc::new(RemoteStreamer::new(
+                        client.clone(),
+                        RemoteStreamConfig::default(),
+                    )),
+                    Arc::new(RemoteEmitter::new(client)),
+                    hint,
+                )
+            }
+            None => {
+                let data_dir =
+                    std::path::absolute(&a.data.data_dir).map_err(|source| CliError::Write {
+                        path: a.data.data_dir.display().to_string(),
+                        source,
+                    })?;
+                let uploader = StoreUploader::local(&data_dir.join("log").join("records"))?;
+                let streamer = Arc::new(UploaderStreamer::new(
+                    Arc::new(uploader),
+                    DriverConfig::default(),
+                ));
+                let log = FileLog::open(FileLogConfig::new(&data_dir, &server_id))?;
+                let hint = format!(
+                    "tapelog play --data-dir {} ",
+                    shell_word(&a.data.data_dir.display().to_string())
+                );
+                (
+                    streamer,
+                    Arc::new(CheckingEmitter::new(log, &a.cluster_name)),
+                    hint,
+                )
+            }
+        };
     let config = RecordConfig {
         session_id: session_id.clone(),
         identity,
@@ -90,14 +120,14 @@ pub async fn run(a: RecordArgs) -> Result<ExitCode, CliError> {
             .and_then(|(c, r)| TerminalSize::new(c, r)),
     };
     let outcome = record(config, streamer, emitter).await;
-    finish(outcome, &session_id, &a.data.data_dir)
+    finish(outcome, &session_id, &play_hint)
 }
 
 /// Prints how the session went and where to play it; the exit status to return.
 fn finish(
     outcome: Result<tapelog::record::RecordOutcome, RecordError>,
     session_id: &str,
-    data_dir: &Path,
+    play_hint: &str,
 ) -> Result<ExitCode, CliError> {
     let o = match outcome {
         Ok(o) => o,
@@ -117,10 +147,7 @@ fn finish(
         "tapelog: session {session_id} recorded ({} events, {} output bytes, exit status {})",
         o.stats.accepted, o.bytes_out, o.exit_code
     );
-    eprintln!(
-        "tapelog: play it with: tapelog play --data-dir {} {session_id}",
-        shell_word(&data_dir.display().to_string())
-    );
+    eprintln!("tapelog: play it with: {play_hint}{session_id}");
     Ok(exit_status(o.exit_code))
 }
 

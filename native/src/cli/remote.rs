@@ -68,3 +68,59 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
             source,
         })
 }
+
+/// A recording downloaded from a server into a temporary file, removed when dropped (the
+/// player re-reads its source from the start to seek back, so it needs a file).
+pub struct TempRecording {
+    path: PathBuf,
+}
+
+impl TempRecording {
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempRecording {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Downloads the recording of `session_id` from `client` into a new temporary file, with a
+/// progress bar on a terminal. Memory stays bounded: chunks go to disk as they arrive.
+pub async fn download_recording(
+    client: &Client,
+    session_id: &str,
+) -> Result<TempRecording, CliError> {
+    use futures::StreamExt;
+    use std::io::Write;
+
+    let mut download = client.download_recording(session_id).await?;
+    let path = std::env::temp_dir().join(format!(
+        "tapelog-{session_id}-{}-{}.tar",
+        std::process::id(),
+        tapelog::upload::now_ms()
+    ));
+    let write_err = |source| CliError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(write_err)?;
+    let temp = TempRecording { path: path.clone() };
+    let mut out = std::io::BufWriter::new(file);
+    let bar = super::progress_bar(download.length.unwrap_or(0), "download");
+    while let Some(chunk) = download.bytes.next().await {
+        let chunk = chunk?;
+        out.write_all(&chunk).map_err(write_err)?;
+        bar.inc(chunk.len() as u64);
+    }
+    out.flush().map_err(write_err)?;
+    bar.finish_and_clear();
+    Ok(temp)
+}
