@@ -1,33 +1,41 @@
 #!/usr/bin/env bash
-# tapelog's main job on the embedded default (local disk under ./tapelog-data, no configuration):
-# write a sample recording, stream it through the recording stream into the local store as a
-# multipart upload (parts, completion), then decode the stored recording and print it as
-# Teleport's JSON and as terminal output; append the session's audit events to the file audit
-# log and search it.
+# tapelog's main job on the embedded default: build tapelog and the web player, then run
+# `tapelog serve` with everything under ./tapelog-data (recordings in log/records, open
+# uploads, the audit log) on 127.0.0.1:7450, no configuration. Once it is up, one short demo
+# session is recorded through it with `tapelog record`, so there is something to search and
+# play at once. Ctrl-C stops the server (open streams are closed and stay resumable).
+# TAPELOG_DATA_DIR and TAPELOG_LISTEN change the directory and the address.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh build
 cargo build --release -p tapelog --quiet
+bash web-demo/build.sh >/dev/null
 bin=target/release/tapelog
-out=${TAPELOG_DATA:-tapelog-data}
-mkdir -p "$out"
-$bin sample --lines 2000 --output "$out/sample-session.tar"
-echo "== upload it through the stream into $out/log/records (the embedded default store) =="
-upload=$($bin upload --storage "$out/log/records" --part-size 131072 "$out/sample-session.tar")
-echo "$upload"
-sid=$(echo "$upload" | awk '/^upload/ {print $4}')
-echo "== $out/log/records/$sid.tar as Teleport's JSON (first 5 events) =="
-$bin export --format json --stats "$out/log/records/$sid.tar" | head -n 5
-echo "== the terminal output =="
-$bin export --format text "$out/log/records/$sid.tar" | head -n 5
-echo "== open uploads left in the store (none expected) =="
-$bin uploads list --storage "$out/log/records"
-echo "== the session's audit events (not its prints) into the file audit log under $out/log/ =="
-$bin export --format json "$out/log/records/$sid.tar" | grep -v '"event":"print"' \
-  | $bin emit --data-dir "$out" --server-id local --cluster-name tapelog.example
-echo "== search it: completed sessions, then every event of the log =="
-$bin search --data-dir "$out" --sessions
-$bin search --data-dir "$out" --limit 5
-echo "== the shipped legacy (pre-4.4) recording examples/legacy-session.tar, normalised to V1 =="
-$bin export --format proto --output "$out/legacy-session.tar" examples/legacy-session.tar
-$bin export --format json --stats "$out/legacy-session.tar" | tail -n 1
+export TAPELOG_DATA_DIR=${TAPELOG_DATA_DIR:-tapelog-data}
+listen=${TAPELOG_LISTEN:-127.0.0.1:7450}
+
+fifo=$(mktemp -u)
+mkfifo "$fifo"
+"$bin" serve --data-dir "$TAPELOG_DATA_DIR" --listen "$listen" >"$fifo" &
+serve=$!
+trap 'kill -TERM $serve 2>/dev/null; wait $serve 2>/dev/null; rm -f "$fifo"' EXIT
+trap 'exit 130' INT TERM
+exec 3<"$fifo"
+read -r first <&3 || { echo "tapelog serve did not start" >&2; exit 1; }
+echo "$first"
+url=${first#listening on }
+cat <&3 &
+
+echo "== a demo session recorded through the server (tapelog record --server $url)"
+"$bin" record --server "$url" --cols 100 --rows 30 -- bash -c \
+  'echo "hello from tapelog"; uname -a; for i in 1 2 3; do echo "step $i"; sleep 0.3; done; ls -la' \
+  </dev/null 2>&1 | tail -n 3
+echo "== completed sessions on the server"
+"$bin" sessions list --server "$url"
+cat <<EOF
+
+tapelog serve is running on $url with its data in $TAPELOG_DATA_DIR/ (Ctrl-C stops it).
+  record a session:  $bin record --server $url -- bash
+  watch it:          $url/   (the web player), or  $bin play --server $url SESSION_ID
+EOF
+wait $serve

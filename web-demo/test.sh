@@ -2,7 +2,8 @@
 # The browser tests (run by scripts/test.sh; needs what scripts/setup.sh installs):
 # 1. tapelog-wasm in headless Chromium (wasm-bindgen-test, the core's test vectors);
 # 2. the web player end to end with Playwright (recordings from `write-web-fixtures`),
-#    screenshots in target/web-demo/screenshots/.
+#    screenshots in target/web-demo/screenshots/;
+# 3. the player served by the real `tapelog serve`, listing and playing a recorded session.
 # Prints `browser: N passed, N failed` last; exits non-zero when a test failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +22,16 @@ PROFILE=${PROFILE:-dev} bash web-demo/build.sh
 node web-demo/tests/e2e.mjs web-demo/dist target/web-fixtures "$out/screenshots" 2>&1 | tee "$out/e2e-output.txt"
 e2e_rc=${PIPESTATUS[0]}
 
-passed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
-failed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo "== the player served by tapelog serve (Playwright, the real binary)"
+cargo build --quiet -p tapelog --bin tapelog
+bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/tapelog
+node web-demo/tests/daemon.mjs "$bin" web-demo/dist "$out/screenshots" 2>&1 | tee "$out/daemon-output.txt"
+daemon_rc=${PIPESTATUS[0]}
+
+passed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 if [ "$wasm_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # a build failure counts
 if [ "$e2e_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+if [ "$daemon_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "browser: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

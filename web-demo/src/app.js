@@ -17,7 +17,7 @@ let worker;
 /** Player state: position `pos` (ms on the active timeline) at wall time `anchorAt`. */
 const player = { playing: false, speed: 1, pos: 0, anchorAt: 0, cur: { b: 0, f: 0 }, skipIdle: false, ended: false };
 const metrics = {};
-window.tapelog = { metrics, player, get recording() { return rec; }, screenText };
+window.tapelog = { metrics, player, get recording() { return rec; }, screenText, open: (source, label) => open(source, label) };
 
 function reset() {
   rec = {

@@ -14,7 +14,9 @@ const now = () => performance.timeOrigin + performance.now();
 /** A ReadableStream of the source's bytes. */
 async function open(source) {
   if (source.file) return source.file.stream();
-  const resp = await fetch(source.url);
+  // A token (the session list of `tapelog serve`) goes only to the page's own origin.
+  const headers = source.token ? { Authorization: `Bearer ${source.token}` } : {};
+  const resp = await fetch(source.url, { headers });
   if (!resp.ok) throw new Error(`fetching ${source.url}: HTTP ${resp.status} ${resp.statusText}`);
   return resp.body;
 }
