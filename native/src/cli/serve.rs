@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tapelog::audit::{Durability, LimiterConfig};
@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// Minimum recording part size in bytes (non-last parts are cut at it). Default 5 MiB.
     #[arg(long, env = "TAPELOG_PART_SIZE", value_name = "BYTES")]
     pub part_size: Option<usize>,
+    /// The web player's files (`web-demo/dist`, built by `web-demo/build.sh`), served at `/`.
+    /// Default: `web-demo/dist` under the working directory when it holds an `index.html`.
+    #[arg(long, env = "TAPELOG_WEB_DIR", value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 /// The smallest part that still holds a 64 KiB event.
@@ -205,6 +209,11 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
     if let Some(t) = a.shutdown_timeout.or(file.shutdown_timeout) {
         c.shutdown_timeout = Duration::from_secs(t);
     }
+    c.web_dir = tapelog::server::WebRoot::configured_or_default(
+        a.web_dir.clone().or(file.web_dir.clone()),
+    )
+    .dir()
+    .map(Path::to_path_buf);
     if let Some(p) = a.part_size {
         if p < MIN_PART_SIZE {
             return Err(usage(format!(

@@ -80,6 +80,8 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Stream settings (part size, concurrency, retries).
     pub stream: DriverConfig,
+    /// The web player's files, served at `/`; `None`: a page that says how to build it.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -102,6 +104,7 @@ impl ServeConfig {
             search_limit: DEFAULT_SEARCH_LIMIT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             stream: DriverConfig::default(),
+            web_dir: None,
         }
     }
 
@@ -172,6 +175,8 @@ pub struct FileConfig {
     pub search_burst: Option<u64>,
     /// `shutdown_timeout` in seconds.
     pub shutdown_timeout: Option<u64>,
+    /// `web_dir`: the web player's files.
+    pub web_dir: Option<PathBuf>,
 }
 
 /// A `[[tokens]]` entry.

@@ -19,6 +19,7 @@ mod config;
 mod error;
 mod routes;
 mod streams;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ pub use config::{
     DEFAULT_SHUTDOWN_TIMEOUT, FileConfig, FileToken, ServeConfig, TlsFiles, admin_token,
 };
 pub use error::ApiError;
+pub use web::{DEFAULT_WEB_DIR, WebRoot};
 
 use crate::api::{ErrorCode, Role};
 use crate::audit::{FileLog, FileLogConfig, SearchLimiter};
@@ -96,6 +98,7 @@ pub(crate) struct App {
     stream_config: DriverConfig,
     cluster_name: String,
     shutting_down: AtomicBool,
+    web: WebRoot,
 }
 
 impl App {
@@ -165,13 +168,27 @@ fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .nest("/v1", v1)
-        .fallback(routes::not_found)
+        .fallback(web_or_not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             refuse_when_stopping,
         ))
         .with_state(app)
+}
+
+/// `GET` of any other path outside `/v1/`: the web player's files; everything else is
+/// answered as an unknown endpoint.
+async fn web_or_not_found(
+    State(app): State<Arc<App>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let path = uri.path();
+    if method == axum::http::Method::GET && !path.starts_with("/v1/") && path != "/v1" {
+        return app.web.get(path).await;
+    }
+    routes::not_found().await.into_response()
 }
 
 /// The entry point: builds the parts from a [`ServeConfig`] and starts serving.
@@ -254,6 +271,7 @@ impl Server {
             stream_config: config.stream,
             cluster_name: config.cluster_name.clone(),
             shutting_down: AtomicBool::new(false),
+            web: WebRoot::new(config.web_dir.clone()),
         });
         let listener = TcpListener::bind(config.listen)
             .await
