@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 cd "$(dirname "$0")/.."
 # Installs what tapelog's build and tests need on a fresh machine. Idempotent: each step checks
-# first. Used by scripts/test.sh and scripts/run.sh.
+# first. `setup.sh build` (scripts/run.sh) installs what building tapelog and the web player
+# needs; `setup.sh` (scripts/test.sh) also what the tests use.
 set -euo pipefail
+mode=${1:-test}
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -11,6 +13,18 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   echo "setup: adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
 fi
+if ! have npm; then
+  echo "setup: installing nodejs and npm"
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+# wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock (installed without
+# --locked: see shared/reference/toolchain.md §0), for the web player and its tests.
+wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen_version" ]; then
+  echo "setup: installing wasm-bindgen-cli $wasm_bindgen_version"
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+fi
+if [ "$mode" = build ]; then exit 0; fi
 
 # cargo-fuzz runs the fuzz targets (short runs in the test command).
 if ! have cargo-fuzz; then
@@ -29,16 +43,9 @@ fi
 # Installed under target/ so that it stays out of the source tree.
 azurite_dir=target/azurite
 if [ ! -f "$azurite_dir/node_modules/azurite/dist/src/blob/main.js" ]; then
-  if have npm; then
-    echo "setup: installing azurite 3.35.0"
-    mkdir -p "$azurite_dir"
-    (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null)
-  else
-    echo "setup: npm is missing; installing nodejs and npm"
-    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
-    mkdir -p "$azurite_dir"
-    (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null)
-  fi
+  echo "setup: installing azurite 3.35.0"
+  mkdir -p "$azurite_dir"
+  (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null)
 fi
 
 # asciinema 2.4.0 (PyPI) checks `tapelog export --format asciicast`: `asciinema cat` must print
@@ -51,21 +58,12 @@ if [ "$("$asciinema_dir/bin/asciinema" --version 2>/dev/null)" != "asciinema 2.4
 fi
 
 # ---- browser (tapelog-wasm tests, the web player and its Playwright tests) ------------------
-# Chromium and its WebDriver from Debian; wasm-bindgen-cli at exactly the wasm-bindgen version
-# in Cargo.lock (installed without --locked: see shared/reference/toolchain.md §0); the npm
+# Chromium and its WebDriver from Debian (wasm-bindgen-cli is installed above); the npm
 # packages of web-demo/ (@xterm/xterm, playwright-core). The Chromium flags that stop DNS
 # lookups are in wasm/webdriver.json and web-demo/tests/serve.mjs.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   echo "setup: installing chromium and chromium-driver"
   apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
-fi
-if ! have npm; then
-  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
-fi
-wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen_version" ]; then
-  echo "setup: installing wasm-bindgen-cli $wasm_bindgen_version"
-  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
 fi
 if [ ! -f web-demo/node_modules/@xterm/xterm/lib/xterm.js ] || [ ! -f web-demo/node_modules/playwright-core/package.json ]; then
   echo "setup: npm install in web-demo"

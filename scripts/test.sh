@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of tapelog. Installs what it needs first (scripts/setup.sh).
+# Runs every test of tapelog. Installs what it needs first (scripts/setup.sh). The core's
+# wasm32 build is checked by the browser step (tapelog-wasm's tests build it for wasm32).
 # Environment: FUZZ_SECONDS (per fuzz target, default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,9 +8,6 @@ bash scripts/setup.sh
 
 echo "== format"
 cargo fmt --all -- --check
-
-echo "== the core builds for the browser (wasm32-unknown-unknown)"
-cargo build -p tapelog-core --target wasm32-unknown-unknown --quiet
 
 echo "== clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
