@@ -995,7 +995,7 @@ fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (String, std::process::Ch
     (line, child)
 }
 
-fn stop(mut child: std::process::Child) -> String {
+fn stop(child: std::process::Child) -> String {
     let pid = i32::try_from(child.id()).unwrap();
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();
