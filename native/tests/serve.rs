@@ -302,6 +302,14 @@ async fn bad_input_gets_documented_errors_while_a_healthy_client_keeps_going() {
             "invalid session id \"../../etc\"",
         ),
         (
+            "path id not UTF-8",
+            c.get(format!("{base}/v1/sessions/%FF%FE/recording"))
+                .bearer_auth(AUDITOR),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+            "bad id in the path",
+        ),
+        (
             "missing field",
             c.post(format!("{base}/v1/streams"))
                 .bearer_auth(RECORDER)
