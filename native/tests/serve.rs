@@ -302,6 +302,14 @@ async fn bad_input_gets_documented_errors_while_a_healthy_client_keeps_going() {
             "invalid session id \"../../etc\"",
         ),
         (
+            "path id not UTF-8",
+            c.get(format!("{base}/v1/sessions/%FF%FE/recording"))
+                .bearer_auth(AUDITOR),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+            "bad id in the path",
+        ),
+        (
             "missing field",
             c.post(format!("{base}/v1/streams"))
                 .bearer_auth(RECORDER)
@@ -958,4 +966,185 @@ async fn sigterm_closes_open_streams_and_exits_zero() {
         .unwrap();
     assert_eq!(read_all(&bytes).events, events);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn plain_http_on_a_public_address_needs_allow_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config(dir.path());
+    config.listen = "0.0.0.0:0".parse().unwrap();
+    let err = tapelog::server::Server::start(config.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("--allow-insecure"), "{err}");
+    config.allow_insecure = true;
+    let server = support::start(config).await;
+    assert!(server.local_addr().ip().is_unspecified());
+    server.shutdown().await;
+}
+
+/// Runs the binary with `args` and `env` until its first line, returns it and the child.
+fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (String, std::process::Child) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"));
+    cmd.arg("serve").args(args);
+    cmd.env_remove("TAPELOG_DATA_DIR")
+        .env_remove("TAPELOG_LISTEN")
+        .env_remove("TAPELOG_TOKENS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    (line, child)
+}
+
+fn stop(child: std::process::Child) -> String {
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_env_and_flags_in_order_of_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from_file, from_env, from_flag) = (
+        dir.path().join("file"),
+        dir.path().join("env"),
+        dir.path().join("flag"),
+    );
+    let toml = dir.path().join("serve.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\ncompleter_interval = 0\nserver_id = \"from-file\"\n\n[[tokens]]\nrole = \"recorder\"\nname = \"filehost\"\ntoken = \"{RECORDER}\"\n",
+            from_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let toml = toml.to_str().unwrap();
+    let c = http();
+    let emit = |base: String| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(RECORDER)
+                .json(&login("cfg"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    };
+    let day_files = |dir: &std::path::Path| {
+        dir.join("log")
+            .join("from-file")
+            .read_dir()
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    // The file alone: its data dir, its tokens (no admin token made).
+    let (line, child) = spawn_serve(&["--config", toml], &[]);
+    emit(line.trim().replace("listening on ", "")).await;
+    let err = stop(child);
+    assert!(day_files(&from_file) > 0, "{err}");
+    assert!(!from_file.join("admin.token").exists());
+    // The variable wins over the file.
+    let (line, child) = spawn_serve(
+        &["--config", toml],
+        &[("TAPELOG_DATA_DIR", from_env.to_str().unwrap())],
+    );
+    emit(line.trim().replace("listening on ", "")).await;
+    stop(child);
+    assert!(day_files(&from_env) > 0);
+    // The flag wins over both.
+    let (line, child) = spawn_serve(
+        &["--config", toml, "--data-dir", from_flag.to_str().unwrap()],
+        &[("TAPELOG_DATA_DIR", from_env.to_str().unwrap())],
+    );
+    emit(line.trim().replace("listening on ", "")).await;
+    stop(child);
+    assert!(day_files(&from_flag) > 0);
+
+    // --help names every option.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for opt in [
+        "--config",
+        "--data-dir",
+        "--listen",
+        "--storage",
+        "--endpoint",
+        "--region",
+        "--tls-cert",
+        "--tls-key",
+        "--client-ca",
+        "--token",
+        "--allow-insecure",
+        "--max-body",
+        "--server-id",
+        "--cluster-name",
+        "--durability",
+        "--completer-grace",
+        "--completer-interval",
+        "--search-rate",
+        "--search-burst",
+        "--shutdown-timeout",
+        "TAPELOG_TOKENS",
+    ] {
+        assert!(help.contains(opt), "--help does not name {opt}");
+    }
+}
+
+#[test]
+fn certs_init_writes_a_pki_whose_client_certs_name_their_roles() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
+        .args([
+            "certs",
+            "init",
+            dir.path().to_str().unwrap(),
+            "--host",
+            "127.0.0.1",
+            "--host",
+            "tapelog.test",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for role in ["recorder", "auditor", "admin"] {
+        let cert = tapelog::tls::read_certs(&dir.path().join(format!("{role}.pem"))).unwrap();
+        let id = tapelog::tls::cert_identity(cert[0].as_ref()).unwrap();
+        assert_eq!(id.name, format!("tapelog-{role}"));
+        assert_eq!(id.unit, role);
+        assert!(id.role.is_some());
+        let key = dir.path().join(format!("{role}-key.pem"));
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // The server certificate and key load into a rustls configuration with the CA.
+    tapelog::tls::server_config(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server-key.pem"),
+        Some(&dir.path().join("ca.pem")),
+    )
+    .unwrap();
 }

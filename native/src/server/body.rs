@@ -75,6 +75,18 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
 }
 
+/// The id in a path (`{upload_id}`, `{sid}`), or 400 when it is not text.
+pub(crate) fn path_id(
+    p: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    p.map(|axum::extract::Path(id)| id).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidId,
+            format!("bad id in the path: {}", e.body_text()),
+        )
+    })
+}
+
 /// A 200 answer with `value` as JSON.
 pub(crate) fn json_response<T: Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {

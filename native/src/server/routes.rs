@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -17,8 +18,8 @@ use tapelog_core::{AuditEvent, Timestamp};
 
 use super::App;
 use super::auth::Caller;
-use super::body::{json_response, read_body, require_content_type};
-use super::error::{ApiError, event_error};
+use super::body::{json_response, path_id, read_body, require_content_type};
+use super::error::ApiError;
 use crate::api::{
     AcceptedBody, CompleteReportBody, CompletedBody, ErrorCode, EventsPage, NDJSON_CONTENT_TYPE,
     Role, UploadBody, UploadNoteBody, UploadsBody,
@@ -249,10 +250,11 @@ pub(crate) struct FromIndex {
 pub(crate) async fn session_events(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(sid): Path<String>,
+    sid: Result<Path<String>, PathRejection>,
     params: Result<Query<FromIndex>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor, "read session events")?;
+    let sid = path_id(sid)?;
     check_id("session id", &sid)?;
     let from = query(params)?.from_index.unwrap_or(0);
     let events = app.playback.stream_session_events(&sid, from).await?;
@@ -276,9 +278,10 @@ pub(crate) async fn session_events(
 pub(crate) async fn recording(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(sid): Path<String>,
+    sid: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor, "download recordings")?;
+    let sid = path_id(sid)?;
     check_id("session id", &sid)?;
     let chunks = app.uploader.open_recording(&sid).await?;
     let body = chunks.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));

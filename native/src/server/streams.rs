@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 
 use super::App;
 use super::auth::Caller;
-use super::body::{json_response, read_body, read_json, require_content_type};
+use super::body::{json_response, path_id, read_body, read_json, require_content_type};
 use super::error::ApiError;
 use crate::api::{
     CompletedBody, ErrorCode, RECORDS_CONTENT_TYPE, Role, StreamRequest, StreamStatusBody,
@@ -150,11 +151,12 @@ pub(crate) async fn create(
 pub(crate) async fn resume(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(upload_id): Path<String>,
+    upload_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "resume streams")?;
+    let upload_id = path_id(upload_id)?;
     check_id("upload id", &upload_id)?;
     let req: StreamRequest = read_json(&headers, body, app.max_body).await?;
     check_id("session id", &req.session_id)?;
@@ -194,11 +196,12 @@ pub(crate) async fn resume(
 pub(crate) async fn records(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(upload_id): Path<String>,
+    upload_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "write streams")?;
+    let upload_id = path_id(upload_id)?;
     let entry = owned(&app, &caller, &upload_id)?;
     require_content_type(&headers, &[RECORDS_CONTENT_TYPE])?;
     let bytes = read_body(body, app.max_body).await?;
@@ -241,9 +244,10 @@ async fn fail(app: &App, upload_id: &str, entry: &Arc<OpenStream>) {
 pub(crate) async fn status(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(upload_id): Path<String>,
+    upload_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "read stream status")?;
+    let upload_id = path_id(upload_id)?;
     let entry = owned(&app, &caller, &upload_id)?;
     Ok(json_response(&entry.body()))
 }
@@ -252,9 +256,10 @@ pub(crate) async fn status(
 pub(crate) async fn complete(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(upload_id): Path<String>,
+    upload_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "complete streams")?;
+    let upload_id = path_id(upload_id)?;
     let entry = owned(&app, &caller, &upload_id)?;
     let taken = entry.stream.lock().await.take();
     app.streams.remove(&upload_id, &entry);
@@ -275,9 +280,10 @@ pub(crate) async fn complete(
 pub(crate) async fn close(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(upload_id): Path<String>,
+    upload_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "close streams")?;
+    let upload_id = path_id(upload_id)?;
     let entry = owned(&app, &caller, &upload_id)?;
     let taken = entry.stream.lock().await.take();
     app.streams.remove(&upload_id, &entry);
