@@ -280,9 +280,7 @@ impl Server {
             let (grace, period) = (config.completer_grace, config.completer_interval);
             tokio::spawn(async move {
                 app.completer(grace, period)
-                    .run(async move {
-                        let _ = stop_rx.wait_for(|s| *s).await;
-                    })
+                    .run(async move { stopped(&mut stop_rx).await })
                     .await;
             })
         });
@@ -316,6 +314,11 @@ fn open_store(config: &ServeConfig) -> Result<StoreUploader, ServeError> {
     }
 }
 
+/// Resolves once `stop` says true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -331,7 +334,7 @@ async fn accept_loop(
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            () = stopped(&mut stop) => break,
             accepted = listener.accept() => {
                 let Ok((tcp, _)) = accepted else {
                     // Out of file descriptors and the like: wait a little, go on.
@@ -398,7 +401,7 @@ where
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
-        _ = stop.wait_for(|s| *s) => {
+        () = stopped(&mut stop) => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.as_mut().await;
         }

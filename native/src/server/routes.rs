@@ -18,7 +18,7 @@ use tapelog_core::{AuditEvent, Timestamp};
 use super::App;
 use super::auth::Caller;
 use super::body::{json_response, read_body, require_content_type};
-use super::error::{ApiError, event_error};
+use super::error::ApiError;
 use crate::api::{
     AcceptedBody, CompleteReportBody, CompletedBody, ErrorCode, EventsPage, NDJSON_CONTENT_TYPE,
     Role, UploadBody, UploadNoteBody, UploadsBody,
