@@ -89,6 +89,13 @@ pub enum ClientError {
         /// What was wrong with it.
         reason: String,
     },
+    /// An id that can't be put in a URL path: `.` and `..` are removed by URL normalisation
+    /// (also when percent-encoded), so the request would reach another endpoint.
+    #[error("{id:?} is not a session or upload id (ids are UUIDs)")]
+    InvalidId {
+        /// The id given.
+        id: String,
+    },
     /// A query cannot be expressed in the API.
     #[error("{0}")]
     Unsupported(String),

@@ -355,7 +355,7 @@ impl Client {
         session_id: &str,
     ) -> Result<StreamStatusBody, ClientError> {
         let body = Self::stream_request(session_id)?;
-        let path = format!("/v1/streams/{}/resume", segment(upload_id));
+        let path = format!("/v1/streams/{}/resume", segment(upload_id)?);
         self.json(Method::POST, &path, Vec::new(), Some(body)).await
     }
 
@@ -366,7 +366,7 @@ impl Client {
         upload_id: &str,
         records: Bytes,
     ) -> Result<StreamStatusBody, ClientError> {
-        let path = format!("/v1/streams/{}/records", segment(upload_id));
+        let path = format!("/v1/streams/{}/records", segment(upload_id)?);
         self.json(
             Method::POST,
             &path,
@@ -378,19 +378,19 @@ impl Client {
 
     /// `GET /v1/streams/{upload_id}`: the stream's status.
     pub async fn stream_status(&self, upload_id: &str) -> Result<StreamStatusBody, ClientError> {
-        let path = format!("/v1/streams/{}", segment(upload_id));
+        let path = format!("/v1/streams/{}", segment(upload_id)?);
         self.json(Method::GET, &path, Vec::new(), None).await
     }
 
     /// `POST /v1/streams/{upload_id}/complete`: uploads the rest and completes the upload.
     pub async fn complete_stream(&self, upload_id: &str) -> Result<CompletedBody, ClientError> {
-        let path = format!("/v1/streams/{}/complete", segment(upload_id));
+        let path = format!("/v1/streams/{}/complete", segment(upload_id)?);
         self.json(Method::POST, &path, Vec::new(), None).await
     }
 
     /// `POST /v1/streams/{upload_id}/close`: uploads the rest; the upload stays resumable.
     pub async fn close_stream(&self, upload_id: &str) -> Result<StreamStatusBody, ClientError> {
-        let path = format!("/v1/streams/{}/close", segment(upload_id));
+        let path = format!("/v1/streams/{}/close", segment(upload_id)?);
         self.json(Method::POST, &path, Vec::new(), None).await
     }
 
@@ -456,7 +456,7 @@ impl Client {
         session_id: &str,
         from_index: i64,
     ) -> Result<EventStream, ClientError> {
-        let path = format!("/v1/sessions/{}/events", segment(session_id));
+        let path = format!("/v1/sessions/{}/events", segment(session_id)?);
         let (url, resp) = self
             .send(
                 Method::GET,
@@ -471,7 +471,7 @@ impl Client {
 
     /// `GET /v1/sessions/{sid}/recording`: the recording's bytes as they arrive.
     pub async fn download_recording(&self, session_id: &str) -> Result<Download, ClientError> {
-        let path = format!("/v1/sessions/{}/recording", segment(session_id));
+        let path = format!("/v1/sessions/{}/recording", segment(session_id)?);
         let (url, resp) = self
             .send(Method::GET, &path, Vec::new(), None, true)
             .await?;
@@ -516,8 +516,12 @@ impl Client {
 }
 
 /// An id as one path segment: ids are UUIDs, but anything else must not change the path
-/// (the server then answers 400 `invalid_id`).
-fn segment(id: &str) -> String {
+/// (the server then answers 400 `invalid_id`). `.` and `..` can't be sent at all: URL
+/// normalisation removes them even percent-encoded, which would reach another endpoint.
+fn segment(id: &str) -> Result<String, ClientError> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(ClientError::InvalidId { id: id.to_string() });
+    }
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
@@ -526,7 +530,7 @@ fn segment(id: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    Ok(out)
 }
 
 fn range_query(
@@ -727,11 +731,13 @@ mod tests {
     #[test]
     fn ids_stay_one_segment() {
         assert_eq!(
-            segment("5f0c2d6e-0000-4000-8000-000000000000"),
+            segment("5f0c2d6e-0000-4000-8000-000000000000").unwrap(),
             "5f0c2d6e-0000-4000-8000-000000000000"
         );
-        assert_eq!(segment(".."), "%2E%2E");
-        assert_eq!(segment("a/b"), "a%2Fb");
+        assert_eq!(segment("a/b.c").unwrap(), "a%2Fb%2Ec");
+        for bad in ["", ".", ".."] {
+            assert!(matches!(segment(bad), Err(ClientError::InvalidId { .. })));
+        }
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn classify(e: ClientError, call: Call) -> StreamFailure {
         | ClientError::InvalidUrl { .. }
         | ClientError::CredentialsFile { .. }
         | ClientError::Credentials(_)
+        | ClientError::InvalidId { .. }
         | ClientError::Unsupported(_) => false,
     };
     if transient {
