@@ -377,10 +377,9 @@ function scheduleEventList() {
 function renderEventList() {
   const body = $('events').tBodies[0];
   const rows = [];
-  let more = 0;
   for (const r of eventRows()) {
     if (hidden.has(r.type)) continue;
-    if (rows.length >= MAX_ROWS) { more++; continue; }
+    if (rows.length >= MAX_ROWS) break; // the rest is counted from the summary, not walked
     const tr = document.createElement('tr');
     tr.dataset.type = r.type;
     for (const v of [r.ei, fmt(r.ms), r.type, r.detail]) {
@@ -390,6 +389,9 @@ function renderEventList() {
     rows.push(tr);
   }
   body.replaceChildren(...rows);
+  const counts = rec.summary?.counts ?? {};
+  const shown = Object.entries(counts).reduce((n, [t, c]) => n + (hidden.has(t) ? 0 : c), 0);
+  const more = Math.max(0, shown - rows.length);
   $('events-more').textContent = more ? `… and ${more} more (use the filters)` : '';
 }
 

@@ -96,6 +96,21 @@ for (const name of ['multi-part', 'replayed']) {
   });
 }
 
+await test('idle-gap: skip idle gaps shortens the timeline and keeps the screen', async (page) => {
+  await openAt(page, fx['idle-gap'].file, 'end');
+  const clock = () => page.locator('#clock').innerText();
+  assert((await clock()).endsWith('/ 0:10.2'), `clock before: ${await clock()}`);
+  const before = await page.evaluate(() => window.tapelog.screenText());
+  await page.check('#skip-idle');
+  // The 10 s gap is cut to 1 s (MAX_IDLE_MS in worker.js).
+  assert((await clock()).endsWith('/ 0:01.2'), `clock with idle gaps skipped: ${await clock()}`);
+  eq(await page.evaluate(() => window.tapelog.screenText()), before, 'screen after the switch');
+  await page.fill('#seek-time', '0.5');
+  await page.click('#seek');
+  await page.waitForFunction(() => !window.tapelog.screenText().includes('line 5:'), null, { timeout: 5000 });
+  assert((await domText(page)).includes('line 4:'), 'line 4 is shown before the gap');
+});
+
 await test('unknown-event: listed with its type', async (page) => {
   await openAt(page, fx['unknown-event'].file, 'end');
   await page.waitForSelector('#events tbody tr[data-type="future.event"]');

@@ -141,6 +141,22 @@ fn big(path: &Path, mb: u64) -> std::io::Result<()> {
     f.flush()
 }
 
+/// The sample session with a 10 s idle gap before its sixth print.
+fn idle_gap() -> Vec<u8> {
+    let mut events = vectors::sample_session(10);
+    for e in &mut events {
+        if let AuditEvent::SessionPrint(p) = e
+            && p.chunk_index >= 5
+        {
+            p.delay_milliseconds += 10_000;
+        }
+    }
+    match tapelog_core::codec::encode_recording(&events, WriterConfig::default()) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = PathBuf::from(args.get(1).map_or("target/web-fixtures", String::as_str));
@@ -164,6 +180,7 @@ fn main() -> std::io::Result<()> {
         entry(&dir, "damaged.tlog", &damage_part(many, 3), None)?,
         entry(&dir, "encrypted.tlog", &vector("v2-encrypted"), None)?,
         entry(&dir, "legacy.tar", &vector("legacy-tar"), None)?,
+        entry(&dir, "idle-gap.tlog", &idle_gap(), None)?,
     ];
     std::fs::write(
         dir.join("manifest.json"),
