@@ -105,21 +105,25 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Becomes `true` on SIGINT (Ctrl-C) or SIGTERM.
+/// Becomes `true` on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed before this
+/// returns, so a signal that arrives right after is not lost (nor fatal).
 pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
                     s.recv().await;
                 }
-                Err(_) => std::future::pending::<()>().await,
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
+            () = wait(term) => {}
+            () = wait(int) => {}
         }
         let _ = tx.send(true);
     });

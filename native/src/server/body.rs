@@ -5,7 +5,7 @@
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -54,13 +54,46 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
             format!("the request body is over the limit of {limit} bytes: send smaller batches"),
         )
     };
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "the request body could not be read: {e}"
-        ))),
+    let mut body = body;
+    let mut out = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(Bytes::from(out)),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > limit {
+                        drop(out);
+                        drain(body, limit).await;
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!(
+                    "the request body could not be read: {e}"
+                )));
+            }
+        }
     }
+}
+
+/// Reads and drops the rest of a refused body (up to `4 × limit` more bytes, for at most
+/// 10 s), so that a client still sending it gets the 413 rather than a reset connection.
+async fn drain(mut body: Body, limit: usize) {
+    let budget = limit.saturating_mul(4);
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > budget {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
 }
 
 /// Reads a JSON body (`application/json`) into `T`.

@@ -245,12 +245,27 @@ pub fn admin_token(path: &Path) -> Result<String, ServeError> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(io)?;
+    {
+        Ok(f) => f,
+        // Another server on the same data directory made it first: use its token.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let t = std::fs::read_to_string(path).map_err(io)?;
+            if t.trim().len() < super::auth::MIN_TOKEN_LEN {
+                return Err(ServeError::Config(format!(
+                    "{}: another process is writing the admin token; start again",
+                    path.display()
+                )));
+            }
+            return Ok(t.trim().to_string());
+        }
+        Err(e) => return Err(io(e)),
+    };
     f.write_all(token.as_bytes()).map_err(io)?;
     f.write_all(b"\n").map_err(io)?;
     f.sync_all().map_err(io)?;

@@ -152,6 +152,12 @@ fn time(name: &str, value: Option<&str>, default: Timestamp) -> Result<Timestamp
     }
 }
 
+/// The default end of a search: now, plus a second, so that an event written just now (its
+/// time rounded to the millisecond, possibly up) is found.
+fn search_now() -> Timestamp {
+    Timestamp::from_unix_nanos(crate::emit::system_clock().unix_nanos() + 1_000_000_000)
+}
+
 fn order(value: Option<&str>) -> Result<Order, ApiError> {
     match value {
         None | Some("") | Some("asc") => Ok(Order::Ascending),
@@ -188,7 +194,7 @@ pub(crate) async fn search(
     let p = query(params)?;
     let q = SearchQuery {
         from: time("from", p.from.as_deref(), Timestamp::from_unix_nanos(0))?,
-        to: time("to", p.to.as_deref(), crate::emit::system_clock())?,
+        to: time("to", p.to.as_deref(), search_now())?,
         event_types: p
             .types
             .as_deref()
@@ -228,7 +234,7 @@ pub(crate) async fn sessions(
     }
     let q = SessionQuery {
         from: time("from", p.from.as_deref(), Timestamp::from_unix_nanos(0))?,
-        to: time("to", p.to.as_deref(), crate::emit::system_clock())?,
+        to: time("to", p.to.as_deref(), search_now())?,
         limit: p.limit.unwrap_or(0),
         order: order(p.order.as_deref())?,
         start_key: p.start_key.unwrap_or_default(),
