@@ -9,5 +9,5 @@ mb=${BENCH_MB:-100}
 fixtures=target/web-fixtures
 cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- "$fixtures" --big "$mb"
 PROFILE=release bash web-demo/build.sh
-native=$(cargo bench --quiet -p tapelog-wasm --bench native_decode -- "$fixtures/big.tlog" | tee /dev/stderr | awk -F= '/^native_decode_mb_s=/{print $2}')
+native=$(cargo bench --quiet -p tapelog-wasm --bench native_decode -- "$PWD/$fixtures/big.tlog" | tee /dev/stderr | awk -F= '/^native_decode_mb_s=/{print $2}')
 node web-demo/tests/bench.mjs web-demo/dist "$fixtures" big.tlog "$native"

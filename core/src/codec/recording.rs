@@ -27,7 +27,7 @@ pub const EMPTY_INPUT: &str = "the file is empty";
 enum Inner {
     /// Not decided yet: the bytes seen so far (fewer than [`HEAD`], unless finished).
     Undecided(Vec<u8>),
-    Proto(ProtoReader),
+    Proto(Box<ProtoReader>),
     /// A legacy tar archive being gathered, then its events.
     Tar(Vec<u8>),
     TarEvents(VecDeque<AuditEvent>),
@@ -116,37 +116,26 @@ impl RecordingReader {
             && head.len() >= 8
             && head[..6] == [0; 6]
             && u16::from_be_bytes([head[6], head[7]]) >= 3;
-        let decided = match format {
-            Format::ProtoV1 | Format::ProtoV2 => true,
-            Format::Unknown if other_version => true,
-            Format::LegacyTar | Format::Unknown => head.len() >= HEAD || self.finished,
-        };
-        if !decided {
+        let proto = other_version || matches!(format, Format::ProtoV1 | Format::ProtoV2);
+        if !proto && head.len() < HEAD && !self.finished {
             return;
         }
         let head = std::mem::take(head);
         self.format = Some(format);
-        match format {
-            _ if other_version => {
-                let mut r = ProtoReader::default();
-                r.push(&head);
-                self.inner = Inner::Proto(r);
-            }
-            Format::ProtoV1 | Format::ProtoV2 => {
-                let mut r = ProtoReader::default();
-                r.push(&head);
-                self.inner = Inner::Proto(r);
-            }
-            Format::LegacyTar => self.inner = Inner::Tar(head),
-            Format::Unknown => {
-                let msg = if head.is_empty() {
-                    EMPTY_INPUT
-                } else {
-                    NOT_A_RECORDING
-                };
-                self.inner = Inner::TarEvents(VecDeque::new());
-                self.fail(ErrorKind::UnknownFormat(msg.into()));
-            }
+        if proto {
+            let mut r = Box::new(ProtoReader::default());
+            r.push(&head);
+            self.inner = Inner::Proto(r);
+        } else if format == Format::LegacyTar {
+            self.inner = Inner::Tar(head);
+        } else {
+            let msg = if head.is_empty() {
+                EMPTY_INPUT
+            } else {
+                NOT_A_RECORDING
+            };
+            self.inner = Inner::TarEvents(VecDeque::new());
+            self.fail(ErrorKind::UnknownFormat(msg.into()));
         }
     }
 
