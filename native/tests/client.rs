@@ -408,6 +408,10 @@ async fn session_writer_records_through_a_restarting_server() {
     write(151..=200, &mut want).await;
     let stats = writer.complete().await.unwrap();
     assert_eq!(stats.lost, 0, "{stats:?}");
+    assert!(
+        stats.recoveries >= 1,
+        "the writer resumed on the new server: {stats:?}"
+    );
     assert_eq!(streamer.refused_records(), 0);
 
     let bytes = download(&client(&second.url(), AUDITOR), sid).await;
