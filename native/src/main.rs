@@ -21,7 +21,8 @@ enum Command {
     /// Decode a recording (ProtoStream V1/V2 or legacy tar) and write it out in another form.
     ///
     /// `json` prints one event per line, exactly Teleport's JSON; `text` prints the terminal
-    /// output; `asciicast` writes asciicast v2 for asciinema; `proto` writes a clean V1 recording (duplicates dropped, unknown events kept).
+    /// output; `asciicast` writes asciicast v2 for asciinema; `proto` writes a clean V1
+    /// recording (duplicates dropped, unknown events kept).
     /// On a damaged recording every event before the damage is written, then tapelog exits
     /// with status 1 and says where the damage is.
     Export(cli::export::ExportArgs),

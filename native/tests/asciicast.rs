@@ -73,10 +73,21 @@ fn asciinema_cat(cast: &Path) -> Vec<u8> {
 /// Exports `events` as asciicast and text; asciinema's output must equal the text.
 fn check(dir: &Path, name: &str, events: &[AuditEvent]) -> String {
     let file = dir.join(format!("{name}.tar"));
-    std::fs::write(&file, encode_recording(events, WriterConfig::default()).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        encode_recording(events, WriterConfig::default()).unwrap(),
+    )
+    .unwrap();
     let cast = dir.join(format!("{name}.cast"));
     let f = file.to_str().unwrap();
-    tapelog(&["export", "--format", "asciicast", "-o", cast.to_str().unwrap(), f]);
+    tapelog(&[
+        "export",
+        "--format",
+        "asciicast",
+        "-o",
+        cast.to_str().unwrap(),
+        f,
+    ]);
     let text = tapelog(&["export", "--format", "text", f]);
     assert!(!text.is_empty());
     let catted = asciinema_cat(&cast);
@@ -92,7 +103,10 @@ fn check(dir: &Path, name: &str, events: &[AuditEvent]) -> String {
 #[test]
 fn asciinema_version_is_2_4_0() {
     let out = Command::new(asciinema()).arg("--version").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "asciinema 2.4.0");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "asciinema 2.4.0"
+    );
 }
 
 #[test]
@@ -101,7 +115,10 @@ fn the_sample_recording() {
     let cast = check(dir.path(), "sample", &sample_session(120));
     let header: serde_json::Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
-    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(80), Some(25)));
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(80), Some(25))
+    );
     assert_eq!(header["timestamp"].as_i64(), Some(START_MILLIS / 1000));
 }
 
@@ -117,7 +134,13 @@ fn utf8_split_across_prints() {
     let mut i = 0;
     while at < bytes.len() {
         let n = (i % 7 + 1).min(bytes.len() - at);
-        events.push(print(i as i64 + 1, i as i64, at as i64, i as i64 * 3, &bytes[at..at + n]));
+        events.push(print(
+            i as i64 + 1,
+            i as i64,
+            at as i64,
+            i as i64 * 3,
+            &bytes[at..at + n],
+        ));
         at += n;
         i += 1;
     }

@@ -35,7 +35,11 @@ fn write_recording(dir: &Path, name: &str, prints: &[(i64, Vec<u8>)]) -> PathBuf
     end.set_index(prints.len() as i64 + 1);
     events.push(end);
     let path = dir.join(name);
-    std::fs::write(&path, encode_recording(&events, WriterConfig::default()).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        encode_recording(&events, WriterConfig::default()).unwrap(),
+    )
+    .unwrap();
     path
 }
 
@@ -118,10 +122,7 @@ fn max_idle_and_speed_shorten_long_gaps() {
     let out = tapelog(&["play", "--max-idle", "0.25", "--timing", ts, f]);
     let took = started.elapsed();
     assert_eq!(out.stdout, text);
-    assert_eq!(
-        timing(&t),
-        vec![(0.0, 8), (0.25, 8), (0.25, 8), (0.25, 8)]
-    );
+    assert_eq!(timing(&t), vec![(0.0, 8), (0.25, 8), (0.25, 8), (0.25, 8)]);
     // The real run follows the schedule (0.75 s); generously bounded, far below 30 s.
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(took >= Duration::from_millis(700), "{took:?}");
@@ -178,10 +179,14 @@ fn keys_pause_seek_and_quit_on_a_terminal_and_the_terminal_is_restored() {
     cmd.arg("play").arg(&file);
     let started = Instant::now();
     let mut p = OnPty::start(&mut cmd, 80, 24);
-    let before = p.attributes();
+    let before = p.initial;
     let limit = Duration::from_secs(10);
     p.wait_for("line 0", limit, |o| last_line(&screen_of(o)) == Some(0));
-    assert_eq!(p.attributes().c_lflag & libc::ICANON, 0, "raw mode while playing");
+    assert_eq!(
+        p.attributes().c_lflag & libc::ICANON,
+        0,
+        "raw mode while playing"
+    );
 
     // Three steps forward (5 s each): line 15 shows long before its time.
     p.send(b"\x1b[C\x1b[C\x1b[C");
@@ -222,7 +227,10 @@ fn keys_pause_seek_and_quit_on_a_terminal_and_the_terminal_is_restored() {
     p.send(b"q");
     let status = p.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
-    assert!(started.elapsed() < Duration::from_secs(45), "q did not quit");
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "q did not quit"
+    );
     assert_eq!(termios_fields(&p.attributes()), termios_fields(&before));
 }
 
@@ -236,7 +244,7 @@ fn ctrl_c_quits_and_restores_the_terminal() {
     let mut cmd = Command::new(tapelog_bin());
     cmd.arg("play").arg(&file);
     let mut p = OnPty::start(&mut cmd, 80, 24);
-    let before = p.attributes();
+    let before = p.initial;
     p.wait_for("line 0", Duration::from_secs(10), |o| {
         last_line(&screen_of(o)) == Some(0)
     });
@@ -255,5 +263,5 @@ fn ctrl_c_quits_and_restores_the_terminal() {
     unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
     let status = p.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
-    assert_eq!(termios_fields(&p.attributes()), termios_fields(&before));
+    assert_eq!(termios_fields(&p.attributes()), termios_fields(&p.initial));
 }

@@ -99,7 +99,10 @@ fn records_200_lines_exactly_with_session_events_in_recording_and_audit_log() {
     assert!(stderr.contains("tapelog play --data-dir"), "{stderr}");
 
     // The recording's terminal text.
-    assert_eq!(String::from_utf8(export(data, SID, "text")).unwrap(), lines_200());
+    assert_eq!(
+        String::from_utf8(export(data, SID, "text")).unwrap(),
+        lines_200()
+    );
 
     // Its session events.
     let events = json_events(data, SID);
@@ -127,9 +130,15 @@ fn records_200_lines_exactly_with_session_events_in_recording_and_audit_log() {
     assert_eq!(end["participants"], serde_json::json!(["alice"]));
     assert_eq!(end["session_start"], start["time"]);
     assert!(end["session_stop"].as_str().unwrap() >= start["time"].as_str().unwrap());
-    let types: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     let n = types.len();
-    assert_eq!(&types[n - 3..], &["session.leave", "session.data", "session.end"]);
+    assert_eq!(
+        &types[n - 3..],
+        &["session.leave", "session.data", "session.end"]
+    );
     assert!(types[1..n - 3].iter().all(|t| *t == "print"), "{types:?}");
     let data_ev = &events[n - 2];
     assert_eq!(data_ev["code"], "T2006I");
@@ -201,7 +210,7 @@ fn a_resize_of_the_outer_terminal_is_recorded_and_passed_on() {
         .args(["--session-id", SID, "--user", "bob", "--"])
         .args(["bash", "-c", "echo ready; while read x; do stty size; done"]);
     let mut p = OnPty::start(&mut cmd, 90, 20);
-    let before = p.attributes();
+    let before = p.initial;
     p.wait_for("ready", Duration::from_secs(20), |o| {
         String::from_utf8_lossy(o).contains("ready")
     });
@@ -250,7 +259,10 @@ fn a_resize_of_the_outer_terminal_is_recorded_and_passed_on() {
     assert!(text.starts_with("ready\r\n"), "{text:?}");
     assert!(text.contains("40 120\r\n"), "{text:?}");
     // Keystrokes reached the command: session.data counts them.
-    let data_ev = events.iter().find(|e| e["event"] == "session.data").unwrap();
+    let data_ev = events
+        .iter()
+        .find(|e| e["event"] == "session.data")
+        .unwrap();
     assert!(data_ev["rx"].as_u64().unwrap() >= 2, "{data_ev}");
 }
 

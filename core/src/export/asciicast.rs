@@ -169,7 +169,10 @@ mod tests {
         let cast = to_asciicast(&sample_session(5));
         let v = lines(&cast);
         assert_eq!(v[0]["version"], 2);
-        assert_eq!((v[0]["width"].as_u64(), v[0]["height"].as_u64()), (Some(80), Some(25)));
+        assert_eq!(
+            (v[0]["width"].as_u64(), v[0]["height"].as_u64()),
+            (Some(80), Some(25))
+        );
         assert_eq!(v[0]["timestamp"].as_i64(), Some(START_MILLIS / 1000));
         assert_eq!(v[0]["title"], format!("session {SESSION_ID}"));
         assert_eq!(v[1], serde_json::json!([0.07, "r", "168x44"]));
@@ -196,7 +199,10 @@ mod tests {
             assert!(!e[2].as_str().unwrap().contains('\u{fffd}'));
         }
         // No size anywhere: 80x24.
-        assert_eq!((v[0]["width"].as_u64(), v[0]["height"].as_u64()), (Some(80), Some(24)));
+        assert_eq!(
+            (v[0]["width"].as_u64(), v[0]["height"].as_u64()),
+            (Some(80), Some(24))
+        );
     }
 
     #[test]
@@ -232,7 +238,10 @@ mod tests {
         p.set_time(Timestamp::from_unix_millis(START_MILLIS));
         let events = vec![p, resize(250, "100:30"), resize(1250, "90:20")];
         let v = lines(&to_asciicast(&events));
-        assert_eq!((v[0]["width"].as_u64(), v[0]["height"].as_u64()), (Some(100), Some(30)));
+        assert_eq!(
+            (v[0]["width"].as_u64(), v[0]["height"].as_u64()),
+            (Some(100), Some(30))
+        );
         assert_eq!(v[1], serde_json::json!([0.0, "o", "a"]));
         assert_eq!(v[2], serde_json::json!([0.25, "r", "100x30"]));
         assert_eq!(v[3], serde_json::json!([1.25, "r", "90x20"]));

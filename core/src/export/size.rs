@@ -76,7 +76,9 @@ mod tests {
                 rows: 44
             })
         );
-        for bad in ["", "80", "0:24", "80:0", "a:b", "80:24:1", "-1:5", "70000:1"] {
+        for bad in [
+            "", "80", "0:24", "80:0", "a:b", "80:24:1", "-1:5", "70000:1",
+        ] {
             assert!(TerminalSize::parse(bad).is_err(), "{bad:?} accepted");
         }
         let s = TerminalSize::new(120, 40).unwrap();

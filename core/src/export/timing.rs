@@ -117,7 +117,8 @@ impl PlayClock {
     /// position, in whole milliseconds, never below 0.
     pub fn seek_target(&self, steps: i64, now: Duration) -> i64 {
         let here = self.position(now).floor() as i64;
-        here.saturating_add(steps.saturating_mul(SEEK_STEP_MS)).max(0)
+        here.saturating_add(steps.saturating_mul(SEEK_STEP_MS))
+            .max(0)
     }
 }
 

@@ -79,7 +79,10 @@ impl Source {
     }
 
     /// The next step and its time, feeding the first size into `screen`.
-    fn next(&mut self, screen: Option<&mut vt100::Parser>) -> Result<Option<(i64, Step)>, CliError> {
+    fn next(
+        &mut self,
+        screen: Option<&mut vt100::Parser>,
+    ) -> Result<Option<(i64, Step)>, CliError> {
         let mut screen = screen;
         for item in self.events.by_ref() {
             let event = item?;
@@ -125,7 +128,10 @@ fn resolve(arg: &str, data_dir: &Path) -> Result<PathBuf, CliError> {
     if arg == "-" || p.exists() || check_id("session id", arg).is_err() {
         return Ok(p);
     }
-    let stored = data_dir.join("log").join("records").join(format!("{arg}.tar"));
+    let stored = data_dir
+        .join("log")
+        .join("records")
+        .join(format!("{arg}.tar"));
     if !stored.exists() {
         return Err(CliError::Usage(format!(
             "no recording of session {arg} in {}: is it still being recorded, or in another data directory (--data-dir)? `tapelog uploads list` shows unfinished ones",
@@ -375,16 +381,18 @@ pub fn run(a: PlayArgs) -> Result<(), CliError> {
     let stdout = std::io::stdout();
     let interactive = is_terminal(std::os::fd::AsFd::as_fd(&stdout));
     let stdin = std::io::stdin();
-    let keys_on = interactive && a.recording != "-" && is_terminal(std::os::fd::AsFd::as_fd(&stdin));
+    let keys_on =
+        interactive && a.recording != "-" && is_terminal(std::os::fd::AsFd::as_fd(&stdin));
 
     let stop_keys = Arc::new(AtomicBool::new(false));
     let mut raw = None;
     let mut keys = None;
     let mut reader = None;
     if keys_on {
-        raw = Some(RawMode::enable(std::os::fd::AsFd::as_fd(&stdin)).map_err(|e| {
-            CliError::Usage(format!("standard input: {e}"))
-        })?);
+        raw = Some(
+            RawMode::enable(std::os::fd::AsFd::as_fd(&stdin))
+                .map_err(|e| CliError::Usage(format!("standard input: {e}")))?,
+        );
         let (tx, rx) = mpsc::channel();
         let stop = stop_keys.clone();
         reader = Some(std::thread::spawn(move || key_reader(tx, stop)));

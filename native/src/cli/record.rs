@@ -84,7 +84,10 @@ pub async fn run(a: RecordArgs) -> Result<ExitCode, CliError> {
         session_id: session_id.clone(),
         identity,
         command: a.command,
-        size: a.cols.zip(a.rows).and_then(|(c, r)| TerminalSize::new(c, r)),
+        size: a
+            .cols
+            .zip(a.rows)
+            .and_then(|(c, r)| TerminalSize::new(c, r)),
     };
     let outcome = record(config, streamer, emitter).await;
     finish(outcome, &session_id, &a.data.data_dir)

@@ -88,7 +88,7 @@ impl Pty {
     pub fn open(size: TerminalSize) -> Result<Pty, PtyError> {
         let mut master: libc::c_int = -1;
         let mut slave: libc::c_int = -1;
-        let mut ws = winsize(size);
+        let ws = winsize(size);
         // SAFETY: openpty writes two descriptors into the ints we pass; name and termios are
         // null (allowed), the winsize pointer is valid for the call.
         let rc = unsafe {
@@ -97,14 +97,15 @@ impl Pty {
                 &mut slave,
                 std::ptr::null_mut(),
                 std::ptr::null(),
-                &mut ws,
+                &ws,
             )
         };
         if rc != 0 {
             return Err(PtyError::Open(io::Error::last_os_error()));
         }
         // SAFETY: openpty succeeded: both are open descriptors that nothing else owns.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         set_cloexec(master.as_fd())?;
         set_cloexec(slave.as_fd())?;
         Ok(Pty { master, slave })
@@ -190,7 +191,9 @@ pub fn attributes(fd: BorrowedFd<'_>) -> Result<libc::termios, PtyError> {
     // SAFETY: termios is plain data; tcgetattr fills it.
     let mut t: libc::termios = unsafe { std::mem::zeroed() };
     // SAFETY: the pointer is valid for the call.
-    check("tcgetattr", unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) })?;
+    check("tcgetattr", unsafe {
+        libc::tcgetattr(fd.as_raw_fd(), &mut t)
+    })?;
     Ok(t)
 }
 

@@ -96,7 +96,10 @@ pub fn quit_on_signals() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only stores to an atomic.
         unsafe {
-            libc::signal(sig, note_quit as extern "C" fn(libc::c_int) as libc::sighandler_t);
+            libc::signal(
+                sig,
+                note_quit as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
         }
     }
 }

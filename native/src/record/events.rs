@@ -241,7 +241,12 @@ mod tests {
         let json = e.data(10, 3).to_json();
         assert!(json.contains("\"code\":\"T2006I\"") && json.contains("\"tx\":10,\"rx\":3"));
         assert!(e.leave().to_json().contains("\"code\":\"T2003I\""));
-        let json = e.resize(TerminalSize { cols: 100, rows: 40 }).to_json();
+        let json = e
+            .resize(TerminalSize {
+                cols: 100,
+                rows: 40,
+            })
+            .to_json();
         assert!(json.contains("\"code\":\"T2002I\"") && json.contains("\"size\":\"100:40\""));
     }
 }

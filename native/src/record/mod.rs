@@ -28,7 +28,9 @@ use thiserror::Error;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::emit::{BoxEmitter, system_clock};
-use crate::pty::{Pty, PtyError, RawMode, foreground_group, is_terminal, set_window_size, window_size};
+use crate::pty::{
+    Pty, PtyError, RawMode, foreground_group, is_terminal, set_window_size, window_size,
+};
 use crate::session::{AuditStreamer, SessionWriter, SessionWriterConfig, WriterError};
 
 pub use events::{Identity, SESSION_RECORDING_MODE, SessionEvents, current_user};
@@ -209,7 +211,13 @@ pub async fn record(
 
     let finish = async {
         both(&writer, &emitter, events.leave(), &mut warnings).await?;
-        both(&writer, &emitter, events.data(out.bytes, input.bytes), &mut warnings).await?;
+        both(
+            &writer,
+            &emitter,
+            events.data(out.bytes, input.bytes),
+            &mut warnings,
+        )
+        .await?;
         let end = events.end(start.time(), system_clock());
         both(&writer, &emitter, end, &mut warnings).await?;
         writer.complete().await

@@ -39,7 +39,8 @@ pub fn output(
         let ready = match wait_readable(master.as_fd(), POLL_MS) {
             Ok(r) => r,
             Err(e) => {
-                done.error.get_or_insert(format!("polling the terminal: {e}"));
+                done.error
+                    .get_or_insert(format!("polling the terminal: {e}"));
                 break;
             }
         };

@@ -21,6 +21,8 @@ pub struct OnPty {
     pub pty: Arc<Pty>,
     pub child: Child,
     pub output: Arc<Mutex<Vec<u8>>>,
+    /// The PTY's attributes before the command started (it may change them at once).
+    pub initial: libc::termios,
     stop: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -29,6 +31,7 @@ impl OnPty {
     /// Starts `cmd` on a new PTY of `cols`×`rows`.
     pub fn start(cmd: &mut Command, cols: u16, rows: u16) -> OnPty {
         let pty = Arc::new(Pty::open(TerminalSize::new(cols, rows).unwrap()).unwrap());
+        let initial = tapelog::pty::attributes(pty.slave()).unwrap();
         let child = pty.spawn(cmd).unwrap();
         let output = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -51,6 +54,7 @@ impl OnPty {
             pty,
             child,
             output,
+            initial,
             stop,
             reader: Some(reader),
         }
@@ -122,11 +126,5 @@ impl Drop for OnPty {
 
 /// The fields of two `termios` that matter, side by side, for an equality check.
 pub fn termios_fields(t: &libc::termios) -> (u32, u32, u32, u32, Vec<u8>) {
-    (
-        t.c_iflag,
-        t.c_oflag,
-        t.c_cflag,
-        t.c_lflag,
-        t.c_cc.to_vec(),
-    )
+    (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_cc.to_vec())
 }
