@@ -244,7 +244,8 @@ mod tests {
         let v = crate::codec::writer::encode_recording(
             &crate::vectors::sample_session(3),
             crate::codec::WriterConfig::default(),
-        );
+        )
+        .unwrap();
         let mut r = RecordingReader::new();
         r.push(&v[..8]);
         assert_eq!(r.format(), Some(Format::ProtoV1));
