@@ -209,11 +209,10 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
     if let Some(t) = a.shutdown_timeout.or(file.shutdown_timeout) {
         c.shutdown_timeout = Duration::from_secs(t);
     }
-    c.web_dir = tapelog::server::WebRoot::configured_or_default(
-        a.web_dir.clone().or(file.web_dir.clone()),
-    )
-    .dir()
-    .map(Path::to_path_buf);
+    c.web_dir =
+        tapelog::server::WebRoot::configured_or_default(a.web_dir.clone().or(file.web_dir.clone()))
+            .dir()
+            .map(Path::to_path_buf);
     if let Some(p) = a.part_size {
         if p < MIN_PART_SIZE {
             return Err(usage(format!(

@@ -127,7 +127,12 @@ mod tests {
 
     #[test]
     fn only_plain_relative_names_are_served() {
-        for ok in ["index.html", "assets/xterm.css", "pkg/tapelog_wasm_bg.wasm", "a-b_c.js"] {
+        for ok in [
+            "index.html",
+            "assets/xterm.css",
+            "pkg/tapelog_wasm_bg.wasm",
+            "a-b_c.js",
+        ] {
             assert!(is_safe(ok), "{ok}");
         }
         for bad in [
