@@ -122,6 +122,7 @@ and start <code>tapelog serve</code> from the repository's top directory, or giv
 <code>--web-dir DIR</code>. The API is under <code>/v1/</code> (docs/api.md).</p>";
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
