@@ -8,7 +8,7 @@ secs=${1:-20}
 # without AddressSanitizer: that build costs a fraction of the optimised ASan one (the core's
 # generated schema is 4 MB of Rust), and the core has no unsafe code for ASan to watch. Long
 # runs build optimised with ASan, cargo-fuzz's default. FUZZ_BUILD overrides the choice.
-if [ "$secs" -le 60 ]; then build=${FUZZ_BUILD:---dev --sanitizer none}; else build=${FUZZ_BUILD:-}; fi
+if [ "$secs" -le 60 ]; then build=${FUZZ_BUILD---dev --sanitizer none}; else build=${FUZZ_BUILD-}; fi
 if rustup toolchain list | grep -q '^nightly'; then tc=+nightly; else tc=; export RUSTC_BOOTSTRAP=1; fi
 cargo run --quiet -p tapelog-tests --bin write-seeds -- fuzz/corpus
 for t in read_whole read_split json_event; do
