@@ -96,19 +96,15 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
     };
     let input = downloaded.as_ref().map_or(a.input.as_path(), |d| d.path());
     // A progress bar on a terminal for a file (its size is known); none for standard input.
-    let bar = super::progress_bar(
-        std::fs::metadata(input).map_or(0, |m| m.len()),
-        "exporting",
-    );
+    let bar = super::progress_bar(std::fs::metadata(input).map_or(0, |m| m.len()), "exporting");
     let mut events = if input.as_os_str() == "-" {
         open_path(input)?
     } else {
-        let file = std::fs::File::open(input).map_err(|source| {
-            tapelog::recording::ReadError::Io {
+        let file =
+            std::fs::File::open(input).map_err(|source| tapelog::recording::ReadError::Io {
                 path: input.to_path_buf(),
                 source,
-            }
-        })?;
+            })?;
         tapelog::recording::open_reader(Box::new(bar.wrap_read(file)), input)?
     };
     let mut buf = Vec::with_capacity(64 * 1024);
