@@ -13,7 +13,7 @@ mkdir -p "$out"
 echo "== tapelog-wasm in headless Chromium (wasm-bindgen-test)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
   WASM_BINDGEN_TEST_TIMEOUT=120 \
-  cargo test --quiet --target wasm32-unknown-unknown -p tapelog-wasm 2>&1 | tee "$out/wasm-test-output.txt"
+  cargo test --target wasm32-unknown-unknown -p tapelog-wasm 2>&1 | tee "$out/wasm-test-output.txt"
 wasm_rc=${PIPESTATUS[0]}
 
 echo "== web player end to end (Playwright, headless Chromium)"
