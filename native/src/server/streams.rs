@@ -252,6 +252,23 @@ pub(crate) async fn status(
     Ok(json_response(&entry.body()))
 }
 
+/// Takes the caller's open stream `upload_id` out of the registry (to complete or close it).
+async fn take_open(
+    app: &App,
+    caller: &Caller,
+    upload_id: &str,
+) -> Result<(Arc<OpenStream>, RecordingStream), ApiError> {
+    let entry = owned(app, caller, upload_id)?;
+    let taken = entry.stream.lock().await.take();
+    app.streams.remove(upload_id, &entry);
+    match taken {
+        Some(stream) => Ok((entry, stream)),
+        None => Err(ApiError::not_found(format!(
+            "stream {upload_id} was already completed or closed"
+        ))),
+    }
+}
+
 /// `POST /v1/streams/{upload_id}/complete`: uploads the rest and completes the upload.
 pub(crate) async fn complete(
     State(app): State<Arc<App>>,
@@ -260,14 +277,7 @@ pub(crate) async fn complete(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "complete streams")?;
     let upload_id = path_id(upload_id)?;
-    let entry = owned(&app, &caller, &upload_id)?;
-    let taken = entry.stream.lock().await.take();
-    app.streams.remove(&upload_id, &entry);
-    let Some(stream) = taken else {
-        return Err(ApiError::not_found(format!(
-            "stream {upload_id} was already completed or closed"
-        )));
-    };
+    let (entry, stream) = take_open(&app, &caller, &upload_id).await?;
     stream.complete().await?;
     Ok(json_response(&CompletedBody {
         session_id: entry.session_id.clone(),
@@ -284,14 +294,7 @@ pub(crate) async fn close(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "close streams")?;
     let upload_id = path_id(upload_id)?;
-    let entry = owned(&app, &caller, &upload_id)?;
-    let taken = entry.stream.lock().await.take();
-    app.streams.remove(&upload_id, &entry);
-    let Some(stream) = taken else {
-        return Err(ApiError::not_found(format!(
-            "stream {upload_id} was already completed or closed"
-        )));
-    };
+    let (entry, stream) = take_open(&app, &caller, &upload_id).await?;
     stream.close().await?;
     Ok(json_response(&entry.body()))
 }
