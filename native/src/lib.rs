@@ -28,6 +28,7 @@ pub mod audit;
 pub mod client;
 pub mod complete;
 pub mod emit;
+pub mod forward;
 pub mod metrics;
 pub mod playback;
 pub mod pty;
