@@ -8,6 +8,7 @@
 //! - [`event`]: every Teleport event type, [`event::AuditEvent`], JSON, `EventFields`.
 //! - [`codec`]: recording parts (reader, writer, format detection, legacy tar).
 //! - [`stream`]: the recording stream state machine; [`complete`]: the upload completer's rules.
+//! - [`fluent`]: Fluentd's Forward protocol (MessagePack messages and acks) for `tapelog forward`.
 //! - [`proto`], [`json`]: the wire and JSON primitives under them.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -18,6 +19,7 @@ pub mod codec;
 pub mod complete;
 pub mod event;
 pub mod export;
+pub mod fluent;
 pub mod json;
 pub mod playback;
 pub mod proto;
