@@ -139,7 +139,9 @@ struct Pki {
 impl Pki {
     fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let ca = CertAuthority::new("forward test CA").unwrap();
+        static N: AtomicU8 = AtomicU8::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let ca = CertAuthority::new(&format!("forward test CA {n}")).unwrap();
         let server = ca
             .server(&["127.0.0.1".into(), "localhost".into()])
             .unwrap();
@@ -223,7 +225,10 @@ fn check_batch(m: &ForwardMessage, events: &[String]) {
 
 fn transient(r: Result<(), SendError>) -> String {
     match r {
-        Err(SendError::Transient(m)) => m,
+        Err(SendError::Transient(m)) => {
+            eprintln!("transient: {m}");
+            m
+        }
         other => panic!("expected a transient error, got {other:?}"),
     }
 }

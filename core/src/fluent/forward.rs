@@ -6,10 +6,10 @@
 //! The protocol has four modes for events: Message (one event), Forward
 //! (`[tag, [[time, record], ...], option]`), PackedForward (`[tag, bin, option]`, the `bin`
 //! being the `[time, record]` entries concatenated) and CompressedPackedForward (the same,
-//! gzipped). tapelog sends **PackedForward**, as Fluentd's own `out_forward` does (its buffer chunk
-//! under a `str 32` header; tapelog uses `bin`, which the spec allows equally): `in_forward` hands the packed bytes to its event stream without
-//! rebuilding every entry, the entries are encoded once into one buffer, and a retry sends
-//! the same bytes. Compression is left out: audit events are small, and TLS or the network
+//! gzipped). tapelog sends **PackedForward**, as Fluentd's own `out_forward` does (its
+//! buffer chunk under a `str 32` header; tapelog uses `bin`, which the spec allows
+//! equally): `in_forward` hands the packed bytes to its event stream without rebuilding
+//! every entry, and the entries are encoded once into one buffer. Compression is left out: audit events are small, and TLS or the network
 //! rarely makes it worth the CPU at the sizes a batch has (20 events by default).
 //!
 //! Each entry is `[EventTime, record]`: the time is the event's `time` field (RFC 3339, as

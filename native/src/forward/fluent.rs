@@ -490,7 +490,13 @@ impl Pool {
             let mut received = false;
             loop {
                 let n = conn.read(&mut buf).await.map_err(|e| Failure {
-                    message: format!("no ack for chunk {chunk}: {}", io_message(&e)),
+                    // With TLS 1.3 a refused client certificate shows up here, after the
+                    // client's side of the handshake is done: say that, not "no ack".
+                    message: if tls_error(&e).is_some() {
+                        io_message(&e)
+                    } else {
+                        format!("no ack for chunk {chunk}: {e}")
+                    },
                     stale: !received && is_closed(&e),
                 })?;
                 if n == 0 {
@@ -540,12 +546,15 @@ fn is_closed(e: &io::Error) -> bool {
     )
 }
 
+/// The rustls error inside an I/O error, if any.
+fn tls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
 /// An I/O error for people: a TLS alert from the server says the handshake was refused.
 fn io_message(e: &io::Error) -> String {
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
+    match tls_error(e) {
         Some(rustls::Error::AlertReceived(alert)) => format!(
             "the server refused the TLS handshake ({alert:?}): check that --fluentd-cert and \
              --fluentd-key are given and signed by a CA the server trusts"
