@@ -468,3 +468,56 @@ async fn concurrent_sends_share_the_pool_and_keep_each_batch_whole() {
         "{idle} connections for at most 3 at once"
     );
 }
+
+#[tokio::test]
+async fn the_files_configure_writes_work_end_to_end() {
+    use tapelog::forward::configure::{self, ConfigureOptions, Protocol};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ConfigureOptions {
+        ips: vec!["127.0.0.1".parse().unwrap()],
+        protocol: Protocol::Forward,
+        ..ConfigureOptions::default()
+    };
+    let files = configure::run(dir.path(), &opts).unwrap();
+    let pki = Pki {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    for (from, to) in [
+        (&files.ca_cert, "ca.crt"),
+        (&files.server_cert, "server.crt"),
+        (&files.server_key, "server.key"),
+        (&files.client_cert, "client.crt"),
+        (&files.client_key, "client.key"),
+    ] {
+        std::fs::copy(from, pki.path(to)).unwrap();
+    }
+    let mut rx = Receiver::start(Some(pki.server_config()), None).await;
+
+    // The TOML's URLs with the receiver's port, and its three files.
+    let toml: toml::Table = std::fs::read_to_string(&files.toml)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fluentd = &toml["forward"]["fluentd"];
+    let port = |url: &str| url.replace(":24224/", &format!(":{}/", rx.addr.port()));
+    let mut c = FluentConfig::new(
+        port(fluentd["url"].as_str().unwrap()),
+        port(fluentd["session-url"].as_str().unwrap()),
+    );
+    c.ca = fluentd["ca"].as_str().map(PathBuf::from);
+    c.cert = fluentd["cert"].as_str().map(PathBuf::from);
+    c.key = fluentd["key"].as_str().map(PathBuf::from);
+    assert!(
+        c.audit_url.starts_with("forward+tls://localhost:"),
+        "{}",
+        c.audit_url
+    );
+    let out = FluentOutput::new(c).unwrap();
+    let events = vec![event(1, "configured")];
+    out.send(Destination::Session("abc"), &events)
+        .await
+        .unwrap();
+    let m = rx.next().await;
+    assert_eq!(m.tag, "session.abc.log");
+    check_batch(&m, &events);
+}

@@ -15,5 +15,5 @@ pub mod msgpack;
 
 pub use forward::{
     AckDecoder, AckError, EncodeError, Entry, EventTime, ForwardMessage, MessageDecoder,
-    MessageError, Mode, Options, encode_ack, encode_packed_forward,
+    MessageError, Mode, Options, decode_message, encode_ack, encode_packed_forward,
 };

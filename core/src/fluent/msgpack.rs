@@ -360,8 +360,8 @@ pub fn decode(input: &[u8], limits: &Limits) -> Result<(Value, usize), DecodeErr
     Ok((v, r.pos))
 }
 
-/// The length in bytes of the value at the start of `input`, without building it (checks
-/// the same limits as [`decode`]). Used to frame a message before decoding it.
+/// The length in bytes of the value at the start of `input`, without building it (fails
+/// exactly where [`decode`] fails). Used to frame a message before decoding it.
 pub fn skip(input: &[u8], limits: &Limits) -> Result<usize, DecodeError> {
     let mut r = Reader {
         input,
@@ -557,7 +557,13 @@ impl<'a> Reader<'a> {
             | Head::Int(_)
             | Head::F32(_)
             | Head::F64(_) => {}
-            Head::Str(n) | Head::Bin(n) | Head::Ext(_, n) => {
+            Head::Str(n) => {
+                let bytes = self.payload(n, offset)?;
+                if std::str::from_utf8(bytes).is_err() {
+                    return Err(DecodeError::InvalidUtf8 { offset });
+                }
+            }
+            Head::Bin(n) | Head::Ext(_, n) => {
                 self.payload(n, offset)?;
             }
             Head::Array(n) => {
