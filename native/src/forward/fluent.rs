@@ -53,9 +53,12 @@ pub struct FluentConfig {
     pub cert: Option<PathBuf>,
     /// `--fluentd-key`: the client certificate's key.
     pub key: Option<PathBuf>,
-    /// Connections in use at once per server (at least 1).
+    /// Connections in use at once per server (at least 1; the audit and session URLs share
+    /// them when they name the same server). Upstream's `--fluentd-max-connections` 0 means
+    /// 2 × `--concurrency`: the caller resolves that. Sends beyond it wait their turn.
     pub max_connections: usize,
-    /// How long one send may take: connecting, the TLS handshake, writing and the ack.
+    /// How long one send may take once it has a connection slot: connecting, the TLS
+    /// handshake, writing and the ack (waiting for a slot is not counted).
     pub timeout: Duration,
 }
 
