@@ -11,7 +11,7 @@ secs=${1:-20}
 if [ "$secs" -le 60 ]; then build=${FUZZ_BUILD---dev --sanitizer none}; else build=${FUZZ_BUILD-}; fi
 if rustup toolchain list | grep -q '^nightly'; then tc=+nightly; else tc=; export RUSTC_BOOTSTRAP=1; fi
 cargo run --quiet -p tapelog-tests --bin write-seeds -- fuzz/corpus
-for t in read_whole read_split json_event; do
+for t in read_whole read_split json_event fluent_split; do
   mkdir -p "fuzz/corpus/$t"
   out=$(cargo $tc fuzz run $build "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=262144 2>&1) || { echo "$out" | tail -40; exit 1; }
   echo "fuzz $t: $(echo "$out" | grep -Eo 'Done [0-9]+ runs in [0-9]+ second' | tail -1)"
