@@ -33,7 +33,7 @@ rm -rf dist
 mkdir -p dist/pkg dist/xterm
 wasm-bindgen --target web --no-typescript --out-dir dist/pkg \
   "$target_dir/wasm32-unknown-unknown/$dir/tapelog_wasm.wasm"
-cp src/index.html src/app.js src/worker.js src/sessions.js src/style.css dist/
+cp src/index.html src/app.js src/worker.js src/worker-env.js src/sessions.js src/style.css dist/
 cp node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css dist/xterm/
 # The worker's headless terminal and its serializer (checkpoints of the terminal's state).
 cp node_modules/@xterm/headless/lib-headless/xterm-headless.mjs \

@@ -577,13 +577,7 @@ pub fn all() -> Vec<Vector> {
     for b in &mut badgz[24 + 10..24 + 40] {
         *b = 0xff;
     }
-    v.push(bad(
-        "bad-gzip",
-        badgz,
-        0,
-        ErrorKind::BadDeflate,
-        34,
-    ));
+    v.push(bad("bad-gzip", badgz, 0, ErrorKind::BadDeflate, 34));
     let mut v3 = good.clone();
     v3[7] = 3;
     v.push(bad("version-3", v3, 0, ErrorKind::UnsupportedVersion(3), 0));

@@ -14,6 +14,7 @@
 //    posted in rounds of about `budget` bytes of output, each round asked for by the page
 //    (`more`), so that nothing piles up on either side.
 // 3. `export`: re-reads the source through an Exporter into a Blob of chunks.
+import './worker-env.js'; // before @xterm/headless
 import init, { PlayerDecoder, Exporter } from './pkg/tapelog_wasm.js';
 import { Terminal } from './xterm/xterm-headless.mjs';
 import { SerializeAddon } from './xterm/addon-serialize.mjs';

@@ -535,9 +535,10 @@ impl ProtoReader {
                 let r = self.inflater.inflate(input, &mut self.dec[start..]);
                 let p = match r {
                     Ok(p) => p,
-                    // Where the back end stopped reading: the damage is in the bytes before.
+                    // The last byte the back end read before it noticed the damage (the
+                    // same byte whatever the chunking: it reads no further than it needs).
                     Err(e) => {
-                        let at = self.offset + e.consumed as u64;
+                        let at = (self.offset + e.consumed as u64).saturating_sub(1);
                         return Err(self.err(at, ErrorKind::BadDeflate));
                     }
                 };

@@ -9,10 +9,10 @@
 
 use std::collections::VecDeque;
 
+use super::deflate::Backend;
 use super::detect::{Format, detect_format};
 use super::error::{CodecError, ErrorKind};
 use super::legacy;
-use super::deflate::Backend;
 use super::reader::{Polled, ProtoReader, ReaderStats, ResumePoint};
 use crate::event::AuditEvent;
 
