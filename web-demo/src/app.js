@@ -256,18 +256,26 @@ function onReplay(msg) {
   const r = rec.replay;
   if (!r || r.gen !== msg.gen) return; // an older replay
   if (metrics.replayFirstAt === undefined) metrics.replayFirstAt = now();
-  r.credit -= msg.frames.data.length + 1;
+  r.credit -= replayCost(msg.frames);
   r.last = msg.first + msg.frames.time.length;
-  cacheBatch(msg.frames, msg.first);
+  if (!cacheBatch(msg.frames, msg.first)) {
+    // No room (the player is behind): stop; the player starts a replay again when it gets here.
+    worker.postMessage({ type: 'cancel', gen: r.gen });
+    rec.replay = null;
+    metrics.replaysStopped = (metrics.replaysStopped || 0) + 1;
+  }
   resume();
 }
+
+/** What a replayed batch counts against the replay's allowance (as worker.js counts it). */
+const replayCost = (f) => f.data.length + 32 * f.time.length;
 
 /** Keeps the replay going: asks for more when less than half the cache is ahead. */
 function feed() {
   const r = rec.replay;
   if (!r || r.ended) return;
   let ahead = 0;
-  for (const B of rec.batches) if (B.first + B.time.length > player.next) ahead += B.data.byteLength;
+  for (const B of rec.batches) if (B.first + B.time.length > player.next) ahead += batchBytes(B);
   const want = config.cache / 2 - ahead - r.credit;
   if (want > config.cache / 8) {
     r.credit += want;

@@ -209,7 +209,7 @@ async function startReplay({ gen, at, from, budget }) {
       while (allowance <= 0 && !cancelled) await new Promise((r) => { wake = r; });
       wake = null;
       if (cancelled) break;
-      allowance -= f.data.length + 1;
+      allowance -= f.data.length + 32 * f.time.length; // as the page counts its cache
       self.postMessage({ type: 'replay', gen, first: start, frames: f, startedAt: started }, transferList(f));
     }
     if (!cancelled) self.postMessage({ type: 'replay-end', gen });
