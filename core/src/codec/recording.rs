@@ -318,9 +318,12 @@ mod tests {
             .find(|v| v.name == "many-padded-parts")
             .map(|v| v.bytes)
             .unwrap();
-        // Overwrite bytes inside the second part's deflate data (as the web fixture does).
+        // Overwrite bytes inside the fourth part's deflate data (as the web fixture does).
         let word = |b: &[u8], o: usize| u64::from_be_bytes(b[o..o + 8].try_into().unwrap());
-        let at = 24 + word(&bytes, 8) as usize + word(&bytes, 16) as usize;
+        let mut at = 0;
+        for _ in 0..3 {
+            at += 24 + word(&bytes, at + 8) as usize + word(&bytes, at + 16) as usize;
+        }
         for b in &mut bytes[at + 24 + 40..at + 24 + 80] {
             *b = 0xA5;
         }
