@@ -8,7 +8,9 @@ cd "$(dirname "$0")"
 root=$(cd .. && pwd)
 profile=${PROFILE:-release}
 
-if [ ! -f node_modules/@xterm/xterm/lib/xterm.js ] || [ ! -d node_modules/playwright-core ]; then
+if [ ! -f node_modules/@xterm/xterm/lib/xterm.js ] || [ ! -d node_modules/playwright-core ] \
+  || [ ! -f node_modules/@xterm/headless/lib-headless/xterm-headless.mjs ] \
+  || [ ! -f node_modules/@xterm/addon-serialize/lib/addon-serialize.mjs ]; then
   echo "build: npm install (web-demo)"
   npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi
@@ -31,6 +33,9 @@ rm -rf dist
 mkdir -p dist/pkg dist/xterm
 wasm-bindgen --target web --no-typescript --out-dir dist/pkg \
   "$target_dir/wasm32-unknown-unknown/$dir/tapelog_wasm.wasm"
-cp src/index.html src/app.js src/worker.js src/sessions.js src/style.css dist/
+cp src/index.html src/app.js src/worker.js src/worker-env.js src/sessions.js src/style.css dist/
 cp node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css dist/xterm/
+# The worker's headless terminal and its serializer (checkpoints of the terminal's state).
+cp node_modules/@xterm/headless/lib-headless/xterm-headless.mjs \
+  node_modules/@xterm/addon-serialize/lib/addon-serialize.mjs dist/xterm/
 echo "build: web-demo/dist ($(du -sh dist | cut -f1))"

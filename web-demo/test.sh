@@ -17,7 +17,7 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER
 wasm_rc=${PIPESTATUS[0]}
 
 echo "== web player end to end (Playwright, headless Chromium)"
-cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- target/web-fixtures
+cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- target/web-fixtures --big "${WEB_BIG_MB:-12}"
 PROFILE=${PROFILE:-dev} bash web-demo/build.sh
 node web-demo/tests/e2e.mjs web-demo/dist target/web-fixtures "$out/screenshots" 2>&1 | tee "$out/e2e-output.txt"
 e2e_rc=${PIPESTATUS[0]}

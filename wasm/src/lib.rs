@@ -13,7 +13,8 @@
 //!   call.
 //! - [`PlayerDecoder`]: the same stream as a player needs it: terminal output and resizes with
 //!   their times (session timeline and idle-capped timeline) in typed arrays, the other events
-//!   as objects, the summary.
+//!   as objects, the summary; [`Checkpoint`]s at part boundaries, from which a player can
+//!   decode again (`PlayerDecoder.resume`) to seek back without keeping all the output.
 //! - [`Exporter`], [`toJsonLines`](to_json_lines), [`toAsciicast`](to_asciicast): the
 //!   command line's exports, streaming or in one call.
 //!
@@ -31,4 +32,4 @@ mod player;
 
 pub use decoder::{Decoder, decode_recording};
 pub use export::{Exporter, to_asciicast, to_json_lines};
-pub use player::PlayerDecoder;
+pub use player::{Checkpoint, PlayerDecoder};

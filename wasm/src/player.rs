@@ -5,7 +5,7 @@
 
 use js_sys::{Array, Float64Array, Object, Uint8Array, Uint16Array, Uint32Array};
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::RecordingReader;
+use tapelog_core::codec::{RecordingReader, ResumePoint};
 use tapelog_core::export::{FrameKind, Framer, IdleCap};
 use tapelog_core::playback::SessionSummary;
 use wasm_bindgen::prelude::*;
@@ -13,8 +13,12 @@ use wasm_bindgen::prelude::*;
 use crate::convert::{events_to_array, set, stats_to_object, summary_to_object};
 use crate::decoder::{Pull, pull};
 
+/// A batch ends once it holds this much terminal output (so that a player's cache of batches
+/// has a bounded granule, whatever the events' sizes).
+const MAX_BATCH_OUTPUT: usize = 1 << 20;
+
 /// Streaming decoder for a player: `push`/`finish` as for `Decoder`, then `poll(maxEvents)`
-/// returns a batch:
+/// returns a batch of at most `maxEvents` events that ends once it holds 1 MiB of output:
 ///
 /// ```text
 /// { events: [non-print events as objects],
@@ -22,11 +26,20 @@ use crate::decoder::{Pull, pull};
 ///             cols, rows: Uint16Array,           // a resize (0 for output)
 ///             end: Uint32Array,                  // output: end of its bytes in `data`
 ///             data: Uint8Array },                // the batch's terminal output
-///   pulled: number }                             // events taken from the reader
+///   pulled: number,                              // events taken from the reader
+///   checkpoint: boolean }                        // the batch starts a new part (see below)
 /// ```
 ///
 /// An empty batch (`pulled == 0`) means: push more input, or the end (`ended`). At damage the
 /// batch holds what came before it and the next `poll` throws the `RecordingError`.
+///
+/// **Checkpoints** (ProtoStream only): a batch never spans two parts; when a batch starts with
+/// the first event of a new part, `checkpoint` is true and `takeCheckpoint()` returns a
+/// [`Checkpoint`]: where the recording can be read again from (`offset`, a part boundary)
+/// with the timeline's state there. `PlayerDecoder.resume(checkpoint)` then decodes the bytes
+/// from `checkpoint.offset` on and gives exactly the frames this decoder gave from that batch
+/// on (a player seeks back by restoring its terminal as it was at the checkpoint and
+/// re-reading from there, instead of keeping all the output).
 #[wasm_bindgen]
 pub struct PlayerDecoder {
     reader: RecordingReader,
@@ -34,6 +47,49 @@ pub struct PlayerDecoder {
     idle: IdleCap,
     summary: SessionSummary,
     ended: bool,
+    /// Frames produced so far (from the start of the recording, for a resumed decoder).
+    frames: u64,
+    /// The part of the last event taken (its resume point).
+    part: Option<ResumePoint>,
+    /// The first event of a new part, kept for the next batch (a batch ends before it).
+    pending: Option<AuditEvent>,
+    /// The checkpoint before `pending`.
+    next_checkpoint: Option<Checkpoint>,
+    /// The checkpoint at the start of the last batch, until taken.
+    ready: Option<Checkpoint>,
+}
+
+/// A point where a [`PlayerDecoder`] can start again: a part boundary of the recording
+/// (`offset`), the number of frames before it (`frame`) and the timeline's state there.
+/// Made by `PlayerDecoder.takeCheckpoint()`, used by `PlayerDecoder.resume(checkpoint)`.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct Checkpoint {
+    point: ResumePoint,
+    framer: Framer,
+    idle: IdleCap,
+    frames: u64,
+}
+
+#[wasm_bindgen]
+impl Checkpoint {
+    /// Byte offset of the part's header: feed the recording from here to the resumed decoder.
+    #[wasm_bindgen(getter)]
+    pub fn offset(&self) -> f64 {
+        self.point.offset as f64
+    }
+
+    /// Zero-based part number.
+    #[wasm_bindgen(getter)]
+    pub fn part(&self) -> f64 {
+        self.point.part as f64
+    }
+
+    /// Frames (output and resizes) before this point, counted from the recording's start.
+    #[wasm_bindgen(getter)]
+    pub fn frame(&self) -> f64 {
+        self.frames as f64
+    }
 }
 
 #[derive(Default)]
@@ -74,7 +130,43 @@ impl PlayerDecoder {
             idle: IdleCap::new(cap),
             summary: SessionSummary::new(),
             ended: false,
+            frames: 0,
+            part: None,
+            pending: None,
+            next_checkpoint: None,
+            ready: None,
         }
+    }
+
+    /// A decoder that continues from `checkpoint`: push the recording's bytes from
+    /// `checkpoint.offset` on. Its frames are those the first decoder gave from the
+    /// checkpoint's batch on; its summary covers only what it decodes.
+    pub fn resume(checkpoint: &Checkpoint) -> PlayerDecoder {
+        PlayerDecoder {
+            reader: RecordingReader::resume(checkpoint.point),
+            framer: checkpoint.framer.clone(),
+            idle: checkpoint.idle.clone(),
+            summary: SessionSummary::new(),
+            ended: false,
+            frames: checkpoint.frames,
+            part: Some(checkpoint.point),
+            pending: None,
+            next_checkpoint: None,
+            ready: None,
+        }
+    }
+
+    /// The checkpoint at the start of the last batch (when its `checkpoint` was true), once;
+    /// `undefined` otherwise.
+    #[wasm_bindgen(js_name = takeCheckpoint)]
+    pub fn take_checkpoint(&mut self) -> Option<Checkpoint> {
+        self.ready.take()
+    }
+
+    /// Frames produced so far (counted from the recording's start).
+    #[wasm_bindgen(getter)]
+    pub fn frames(&self) -> f64 {
+        self.frames as f64
     }
 
     /// Adds a chunk of the recording.
@@ -105,6 +197,7 @@ impl PlayerDecoder {
                 }
             }
             frames.end.push(frames.data.len() as u32);
+            self.frames += 1;
         }
         if e.print_data().is_none() {
             others.push(e.clone());
@@ -116,9 +209,36 @@ impl PlayerDecoder {
         let mut frames = Frames::default();
         let mut others = Vec::new();
         let mut pulled = 0u32;
-        while pulled < max_events {
+        let mut checkpoint = false;
+        self.ready = None;
+        if let Some(e) = self.pending.take() {
+            self.ready = self.next_checkpoint.take();
+            checkpoint = self.ready.is_some();
+            pulled += 1;
+            self.add(&e, &mut frames, &mut others);
+        }
+        while pulled < max_events && frames.data.len() < MAX_BATCH_OUTPUT {
             match pull(&mut self.reader, &mut self.ended) {
                 Ok(Pull::Event(e)) => {
+                    let point = self.reader.resume_point();
+                    let new_part = self.part.is_some() && point != self.part;
+                    self.part = point;
+                    if let (true, Some(point)) = (new_part, point) {
+                        let cp = Checkpoint {
+                            point,
+                            framer: self.framer.clone(),
+                            idle: self.idle.clone(),
+                            frames: self.frames,
+                        };
+                        if pulled > 0 {
+                            // The batch ends here; the next one starts with this event.
+                            self.next_checkpoint = Some(cp);
+                            self.pending = Some(e);
+                            break;
+                        }
+                        self.ready = Some(cp);
+                        checkpoint = true;
+                    }
                     pulled += 1;
                     self.add(&e, &mut frames, &mut others);
                 }
@@ -132,6 +252,7 @@ impl PlayerDecoder {
         set(&o, "events", events);
         set(&o, "frames", frames.to_object());
         set(&o, "pulled", pulled);
+        set(&o, "checkpoint", checkpoint);
         Ok(o)
     }
 

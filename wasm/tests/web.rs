@@ -308,3 +308,85 @@ fn exporter_keeps_output_before_damage() {
     assert!(!x.error().is_null());
     assert!(x.finish().is_err());
 }
+
+/// The frames of a decoder as `(time, idle, index, cols, rows, output bytes)` per frame, and
+/// the checkpoints it offered (taken after each batch that starts one).
+#[allow(clippy::type_complexity)]
+fn player_frames(
+    p: &mut PlayerDecoder,
+    input: &[u8],
+    base: usize,
+) -> (
+    Vec<(f64, f64, f64, u16, u16, Vec<u8>)>,
+    Vec<tapelog_wasm::Checkpoint>,
+) {
+    p.push(input);
+    p.finish();
+    let mut frames = Vec::new();
+    let mut checkpoints = Vec::new();
+    while let Ok(b) = p.poll(4096) {
+        if num(&b, "pulled") == 0.0 {
+            break;
+        }
+        if get(&b, "checkpoint").as_bool() == Some(true) {
+            let cp = p.take_checkpoint().expect("a checkpoint");
+            assert_eq!(
+                cp.frame() as usize,
+                base + frames.len(),
+                "checkpoint frame number"
+            );
+            checkpoints.push(cp);
+        }
+        let f = get(&b, "frames");
+        let time = Float64Array::from(get(&f, "time")).to_vec();
+        let idle = Float64Array::from(get(&f, "idle")).to_vec();
+        let index = Float64Array::from(get(&f, "index")).to_vec();
+        let cols = Uint16Array::from(get(&f, "cols")).to_vec();
+        let rows = Uint16Array::from(get(&f, "rows")).to_vec();
+        let end = Uint32Array::from(get(&f, "end")).to_vec();
+        let data = Uint8Array::from(get(&f, "data")).to_vec();
+        let mut a = 0usize;
+        for i in 0..time.len() {
+            let e = end[i] as usize;
+            frames.push((
+                time[i],
+                idle[i],
+                index[i],
+                cols[i],
+                rows[i],
+                data[a..e].to_vec(),
+            ));
+            a = e;
+        }
+    }
+    (frames, checkpoints)
+}
+
+#[wasm_bindgen_test]
+fn player_resumed_at_a_checkpoint_gives_the_same_frames() {
+    let mut checked = 0;
+    for v in vectors::all() {
+        if !matches!(v.expect, Expect::Events { .. }) {
+            continue;
+        }
+        let mut p = PlayerDecoder::new(50.0);
+        let (all, checkpoints) = player_frames(&mut p, &v.bytes, 0);
+        for cp in &checkpoints {
+            let mut r = PlayerDecoder::resume(cp);
+            let (rest, _) = player_frames(
+                &mut r,
+                &v.bytes[cp.offset() as usize..],
+                cp.frame() as usize,
+            );
+            assert_eq!(
+                rest,
+                all[cp.frame() as usize..],
+                "{} from part {}",
+                v.name,
+                cp.part()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 3, "only {checked} checkpoints");
+}

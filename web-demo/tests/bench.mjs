@@ -64,20 +64,40 @@ fig('chromium', browser.version());
   await page.goto(`${server.origin}/?src=/fixtures/${file}`);
   await page.waitForFunction(() => window.tapelog?.metrics.firstOutputAt !== undefined, null, { timeout: 60_000 });
   await page.waitForSelector('body[data-state="ready"]', { timeout: 600_000 });
+  await page.evaluate(() => document.body.dataset.playback === 'playing' && document.getElementById('play').click());
   const m = await page.evaluate(() => window.tapelog.metrics);
   fig('first_output_ms', (m.firstOutputAt - m.firstBytesAt).toFixed(0));
   fig('stream_decode_seconds', (m.decodeMs / 1000).toFixed(2));
   fig('stream_decode_mb_s', (m.bytes / 1e6 / (m.decodeMs / 1000)).toFixed(1));
   fig('page_load_to_done_seconds', ((Date.now() - t0) / 1000).toFixed(2));
-  const heap = await page.evaluate(() => {
-    const frames = window.tapelog.recording.batches.reduce((s, b) => s + b.data.byteLength + 8 * 3 * b.time.length + 8 * b.end.length, 0);
-    return { used: performance.memory.usedJSHeapSize, total: performance.memory.totalJSHeapSize, frames };
-  });
+  // Let the collector settle, then read what the page keeps.
+  await page.waitForTimeout(1000);
+  const heap = await page.evaluate(() => ({
+    used: performance.memory.usedJSHeapSize, total: performance.memory.totalJSHeapSize,
+    kept: window.tapelog.retained(),
+  }));
   const cdp = await page.context().newCDPSession(page);
-  const { metrics } = await cdp.send('Performance.getMetrics').catch(() => ({ metrics: [] }));
+  await cdp.send('HeapProfiler.collectGarbage').catch(() => {});
+  const after = await page.evaluate(() => performance.memory.usedJSHeapSize);
   fig('js_heap_used_mb', (heap.used / 1e6).toFixed(1));
+  fig('js_heap_used_after_gc_mb', (after / 1e6).toFixed(1));
   fig('js_heap_total_mb', (heap.total / 1e6).toFixed(1));
-  fig('frames_kept_mb', (heap.frames / 1e6).toFixed(1));
+  fig('cache_kept_mb', (heap.kept.cacheBytes / 1e6).toFixed(1));
+  fig('cache_limit_mb', (heap.kept.cacheLimit / 1e6).toFixed(1));
+  fig('checkpoints', heap.kept.checkpoints);
+  fig('snapshots_mb', (heap.kept.snapshotBytes / 1e6).toFixed(1));
+  fig('headless_seconds', (m.headlessMs / 1000).toFixed(2));
+  // Seeks: to the middle, back to the start, to the end, measured from the click to xterm
+  // having drawn the moment (metrics.seekMs).
+  const end = await page.evaluate(() => window.tapelog.recording.end.time);
+  for (const [name, t] of [['middle', end / 2], ['start', 100], ['end', end], ['middle_again', end / 2]]) {
+    await page.evaluate(() => { window.tapelog.metrics.seekMs = undefined; });
+    await page.fill('#seek-time', String(t / 1000));
+    await page.click('#seek');
+    await page.waitForFunction(() => window.tapelog.metrics.seekMs !== undefined, null, { timeout: 120_000 });
+    fig(`seek_${name}_ms`, (await page.evaluate(() => window.tapelog.metrics.seekMs)).toFixed(0));
+  }
+  const { metrics } = await cdp.send('Performance.getMetrics').catch(() => ({ metrics: [] }));
   const cdpHeap = metrics.find((x) => x.name === 'JSHeapUsedSize');
   if (cdpHeap) fig('cdp_js_heap_used_mb', (cdpHeap.value / 1e6).toFixed(1));
   await page.close();

@@ -5,10 +5,10 @@
 // its filters; the exports. Screenshots go to SHOTS. Prints `N passed, N failed` last.
 //
 // usage: node tests/e2e.mjs DIST FIXTURES SHOTS
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { serve, CHROMIUM } from './serve.mjs';
+import { serve, CHROMIUM, ranges } from './serve.mjs';
 
 const [dist, fixtures, shots] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
@@ -128,7 +128,7 @@ await test('multi-part: pause stops the output, play resumes it', async (page) =
   const f = fx['multi-part'];
   await page.goto(url(f.file));
   await page.waitForSelector('body[data-playback="playing"]');
-  await page.waitForFunction(() => window.tapelog.player.cur.f > 10);
+  await page.waitForFunction(() => window.tapelog.player.next > 10);
   await page.click('#play');
   eq(await page.evaluate(() => document.body.dataset.playback), 'paused', 'paused');
   await page.waitForTimeout(200); // output written before the pause is drawn
@@ -150,7 +150,7 @@ await test('multi-part: the time box and a click on the timeline seek', async (p
   const box = await page.locator('#timeline').boundingBox();
   await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
   await page.waitForTimeout(300);
-  const end = await page.evaluate(() => { const b = window.tapelog.recording.batches.at(-1); return b.time.at(-1); });
+  const end = await page.evaluate(() => window.tapelog.recording.end.time);
   const text = await domText(page);
   const shown = [...text.matchAll(/line (\d+):/g)].map((m) => Number(m[1]));
   const last = Math.max(...shown);
@@ -236,6 +236,108 @@ await test('exports: JSON lines and asciicast', async (page) => {
   eq(header.width, 80, 'asciicast width');
   assert(cast.slice(1).some((l) => JSON.parse(l)[1] === 'o'), 'output events');
 });
+
+// ---- bounded memory: a small cache and checkpoints make a small recording act like a big one
+
+const SMALL = '&cache=16384&spacing=0&batch=64'; // 16 KiB of frames, a checkpoint per part
+const screen = (page) => page.evaluate(() => window.tapelog.screenText());
+
+/** The screen at `t` with everything cached (the reference: no checkpoint, no replay). */
+async function reference(file, t) {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  try {
+    await openAt(page, file, t);
+    return await screen(page);
+  } finally {
+    await page.close();
+  }
+}
+
+{
+  const f = fx['multi-part'];
+  const want = await reference(f.file, f.seek.t);
+  const wantEarly = await reference(f.file, 0.5);
+
+  await test('small cache: seeking back far (beyond the cache) shows the exact terminal', async (page) => {
+    const before = ranges.count;
+    await page.goto(`${url(f.file, 'end')}${SMALL}`);
+    await page.waitForSelector('body[data-seeked="end"]', { timeout: 20_000 });
+    const r = await page.evaluate(() => window.tapelog.retained());
+    assert(r.checkpoints > 3, `checkpoints: ${r.checkpoints}`);
+    assert(r.cacheMax <= r.cacheLimit, `cache peaked at ${r.cacheMax} > ${r.cacheLimit}`);
+    assert((await screen(page)).includes(f.end_line), 'end line');
+    for (const [t, expect] of [[f.seek.t, want], [0.5, wantEarly], [f.seek.t, want]]) {
+      await page.fill('#seek-time', String(t));
+      await page.evaluate(() => { window.tapelog.metrics.seekMs = undefined; });
+      await page.click('#seek');
+      await page.waitForFunction(() => window.tapelog.metrics.seekMs !== undefined, null, { timeout: 10_000 });
+      eq(await screen(page), expect, `screen after seeking back to ${t} s`);
+    }
+    const m = await page.evaluate(() => window.tapelog.metrics);
+    assert(m.replays > 0, 'the seeks decoded again from a checkpoint');
+    assert(ranges.count > before, 'the replays used HTTP Range requests');
+  });
+
+  await test('small cache: deep link into the middle shows the exact terminal', async (page) => {
+    await page.goto(`${url(f.file, f.seek.t)}${SMALL}`);
+    await page.waitForSelector(`body[data-seeked="${f.seek.t}"]`, { timeout: 20_000 });
+    eq(await screen(page), want, 'screen at the deep link');
+    // Playing on from there at 16x reaches the end.
+    await page.selectOption('#speed', '16');
+    await page.click('#play');
+    await page.waitForSelector('body[data-playback="ended"]', { timeout: 30_000 });
+    await page.waitForFunction((line) => window.tapelog.screenText().includes(line), f.end_line, { timeout: 5000 });
+  });
+
+  await test('small cache, server without Range: replays skip to the offset', async (page) => {
+    await page.goto(`${server.origin}/?src=/fixtures/${f.file}%3Fnorange&t=end${SMALL}`);
+    await page.waitForSelector('body[data-seeked="end"]', { timeout: 20_000 });
+    await page.fill('#seek-time', String(f.seek.t));
+    await page.click('#seek');
+    await page.waitForFunction((w) => window.tapelog.screenText() === w, want, { timeout: 10_000 });
+  });
+
+  await test('small cache, file picker: replays read File slices', async (page) => {
+    await page.goto(`${server.origin}/?${SMALL.slice(1)}`);
+    await page.setInputFiles('#file', join(fixtures, f.file));
+    await page.waitForSelector('body[data-state="ready"]', { timeout: 20_000 });
+    await page.evaluate(() => document.body.dataset.playback === 'playing' && document.getElementById('play').click());
+    await page.fill('#seek-time', '100');
+    await page.click('#seek');
+    await page.waitForFunction((line) => window.tapelog.screenText().includes(line), f.end_line, { timeout: 10_000 });
+    await page.fill('#seek-time', String(f.seek.t));
+    await page.click('#seek');
+    await page.waitForFunction((w) => window.tapelog.screenText() === w, want, { timeout: 10_000 });
+  });
+}
+
+if (existsSync(join(fixtures, 'big.tlog'))) {
+  await test('big recording: what the page keeps stays within its bounds', async (page) => {
+    const cache = 4 << 20;
+    await page.goto(`${server.origin}/?src=/fixtures/big.tlog&t=end&cache=${cache}`);
+    await page.waitForSelector('body[data-seeked="end"]', { timeout: 120_000 });
+    const r = await page.evaluate(() => window.tapelog.retained());
+    const output = Number(await summaryField(page, 'output').then((s) => s.split(' ')[0]));
+    assert(output > 2 * cache, `the recording has ${output} bytes of output, want more than twice the cache`);
+    eq(r.cacheLimit, cache, 'cache limit');
+    assert(r.cacheMax <= r.cacheLimit, `cache peaked at ${r.cacheMax} > ${r.cacheLimit}`);
+    assert(r.checkpoints <= 64 && r.snapshotBytes <= 16 << 20, `checkpoints: ${JSON.stringify(r)}`);
+    assert(r.events <= 5000 && r.printRows <= 500, `event list: ${JSON.stringify(r)}`);
+    // Print i (a 120-byte line starting with i right-aligned in 9 columns) is at 2 i ms.
+    for (const t of [10, 0.5]) {
+      await page.fill('#seek-time', String(t));
+      await page.evaluate(() => { window.tapelog.metrics.seekMs = undefined; });
+      await page.click('#seek');
+      await page.waitForFunction(() => window.tapelog.metrics.seekMs !== undefined, null, { timeout: 20_000 });
+      const text = await screen(page);
+      const i = t * 500;
+      assert(text.includes(`${String(i).padStart(9)} `), `at ${t} s the screen lacks line ${i}:\n${text}`);
+      assert(!text.includes(`${String(i + 1).padStart(9)} `), `at ${t} s the screen shows line ${i + 1}`);
+    }
+    const after = await page.evaluate(() => window.tapelog.retained());
+    assert(after.cacheMax <= after.cacheLimit, `cache peaked at ${after.cacheMax} after seeking`);
+  });
+}
 
 await browser.close();
 await server.close();

@@ -11,6 +11,9 @@ const TYPES = {
   '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json',
 };
 
+/** Range requests answered with 206, for the tests to check that replays use them. */
+export const ranges = { count: 0 };
+
 /** Starts the server; resolves to `{ origin, close() }`. */
 export function serve(dist, fixtures) {
   const server = createServer((req, res) => {
@@ -23,10 +26,31 @@ export function serve(dist, fixtures) {
     let st;
     try { st = statSync(file); } catch { res.writeHead(404).end('not found'); return; }
     if (!st.isFile()) { res.writeHead(404).end('not found'); return; }
+    const type = TYPES[extname(file)] || 'application/octet-stream';
+    // `Range: bytes=A-` / `bytes=A-B` (the player re-reads a recording from a part boundary);
+    // `?norange` makes the server ignore it, as some servers do (the player then skips).
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range || '');
+    const ranged = m && !new URL(req.url, 'http://x').searchParams.has('norange');
+    if (ranged) {
+      const a = Number(m[1]);
+      const b = m[2] === '' ? st.size - 1 : Math.min(Number(m[2]), st.size - 1);
+      if (a >= st.size || b < a) {
+        res.writeHead(416, { 'content-range': `bytes */${st.size}` }).end();
+        return;
+      }
+      ranges.count++;
+      res.writeHead(206, {
+        'content-type': type, 'content-length': b - a + 1, 'cache-control': 'no-store',
+        'content-range': `bytes ${a}-${b}/${st.size}`, 'accept-ranges': 'bytes',
+      });
+      createReadStream(file, { start: a, end: b, highWaterMark: 256 * 1024 }).pipe(res);
+      return;
+    }
     res.writeHead(200, {
-      'content-type': TYPES[extname(file)] || 'application/octet-stream',
+      'content-type': type,
       'content-length': st.size,
       'cache-control': 'no-store',
+      'accept-ranges': 'bytes',
     });
     createReadStream(file, { highWaterMark: 256 * 1024 }).pipe(res);
   });

@@ -42,8 +42,14 @@ pub enum Flush {
 
 /// Corrupt deflate data.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid deflate data: {0}")]
-pub struct InflateError(pub String);
+#[error("invalid deflate data after {consumed} more input bytes ({detail})")]
+pub struct InflateError {
+    /// Input bytes of the failing call that the back end read before it noticed the damage
+    /// (0 when the error is reported by the call after the one that read them).
+    pub consumed: usize,
+    /// The back end's own words (for debugging; they differ between back ends).
+    pub detail: String,
+}
 
 enum DeflaterInner {
     Zlib(flate2::Compress),
@@ -200,14 +206,22 @@ impl Inflater {
                 let status = match r {
                     Ok(s) => s,
                     Err(e) if written > 0 => {
-                        self.pending = Some(InflateError(e.to_string()));
+                        self.pending = Some(InflateError {
+                            consumed: 0,
+                            detail: e.to_string(),
+                        });
                         return Ok(InflateProgress {
                             consumed,
                             written,
                             done: false,
                         });
                     }
-                    Err(e) => return Err(InflateError(e.to_string())),
+                    Err(e) => {
+                        return Err(InflateError {
+                            consumed,
+                            detail: e.to_string(),
+                        });
+                    }
                 };
                 Ok(InflateProgress {
                     consumed,
@@ -222,10 +236,18 @@ impl Inflater {
                     Ok(MZStatus::StreamEnd) => true,
                     Ok(_) | Err(MZError::Buf) => false,
                     Err(e) if r.bytes_written > 0 => {
-                        self.pending = Some(InflateError(format!("{e:?}")));
+                        self.pending = Some(InflateError {
+                            consumed: 0,
+                            detail: format!("{e:?}"),
+                        });
                         false
                     }
-                    Err(e) => return Err(InflateError(format!("{e:?}"))),
+                    Err(e) => {
+                        return Err(InflateError {
+                            consumed: r.bytes_consumed,
+                            detail: format!("{e:?}"),
+                        });
+                    }
                 };
                 Ok(InflateProgress {
                     consumed: r.bytes_consumed,

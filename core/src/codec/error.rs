@@ -46,9 +46,13 @@ pub enum ErrorKind {
     /// The payload is not gzip.
     #[error("invalid gzip header: {0}")]
     BadGzipHeader(&'static str),
-    /// The deflate data is corrupt.
-    #[error("corrupt gzip data: {0}")]
-    BadDeflate(String),
+    /// The deflate data is corrupt. The error's offset is the last byte decompression read
+    /// (where it noticed the damage; the damaged bytes are at or before it). (The deflate back ends' own wording is left
+    /// out: it differs between back ends and with where the input was split.)
+    #[error(
+        "corrupt compressed data: the part's gzip stream cannot be decompressed here (the bytes are damaged)"
+    )]
+    BadDeflate,
     /// The gzip trailer does not match the data.
     #[error("gzip checksum mismatch (crc32 {expected:08x} in trailer, {actual:08x} computed)")]
     ChecksumMismatch {

@@ -23,7 +23,7 @@ pub use deflate::Backend;
 pub use detect::{Format, detect_format};
 pub use error::{CodecError, ErrorKind};
 pub use header::PartHeader;
-pub use reader::{Polled, PolledRecord, ProtoReader, ReadAll, ReaderStats, read_all};
+pub use reader::{Polled, PolledRecord, ProtoReader, ReadAll, ReaderStats, ResumePoint, read_all};
 pub use recording::RecordingReader;
 pub use records::{FrameError, FramedRecord, FramedRecords, frame_record, record_index};
 pub use writer::{

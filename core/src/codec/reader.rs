@@ -28,6 +28,22 @@ pub struct ReaderStats {
     pub dangling_bytes: u64,
 }
 
+/// Where reading can restart: the start of a part, with the duplicate rule's state there.
+///
+/// Parts are self-contained (each is a header and its own gzip members), so a reader made with
+/// [`ProtoReader::resume`] and fed the input from [`offset`](Self::offset) on returns exactly
+/// the events the first reader returned from that part on, with the same indexes, duplicates
+/// skipped the same way and errors at the same offsets (its counters start at zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResumePoint {
+    /// Absolute offset of the part's header in the recording.
+    pub offset: u64,
+    /// Zero-based number of the part.
+    pub part: u64,
+    /// Index of the last event kept before this part (-1: none yet).
+    pub last_index: i64,
+}
+
 /// What [`ProtoReader::poll`] produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Polled {
@@ -121,6 +137,8 @@ pub struct ProtoReader {
     last_index: i64,
     stats: ReaderStats,
     failed: Option<CodecError>,
+    /// The start of the part being read (the last header parsed).
+    resume: ResumePoint,
 }
 
 impl Default for ProtoReader {
@@ -155,7 +173,30 @@ impl ProtoReader {
             last_index: -1,
             stats: ReaderStats::default(),
             failed: None,
+            resume: ResumePoint {
+                offset: 0,
+                part: 0,
+                last_index: -1,
+            },
         }
+    }
+
+    /// A reader that starts at `point` (see [`ResumePoint`]): push the recording's bytes from
+    /// `point.offset` on.
+    pub fn resume(backend: Backend, point: ResumePoint) -> ProtoReader {
+        let mut r = ProtoReader::new(backend);
+        r.offset = point.offset;
+        r.part_start = point.offset;
+        r.part_index = point.part;
+        r.last_index = point.last_index;
+        r.resume = point;
+        r
+    }
+
+    /// Where reading can restart to read again the part of the last event returned (and what
+    /// follows): the last part header parsed. Before any header, the start of the input.
+    pub fn resume_point(&self) -> ResumePoint {
+        self.resume
     }
 
     /// Adds input bytes.
@@ -322,6 +363,11 @@ impl ProtoReader {
                     }
                 }
                 self.part_start = self.offset;
+                self.resume = ResumePoint {
+                    offset: self.offset,
+                    part: self.part_index,
+                    last_index: self.last_index,
+                };
                 self.consume(h.len());
                 self.header = Some(h);
                 self.payload_left = h.part_size;
@@ -489,8 +535,11 @@ impl ProtoReader {
                 let r = self.inflater.inflate(input, &mut self.dec[start..]);
                 let p = match r {
                     Ok(p) => p,
+                    // The last byte the back end read before it noticed the damage (the
+                    // same byte whatever the chunking: it reads no further than it needs).
                     Err(e) => {
-                        return Err(self.err(self.offset, ErrorKind::BadDeflate(e.0)));
+                        let at = (self.offset + e.consumed as u64).saturating_sub(1);
+                        return Err(self.err(at, ErrorKind::BadDeflate));
                     }
                 };
                 self.dec_end = start + p.written;
