@@ -483,6 +483,44 @@ async fn streams_over_http_complete_and_resume_on_a_new_server() {
     assert!(read.error.is_none(), "{:?}", read.error);
     assert_eq!(read.events, events);
 
+    // Ranges (the web player re-reads from a part boundary to seek back).
+    let size = bytes.len();
+    let ranged = |range: String| {
+        c.get(format!("{base}/v1/sessions/{sid}/recording"))
+            .bearer_auth(AUDITOR)
+            .header("range", range)
+            .send()
+    };
+    for (range, from, to) in [
+        (format!("bytes={}-", size / 3), size / 3, size),
+        ("bytes=7-19".to_string(), 7, 20),
+        ("bytes=-10".to_string(), size - 10, size),
+        (format!("bytes=5-{}", size * 2), 5, size),
+    ] {
+        let r = ranged(range.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes {from}-{}/{size}", to - 1).as_str(),
+            "{range}"
+        );
+        assert_eq!(&r.bytes().await.unwrap()[..], &bytes[from..to], "{range}");
+    }
+    let r = ranged(format!("bytes={size}-")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{size}").as_str()
+    );
+    let r = ranged("bytes=0-1,4-5".to_string()).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "several ranges: the whole recording"
+    );
+    assert_eq!(r.headers()["accept-ranges"], "bytes");
+    assert_eq!(r.bytes().await.unwrap(), bytes);
+
     // Session events from an index, as JSON lines.
     let r = c
         .get(format!("{base}/v1/sessions/{sid}/events?from_index=5"))

@@ -135,6 +135,8 @@ pub enum ErrorCode {
     TooLarge,
     /// 415: the wrong content type.
     UnsupportedMediaType,
+    /// 416: a `Range` that starts past the end of a recording.
+    RangeNotSatisfiable,
     /// 429: the search limiter is out of tokens.
     TooManyRequests,
     /// 500: the store or the disk failed.
@@ -154,6 +156,7 @@ impl ErrorCode {
             ErrorCode::Conflict => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

@@ -70,6 +70,58 @@ impl RecordingSource for StoreUploader {
     }
 }
 
+/// Part of a stored recording: the answer to an HTTP `Range` request.
+pub struct RecordingRange {
+    /// The bytes of `[start, end)`.
+    pub bytes: RecordingBytes,
+    /// The first byte's offset.
+    pub start: u64,
+    /// One past the last byte's offset.
+    pub end: u64,
+    /// The whole recording's size.
+    pub size: u64,
+}
+
+impl StoreUploader {
+    /// The recording of `session_id` from byte `start` up to `end` (exclusive; `None` or past
+    /// the size: to the end). `Ok(Err(size))` when `start` is not before the end of the
+    /// recording (nothing to send: HTTP 416).
+    pub async fn open_recording_range(
+        &self,
+        session_id: &str,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Result<RecordingRange, u64>, UploadError> {
+        crate::upload::check_id("session id", session_id)?;
+        let path = self.recording_path(session_id);
+        let not_found = || UploadError::NotFound(format!("recording of {session_id}"));
+        let size = match self.store().head(&path).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        };
+        let end = end.map_or(size, |e| e.min(size));
+        if start >= end {
+            return Ok(Err(size));
+        }
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(start..end)),
+            ..Default::default()
+        };
+        let got = match self.store().get_opts(&path, options).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Ok(RecordingRange {
+            bytes: got.into_stream().map_err(UploadError::from).boxed(),
+            start,
+            end,
+            size,
+        }))
+    }
+}
+
 /// Why a session could not be played back.
 #[derive(Debug, Error)]
 pub enum PlaybackError {

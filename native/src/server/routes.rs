@@ -280,23 +280,137 @@ pub(crate) async fn session_events(
     Ok(r)
 }
 
-/// `GET /v1/sessions/{sid}/recording`: the stored recording's bytes, streamed.
+/// `GET /v1/sessions/{sid}/recording`: the stored recording's bytes, streamed. A
+/// `Range: bytes=START-[END]` or `bytes=-SUFFIX` header asks for part of it (206 with
+/// `Content-Range`; 416 when it starts past the end): the web player re-reads a recording
+/// from a part boundary to seek back. Several ranges, or a header that does not parse, are
+/// ignored (the whole recording, 200), as RFC 9110 allows.
 pub(crate) async fn recording(
     State(app): State<Arc<App>>,
     caller: Caller,
     sid: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor, "download recordings")?;
     let sid = path_id(sid)?;
     check_id("session id", &sid)?;
-    let chunks = app.uploader.open_recording(&sid).await?;
-    let body = chunks.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
-    let mut r = Body::from_stream(body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    Ok(r)
+    let octets = HeaderValue::from_static("application/octet-stream");
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_range);
+    let Some(range) = range else {
+        let chunks = app.uploader.open_recording(&sid).await?;
+        let body = chunks.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+        let mut r = Body::from_stream(body).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, octets);
+        r.headers_mut()
+            .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        return Ok(r);
+    };
+    let (start, end) = match range {
+        ByteRange::From(start, end) => (start, end),
+        ByteRange::Suffix(n) => {
+            // The size is needed first: ask for nothing to learn it.
+            let size = match app
+                .uploader
+                .open_recording_range(&sid, u64::MAX, None)
+                .await?
+            {
+                Ok(part) => part.size,
+                Err(size) => size,
+            };
+            (size.saturating_sub(n), None)
+        }
+    };
+    match app.uploader.open_recording_range(&sid, start, end).await? {
+        Ok(part) => {
+            let body = part
+                .bytes
+                .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+            let mut r = Body::from_stream(body).into_response();
+            *r.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, octets);
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            let content_range = format!("bytes {}-{}/{}", part.start, part.end - 1, part.size);
+            if let Ok(v) = HeaderValue::from_str(&content_range) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&(part.end - part.start).to_string()) {
+                h.insert(header::CONTENT_LENGTH, v);
+            }
+            Ok(r)
+        }
+        Err(size) => {
+            let mut r = ApiError::new(
+                ErrorCode::RangeNotSatisfiable,
+                format!(
+                    "the recording of {sid} has {size} bytes: the range asked for is past its end"
+                ),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            Ok(r)
+        }
+    }
+}
+
+/// One byte range of a `Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    /// `bytes=START-` (`None`) or `bytes=START-LAST` (`Some(LAST + 1)`).
+    From(u64, Option<u64>),
+    /// `bytes=-N`: the last N bytes.
+    Suffix(u64),
+}
+
+/// A single `bytes=` range; `None` for anything else (several ranges, other units, junk).
+fn parse_range(value: &str) -> Option<ByteRange> {
+    let spec = value.trim().strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        return last.parse().ok().filter(|n| *n > 0).map(ByteRange::Suffix);
+    }
+    let start: u64 = first.parse().ok()?;
+    if last.is_empty() {
+        return Some(ByteRange::From(start, None));
+    }
+    let last: u64 = last.parse().ok()?;
+    (last >= start).then(|| ByteRange::From(start, Some(last.saturating_add(1))))
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::{ByteRange, parse_range};
+
+    #[test]
+    fn range_headers_parse_as_rfc_9110_says_or_are_ignored() {
+        assert_eq!(parse_range("bytes=10-"), Some(ByteRange::From(10, None)));
+        assert_eq!(parse_range("bytes=0-9"), Some(ByteRange::From(0, Some(10))));
+        assert_eq!(
+            parse_range(" bytes= 5 - 5 "),
+            Some(ByteRange::From(5, Some(6)))
+        );
+        assert_eq!(parse_range("bytes=-500"), Some(ByteRange::Suffix(500)));
+        for ignored in [
+            "bytes=-0",
+            "bytes=9-3",
+            "bytes=1-2,5-6",
+            "items=0-1",
+            "bytes=x-",
+            "bytes=",
+            "0-1",
+        ] {
+            assert_eq!(parse_range(ignored), None, "{ignored}");
+        }
+    }
 }
 
 /// `GET /v1/uploads`: the uploads not yet completed, oldest first.
