@@ -18,6 +18,7 @@ pub mod codec;
 pub mod complete;
 pub mod event;
 pub mod export;
+pub mod forward;
 pub mod json;
 pub mod playback;
 pub mod proto;

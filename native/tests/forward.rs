@@ -1,0 +1,533 @@
+//! `tapelog forward` against a receiver that answers as Fluentd's `in_http` does
+//! (`support/fluentd.rs`): client certificates, the options, the start-time guard, dry run,
+//! audit and session events end to end with the real binary, dead letters, a receiver down
+//! for 30 s, and SIGKILL in the middle of an export.
+
+#[path = "support/fluentd.rs"]
+mod fluentd;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fluentd::{Fluentd, Pki};
+use tapelog::forward::http::{HttpConfig, HttpOutput};
+use tapelog::forward::{Destination, ForwardArgs, Output as _, SendError};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tapelog");
+
+fn event(i: usize) -> String {
+    format!(
+        r#"{{"event":"user.login","code":"T1000I","uid":"ev-{i:06}","time":"2024-05-01T10:{:02}:{:02}.{:03}Z","user":"u{i}","success":true}}"#,
+        (i / 60000) % 60,
+        (i / 1000) % 60,
+        i % 1000
+    )
+}
+
+fn emit(data: &Path, lines: &[String]) {
+    let mut child = Command::new(BIN)
+        .args(["emit", "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for l in lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "emit: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn forward_args(data: &Path, storage: &Path, f: &Fluentd, pki: &Pki) -> Vec<String> {
+    let p = |x: &Path| x.display().to_string();
+    vec![
+        "forward".into(),
+        "--data-dir".into(),
+        p(data),
+        "--storage".into(),
+        p(storage),
+        "--fluentd-url".into(),
+        format!("{}/test.log", f.url),
+        "--fluentd-session-url".into(),
+        format!("{}/session", f.url),
+        "--fluentd-ca".into(),
+        p(&pki.ca),
+        "--fluentd-cert".into(),
+        p(&pki.client.0),
+        "--fluentd-key".into(),
+        p(&pki.client.1),
+        "--start-time".into(),
+        "2024-05-01T00:00:00Z".into(),
+        "--window-size".into(),
+        "87600h".into(),
+        "--timeout".into(),
+        "200ms".into(),
+    ]
+}
+
+fn run(args: &[String]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok()
+}
+
+fn audit_uids(f: &Fluentd) -> Vec<String> {
+    f.records()
+        .into_iter()
+        .filter(|(tag, _)| tag == "test.log")
+        .map(|(_, v)| v["uid"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn the_state_dir(storage: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(storage)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+#[test]
+fn receiver_verifies_client_certificates_and_answers_like_in_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let output = |identity: Option<(PathBuf, PathBuf)>| {
+        HttpOutput::new(&HttpConfig {
+            url: format!("{}/test.log", f.url),
+            session_url: format!("{}/session", f.url),
+            ca: Some(pki.ca.clone()),
+            identity,
+            max_connections: 2,
+        })
+        .unwrap()
+    };
+    let events = vec![event(1), event(2)];
+    // No certificate, or one from another CA: the handshake fails.
+    for identity in [None, Some(pki.rogue.clone())] {
+        let r = rt.block_on(output(identity.clone()).send(Destination::Audit, &events));
+        assert!(matches!(r, Err(SendError::Transient(_))), "{identity:?}: {r:?}");
+    }
+    assert_eq!(f.requests(), 0, "no request got through the handshake");
+    let good = output(Some(pki.client.clone()));
+    rt.block_on(good.send(Destination::Audit, &events)).unwrap();
+    rt.block_on(good.send(Destination::Session("abc"), &events[..1]))
+        .unwrap();
+    let recs = f.records();
+    assert_eq!(recs.len(), 3, "a JSON array is one record per element");
+    assert_eq!(recs[0].0, "test.log");
+    assert_eq!(recs[2].0, "session.abc.log", "the tag is the path");
+    assert_eq!(recs[0].1["uid"], "ev-000001");
+    assert!(recs[0].1.get("time").is_none(), "time is removed from the record");
+
+    // The raw answers.
+    let mut pem = std::fs::read(&pki.client.0).unwrap();
+    pem.extend(std::fs::read(&pki.client.1).unwrap());
+    let http = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&std::fs::read(&pki.ca).unwrap()).unwrap())
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let post = |body: Vec<u8>| {
+        rt.block_on(async {
+            let r = http
+                .post(format!("{}/test.log", f.url))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, ct, r.text().await.unwrap())
+        })
+    };
+    assert_eq!(post(event(3).into_bytes()), (200, Some("text/plain".into()), String::new()));
+    let (s, _, body) = post(b"{not json".to_vec());
+    assert_eq!(s, 400);
+    assert!(body.contains("Received event is not json"), "{body}");
+    let (s, _, body) = post(br#"{"event":"x","time":"yesterday"}"#.to_vec());
+    assert_eq!(s, 400);
+    assert!(body.contains("invalid time format"), "{body}");
+    let (s, _, _) = post(br#"{"event":"no time"}"#.to_vec());
+    assert_eq!(s, 200);
+    let (s, _, _) = post(vec![b' '; 33 * 1024 * 1024]);
+    assert_eq!(s, 413);
+    // The output sorts the answers: 400 is a rejection.
+    let bad = vec![r#"{"event":"x","time":"yesterday"}"#.to_string()];
+    assert!(matches!(
+        rt.block_on(good.send(Destination::Audit, &bad)),
+        Err(SendError::Rejected(_))
+    ));
+}
+
+#[test]
+fn options_from_flags_env_both_spellings_and_toml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = tmp.path().join("fwd.toml");
+    std::fs::write(
+        &toml,
+        r#"
+storage = "/from/toml"
+timeout = "10s"
+batch = 20
+window-size = "48h"
+namespace = "default"
+[forward.fluentd]
+url = "https://toml:8888/test.log"
+session-url = "https://toml:8888/session"
+ca = "/toml/ca.crt"
+cert = "/toml/client.crt"
+key = "/toml/client.key"
+[teleport]
+addr = "toml:3025"
+identity = "/toml/identity"
+refresh.enabled = true
+"#,
+    )
+    .unwrap();
+    let env = |pairs: &[(&str, &str)]| {
+        let m: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name: &str| m.get(name).cloned()
+    };
+    let mut args = ForwardArgs::default();
+    args.config = Some(toml.display().to_string());
+    // TOML only.
+    let o = args.resolve_with(env(&[])).unwrap();
+    assert_eq!(o.storage, PathBuf::from("/from/toml"));
+    assert_eq!(o.fluentd_session_url, "https://toml:8888/session");
+    assert_eq!(o.fluentd_ca, Some(PathBuf::from("/toml/ca.crt")));
+    assert_eq!(o.teleport_addr, "toml:3025");
+    assert_eq!(o.teleport_identity, Some(PathBuf::from("/toml/identity")));
+    assert!(o.teleport_refresh_enabled);
+    assert_eq!(o.timeout, Duration::from_secs(10));
+    assert_eq!(o.window_size, Duration::from_secs(48 * 3600));
+    assert_eq!(o.batch, 20);
+    assert_eq!(o.concurrency, 5);
+    assert_eq!(o.fluentd_max_connections, 10, "0 = 2 × concurrency");
+    assert_eq!(o.skip_session_types, ["print"]);
+    // Both spellings of the variables; FDFWD_ wins over FDWRD_; env over TOML.
+    let o = args
+        .resolve_with(env(&[
+            ("FDWRD_FLUENTD_CA", "/env/wrd-ca"),
+            ("FDWRD_TELEPORT_CERT", "/env/cert"),
+            ("FDFWD_TIMEOUT", "1m"),
+            ("FDWRD_TIMEOUT", "2m"),
+            ("FDWRD_MAX_CONNECTIONS", "7"),
+            ("FDFWD_SKIP_SESSION_TYPES", "print,desktop.recording"),
+            ("FDFWD_TYPES", "user.login, session.start"),
+            ("FDWRD_DRY_RUN", "true"),
+            ("FDFWD_START_TIME", "2024-01-02T03:04:05Z"),
+            ("FDWRD_CONCURRENCY", "3"),
+        ]))
+        .unwrap();
+    assert_eq!(o.fluentd_ca, Some(PathBuf::from("/env/wrd-ca")));
+    assert_eq!(o.teleport_cert, Some(PathBuf::from("/env/cert")));
+    assert_eq!(o.timeout, Duration::from_secs(60));
+    assert_eq!(o.fluentd_max_connections, 7);
+    assert_eq!(o.concurrency, 3);
+    assert_eq!(o.skip_session_types, ["print", "desktop.recording"]);
+    assert_eq!(o.types, ["user.login", "session.start"]);
+    assert!(o.dry_run);
+    assert_eq!(o.start_time.unwrap().to_rfc3339(), "2024-01-02T03:04:05Z");
+    // Flags over everything (parsed by clap, as the binary does).
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ForwardArgs,
+    }
+    use clap::Parser;
+    let cli = Cli::try_parse_from([
+        "x",
+        "--config",
+        &toml.display().to_string(),
+        "--timeout",
+        "3s",
+        "--fluentd-ca",
+        "/flag/ca",
+        "--dry-run",
+        "--debug",
+        "--skip-session-types",
+        "",
+        "--batch",
+        "50",
+    ])
+    .unwrap();
+    let o = cli
+        .args
+        .resolve_with(env(&[("FDFWD_TIMEOUT", "1m"), ("FDWRD_FLUENTD_CA", "/env/ca")]))
+        .unwrap();
+    assert_eq!(o.timeout, Duration::from_secs(3));
+    assert_eq!(o.fluentd_ca, Some(PathBuf::from("/flag/ca")));
+    assert!(o.dry_run && o.debug);
+    assert!(o.skip_session_types.is_empty(), "'' sends every session event");
+    assert_eq!(o.batch, 50);
+    // Errors name the option.
+    let e = ForwardArgs::default().resolve_with(env(&[])).unwrap_err();
+    assert!(e.to_string().contains("--fluentd-url is required"), "{e}");
+    let e = args.resolve_with(env(&[("FDFWD_TIMEOUT", "soon")])).unwrap_err();
+    assert!(e.to_string().contains("--timeout"), "{e}");
+    let mut half = args.clone();
+    half.fluentd_key = None;
+    half.fluentd_cert = None;
+    let e = half
+        .resolve_with(env(&[("FDWRD_FLUENTD_CERT", "/c")]))
+        .map(|_| ())
+        .unwrap_or(());
+    let _ = e;
+}
+
+#[test]
+fn start_time_cannot_change_once_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    emit(&data, &[event(1)]);
+    let mut args = forward_args(&data, &storage, &f, &pki);
+    args.push("--exit-on-last-event".into());
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(audit_uids(&f), ["ev-000001"]);
+    let i = args.iter().position(|a| a == "--start-time").unwrap();
+    args[i + 1] = "2024-04-01T00:00:00Z".into();
+    let out = run(&args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "You can not change start time in the middle of ingestion. To restart the ingestion, rm -rf {}",
+            storage.display()
+        )),
+        "{stderr}"
+    );
+    // The same start time, or none, is fine.
+    args.remove(i + 1);
+    args.remove(i);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(audit_uids(&f), ["ev-000001"], "nothing resent");
+}
+
+#[test]
+fn dry_run_sends_nothing_and_uses_its_own_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    emit(&data, &(0..30).map(event).collect::<Vec<_>>());
+    let mut args = forward_args(&data, &storage, &f, &pki);
+    args.extend(["--exit-on-last-event".into(), "--dry-run".into()]);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(f.requests(), 0);
+    let dir = the_state_dir(&storage);
+    assert!(!dir.join("cursor").exists() && !dir.join("id").exists(), "normal state untouched");
+    let runs: Vec<_> = std::fs::read_dir(dir.join("dry_run")).unwrap().collect();
+    assert_eq!(runs.len(), 1);
+    let run_dir = runs[0].as_ref().unwrap().path();
+    assert!(run_dir.join("start_time").exists());
+    // A real run afterwards still sends everything.
+    args.pop();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(audit_uids(&f).len(), 30);
+}
+
+/// A data dir with audit events and an uploaded recording with its `session.upload`.
+fn data_with_session(dir: &Path, n: usize) -> String {
+    let data = dir.join("data");
+    let sample = dir.join("sample.tar");
+    let out = Command::new(BIN).args(["sample", "-o"]).arg(&sample).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sid = "7f3c0c8e-9d2a-4c1b-8f00-0123456789ab";
+    let out = Command::new(BIN)
+        .args(["upload"])
+        .arg(&sample)
+        .arg("--storage")
+        .arg(data.join("log").join("records"))
+        .args(["--session-id", sid])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = (0..n).map(event).collect();
+    lines.push(format!(
+        r#"{{"event":"session.upload","code":"T2005I","uid":"upload-1","sid":"{sid}","time":"2024-05-01T11:00:00Z","url":"file:///x"}}"#
+    ));
+    emit(&data, &lines);
+    sid.to_string()
+}
+
+#[test]
+fn exports_audit_and_session_events_from_a_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let sid = data_with_session(tmp.path(), 45);
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    let mut args = forward_args(&data, &storage, &f, &pki);
+    args.push("--exit-on-last-event".into());
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let uids = audit_uids(&f);
+    assert_eq!(uids.len(), 46, "{uids:?}");
+    let set: HashSet<&String> = uids.iter().collect();
+    assert_eq!(set.len(), 46, "no duplicates");
+    assert!(set.contains(&"upload-1".to_string()));
+    let session: Vec<serde_json::Value> = f
+        .records()
+        .into_iter()
+        .filter(|(t, _)| *t == format!("session.{sid}.log"))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(!session.is_empty(), "session events arrive at session.<sid>.log");
+    assert!(session.iter().all(|e| e["event"] != "print"), "print skipped");
+    assert!(session.iter().any(|e| e["event"] == "session.start"));
+    let idx: Vec<i64> = session.iter().map(|e| e["ei"].as_i64().unwrap()).collect();
+    assert!(idx.windows(2).all(|w| w[0] < w[1]), "session order kept: {idx:?}");
+    let state = the_state_dir(&storage);
+    assert!(!state.join(format!("session{sid}")).exists(), "finished session forgotten");
+    // A second run has nothing to send.
+    let before = f.records().len();
+    let out = run(&args);
+    assert!(out.status.success());
+    assert_eq!(f.records().len(), before);
+}
+
+#[test]
+fn a_rejected_event_is_dead_lettered_and_the_rest_arrive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    f.reject_when(|v| v["uid"] == "ev-000013");
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    emit(&data, &(0..50).map(event).collect::<Vec<_>>());
+    let mut args = forward_args(&data, &storage, &f, &pki);
+    args.push("--exit-on-last-event".into());
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let uids: HashSet<String> = audit_uids(&f).into_iter().collect();
+    assert_eq!(uids.len(), 49);
+    assert!(!uids.contains("ev-000013"));
+    let dead = std::fs::read_to_string(the_state_dir(&storage).join("dead-letter.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = dead.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["event"]["uid"], "ev-000013");
+    assert!(lines[0]["reason"].as_str().unwrap().contains("400"));
+}
+
+#[test]
+fn receiver_down_for_30_seconds_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    emit(&data, &(0..200).map(event).collect::<Vec<_>>());
+    f.set_down(true);
+    let mut args = forward_args(&data, &storage, &f, &pki);
+    args.push("--exit-on-last-event".into());
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    assert!(child.try_wait().unwrap().is_none(), "still retrying");
+    assert!(f.records().is_empty());
+    f.set_down(false);
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    assert!(status.success());
+    let uids: HashSet<String> = audit_uids(&f).into_iter().collect();
+    assert_eq!(uids.len(), 200);
+}
+
+fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("tapelog forward did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn killed_with_sigkill_mid_export_resumes_without_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    f.set_latency(Duration::from_millis(20));
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    let n = 3000;
+    emit(&data, &(0..n).map(event).collect::<Vec<_>>());
+    let mut args = forward_args(&data, &storage, &f, &pki);
+    args.extend(["--exit-on-last-event".into(), "--fluentd-max-connections".into(), "4".into()]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(60), || audit_uids(&f).len() >= n / 3));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let first = audit_uids(&f).len();
+    assert!(first < n, "killed mid-export ({first} of {n})");
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let uids = audit_uids(&f);
+    let set: HashSet<&String> = uids.iter().collect();
+    assert_eq!(set.len(), n, "every event at least once");
+    let window = 4 * 20; // in flight at most: connections × batch
+    assert!(uids.len() - n <= window, "{} duplicates, window {window}", uids.len() - n);
+    // Order: each event's first arrival is at most one window away from its place.
+    let mut seen = HashSet::new();
+    let firsts: Vec<usize> = uids
+        .iter()
+        .filter(|u| seen.insert(u.to_string()))
+        .map(|u| u.trim_start_matches("ev-").parse().unwrap())
+        .collect();
+    for (pos, id) in firsts.iter().enumerate() {
+        assert!(pos.abs_diff(*id) <= window, "event {id} arrived at {pos}");
+    }
+}
