@@ -168,7 +168,7 @@ fn receiver_verifies_client_certificates_and_answers_like_in_http() {
             (status, ct, r.text().await.unwrap())
         })
     };
-    assert_eq!(post(event(3).into_bytes()), (200, Some("text/plain".into()), String::new()));
+    assert_eq!(post(event(3).into_bytes()), (200, Some("text/plain".to_string()), String::new()));
     let (s, _, body) = post(b"{not json".to_vec());
     assert_eq!(s, 400);
     assert!(body.contains("Received event is not json"), "{body}");
@@ -296,14 +296,14 @@ refresh.enabled = true
     assert!(e.to_string().contains("--fluentd-url is required"), "{e}");
     let e = args.resolve_with(env(&[("FDFWD_TIMEOUT", "soon")])).unwrap_err();
     assert!(e.to_string().contains("--timeout"), "{e}");
-    let mut half = args.clone();
-    half.fluentd_key = None;
-    half.fluentd_cert = None;
+    let mut half = ForwardArgs::default();
+    half.fluentd_url = Some("https://h/t".into());
+    half.fluentd_session_url = Some("https://h/s".into());
+    half.storage = Some("/s".into());
     let e = half
         .resolve_with(env(&[("FDWRD_FLUENTD_CERT", "/c")]))
-        .map(|_| ())
-        .unwrap_or(());
-    let _ = e;
+        .unwrap_err();
+    assert!(e.to_string().contains("--fluentd-cert and --fluentd-key"), "{e}");
 }
 
 #[test]

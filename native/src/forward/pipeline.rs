@@ -102,7 +102,7 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) ->
     }
     tokio::select! {
         () = tokio::time::sleep(d) => *shutdown.borrow(),
-        r = shutdown.changed() => r.is_err() || *shutdown.borrow(),
+        Ok(()) = shutdown.changed() => *shutdown.borrow(),
     }
 }
 
@@ -231,11 +231,10 @@ pub async fn run_with_output(
     if position.window_time.is_empty() {
         position.window_time = start_time.clone();
     }
-    if position.cursor.is_empty()
-        && position.id.is_empty()
-        && let Some(c) = &opts.cursor
-    {
-        position.cursor = c.clone();
+    if position.cursor.is_empty() && position.id.is_empty() {
+        if let Some(c) = &opts.cursor {
+            position.cursor = c.clone();
+        }
     }
     let source = Source::open(&opts)?;
     log::info(&format!(
@@ -275,7 +274,7 @@ pub async fn run_with_output(
         }
         tokio::select! {
             next = sessions.join_next() => if next.is_none() { break },
-            _ = shutdown.changed() => {}
+            Ok(()) = shutdown.changed() => {}
         }
     }
     result?;
@@ -398,7 +397,7 @@ async fn audit_loop(
                     seqs.push(s);
                     commit(&mut tracker, &mut committed, &mut seqs)?;
                 }
-                _ = shutdown.changed() => {}
+                Ok(()) = shutdown.changed() => {}
             }
             continue;
         }
@@ -480,7 +479,7 @@ async fn audit_loop(
                         seqs.push(s);
                         commit(&mut tracker, &mut committed, &mut seqs)?;
                     }
-                    _ = shutdown.changed() => {}
+                    Ok(()) = shutdown.changed() => {}
                 }
                 continue;
             }
@@ -493,7 +492,7 @@ async fn audit_loop(
                         seqs.push(s);
                         commit(&mut tracker, &mut committed, &mut seqs)?;
                     }
-                    _ = shutdown.changed() => break,
+                    Ok(()) = shutdown.changed() => break,
                 }
             }
             continue;
@@ -581,7 +580,7 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let mut index = ctx.state.session_index(sid)?.unwrap_or(0);
+        let index = ctx.state.session_index(sid)?.unwrap_or(0);
         let mut stream = match ctx.source.session_events(sid, index).await {
             Ok(s) => s,
             Err(e) if e.is_transient() => {
@@ -598,7 +597,7 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
-                _ = shutdown.changed() => return Ok(()),
+                Ok(()) = shutdown.changed() => return Ok(()),
             };
             let end = item.is_none();
             match item {
@@ -625,10 +624,8 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
                 }
                 batch.clear();
                 ctx.state.save_session(sid, next_index)?;
-                index = next_index;
             }
             if end {
-                let _ = index;
                 ctx.state.remove_session(sid)?;
                 ctx.counters
                     .sessions

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tapelog_core::forward::state::{
-    self, Position, StateError, decode_session_index, encode_session_index, session_key,
+    self, Position, decode_session_index, encode_session_index, session_key,
     session_of_key,
 };
 
@@ -215,11 +215,6 @@ impl StateDir {
         f.write_all(format!("{line}\n").as_bytes()).map_err(io(&path))?;
         f.sync_all().map_err(io(&path))
     }
-}
-
-/// Reads a stored time of the state (for messages).
-pub fn stored_time_error(e: StateError) -> ForwardError {
-    ForwardError::StateFile(e)
 }
 
 #[cfg(test)]

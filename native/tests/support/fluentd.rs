@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -171,10 +171,24 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Fu
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     let tag = req.uri().path().trim_start_matches('/').to_string();
-    let body = match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(answer(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large")),
-    };
+    // Read to the end (so the client can read the answer), keeping at most the limit.
+    let mut body_in = req.into_body();
+    let mut body = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body_in.frame().await {
+        let Ok(frame) = frame else { return Err(std::io::Error::other("body")) };
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total <= BODY_LIMIT {
+                body.extend_from_slice(&data);
+            } else if total > 4 * BODY_LIMIT {
+                return Err(std::io::Error::other("body far too large"));
+            }
+        }
+    }
+    if total > BODY_LIMIT {
+        return Ok(answer(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"));
+    }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return Ok(answer(StatusCode::BAD_REQUEST, "400 Bad Request\nReceived event is not json"));
     };
