@@ -120,5 +120,8 @@ fn main() {
     println!("forward: {events} events, 25 ms per request");
     println!("  serial, one event per request: {serial_rate:>9.1} events/s ({sent} events)");
     println!("  tapelog forward (defaults):    {rate:>9.1} events/s ({elapsed:.2} s)");
-    println!("  ratio:                         {:>9.1}x", rate / serial_rate);
+    println!(
+        "  ratio:                         {:>9.1}x",
+        rate / serial_rate
+    );
 }

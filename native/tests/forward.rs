@@ -42,7 +42,11 @@ fn emit(data: &Path, lines: &[String]) {
     }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "emit: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "emit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn forward_args(data: &Path, storage: &Path, f: &Fluentd, pki: &Pki) -> Vec<String> {
@@ -129,7 +133,10 @@ fn receiver_verifies_client_certificates_and_answers_like_in_http() {
     // No certificate, or one from another CA: the handshake fails.
     for identity in [None, Some(pki.rogue.clone())] {
         let r = rt.block_on(output(identity.clone()).send(Destination::Audit, &events));
-        assert!(matches!(r, Err(SendError::Transient(_))), "{identity:?}: {r:?}");
+        assert!(
+            matches!(r, Err(SendError::Transient(_))),
+            "{identity:?}: {r:?}"
+        );
     }
     assert_eq!(f.requests(), 0, "no request got through the handshake");
     let good = output(Some(pki.client.clone()));
@@ -141,13 +148,18 @@ fn receiver_verifies_client_certificates_and_answers_like_in_http() {
     assert_eq!(recs[0].0, "test.log");
     assert_eq!(recs[2].0, "session.abc.log", "the tag is the path");
     assert_eq!(recs[0].1["uid"], "ev-000001");
-    assert!(recs[0].1.get("time").is_none(), "time is removed from the record");
+    assert!(
+        recs[0].1.get("time").is_none(),
+        "time is removed from the record"
+    );
 
     // The raw answers.
     let mut pem = std::fs::read(&pki.client.0).unwrap();
     pem.extend(std::fs::read(&pki.client.1).unwrap());
     let http = reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&std::fs::read(&pki.ca).unwrap()).unwrap())
+        .tls_certs_only(
+            reqwest::Certificate::from_pem_bundle(&std::fs::read(&pki.ca).unwrap()).unwrap(),
+        )
         .identity(reqwest::Identity::from_pem(&pem).unwrap())
         .no_proxy()
         .build()
@@ -168,7 +180,10 @@ fn receiver_verifies_client_certificates_and_answers_like_in_http() {
             (status, ct, r.text().await.unwrap())
         })
     };
-    assert_eq!(post(event(3).into_bytes()), (200, Some("text/plain".to_string()), String::new()));
+    assert_eq!(
+        post(event(3).into_bytes()),
+        (200, Some("text/plain".to_string()), String::new())
+    );
     let (s, _, body) = post(b"{not json".to_vec());
     assert_eq!(s, 400);
     assert!(body.contains("Received event is not json"), "{body}");
@@ -284,17 +299,25 @@ refresh.enabled = true
     .unwrap();
     let o = cli
         .args
-        .resolve_with(env(&[("FDFWD_TIMEOUT", "1m"), ("FDWRD_FLUENTD_CA", "/env/ca")]))
+        .resolve_with(env(&[
+            ("FDFWD_TIMEOUT", "1m"),
+            ("FDWRD_FLUENTD_CA", "/env/ca"),
+        ]))
         .unwrap();
     assert_eq!(o.timeout, Duration::from_secs(3));
     assert_eq!(o.fluentd_ca, Some(PathBuf::from("/flag/ca")));
     assert!(o.dry_run && o.debug);
-    assert!(o.skip_session_types.is_empty(), "'' sends every session event");
+    assert!(
+        o.skip_session_types.is_empty(),
+        "'' sends every session event"
+    );
     assert_eq!(o.batch, 50);
     // Errors name the option.
     let e = ForwardArgs::default().resolve_with(env(&[])).unwrap_err();
     assert!(e.to_string().contains("--fluentd-url is required"), "{e}");
-    let e = args.resolve_with(env(&[("FDFWD_TIMEOUT", "soon")])).unwrap_err();
+    let e = args
+        .resolve_with(env(&[("FDFWD_TIMEOUT", "soon")]))
+        .unwrap_err();
     assert!(e.to_string().contains("--timeout"), "{e}");
     let mut half = ForwardArgs::default();
     half.fluentd_url = Some("https://h/t".into());
@@ -303,7 +326,10 @@ refresh.enabled = true
     let e = half
         .resolve_with(env(&[("FDWRD_FLUENTD_CERT", "/c")]))
         .unwrap_err();
-    assert!(e.to_string().contains("--fluentd-cert and --fluentd-key"), "{e}");
+    assert!(
+        e.to_string().contains("--fluentd-cert and --fluentd-key"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -317,7 +343,11 @@ fn start_time_cannot_change_once_stored() {
     let mut args = forward_args(&data, &storage, &f, &pki);
     args.push("--exit-on-last-event".into());
     let out = run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(audit_uids(&f), ["ev-000001"]);
     let i = args.iter().position(|a| a == "--start-time").unwrap();
     args[i + 1] = "2024-04-01T00:00:00Z".into();
@@ -335,7 +365,11 @@ fn start_time_cannot_change_once_stored() {
     args.remove(i + 1);
     args.remove(i);
     let out = run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(audit_uids(&f), ["ev-000001"], "nothing resent");
 }
 
@@ -350,10 +384,17 @@ fn dry_run_sends_nothing_and_uses_its_own_state() {
     let mut args = forward_args(&data, &storage, &f, &pki);
     args.extend(["--exit-on-last-event".into(), "--dry-run".into()]);
     let out = run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(f.requests(), 0);
     let dir = the_state_dir(&storage);
-    assert!(!dir.join("cursor").exists() && !dir.join("id").exists(), "normal state untouched");
+    assert!(
+        !dir.join("cursor").exists() && !dir.join("id").exists(),
+        "normal state untouched"
+    );
     let runs: Vec<_> = std::fs::read_dir(dir.join("dry_run")).unwrap().collect();
     assert_eq!(runs.len(), 1);
     let run_dir = runs[0].as_ref().unwrap().path();
@@ -361,7 +402,11 @@ fn dry_run_sends_nothing_and_uses_its_own_state() {
     // A real run afterwards still sends everything.
     args.pop();
     let out = run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(audit_uids(&f).len(), 30);
 }
 
@@ -369,8 +414,16 @@ fn dry_run_sends_nothing_and_uses_its_own_state() {
 fn data_with_session(dir: &Path, n: usize) -> String {
     let data = dir.join("data");
     let sample = dir.join("sample.tar");
-    let out = Command::new(BIN).args(["sample", "-o"]).arg(&sample).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["sample", "-o"])
+        .arg(&sample)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sid = "7f3c0c8e-9d2a-4c1b-8f00-0123456789ab";
     let out = Command::new(BIN)
         .args(["upload"])
@@ -380,7 +433,11 @@ fn data_with_session(dir: &Path, n: usize) -> String {
         .args(["--session-id", sid])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines: Vec<String> = (0..n).map(event).collect();
     lines.push(format!(
         r#"{{"event":"session.upload","code":"T2005I","uid":"upload-1","sid":"{sid}","time":"2024-05-01T11:00:00Z","url":"file:///x"}}"#
@@ -400,7 +457,11 @@ fn exports_audit_and_session_events_from_a_data_dir() {
     let mut args = forward_args(&data, &storage, &f, &pki);
     args.push("--exit-on-last-event".into());
     let out = run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let uids = audit_uids(&f);
     assert_eq!(uids.len(), 46, "{uids:?}");
     let set: HashSet<&String> = uids.iter().collect();
@@ -412,13 +473,25 @@ fn exports_audit_and_session_events_from_a_data_dir() {
         .filter(|(t, _)| *t == format!("session.{sid}.log"))
         .map(|(_, v)| v)
         .collect();
-    assert!(!session.is_empty(), "session events arrive at session.<sid>.log");
-    assert!(session.iter().all(|e| e["event"] != "print"), "print skipped");
+    assert!(
+        !session.is_empty(),
+        "session events arrive at session.<sid>.log"
+    );
+    assert!(
+        session.iter().all(|e| e["event"] != "print"),
+        "print skipped"
+    );
     assert!(session.iter().any(|e| e["event"] == "session.start"));
     let idx: Vec<i64> = session.iter().map(|e| e["ei"].as_i64().unwrap()).collect();
-    assert!(idx.windows(2).all(|w| w[0] < w[1]), "session order kept: {idx:?}");
+    assert!(
+        idx.windows(2).all(|w| w[0] < w[1]),
+        "session order kept: {idx:?}"
+    );
     let state = the_state_dir(&storage);
-    assert!(!state.join(format!("session{sid}")).exists(), "finished session forgotten");
+    assert!(
+        !state.join(format!("session{sid}")).exists(),
+        "finished session forgotten"
+    );
     // A second run has nothing to send.
     let before = f.records().len();
     let out = run(&args);
@@ -438,12 +511,19 @@ fn a_rejected_event_is_dead_lettered_and_the_rest_arrive() {
     let mut args = forward_args(&data, &storage, &f, &pki);
     args.push("--exit-on-last-event".into());
     let out = run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let uids: HashSet<String> = audit_uids(&f).into_iter().collect();
     assert_eq!(uids.len(), 49);
     assert!(!uids.contains("ev-000013"));
     let dead = std::fs::read_to_string(the_state_dir(&storage).join("dead-letter.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = dead.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["event"]["uid"], "ev-000013");
     assert!(lines[0]["reason"].as_str().unwrap().contains("400"));
@@ -501,7 +581,11 @@ fn killed_with_sigkill_mid_export_resumes_without_loss() {
     let n = 3000;
     emit(&data, &(0..n).map(event).collect::<Vec<_>>());
     let mut args = forward_args(&data, &storage, &f, &pki);
-    args.extend(["--exit-on-last-event".into(), "--fluentd-max-connections".into(), "4".into()]);
+    args.extend([
+        "--exit-on-last-event".into(),
+        "--fluentd-max-connections".into(),
+        "4".into(),
+    ]);
     let mut child = Command::new(BIN)
         .args(&args)
         .stdout(Stdio::null())
@@ -514,12 +598,20 @@ fn killed_with_sigkill_mid_export_resumes_without_loss() {
     let first = audit_uids(&f).len();
     assert!(first < n, "killed mid-export ({first} of {n})");
     let out = run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let uids = audit_uids(&f);
     let set: HashSet<&String> = uids.iter().collect();
     assert_eq!(set.len(), n, "every event at least once");
     let window = 4 * 20; // in flight at most: connections × batch
-    assert!(uids.len() - n <= window, "{} duplicates, window {window}", uids.len() - n);
+    assert!(
+        uids.len() - n <= window,
+        "{} duplicates, window {window}",
+        uids.len() - n
+    );
     // Order: each event's first arrival is at most one window away from its place.
     let mut seen = HashSet::new();
     let firsts: Vec<usize> = uids

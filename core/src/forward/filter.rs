@@ -42,7 +42,8 @@ impl TypeFilter {
 
     /// Whether an event of `event_type` is sent.
     pub fn allows(&self, event_type: &str) -> bool {
-        (self.allow.is_empty() || self.allow.contains(event_type)) && !self.skip.contains(event_type)
+        (self.allow.is_empty() || self.allow.contains(event_type))
+            && !self.skip.contains(event_type)
     }
 
     /// The allow-list (for a server-side search filter), empty for every type.

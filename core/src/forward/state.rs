@@ -128,8 +128,8 @@ pub fn check_start_time(
     match (stored, flag) {
         (Some(s), None) => Ok((s.to_string(), false)),
         (Some(s), Some(f)) => {
-            let same = Timestamp::parse_rfc3339(s)
-                .is_some_and(|t| format_seconds(t) == format_seconds(f));
+            let same =
+                Timestamp::parse_rfc3339(s).is_some_and(|t| format_seconds(t) == format_seconds(f));
             if same {
                 Ok((s.to_string(), false))
             } else {

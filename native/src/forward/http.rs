@@ -51,10 +51,8 @@ pub struct HttpOutput {
 }
 
 fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, ForwardError> {
-    std::fs::read(path).map_err(|source| ForwardError::Credentials(format!(
-        "{what} {}: {source}",
-        path.display()
-    )))
+    std::fs::read(path)
+        .map_err(|source| ForwardError::Credentials(format!("{what} {}: {source}", path.display())))
 }
 
 fn parse_url(option: &str, url: &str) -> Result<reqwest::Url, ForwardError> {
@@ -88,7 +86,10 @@ impl HttpOutput {
         if let Some(ca) = &config.ca {
             let pem = read_file("--fluentd-ca", ca)?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ForwardError::Credentials(format!("--fluentd-ca {}: not PEM certificates: {e}", ca.display()))
+                ForwardError::Credentials(format!(
+                    "--fluentd-ca {}: not PEM certificates: {e}",
+                    ca.display()
+                ))
             })?;
             if certs.is_empty() {
                 return Err(ForwardError::Credentials(format!(

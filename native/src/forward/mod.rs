@@ -87,7 +87,13 @@ pub enum ForwardError {
 impl ForwardError {
     /// Whether trying again later may work.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ForwardError::Source { transient: true, .. })
+        matches!(
+            self,
+            ForwardError::Source {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 

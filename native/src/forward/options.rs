@@ -543,7 +543,8 @@ impl ForwardOptions {
             }
             if given != 0 && given != 3 {
                 return Err(OptionsError::Conflict(
-                    "--teleport-cert, --teleport-key and --teleport-ca must be given together".into(),
+                    "--teleport-cert, --teleport-key and --teleport-ca must be given together"
+                        .into(),
                 ));
             }
         }
@@ -576,8 +577,14 @@ mod tests {
         let p = toml_paths("fluentd-session-url");
         assert_eq!(p[0], ["forward", "fluentd", "session", "url"]);
         assert_eq!(p[1], ["forward", "fluentd", "session-url"]);
-        assert_eq!(toml_paths("teleport-refresh-enabled")[0], ["teleport", "refresh", "enabled"]);
+        assert_eq!(
+            toml_paths("teleport-refresh-enabled")[0],
+            ["teleport", "refresh", "enabled"]
+        );
         assert_eq!(toml_paths("storage"), [["storage"]]);
-        assert_eq!(env_names("teleport-cert"), ["FDFWD_TELEPORT_CERT", "FDWRD_TELEPORT_CERT"]);
+        assert_eq!(
+            env_names("teleport-cert"),
+            ["FDFWD_TELEPORT_CERT", "FDWRD_TELEPORT_CERT"]
+        );
     }
 }

@@ -35,7 +35,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tapelog_core::Timestamp;
 use tapelog_core::forward::state::{self as core_state, Position, format_seconds};
-use tapelog_core::forward::{Backoff, Bisector, CommitTracker, TypeFilter, Verdict, split_by_bytes};
+use tapelog_core::forward::{
+    Backoff, Bisector, CommitTracker, TypeFilter, Verdict, split_by_bytes,
+};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::log;
@@ -157,7 +159,10 @@ async fn deliver(ctx: &Ctx, dest: &Dest, events: &[String]) -> Result<(), ()> {
                     };
                     let Some(i) = bad else { break };
                     let where_to = ctx.output.describe(dest.as_ref());
-                    match ctx.state.dead_letter(&now().to_rfc3339(), &where_to, &reason, &events[i]) {
+                    match ctx
+                        .state
+                        .dead_letter(&now().to_rfc3339(), &where_to, &reason, &events[i])
+                    {
                         Ok(()) => {
                             ctx.counters
                                 .dead_letters
@@ -170,7 +175,9 @@ async fn deliver(ctx: &Ctx, dest: &Dest, events: &[String]) -> Result<(), ()> {
                         }
                         Err(e) => {
                             log::warn(&format!("writing a dead letter failed: {e}; retrying"));
-                            if sleep_or_shutdown(backoff.next_wait(unit_random()), &mut shutdown).await {
+                            if sleep_or_shutdown(backoff.next_wait(unit_random()), &mut shutdown)
+                                .await
+                            {
                                 return Err(());
                             }
                         }
@@ -340,7 +347,11 @@ fn batches(
         .enumerate()
         .map(|(k, r)| {
             // The last batch also covers filtered events after its last kept one.
-            let last = if k + 1 == n { page.len() - 1 } else { kept[r.end - 1] };
+            let last = if k + 1 == n {
+                page.len() - 1
+            } else {
+                kept[r.end - 1]
+            };
             Batch {
                 events: texts[r].to_vec(),
                 after: position_after(last),
@@ -402,7 +413,8 @@ async fn audit_loop(
             continue;
         }
 
-        let window_start = core_state::parse_stored_time(core_state::WINDOW_TIME, &read.window_time)?;
+        let window_start =
+            core_state::parse_stored_time(core_state::WINDOW_TIME, &read.window_time)?;
         let window_end = Timestamp::from_unix_nanos(
             window_start.unix_nanos() + i128::try_from(window.as_nanos()).unwrap_or(i128::MAX / 4),
         );
@@ -457,7 +469,10 @@ async fn audit_loop(
                     cursor: String::new(),
                     id: String::new(),
                 });
-                log::debug(&format!("window done; next window from {}", format_seconds(window_end)));
+                log::debug(&format!(
+                    "window done; next window from {}",
+                    format_seconds(window_end)
+                ));
             }
             if let Some(p) = moved {
                 read = p.clone();
@@ -563,7 +578,9 @@ fn spawn_session(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<()>, sid: String
             return;
         };
         if let Err(e) = export_session(&ctx, &sid).await {
-            log::warn(&format!("session {sid}: {e}; it stays registered and is retried on the next start"));
+            log::warn(&format!(
+                "session {sid}: {e}; it stays registered and is retried on the next start"
+            ));
         }
         if let Ok(mut active) = ctx.active_sessions.lock() {
             active.remove(&sid);
@@ -585,7 +602,10 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
             Ok(s) => s,
             Err(e) if e.is_transient() => {
                 let wait = backoff.next_wait(unit_random());
-                log::warn(&format!("session {sid}: {e}; retrying in {:.1}s", wait.as_secs_f64()));
+                log::warn(&format!(
+                    "session {sid}: {e}; retrying in {:.1}s",
+                    wait.as_secs_f64()
+                ));
                 sleep_or_shutdown(wait, &mut shutdown).await;
                 continue;
             }
@@ -602,7 +622,9 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
             let end = item.is_none();
             match item {
                 Some(Ok(event)) => {
-                    next_index = u64::try_from(event.index().saturating_add(1)).unwrap_or(0).max(next_index);
+                    next_index = u64::try_from(event.index().saturating_add(1))
+                        .unwrap_or(0)
+                        .max(next_index);
                     if ctx.session_filter.allows(event.event_type()) {
                         batch.push(event.to_json());
                     }
@@ -612,7 +634,10 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
                         return Err(e);
                     }
                     let wait = backoff.next_wait(unit_random());
-                    log::warn(&format!("session {sid}: {e}; retrying in {:.1}s", wait.as_secs_f64()));
+                    log::warn(&format!(
+                        "session {sid}: {e}; retrying in {:.1}s",
+                        wait.as_secs_f64()
+                    ));
                     sleep_or_shutdown(wait, &mut shutdown).await;
                     continue 'attempt;
                 }
@@ -662,7 +687,10 @@ mod tests {
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].events.len(), 3);
         assert_eq!(b[0].after.cursor, "k1");
-        assert_eq!(b[0].after.id, "id4", "the skipped last event is covered too");
+        assert_eq!(
+            b[0].after.id, "id4",
+            "the skipped last event is covered too"
+        );
         let b = batches(&page, 0, "k1", "k2", "w", &f);
         assert_eq!(b[0].after.cursor, "k2");
         assert_eq!(b[0].after.id, "");

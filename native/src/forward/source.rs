@@ -148,9 +148,8 @@ pub fn split_identity(pem: &str) -> Result<(Vec<u8>, Vec<u8>), ForwardError> {
 
 fn credentials(opts: &ForwardOptions) -> Result<Credentials, ForwardError> {
     let read = |what: &str, p: &Path| {
-        std::fs::read(p).map_err(|e| {
-            ForwardError::Credentials(format!("{what} {}: {e}", p.display()))
-        })
+        std::fs::read(p)
+            .map_err(|e| ForwardError::Credentials(format!("{what} {}: {e}", p.display())))
     };
     if let Some(id) = &opts.teleport_identity {
         let text = String::from_utf8_lossy(&read("--teleport-identity", id)?).to_string();
@@ -187,8 +186,8 @@ impl Source {
             return Source::local(dir);
         }
         let shared = Arc::new(RwLock::new(client(opts)?));
-        let refresher = (opts.teleport_refresh_enabled && opts.teleport_identity.is_some())
-            .then(|| {
+        let refresher =
+            (opts.teleport_refresh_enabled && opts.teleport_identity.is_some()).then(|| {
                 let shared = shared.clone();
                 let opts = opts.clone();
                 let every = opts.teleport_refresh_interval.max(Duration::from_secs(1));
@@ -322,8 +321,7 @@ impl Source {
 
 impl From<ClientError> for ForwardError {
     fn from(e: ClientError) -> Self {
-        let transient = e.is_unreachable()
-            || e.status().is_some_and(|s| s >= 500 || s == 429);
+        let transient = e.is_unreachable() || e.status().is_some_and(|s| s >= 500 || s == 429);
         let not_found = e.status() == Some(404);
         if not_found {
             return ForwardError::NotFound(e.to_string());
@@ -373,7 +371,9 @@ mod tests {
         let id = String::from_utf8(id).unwrap();
         assert!(id.contains("AAA") && id.contains("BBB") && !id.contains("CCC"));
         assert!(String::from_utf8(ca).unwrap().contains("CCC"));
-        assert!(split_identity("-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n").is_err());
+        assert!(
+            split_identity("-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n").is_err()
+        );
         assert_eq!(server_url("h:1"), "https://h:1");
         assert_eq!(server_url("http://h:1"), "http://h:1");
     }

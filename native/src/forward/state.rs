@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tapelog_core::forward::state::{
-    self, Position, decode_session_index, encode_session_index, session_key,
-    session_of_key,
+    self, Position, decode_session_index, encode_session_index, session_key, session_of_key,
 };
 
 use super::ForwardError;
@@ -36,7 +35,13 @@ pub fn addr_dir_name(addr: &str) -> String {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     format!("{}_{}", clean(host), clean(port))
@@ -212,7 +217,8 @@ impl StateDir {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        f.write_all(format!("{line}\n").as_bytes()).map_err(io(&path))?;
+        f.write_all(format!("{line}\n").as_bytes())
+            .map_err(io(&path))?;
         f.sync_all().map_err(io(&path))
     }
 }
@@ -230,7 +236,10 @@ mod tests {
         assert_eq!(addr_dir_name("example.com"), "example.com_3025");
         assert_eq!(addr_dir_name("[::1]:7450"), "__1_7450");
         assert!(data_dir_name(Path::new("/a/b")).starts_with("data-dir_"));
-        assert_ne!(data_dir_name(Path::new("/a/b")), data_dir_name(Path::new("/a/c")));
+        assert_ne!(
+            data_dir_name(Path::new("/a/b")),
+            data_dir_name(Path::new("/a/c"))
+        );
     }
 
     #[test]

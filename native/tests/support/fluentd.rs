@@ -77,8 +77,14 @@ impl Pki {
         Pki {
             dir: dir.to_path_buf(),
             ca: write("ca.crt", &ca.pem().cert),
-            client: (write("client.crt", &client.cert), write("client.key", &client.key)),
-            rogue: (write("rogue.crt", &rogue.cert), write("rogue.key", &rogue.key)),
+            client: (
+                write("client.crt", &client.cert),
+                write("client.key", &client.key),
+            ),
+            rogue: (
+                write("rogue.crt", &rogue.cert),
+                write("rogue.key", &rogue.key),
+            ),
             server: (server.cert, server.key),
             ca_cert: ca.pem().cert.clone(),
         }
@@ -116,10 +122,12 @@ fn tls_config(pki: &Pki) -> Arc<rustls::ServerConfig> {
     for c in pem_certs(&pki.ca_cert) {
         roots.add(c).unwrap();
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let key = PrivateKeyDer::from_pem_slice(pki.server.1.as_bytes()).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -161,7 +169,10 @@ fn answer(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn handle(
+    inner: Arc<Inner>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     if inner.down.load(Ordering::SeqCst) {
         return Err(std::io::Error::other("down"));
     }
@@ -176,7 +187,9 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Fu
     let mut body = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body_in.frame().await {
-        let Ok(frame) = frame else { return Err(std::io::Error::other("body")) };
+        let Ok(frame) = frame else {
+            return Err(std::io::Error::other("body"));
+        };
         if let Ok(data) = frame.into_data() {
             total += data.len();
             if total <= BODY_LIMIT {
@@ -187,10 +200,16 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Fu
         }
     }
     if total > BODY_LIMIT {
-        return Ok(answer(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"));
+        return Ok(answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 Payload Too Large",
+        ));
     }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return Ok(answer(StatusCode::BAD_REQUEST, "400 Bad Request\nReceived event is not json"));
+        return Ok(answer(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request\nReceived event is not json",
+        ));
     };
     let items = match value {
         serde_json::Value::Array(a) => a,
@@ -199,14 +218,19 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Fu
     let mut records = Vec::with_capacity(items.len());
     for mut item in items {
         let Some(obj) = item.as_object_mut() else {
-            return Ok(answer(StatusCode::BAD_REQUEST, "400 Bad Request\nReceived event is not json"));
+            return Ok(answer(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request\nReceived event is not json",
+            ));
         };
         if let Some(t) = obj.remove("time")
             && !time_ok(&t)
         {
             return Ok(answer(
                 StatusCode::BAD_REQUEST,
-                &format!("400 Bad Request\ninvalid time format: value = {t}, error_class = ArgumentError"),
+                &format!(
+                    "400 Bad Request\ninvalid time format: value = {t}, error_class = ArgumentError"
+                ),
             ));
         }
         let rejected = inner
@@ -244,13 +268,18 @@ impl Fluentd {
         let inner = Arc::new(Inner::default());
         let acceptor = tokio_rustls::TlsAcceptor::from(tls_config(pki));
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))))
+            .block_on(tokio::net::TcpListener::bind(SocketAddr::from((
+                [127, 0, 0, 1],
+                port,
+            ))))
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = inner.clone();
         rt.spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 if state.down.load(Ordering::SeqCst) {
                     drop(tcp);
                     continue;
@@ -258,7 +287,9 @@ impl Fluentd {
                 let acceptor = acceptor.clone();
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -291,7 +322,9 @@ impl Fluentd {
 
     /// Latency added to every request.
     pub fn set_latency(&self, d: Duration) {
-        self.inner.latency_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+        self.inner
+            .latency_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Down (connections dropped, requests failed) or up.
