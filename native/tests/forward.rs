@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use fluentd::{Fluentd, Pki};
 use tapelog::forward::http::{HttpConfig, HttpOutput};
+use tapelog::forward::pipeline::MAX_POST_EVENTS;
 use tapelog::forward::{Destination, ForwardArgs, Output as _, SendError};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapelog");
@@ -410,8 +411,15 @@ fn dry_run_sends_nothing_and_uses_its_own_state() {
     assert_eq!(audit_uids(&f).len(), 30);
 }
 
-/// A data dir with audit events and an uploaded recording with its `session.upload`.
+/// A data dir with `n` audit events and an uploaded recording whose `session.upload` comes
+/// last.
 fn data_with_session(dir: &Path, n: usize) -> String {
+    data_with_session_at(dir, n, n)
+}
+
+/// A data dir with `n` audit events and an uploaded recording whose `session.upload` comes
+/// after the first `at` events.
+fn data_with_session_at(dir: &Path, n: usize, at: usize) -> String {
     let data = dir.join("data");
     let sample = dir.join("sample.tar");
     let out = Command::new(BIN)
@@ -439,9 +447,19 @@ fn data_with_session(dir: &Path, n: usize) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut lines: Vec<String> = (0..n).map(event).collect();
-    lines.push(format!(
-        r#"{{"event":"session.upload","code":"T2005I","uid":"upload-1","sid":"{sid}","time":"2024-05-01T11:00:00Z","url":"file:///x"}}"#
-    ));
+    let time = if at >= n {
+        "2024-05-01T11:00:00Z".to_string()
+    } else {
+        // The time of the event it precedes (ties keep the order of the log).
+        let next: serde_json::Value = serde_json::from_str(&lines[at]).unwrap();
+        next["time"].as_str().unwrap().to_string()
+    };
+    lines.insert(
+        at.min(n),
+        format!(
+            r#"{{"event":"session.upload","code":"T2005I","uid":"upload-1","sid":"{sid}","time":"{time}","url":"file:///x"}}"#
+        ),
+    );
     emit(&data, &lines);
     sid.to_string()
 }
@@ -516,9 +534,12 @@ fn a_rejected_event_is_dead_lettered_and_the_rest_arrive() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let uids: HashSet<String> = audit_uids(&f).into_iter().collect();
-    assert_eq!(uids.len(), 49);
-    assert!(!uids.contains("ev-000013"));
+    let uids = audit_uids(&f);
+    let want: Vec<String> = (0..50)
+        .filter(|&i| i != 13)
+        .map(|i| format!("ev-{i:06}"))
+        .collect();
+    assert_eq!(uids, want, "the others arrive once each, in order");
     let dead = std::fs::read_to_string(the_state_dir(&storage).join("dead-letter.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = dead
         .lines()
@@ -552,8 +573,9 @@ fn receiver_down_for_30_seconds_loses_nothing() {
     f.set_down(false);
     let status = wait_child(&mut child, Duration::from_secs(60));
     assert!(status.success());
-    let uids: HashSet<String> = audit_uids(&f).into_iter().collect();
-    assert_eq!(uids.len(), 200);
+    let uids = audit_uids(&f);
+    let want: Vec<String> = (0..200).map(|i| format!("ev-{i:06}")).collect();
+    assert_eq!(uids, want, "all of them, once each, in order");
 }
 
 fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -570,56 +592,345 @@ fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// Checks the arrivals of one source across runs: each key's first arrival comes in order
+/// (so every key arrived, in order, ignoring replays), at most `restarts` times does a key
+/// arrive lower than the one before it (a restarted exporter replaying what was in
+/// flight), and the replays are at most `window` arrivals.
+fn assert_in_order_ignoring_replays<T: Ord + Clone + std::fmt::Debug + std::hash::Hash>(
+    what: &str,
+    arrived: &[T],
+    want: &[T],
+    restarts: usize,
+    window: usize,
+) {
+    let mut seen = HashSet::new();
+    let firsts: Vec<T> = arrived
+        .iter()
+        .filter(|k| seen.insert((*k).clone()))
+        .cloned()
+        .collect();
+    assert_eq!(
+        firsts.len(),
+        want.len(),
+        "{what}: every event at least once"
+    );
+    assert!(firsts == want, "{what}: first arrivals out of order");
+    let descents = arrived.windows(2).filter(|w| w[1] < w[0]).count();
+    assert!(
+        descents <= restarts,
+        "{what}: {descents} step(s) back in the arrivals, {restarts} restart(s)"
+    );
+    let replays = arrived.len() - firsts.len();
+    assert!(
+        replays <= window,
+        "{what}: {replays} duplicates, in-flight window {window}"
+    );
+}
+
 #[test]
-fn killed_with_sigkill_mid_export_resumes_without_loss() {
+fn killed_with_sigkill_mid_export_resumes_without_loss_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(&tmp.path().join("pki"));
     let f = Fluentd::start(&pki);
-    f.set_latency(Duration::from_millis(20));
+    f.set_latency(Duration::from_millis(100));
+    let n = 20_000;
+    let sid = data_with_session_at(tmp.path(), n, n / 2);
     let data = tmp.path().join("data");
     let storage = tmp.path().join("storage");
-    let n = 3000;
-    emit(&data, &(0..n).map(event).collect::<Vec<_>>());
     let mut args = forward_args(&data, &storage, &f, &pki);
-    args.extend([
-        "--exit-on-last-event".into(),
-        "--fluentd-max-connections".into(),
-        "4".into(),
-    ]);
+    args.push("--exit-on-last-event".into());
     let mut child = Command::new(BIN)
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(60), || audit_uids(&f).len() >= n / 3));
+    assert!(wait_until(Duration::from_secs(120), || audit_uids(&f).len()
+        >= n / 4));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let first = audit_uids(&f).len();
-    assert!(first < n, "killed mid-export ({first} of {n})");
+    assert!(first < n, "killed mid-export ({first} of {})", n + 1);
     let out = run(&args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The audit log is one source: in order, every event, replays at most one request.
+    let mut want: Vec<String> = (0..n).map(|i| format!("ev-{i:06}")).collect();
+    want.insert(n / 2, "upload-1".into());
     let uids = audit_uids(&f);
-    let set: HashSet<&String> = uids.iter().collect();
-    assert_eq!(set.len(), n, "every event at least once");
-    let window = 4 * 20; // in flight at most: connections × batch
-    assert!(
-        uids.len() - n <= window,
-        "{} duplicates, window {window}",
-        uids.len() - n
-    );
-    // Order: each event's first arrival is at most one window away from its place.
-    let mut seen = HashSet::new();
-    let firsts: Vec<usize> = uids
-        .iter()
-        .filter(|u| seen.insert(u.to_string()))
-        .map(|u| u.trim_start_matches("ev-").parse().unwrap())
+    // Sort keys: the position in the log.
+    let place: std::collections::HashMap<&String, usize> =
+        want.iter().enumerate().map(|(i, u)| (u, i)).collect();
+    let arrived: Vec<usize> = uids.iter().map(|u| place[u]).collect();
+    let want_places: Vec<usize> = (0..want.len()).collect();
+    assert_in_order_ignoring_replays("audit", &arrived, &want_places, 1, MAX_POST_EVENTS);
+    // The session is a source of its own: its events in index order, every one.
+    let session: Vec<i64> = f
+        .records()
+        .into_iter()
+        .filter(|(t, _)| *t == format!("session.{sid}.log"))
+        .map(|(_, v)| v["ei"].as_i64().unwrap())
         .collect();
-    for (pos, id) in firsts.iter().enumerate() {
-        assert!(pos.abs_diff(*id) <= window, "event {id} arrived at {pos}");
+    // What the session holds: exported alone, by a fresh exporter, to a fresh receiver.
+    let g = Fluentd::start(&pki);
+    let mut alone = forward_args(&data, &tmp.path().join("storage2"), &g, &pki);
+    alone.extend([
+        "--exit-on-last-event".into(),
+        "--types".into(),
+        "session.upload".into(),
+    ]);
+    let out = run(&alone);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Vec<i64> = g
+        .records()
+        .into_iter()
+        .filter(|(t, _)| *t == format!("session.{sid}.log"))
+        .map(|(_, v)| v["ei"].as_i64().unwrap())
+        .collect();
+    assert!(all.len() > 2, "the session's events: {all:?}");
+    assert_in_order_ignoring_replays("session", &session, &all, 1, MAX_POST_EVENTS);
+    let state = the_state_dir(&storage);
+    assert!(!state.join(format!("session{sid}")).exists());
+    let done = std::fs::read_to_string(state.join("done_sessions")).unwrap();
+    assert_eq!(done.trim(), sid, "the finished session is remembered");
+}
+
+/// A `tapelog serve` child process with TLS and client certificates; killed when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+impl Serve {
+    /// `tapelog serve --tls-cert --tls-key --client-ca` over `data` on a free loopback port,
+    /// with the certificates of `tapelog certs init` in `certs`.
+    fn start(data: &Path, certs: &Path) -> Serve {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--completer-interval", "3600"])
+            .arg("--tls-cert")
+            .arg(certs.join("server.pem"))
+            .arg("--tls-key")
+            .arg(certs.join("server-key.pem"))
+            .arg("--client-ca")
+            .arg(certs.join("ca.pem"))
+            .env_remove("TAPELOG_TOKENS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for _ in lines {}
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("tapelog serve printed no address within 60 s");
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        Serve { child, url }
+    }
+
+    fn addr(&self) -> String {
+        self.url
+            .split_once("://")
+            .map_or(self.url.clone(), |(_, a)| a.to_string())
+    }
+}
+
+#[test]
+fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    let out = Command::new(BIN)
+        .args(["certs", "init"])
+        .arg(&certs)
+        .args(["--host", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = tmp.path().join("serve-data");
+    let serve = Serve::start(&data, &certs);
+    assert!(serve.url.starts_with("https://"), "{}", serve.url);
+    let c = |name: &str| certs.join(name).display().to_string();
+
+    // A session recorded through the server with a recorder's certificate.
+    let sid = "2b9c1f4e-6a7d-4e3f-9a10-5c6d7e8f9a0b";
+    let out = Command::new(BIN)
+        .args(["record", "--server", &serve.url])
+        .args(["--cert", &c("recorder.pem"), "--key", &c("recorder-key.pem")])
+        .args(["--ca", &c("ca.pem"), "--session-id", sid, "--"])
+        .args(["bash", "-c", "for i in $(seq 1 30); do echo line $i; done"])
+        .env_remove("TAPELOG_TOKEN")
+        .env_remove("TAPELOG_TOKEN_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "record: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Audit events emitted into it, then the session's upload event.
+    let now = tapelog::emit::system_clock();
+    let at = |ms: i128| {
+        tapelog_core::Timestamp::from_unix_nanos(now.unix_nanos() + ms * 1_000_000).to_rfc3339()
+    };
+    let mut lines = String::new();
+    for i in 0..25 {
+        lines.push_str(&format!(
+            r#"{{"event":"user.login","code":"T1000I","uid":"srv-{i:03}","time":"{}","user":"u{i}","success":true}}"#,
+            at(i)
+        ));
+        lines.push('\n');
+    }
+    lines.push_str(&format!(
+        r#"{{"event":"session.upload","code":"T2005I","uid":"srv-upload","sid":"{sid}","time":"{}","url":"file:///x"}}"#,
+        at(100)
+    ));
+    lines.push('\n');
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut identity = std::fs::read(certs.join("recorder.pem")).unwrap();
+    identity.push(b'\n');
+    identity.extend(std::fs::read(certs.join("recorder-key.pem")).unwrap());
+    let client = tapelog::client::Client::new(tapelog::client::ClientConfig::new(
+        &serve.url,
+        tapelog::client::Credentials {
+            token: None,
+            identity_pem: Some(identity),
+            ca_pem: Some(std::fs::read(certs.join("ca.pem")).unwrap()),
+        },
+    ))
+    .unwrap();
+    let stored = rt
+        .block_on(client.emit_json_lines(lines.into_bytes()))
+        .unwrap();
+    assert_eq!(stored, 26);
+
+    // An identity file: the auditor's certificate, its key and the CA in one PEM.
+    let identity_file = tmp.path().join("identity.pem");
+    let mut pem = String::new();
+    for f in ["auditor.pem", "auditor-key.pem", "ca.pem"] {
+        pem.push_str(&std::fs::read_to_string(certs.join(f)).unwrap());
+        pem.push('\n');
+    }
+    std::fs::write(&identity_file, pem).unwrap();
+    let start = tapelog_core::Timestamp::from_unix_nanos(now.unix_nanos() - 3_600_000_000_000)
+        .to_rfc3339();
+
+    let credentials: [Vec<String>; 2] = [
+        vec![
+            "--teleport-cert".into(),
+            c("auditor.pem"),
+            "--teleport-key".into(),
+            c("auditor-key.pem"),
+            "--teleport-ca".into(),
+            c("ca.pem"),
+        ],
+        vec![
+            "--teleport-identity".into(),
+            identity_file.display().to_string(),
+        ],
+    ];
+    for (k, creds) in credentials.iter().enumerate() {
+        let pki = Pki::new(&tmp.path().join(format!("pki{k}")));
+        let f = Fluentd::start(&pki);
+        let storage = tmp.path().join(format!("storage{k}"));
+        let p = |x: &Path| x.display().to_string();
+        let mut args: Vec<String> = vec![
+            "forward".into(),
+            "--teleport-addr".into(),
+            serve.addr(),
+            "--storage".into(),
+            p(&storage),
+            "--fluentd-url".into(),
+            format!("{}/test.log", f.url),
+            "--fluentd-session-url".into(),
+            format!("{}/session", f.url),
+            "--fluentd-ca".into(),
+            p(&pki.ca),
+            "--fluentd-cert".into(),
+            p(&pki.client.0),
+            "--fluentd-key".into(),
+            p(&pki.client.1),
+            "--start-time".into(),
+            start.clone(),
+            "--exit-on-last-event".into(),
+        ];
+        args.extend(creds.iter().cloned());
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{creds:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The audit log: the recording's own events, the emitted ones, the upload.
+        let records = f.records();
+        let audit: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|(t, _)| t == "test.log")
+            .map(|(_, v)| v)
+            .collect();
+        let uids: Vec<&str> = audit.iter().filter_map(|v| v["uid"].as_str()).collect();
+        let emitted: Vec<String> = (0..25).map(|i| format!("srv-{i:03}")).collect();
+        let got_emitted: Vec<&str> = uids
+            .iter()
+            .copied()
+            .filter(|u| u.starts_with("srv-") && *u != "srv-upload")
+            .collect();
+        assert_eq!(got_emitted, emitted, "{creds:?}: in order, once each");
+        assert!(uids.contains(&"srv-upload"), "{creds:?}");
+        let types: Vec<&str> = audit.iter().filter_map(|v| v["event"].as_str()).collect();
+        for t in ["session.start", "session.end", "session.upload"] {
+            assert!(types.contains(&t), "{creds:?}: no {t} in {types:?}");
+        }
+        // The session's events at session.<sid>.log, in order, without print.
+        let session: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|(t, _)| *t == format!("session.{sid}.log"))
+            .map(|(_, v)| v)
+            .collect();
+        let stypes: Vec<&str> = session.iter().filter_map(|v| v["event"].as_str()).collect();
+        assert_eq!(stypes.first(), Some(&"session.start"), "{creds:?}: {stypes:?}");
+        assert!(stypes.contains(&"session.end"), "{creds:?}: {stypes:?}");
+        assert!(!stypes.contains(&"print"), "{creds:?}: print is skipped");
+        let idx: Vec<i64> = session.iter().map(|v| v["ei"].as_i64().unwrap()).collect();
+        assert!(
+            idx.windows(2).all(|w| w[0] < w[1]),
+            "{creds:?}: session order kept: {idx:?}"
+        );
+        let state = storage.join(format!("127.0.0.1_{}", serve.addr().rsplit(':').next().unwrap()));
+        assert!(state.join("start_time").exists(), "{}", state.display());
+        assert!(!state.join(format!("session{sid}")).exists());
+    }
+    drop(serve);
 }

@@ -1,57 +1,67 @@
 //! The exporter loop.
 //!
-//! **Audit events.** Pages of `--batch` events are read in order from the search window
-//! `[window_time, window_time + --window-size]` (the current window ends now). A page's
-//! events that pass the type filters form one POST batch (cut further only if its body
-//! would pass 8 MiB). Several batches are in flight at once — up to
-//! `--fluentd-max-connections` (default 2 × `--concurrency`) — while the reader goes on to
-//! the next pages. Each batch gets a sequence number and the position the source reaches
-//! once it is accepted (`cursor` = the key of its page, `id` = the checkpoint of its last
-//! event; or the next page's key). The stored position advances only over a contiguous
-//! prefix of accepted batches ([`CommitTracker`]) and is written after each advance, so a
-//! crash resends at most the batches in flight, and never skips one.
+//! **Order.** Each source is one ordered lane: the audit log is one, and every session is
+//! one. A lane has at most one request in flight, and the next request leaves only once the
+//! previous one was accepted (or its rejected events dead-lettered), so the receiver gets the
+//! events of a source in their order. Throughput comes from large requests instead of
+//! parallel ones: while a request is in flight the reader goes on, and the next request
+//! takes everything read meanwhile, up to [`MAX_POST_EVENTS`] events or [`MAX_POST_BYTES`]
+//! bytes; sessions (`--concurrency` at once) are lanes of their own and run in parallel
+//! with the audit lane.
+//!
+//! **Audit events.** A reader task reads pages of `--batch` events in order from the search
+//! window `[window_time, window_time + --window-size]` (the current window ends now) and
+//! hands each page's kept events, with the position the source reaches once they are
+//! accepted (`cursor` = the key of the page, `id` = the checkpoint of its last event; or the
+//! next page's key), to the sender through a bounded queue. The sender posts, and after each
+//! accepted request stores the position of its last event before sending the next one. A
+//! crash therefore resends at most the one request that was in flight, and skips nothing.
 //!
 //! **Failures.** A transient failure (connection, timeout, 5xx) is retried forever with
 //! decorrelated-jitter backoff (1 s base, 10 s cap): nothing is skipped. A rejection (400,
 //! 413) is bisected to the event at fault, which is appended to `dead-letter.jsonl` with the
-//! reason; the rest of the batch still goes out and the stream moves on.
+//! reason; the rest of the request still goes out, in order, and the lane moves on.
 //!
-//! **Sessions.** A `session.upload` event registers its `sid` (`session<sid>` = 0) before its
-//! batch is sent; `--concurrency` sessions are exported at once, each in batches to
-//! `<session url>.<sid>.log`, skipping `--skip-session-types`, storing the next index after
-//! each accepted batch and removing the file at the end. Registered sessions resume at their
-//! stored index on start.
+//! **Sessions.** A `session.upload` event registers its `sid` (`session<sid>` = 0) before
+//! anything after it can be committed; `--concurrency` sessions are exported at once, each
+//! to `<session url>.<sid>.log`, skipping `--skip-session-types`, storing the next index
+//! after each accepted request and, at the end, noting the session in `done_sessions` (the
+//! last [`DONE_SESSIONS_KEPT`] finished sessions) before removing its file. Registered
+//! sessions resume at their stored index on start; a `session.upload` read again after a
+//! crash does not export a finished session a second time.
 //!
-//! **Polling and exit.** When the current window has no new event the loop sleeps
-//! `--timeout` and reads again; with `--exit-on-last-event` it instead waits for the
-//! batches in flight and the sessions, then returns. SIGTERM/SIGINT (the `shutdown`
-//! channel) stop reading, give the batches in flight up to 5 s, store the position and
-//! return.
+//! **Polling and exit.** When the current window has no new event the reader sleeps
+//! `--timeout` and reads again; with `--exit-on-last-event` it stops, and the run ends once
+//! the sender has sent what was read and the sessions are done. SIGTERM/SIGINT (the
+//! `shutdown` channel) stop reading, give the requests in flight up to 5 s, keep the stored
+//! position and return.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tapelog_core::Timestamp;
 use tapelog_core::forward::state::{self as core_state, Position, format_seconds};
-use tapelog_core::forward::{
-    Backoff, Bisector, CommitTracker, TypeFilter, Verdict, split_by_bytes,
-};
+use tapelog_core::forward::{Backoff, Bisector, TypeFilter, Verdict, split_by_bytes};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::log;
 use super::options::ForwardOptions;
 use super::output::{Destination, Output, SendError};
 use super::source::{Source, SourceEvent};
-use super::state::{StateDir, addr_dir_name, data_dir_name};
+use super::state::{DONE_SESSIONS_KEPT, StateDir, addr_dir_name, data_dir_name};
 use super::{ForwardError, open_output};
 use crate::audit::{Order, SearchQuery};
 
-/// The largest request body the exporter builds (in_http refuses more than 32 MB).
-pub const MAX_BODY_BYTES: usize = 8 << 20;
+/// The most events one request carries.
+pub const MAX_POST_EVENTS: usize = 1000;
 
-/// How long batches in flight get to finish after a shutdown signal.
+/// The largest request body built from several events (in_http refuses more than 32 MB); a
+/// single event larger than this goes alone.
+pub const MAX_POST_BYTES: usize = 1 << 20;
+
+/// How long requests in flight get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What a run did.
@@ -85,7 +95,40 @@ struct Ctx {
     session_filter: TypeFilter,
     session_slots: Semaphore,
     active_sessions: Mutex<HashSet<String>>,
+    /// The last finished sessions (oldest first), as in `done_sessions`.
+    done_sessions: Mutex<VecDeque<String>>,
     shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// Whether `sid` was exported to the end recently.
+    fn is_done(&self, sid: &str) -> bool {
+        let done = match self.done_sessions.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        done.iter().any(|s| s == sid)
+    }
+
+    /// Notes `sid` as finished (the list is bounded) and then forgets its index: a crash
+    /// between the two leaves the session registered at its last index, which resumes to an
+    /// immediate end.
+    fn finish_session(&self, sid: &str) -> Result<(), ForwardError> {
+        {
+            let mut done = match self.done_sessions.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if !done.iter().any(|s| s == sid) {
+                done.push_back(sid.to_string());
+                while done.len() > DONE_SESSIONS_KEPT {
+                    done.pop_front();
+                }
+                self.state.save_done_sessions(&done)?;
+            }
+        }
+        self.state.remove_session(sid)
+    }
 }
 
 fn now() -> Timestamp {
@@ -243,6 +286,7 @@ pub async fn run_with_output(
             position.cursor = c.clone();
         }
     }
+    let done_sessions = state.done_sessions()?;
     let source = Source::open(&opts)?;
     log::info(&format!(
         "exporting from {} to {} (start time {start_time}, state {})",
@@ -261,10 +305,16 @@ pub async fn run_with_output(
         state,
         counters: Counters::default(),
         active_sessions: Mutex::new(HashSet::new()),
+        done_sessions: Mutex::new(done_sessions),
         shutdown,
     });
     let mut sessions = tokio::task::JoinSet::new();
     for (sid, _) in ctx.state.sessions()? {
+        if ctx.is_done(&sid) {
+            // Finished just before a crash: only the file was left.
+            ctx.state.remove_session(&sid)?;
+            continue;
+        }
         spawn_session(&ctx, &mut sessions, sid);
     }
     let result = audit_loop(&ctx, position, &mut sessions).await;
@@ -300,13 +350,53 @@ pub async fn run_with_output(
     Ok(summary)
 }
 
-/// A batch ready to go: its events and the position once it is accepted.
-struct Batch {
+/// Audit events read from a page (or part of one), on their way to the sender.
+#[derive(Debug, Default)]
+struct Chunk {
+    /// The kept events' JSON texts, in order.
     events: Vec<String>,
+    /// Their size in a request body.
+    bytes: usize,
+    /// The position once they (and everything before) are accepted.
     after: Position,
+    /// Sessions registered by `session.upload` events in this chunk, to export.
+    sessions: Vec<String>,
 }
 
-/// Cuts a page's new events (from `start`) into batches with their positions.
+impl Chunk {
+    fn new(events: Vec<String>, after: Position) -> Chunk {
+        Chunk {
+            bytes: events.iter().map(|e| e.len() + 1).sum(),
+            events,
+            after,
+            sessions: Vec::new(),
+        }
+    }
+
+    /// Appends a later chunk.
+    fn merge(&mut self, later: Chunk) {
+        self.events.extend(later.events);
+        self.bytes += later.bytes;
+        self.after = later.after;
+        self.sessions.extend(later.sessions);
+    }
+
+    /// Whether `later` still fits in one request with this one.
+    fn fits(&self, later: &Chunk) -> bool {
+        self.events.is_empty()
+            || later.events.is_empty()
+            || (self.events.len() + later.events.len() <= MAX_POST_EVENTS
+                && self.bytes + later.bytes <= MAX_POST_BYTES)
+    }
+
+    fn is_full(&self) -> bool {
+        self.events.len() >= MAX_POST_EVENTS || self.bytes >= MAX_POST_BYTES
+    }
+}
+
+/// Cuts a page's new events (from `start`) into chunks of at most a request each, with
+/// their positions. Filtered events are covered by the chunk that follows them (or the last
+/// one), so the position passes them too.
 fn batches(
     page: &[SourceEvent],
     start: usize,
@@ -314,7 +404,7 @@ fn batches(
     next_key: &str,
     window_time: &str,
     filter: &TypeFilter,
-) -> Vec<Batch> {
+) -> Vec<Chunk> {
     let kept: Vec<usize> = (start..page.len())
         .filter(|&i| filter.allows(&page[i].event_type))
         .collect();
@@ -334,85 +424,50 @@ fn batches(
             }
         }
     };
-    let ranges = split_by_bytes(&texts, MAX_BODY_BYTES);
+    let ranges: Vec<std::ops::Range<usize>> = split_by_bytes(&texts, MAX_POST_BYTES)
+        .into_iter()
+        .flat_map(|r| {
+            (r.start..r.end)
+                .step_by(MAX_POST_EVENTS)
+                .map(move |s| s..(s + MAX_POST_EVENTS).min(r.end))
+        })
+        .collect();
     if ranges.is_empty() {
-        return vec![Batch {
-            events: Vec::new(),
-            after: position_after(page.len() - 1),
-        }];
+        return vec![Chunk::new(Vec::new(), position_after(page.len() - 1))];
     }
     let n = ranges.len();
     ranges
         .into_iter()
         .enumerate()
         .map(|(k, r)| {
-            // The last batch also covers filtered events after its last kept one.
+            // The last chunk also covers filtered events after its last kept one.
             let last = if k + 1 == n {
                 page.len() - 1
             } else {
                 kept[r.end - 1]
             };
-            Batch {
-                events: texts[r].to_vec(),
-                after: position_after(last),
-            }
+            Chunk::new(texts[r].to_vec(), position_after(last))
         })
         .collect()
 }
 
-async fn audit_loop(
-    ctx: &Arc<Ctx>,
-    mut committed: Position,
-    sessions: &mut tokio::task::JoinSet<()>,
+/// Reads the audit log from `read` on and hands the pages to the sender, in order, until
+/// caught up with `--exit-on-last-event`, a shutdown, or the sender going away.
+async fn read_audit(
+    ctx: Arc<Ctx>,
+    mut read: Position,
+    tx: mpsc::Sender<Chunk>,
 ) -> Result<(), ForwardError> {
     let opts = &ctx.opts;
     let filter = TypeFilter::new(&opts.types, &opts.skip_event_types);
     let window = opts.window_size;
-    let max_in_flight = opts.fluentd_max_connections.max(1);
-    let mut read = committed.clone();
-    let mut tracker: CommitTracker<Position> = CommitTracker::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
     let mut shutdown = ctx.shutdown.clone();
     let mut backoff = Backoff::default();
     let mut caught_up_logged = false;
-
-    let commit = |tracker: &mut CommitTracker<Position>,
-                  committed: &mut Position,
-                  seqs: &mut Vec<u64>|
-     -> Result<(), ForwardError> {
-        let mut newest = None;
-        for s in seqs.drain(..) {
-            if let Some(p) = tracker.accept(s) {
-                newest = Some(p);
-            }
-        }
-        if let Some(p) = newest {
-            ctx.state.save_position(committed, &p)?;
-            *committed = p;
-        }
-        Ok(())
-    };
-
     loop {
-        let mut seqs = Vec::new();
-        while let Ok(s) = done_rx.try_recv() {
-            seqs.push(s);
-        }
-        commit(&mut tracker, &mut committed, &mut seqs)?;
         if *shutdown.borrow() {
-            break;
+            return Ok(());
         }
-        if tracker.in_flight() >= max_in_flight {
-            tokio::select! {
-                Some(s) = done_rx.recv() => {
-                    seqs.push(s);
-                    commit(&mut tracker, &mut committed, &mut seqs)?;
-                }
-                Ok(()) = shutdown.changed() => {}
-            }
-            continue;
-        }
-
         let window_start =
             core_state::parse_stored_time(core_state::WINDOW_TIME, &read.window_time)?;
         let window_end = Timestamp::from_unix_nanos(
@@ -454,113 +509,169 @@ async fn audit_loop(
                 .position(|e| e.checkpoint == read.id)
                 .map_or(0, |i| i + 1)
         };
+        let mut chunks = Vec::new();
         if start >= page.events.len() {
             // Nothing new in this page.
-            let mut moved = None;
             if !page.next_key.is_empty() && page.next_key != read.cursor {
-                moved = Some(Position {
-                    window_time: read.window_time.clone(),
-                    cursor: page.next_key.clone(),
-                    id: String::new(),
-                });
+                chunks.push(Chunk::new(
+                    Vec::new(),
+                    Position {
+                        window_time: read.window_time.clone(),
+                        cursor: page.next_key.clone(),
+                        id: String::new(),
+                    },
+                ));
             } else if !current {
-                moved = Some(Position {
-                    window_time: format_seconds(window_end),
-                    cursor: String::new(),
-                    id: String::new(),
-                });
                 log::debug(&format!(
                     "window done; next window from {}",
                     format_seconds(window_end)
                 ));
-            }
-            if let Some(p) = moved {
-                read = p.clone();
-                let seq = tracker.issue(p);
-                let _ = done_tx.send(seq);
+                chunks.push(Chunk::new(
+                    Vec::new(),
+                    Position {
+                        window_time: format_seconds(window_end),
+                        cursor: String::new(),
+                        id: String::new(),
+                    },
+                ));
+            } else {
+                if !caught_up_logged {
+                    log::debug("no new events");
+                    caught_up_logged = true;
+                }
+                if opts.exit_on_last_event {
+                    return Ok(());
+                }
+                sleep_or_shutdown(opts.timeout, &mut shutdown).await;
                 continue;
             }
-            // Caught up.
-            if !caught_up_logged {
-                log::debug("no new events");
-                caught_up_logged = true;
-            }
-            if opts.exit_on_last_event {
-                if tracker.is_idle() {
-                    break;
-                }
-                tokio::select! {
-                    Some(s) = done_rx.recv() => {
-                        seqs.push(s);
-                        commit(&mut tracker, &mut committed, &mut seqs)?;
+        } else {
+            caught_up_logged = false;
+            // Sessions first: registered before their upload event can be committed.
+            let mut sids = Vec::new();
+            for e in &page.events[start..] {
+                if e.event_type == "session.upload"
+                    && !e.session_id.is_empty()
+                    && !ctx.is_done(&e.session_id)
+                {
+                    if ctx.state.session_index(&e.session_id)?.is_none() {
+                        ctx.state.save_session(&e.session_id, 0)?;
                     }
-                    Ok(()) = shutdown.changed() => {}
-                }
-                continue;
-            }
-            let sleep = tokio::time::sleep(opts.timeout);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    () = &mut sleep => break,
-                    Some(s) = done_rx.recv() => {
-                        seqs.push(s);
-                        commit(&mut tracker, &mut committed, &mut seqs)?;
-                    }
-                    Ok(()) = shutdown.changed() => break,
+                    sids.push(e.session_id.clone());
                 }
             }
-            continue;
+            chunks = batches(
+                &page.events,
+                start,
+                &read.cursor,
+                &page.next_key,
+                &read.window_time,
+                &filter,
+            );
+            if let Some(first) = chunks.first_mut() {
+                first.sessions = sids;
+            }
         }
-        caught_up_logged = false;
+        for chunk in chunks {
+            read = chunk.after.clone();
+            tokio::select! {
+                sent = tx.send(chunk) => if sent.is_err() { return Ok(()) },
+                Ok(()) = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+}
 
-        // Sessions first: registered before the upload event can be committed.
-        for e in &page.events[start..] {
-            if e.event_type == "session.upload" && !e.session_id.is_empty() {
-                if ctx.state.session_index(&e.session_id)?.is_none() {
-                    ctx.state.save_session(&e.session_id, 0)?;
-                }
-                spawn_session(ctx, sessions, e.session_id.clone());
-            }
-        }
-        for batch in batches(
-            &page.events,
-            start,
-            &read.cursor,
-            &page.next_key,
-            &read.window_time,
-            &filter,
-        ) {
-            read = batch.after.clone();
-            let seq = tracker.issue(batch.after);
-            if batch.events.is_empty() {
-                let _ = done_tx.send(seq);
-                continue;
-            }
-            log::debug(&format!("sending {} event(s)", batch.events.len()));
-            let ctx = ctx.clone();
-            let done = done_tx.clone();
-            tokio::spawn(async move {
-                if deliver(&ctx, &Dest::Audit, &batch.events).await.is_ok() {
-                    let _ = done.send(seq);
-                }
-            });
+/// Resolves once a shutdown was asked for and the grace period has passed.
+async fn shutdown_grace(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
-    // Shutting down (or done): give the batches in flight a moment, store what was accepted.
-    if !tracker.is_idle() {
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while !tracker.is_idle() {
-                let Some(s) = done_rx.recv().await else { break };
-                let mut seqs = vec![s];
-                if commit(&mut tracker, &mut committed, &mut seqs).is_err() {
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+/// The audit lane: a reader task fills a bounded queue; this loop sends one request at a
+/// time, each with everything read meanwhile (up to a request's limits), and stores the
+/// position after each accepted request.
+async fn audit_loop(
+    ctx: &Arc<Ctx>,
+    committed: Position,
+    sessions: &mut tokio::task::JoinSet<()>,
+) -> Result<(), ForwardError> {
+    // Room for about two full requests read ahead.
+    let capacity = (2 * MAX_POST_EVENTS / ctx.opts.batch.max(1)).clamp(4, 1024);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(capacity);
+    let reader = tokio::spawn(read_audit(ctx.clone(), committed.clone(), tx));
+    let sent = send_audit(ctx, committed, &mut rx, sessions).await;
+    drop(rx);
+    if sent.is_err() {
+        reader.abort();
+    }
+    let read = reader.await.unwrap_or_else(|e| {
+        if e.is_cancelled() {
+            Ok(())
+        } else {
+            Err(ForwardError::Source {
+                message: format!("the audit reader stopped: {e}"),
+                transient: false,
+            })
+        }
+    });
+    sent?;
+    read
+}
+
+async fn send_audit(
+    ctx: &Arc<Ctx>,
+    mut committed: Position,
+    rx: &mut mpsc::Receiver<Chunk>,
+    sessions: &mut tokio::task::JoinSet<()>,
+) -> Result<(), ForwardError> {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut carry: Option<Chunk> = None;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let mut post = match carry.take() {
+            Some(c) => c,
+            None => tokio::select! {
+                c = rx.recv() => match c {
+                    Some(c) => c,
+                    None => return Ok(()),
+                },
+                Ok(()) = shutdown.changed() => continue,
+            },
+        };
+        // Everything read meanwhile, up to one request.
+        while !post.is_full() {
+            match rx.try_recv() {
+                Ok(c) if post.fits(&c) => post.merge(c),
+                Ok(c) => {
+                    carry = Some(c);
                     break;
                 }
+                Err(_) => break,
             }
-        })
-        .await;
+        }
+        for sid in std::mem::take(&mut post.sessions) {
+            spawn_session(ctx, sessions, sid);
+        }
+        if !post.events.is_empty() {
+            log::debug(&format!("sending {} audit event(s)", post.events.len()));
+            let delivered = tokio::select! {
+                r = deliver(ctx, &Dest::Audit, &post.events) => r.is_ok(),
+                () = shutdown_grace(ctx.shutdown.clone()) => false,
+            };
+            if !delivered {
+                return Ok(());
+            }
+        }
+        ctx.state.save_position(&committed, &post.after)?;
+        committed = post.after;
     }
-    Ok(())
 }
 
 fn spawn_session(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<()>, sid: String) {
@@ -588,7 +699,10 @@ fn spawn_session(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<()>, sid: String
     });
 }
 
-/// Exports one session from its stored index to the end, then forgets it.
+
+/// Exports one session from its stored index to the end, then forgets it. Requests go one
+/// at a time, each with the events ready (up to a request's limits), so the session's
+/// events arrive in order.
 async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
     let mut shutdown = ctx.shutdown.clone();
     let mut backoff = Backoff::default();
@@ -613,20 +727,28 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
         };
         log::debug(&format!("session {sid}: exporting from index {index}"));
         let mut batch: Vec<String> = Vec::new();
+        let mut bytes = 0usize;
         let mut next_index = index;
+        let mut ready = None;
         loop {
-            let item = tokio::select! {
-                item = stream.next() => item,
-                Ok(()) = shutdown.changed() => return Ok(()),
+            let item = match ready.take() {
+                Some(item) => item,
+                None => tokio::select! {
+                    item = stream.next() => item,
+                    Ok(()) = shutdown.changed() => return Ok(()),
+                },
             };
             let end = item.is_none();
             match item {
                 Some(Ok(event)) => {
+                    backoff.reset();
                     next_index = u64::try_from(event.index().saturating_add(1))
                         .unwrap_or(0)
                         .max(next_index);
                     if ctx.session_filter.allows(event.event_type()) {
-                        batch.push(event.to_json());
+                        let json = event.to_json();
+                        bytes += json.len() + 1;
+                        batch.push(json);
                     }
                 }
                 Some(Err(e)) => {
@@ -643,15 +765,24 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
                 }
                 None => {}
             }
-            if batch.len() >= ctx.opts.batch || (end && !batch.is_empty()) {
+            let full = batch.len() >= MAX_POST_EVENTS || bytes >= MAX_POST_BYTES;
+            if !end && !full {
+                // Take what is ready without waiting; send when nothing more is.
+                if let Some(item) = stream.next().now_or_never() {
+                    ready = Some(item);
+                    continue;
+                }
+            }
+            if !batch.is_empty() {
                 if deliver(ctx, &dest, &batch).await.is_err() {
                     return Ok(());
                 }
                 batch.clear();
+                bytes = 0;
                 ctx.state.save_session(sid, next_index)?;
             }
             if end {
-                ctx.state.remove_session(sid)?;
+                ctx.finish_session(sid)?;
                 ctx.counters
                     .sessions
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -698,5 +829,23 @@ mod tests {
         let b = batches(&only_skipped, 0, "k", "", "w", &f);
         assert!(b[0].events.is_empty());
         assert_eq!(b[0].after.id, "id0");
+    }
+
+    #[test]
+    fn large_pages_are_cut_to_requests_and_chunks_merge_up_to_a_request() {
+        let page: Vec<SourceEvent> = (0..2500).map(|i| ev(i, "x")).collect();
+        let b = batches(&page, 0, "k", "", "w", &TypeFilter::default());
+        let sizes: Vec<usize> = b.iter().map(|c| c.events.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        assert_eq!(b[0].after.id, "id999");
+        assert_eq!(b[2].after.id, "id2499");
+        let mut post = Chunk::new(vec!["{}".into(); 600], Position::default());
+        let later = Chunk::new(vec!["{}".into(); 500], Position::default());
+        assert!(!post.fits(&later));
+        let small = Chunk::new(vec!["{}".into(); 400], Position::default());
+        assert!(post.fits(&small));
+        post.merge(small);
+        assert!(post.is_full());
+        assert!(post.fits(&Chunk::new(Vec::new(), Position::default())));
     }
 }

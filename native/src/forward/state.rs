@@ -24,6 +24,13 @@ use super::ForwardError;
 /// The dead-letter file's name.
 pub const DEAD_LETTERS: &str = "dead-letter.jsonl";
 
+/// The file listing the last sessions exported to the end, one id a line, oldest first (so
+/// a `session.upload` read again after a crash does not export its session twice).
+pub const DONE_SESSIONS: &str = "done_sessions";
+
+/// How many finished sessions [`DONE_SESSIONS`] keeps.
+pub const DONE_SESSIONS_KEPT: usize = 1024;
+
 /// The name of the state directory for a server address (`host:port`, or a URL).
 pub fn addr_dir_name(addr: &str) -> String {
     let rest = addr.split_once("://").map_or(addr, |(_, r)| r);
@@ -194,6 +201,34 @@ impl StateDir {
         Ok(out)
     }
 
+    /// The last finished sessions, oldest first (empty when none are stored).
+    pub fn done_sessions(&self) -> Result<std::collections::VecDeque<String>, ForwardError> {
+        let text = self.read_text(DONE_SESSIONS)?.unwrap_or_default();
+        let mut out: std::collections::VecDeque<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        while out.len() > DONE_SESSIONS_KEPT {
+            out.pop_front();
+        }
+        Ok(out)
+    }
+
+    /// Replaces the list of finished sessions.
+    pub fn save_done_sessions(
+        &self,
+        done: &std::collections::VecDeque<String>,
+    ) -> Result<(), ForwardError> {
+        let mut text = String::new();
+        for sid in done {
+            text.push_str(sid);
+            text.push('\n');
+        }
+        self.write(DONE_SESSIONS, text.as_bytes())
+    }
+
     /// Appends a dead letter and syncs the file.
     pub fn dead_letter(
         &self,
@@ -260,6 +295,11 @@ mod tests {
         s.remove_session("abc").unwrap();
         s.remove_session("abc").unwrap();
         assert!(s.sessions().unwrap().is_empty());
+        assert!(s.done_sessions().unwrap().is_empty());
+        let done: std::collections::VecDeque<String> = ["a".to_string(), "b".to_string()].into();
+        s.save_done_sessions(&done).unwrap();
+        assert_eq!(s.done_sessions().unwrap(), done);
+        assert!(s.sessions().unwrap().is_empty(), "not a session file");
         s.dead_letter("t", "d", "r", r#"{"a":1}"#).unwrap();
         let text = std::fs::read_to_string(s.path().join(DEAD_LETTERS)).unwrap();
         assert!(text.contains(r#""event":{"a":1}"#));
