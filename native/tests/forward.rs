@@ -255,7 +255,6 @@ refresh.enabled = true
     let o = args
         .resolve_with(env(&[
             ("FDWRD_FLUENTD_CA", "/env/wrd-ca"),
-            ("FDWRD_TELEPORT_CERT", "/env/cert"),
             ("FDFWD_TIMEOUT", "1m"),
             ("FDWRD_TIMEOUT", "2m"),
             ("FDWRD_MAX_CONNECTIONS", "7"),
@@ -267,7 +266,6 @@ refresh.enabled = true
         ]))
         .unwrap();
     assert_eq!(o.fluentd_ca, Some(PathBuf::from("/env/wrd-ca")));
-    assert_eq!(o.teleport_cert, Some(PathBuf::from("/env/cert")));
     assert_eq!(o.timeout, Duration::from_secs(60));
     assert_eq!(o.fluentd_max_connections, 7);
     assert_eq!(o.concurrency, 3);
@@ -275,6 +273,38 @@ refresh.enabled = true
     assert_eq!(o.types, ["user.login", "session.start"]);
     assert!(o.dry_run);
     assert_eq!(o.start_time.unwrap().to_rfc3339(), "2024-01-02T03:04:05Z");
+    // Upstream's misspelt FDWRD_TELEPORT_CERT next to FDFWD_TELEPORT_KEY/CA, no TOML.
+    let o = ForwardArgs::default()
+        .resolve_with(env(&[
+            ("FDFWD_FLUENTD_URL", "https://env:8888/test.log"),
+            ("FDWRD_FLUENTD_SESSION_URL", "https://env:8888/session"),
+            ("FDFWD_STORAGE", "/env/storage"),
+            ("FDWRD_TELEPORT_CERT", "/env/cert"),
+            ("FDFWD_TELEPORT_KEY", "/env/key"),
+            ("FDWRD_TELEPORT_CA", "/env/ca"),
+            ("FDFWD_TELEPORT_ADDR", "env:3025"),
+            ("FDWRD_BATCH", "100"),
+            ("FDFWD_FLUENTD_MAX_CONNECTIONS", "3"),
+            ("FDWRD_EXIT_ON_LAST_EVENT", "1"),
+            ("FDFWD_WINDOW_SIZE", "1h30m"),
+        ]))
+        .unwrap();
+    assert_eq!(o.fluentd_url, "https://env:8888/test.log");
+    assert_eq!(o.fluentd_session_url, "https://env:8888/session");
+    assert_eq!(o.storage, PathBuf::from("/env/storage"));
+    assert_eq!(o.teleport_cert, Some(PathBuf::from("/env/cert")));
+    assert_eq!(o.teleport_key, Some(PathBuf::from("/env/key")));
+    assert_eq!(o.teleport_ca, Some(PathBuf::from("/env/ca")));
+    assert_eq!(o.teleport_addr, "env:3025");
+    assert_eq!(o.batch, 100);
+    assert_eq!(o.fluentd_max_connections, 3);
+    assert!(o.exit_on_last_event);
+    assert_eq!(o.window_size, Duration::from_secs(5400));
+    // The identity file (TOML) excludes a certificate (environment).
+    let e = args
+        .resolve_with(env(&[("FDWRD_TELEPORT_CERT", "/env/cert")]))
+        .unwrap_err();
+    assert!(e.to_string().contains("--teleport-identity can't be combined"), "{e}");
     // Flags over everything (parsed by clap, as the binary does).
     #[derive(clap::Parser)]
     struct Cli {
@@ -449,10 +479,12 @@ fn data_with_session_at(dir: &Path, n: usize, at: usize) -> String {
     let mut lines: Vec<String> = (0..n).map(event).collect();
     let time = if at >= n {
         "2024-05-01T11:00:00Z".to_string()
+    } else if at == 0 {
+        "2024-05-01T09:00:00Z".to_string()
     } else {
-        // The time of the event it precedes (ties keep the order of the log).
-        let next: serde_json::Value = serde_json::from_str(&lines[at]).unwrap();
-        next["time"].as_str().unwrap().to_string()
+        // Half a millisecond after the event before it, so before the one after it.
+        let before: serde_json::Value = serde_json::from_str(&lines[at - 1]).unwrap();
+        format!("{}5Z", before["time"].as_str().unwrap().trim_end_matches('Z'))
     };
     lines.insert(
         at.min(n),
@@ -614,7 +646,14 @@ fn assert_in_order_ignoring_replays<T: Ord + Clone + std::fmt::Debug + std::hash
         want.len(),
         "{what}: every event at least once"
     );
-    assert!(firsts == want, "{what}: first arrivals out of order");
+    if let Some(i) = (0..want.len()).find(|&i| firsts[i] != want[i]) {
+        let lo = i.saturating_sub(3);
+        panic!(
+            "{what}: first arrivals out of order at {i}: {:?}, expected {:?}",
+            &firsts[lo..(i + 4).min(firsts.len())],
+            &want[lo..(i + 4).min(want.len())]
+        );
+    }
     let descents = arrived.windows(2).filter(|w| w[1] < w[0]).count();
     assert!(
         descents <= restarts,
@@ -800,7 +839,8 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
         "record: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Audit events emitted into it, then the session's upload event.
+    // Audit events emitted into it, then the session's upload event (times in the past: the
+    // exporter searches up to its now).
     let now = tapelog::emit::system_clock();
     let at = |ms: i128| {
         tapelog_core::Timestamp::from_unix_nanos(now.unix_nanos() + ms * 1_000_000).to_rfc3339()
@@ -809,13 +849,13 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
     for i in 0..25 {
         lines.push_str(&format!(
             r#"{{"event":"user.login","code":"T1000I","uid":"srv-{i:03}","time":"{}","user":"u{i}","success":true}}"#,
-            at(i)
+            at(i - 200)
         ));
         lines.push('\n');
     }
     lines.push_str(&format!(
         r#"{{"event":"session.upload","code":"T2005I","uid":"srv-upload","sid":"{sid}","time":"{}","url":"file:///x"}}"#,
-        at(100)
+        at(-50)
     ));
     lines.push('\n');
     let rt = tokio::runtime::Runtime::new().unwrap();
