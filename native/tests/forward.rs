@@ -304,7 +304,11 @@ refresh.enabled = true
     let e = args
         .resolve_with(env(&[("FDWRD_TELEPORT_CERT", "/env/cert")]))
         .unwrap_err();
-    assert!(e.to_string().contains("--teleport-identity can't be combined"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("--teleport-identity can't be combined"),
+        "{e}"
+    );
     // Flags over everything (parsed by clap, as the binary does).
     #[derive(clap::Parser)]
     struct Cli {
@@ -484,7 +488,10 @@ fn data_with_session_at(dir: &Path, n: usize, at: usize) -> String {
     } else {
         // Half a millisecond after the event before it, so before the one after it.
         let before: serde_json::Value = serde_json::from_str(&lines[at - 1]).unwrap();
-        format!("{}5Z", before["time"].as_str().unwrap().trim_end_matches('Z'))
+        format!(
+            "{}5Z",
+            before["time"].as_str().unwrap().trim_end_matches('Z')
+        )
     };
     lines.insert(
         at.min(n),
@@ -684,7 +691,8 @@ fn killed_with_sigkill_mid_export_resumes_without_loss_in_order() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(120), || audit_uids(&f).len()
+    assert!(wait_until(Duration::from_secs(120), || audit_uids(&f)
+        .len()
         >= n / 4));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -826,7 +834,12 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
     let sid = "2b9c1f4e-6a7d-4e3f-9a10-5c6d7e8f9a0b";
     let out = Command::new(BIN)
         .args(["record", "--server", &serve.url])
-        .args(["--cert", &c("recorder.pem"), "--key", &c("recorder-key.pem")])
+        .args([
+            "--cert",
+            &c("recorder.pem"),
+            "--key",
+            &c("recorder-key.pem"),
+        ])
         .args(["--ca", &c("ca.pem"), "--session-id", sid, "--"])
         .args(["bash", "-c", "for i in $(seq 1 30); do echo line $i; done"])
         .env_remove("TAPELOG_TOKEN")
@@ -884,8 +897,8 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
         pem.push('\n');
     }
     std::fs::write(&identity_file, pem).unwrap();
-    let start = tapelog_core::Timestamp::from_unix_nanos(now.unix_nanos() - 3_600_000_000_000)
-        .to_rfc3339();
+    let start =
+        tapelog_core::Timestamp::from_unix_nanos(now.unix_nanos() - 3_600_000_000_000).to_rfc3339();
 
     let credentials: [Vec<String>; 2] = [
         vec![
@@ -960,7 +973,11 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
             .map(|(_, v)| v)
             .collect();
         let stypes: Vec<&str> = session.iter().filter_map(|v| v["event"].as_str()).collect();
-        assert_eq!(stypes.first(), Some(&"session.start"), "{creds:?}: {stypes:?}");
+        assert_eq!(
+            stypes.first(),
+            Some(&"session.start"),
+            "{creds:?}: {stypes:?}"
+        );
         assert!(stypes.contains(&"session.end"), "{creds:?}: {stypes:?}");
         assert!(!stypes.contains(&"print"), "{creds:?}: print is skipped");
         let idx: Vec<i64> = session.iter().map(|v| v["ei"].as_i64().unwrap()).collect();
@@ -968,9 +985,208 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
             idx.windows(2).all(|w| w[0] < w[1]),
             "{creds:?}: session order kept: {idx:?}"
         );
-        let state = storage.join(format!("127.0.0.1_{}", serve.addr().rsplit(':').next().unwrap()));
+        let state = storage.join(format!(
+            "127.0.0.1_{}",
+            serve.addr().rsplit(':').next().unwrap()
+        ));
         assert!(state.join("start_time").exists(), "{}", state.display());
         assert!(!state.join(format!("session{sid}")).exists());
     }
     drop(serve);
+}
+
+/// Every option, from each place it can come from: its flag, `FDFWD_<NAME>`,
+/// `FDWRD_<NAME>` and the TOML key upstream's resolver reads.
+#[test]
+fn every_option_from_flag_both_env_spellings_and_toml() {
+    use tapelog::forward::ForwardOptions;
+    type Get = fn(&ForwardOptions) -> String;
+    fn path(o: &Option<PathBuf>) -> String {
+        o.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+    // (flag, TOML key as upstream's files write it, value, the value as resolved)
+    let options: Vec<(&str, &str, &str, Get)> = vec![
+        ("teleport-addr", "[teleport] addr", "h:1", |o| {
+            o.teleport_addr.clone()
+        }),
+        ("teleport-ca", "[teleport] ca", "/x/ca", |o| {
+            path(&o.teleport_ca)
+        }),
+        ("teleport-cert", "[teleport] cert", "/x/c", |o| {
+            path(&o.teleport_cert)
+        }),
+        ("teleport-key", "[teleport] key", "/x/k", |o| {
+            path(&o.teleport_key)
+        }),
+        ("teleport-identity", "[teleport] identity", "/x/i", |o| {
+            path(&o.teleport_identity)
+        }),
+        (
+            "teleport-refresh-enabled",
+            "[teleport] refresh.enabled",
+            "true",
+            |o| o.teleport_refresh_enabled.to_string(),
+        ),
+        (
+            "teleport-refresh-interval",
+            "[teleport] refresh.interval",
+            "90s",
+            |o| format!("{:?}", o.teleport_refresh_interval),
+        ),
+        ("data-dir", "data-dir", "/x/data", |o| path(&o.data_dir)),
+        (
+            "fluentd-url",
+            "[forward.fluentd] url",
+            "https://x/t.log",
+            |o| o.fluentd_url.clone(),
+        ),
+        (
+            "fluentd-session-url",
+            "[forward.fluentd] session-url",
+            "https://x/s",
+            |o| o.fluentd_session_url.clone(),
+        ),
+        ("fluentd-ca", "[forward.fluentd] ca", "/x/fca", |o| {
+            path(&o.fluentd_ca)
+        }),
+        ("fluentd-cert", "[forward.fluentd] cert", "/x/fc", |o| {
+            path(&o.fluentd_cert)
+        }),
+        ("fluentd-key", "[forward.fluentd] key", "/x/fk", |o| {
+            path(&o.fluentd_key)
+        }),
+        (
+            "fluentd-max-connections",
+            "[forward.fluentd] max-connections",
+            "7",
+            |o| o.fluentd_max_connections.to_string(),
+        ),
+        ("storage", "storage", "/x/st", |o| {
+            o.storage.display().to_string()
+        }),
+        ("batch", "batch", "77", |o| o.batch.to_string()),
+        ("types", "types", "a.b,c.d", |o| o.types.join(",")),
+        ("skip-event-types", "skip-event-types", "e.f", |o| {
+            o.skip_event_types.join(",")
+        }),
+        ("skip-session-types", "skip-session-types", "print,g", |o| {
+            o.skip_session_types.join(",")
+        }),
+        ("start-time", "start-time", "2024-01-02T03:04:05Z", |o| {
+            o.start_time.map(|t| t.to_rfc3339()).unwrap_or_default()
+        }),
+        ("timeout", "timeout", "90s", |o| format!("{:?}", o.timeout)),
+        ("cursor", "cursor", "key-1", |o| {
+            o.cursor.clone().unwrap_or_default()
+        }),
+        ("concurrency", "concurrency", "9", |o| {
+            o.concurrency.to_string()
+        }),
+        ("window-size", "window-size", "90s", |o| {
+            format!("{:?}", o.window_size)
+        }),
+        ("dry-run", "dry-run", "true", |o| o.dry_run.to_string()),
+        ("exit-on-last-event", "exit-on-last-event", "true", |o| {
+            o.exit_on_last_event.to_string()
+        }),
+        ("debug", "debug", "true", |o| o.debug.to_string()),
+    ];
+    // The base: required options and a data dir (so partial --teleport-* are fine), in
+    // TOML; each check overrides one option.
+    let base: Vec<(&str, &str)> = vec![
+        ("[forward.fluentd] url", "https://base/t.log"),
+        ("[forward.fluentd] session-url", "https://base/s"),
+        ("[forward.fluentd] cert", "/base/c"),
+        ("[forward.fluentd] key", "/base/k"),
+        ("storage", "/base/st"),
+        ("data-dir", "/base/data"),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let write_toml = |name: &str, entries: &[(&str, &str)]| -> PathBuf {
+        let mut tables: BTreeMap<&str, Vec<(String, &str)>> = BTreeMap::new();
+        for (key, value) in entries {
+            let (table, k) = match key.strip_prefix('[') {
+                Some(rest) => {
+                    let (t, k) = rest.split_once("] ").unwrap();
+                    (t, k.to_string())
+                }
+                None => ("", key.to_string()),
+            };
+            tables.entry(table).or_default().push((k, value));
+        }
+        let mut text = String::new();
+        for (table, entries) in &tables {
+            if !table.is_empty() {
+                text.push_str(&format!("[{table}]\n"));
+            }
+            for (k, v) in entries {
+                let v = match *v {
+                    "true" => "true".to_string(),
+                    n if n.parse::<u64>().is_ok() => n.to_string(),
+                    s => format!("{s:?}"),
+                };
+                text.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        let file = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let base_toml = write_toml("base", &base);
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ForwardArgs,
+    }
+    use clap::Parser;
+    for (name, toml_key, value, get) in &options {
+        let upper = name.to_ascii_uppercase().replace('-', "_");
+        // The flag.
+        let cli = Cli::try_parse_from([
+            "x".to_string(),
+            "--config".into(),
+            base_toml.display().to_string(),
+            format!("--{name}"),
+            value.to_string(),
+        ])
+        .unwrap_or_else(|e| panic!("--{name}: {e}"));
+        let o = cli
+            .args
+            .resolve_with(|_| None)
+            .unwrap_or_else(|e| panic!("--{name}: {e}"));
+        assert_eq!(get(&o), *value, "--{name}");
+        // Both spellings of the variable.
+        for prefix in ["FDFWD", "FDWRD"] {
+            let var = format!("{prefix}_{upper}");
+            let mut args = ForwardArgs::default();
+            args.config = Some(base_toml.display().to_string());
+            let o = args
+                .resolve_with(|n| (n == var).then(|| value.to_string()))
+                .unwrap_or_else(|e| panic!("{var}: {e}"));
+            assert_eq!(get(&o), *value, "{var}");
+        }
+        // The TOML key.
+        let mut entries: Vec<(&str, &str)> = base
+            .iter()
+            .copied()
+            .filter(|(k, _)| k != toml_key)
+            .collect();
+        entries.push((toml_key, value));
+        let file = write_toml(name, &entries);
+        let mut args = ForwardArgs::default();
+        args.config = Some(file.display().to_string());
+        let o = args
+            .resolve_with(|_| None)
+            .unwrap_or_else(|e| panic!("TOML {toml_key}: {e}"));
+        assert_eq!(get(&o), *value, "TOML {toml_key}");
+    }
+    // --config itself from its variable (both spellings).
+    for var in ["FDFWD_CONFIG", "FDWRD_CONFIG"] {
+        let o = ForwardArgs::default()
+            .resolve_with(|n| (n == var).then(|| base_toml.display().to_string()))
+            .unwrap();
+        assert_eq!(o.storage, PathBuf::from("/base/st"), "{var}");
+    }
 }

@@ -2,7 +2,10 @@
 //!
 //! - [`window`]: the in-flight window of batches and the committed position: batches get
 //!   sequence numbers and the committed position only advances over a contiguous prefix of
-//!   accepted batches, so a crash replays at most the in-flight window and never skips.
+//!   accepted batches, so a crash replays at most the in-flight window and never skips. The
+//!   in_http exporter keeps one request in flight per source (order per source), which is
+//!   the window of one; the tracker is the rule for an output that pipelines several
+//!   batches of one source (acknowledged out of order).
 //! - [`backoff`]: decorrelated-jitter backoff (randomness comes in as an argument).
 //! - [`state`]: the exporter's stored state (start time, cursor, last id, window time,
 //!   per-session index), the encoding of its files, and upstream's start-time guard.

@@ -318,6 +318,10 @@ pub async fn run_with_output(
         spawn_session(&ctx, &mut sessions, sid);
     }
     let result = audit_loop(&ctx, position, &mut sessions).await;
+    if result.is_err() {
+        // The audit lane failed for good: stop the sessions too (they keep their index).
+        sessions.abort_all();
+    }
     // Sessions: wait for them unless shutting down (then give them the grace period).
     let mut shutdown = ctx.shutdown.clone();
     loop {
@@ -698,7 +702,6 @@ fn spawn_session(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<()>, sid: String
         }
     });
 }
-
 
 /// Exports one session from its stored index to the end, then forgets it. Requests go one
 /// at a time, each with the events ready (up to a request's limits), so the session's
