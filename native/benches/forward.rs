@@ -7,7 +7,7 @@
 //! target is ≥ 100×). Run as a test (`cargo test -p tapelog --bench forward`) it does a short
 //! smoke run and checks only that every event arrived.
 
-#[allow(dead_code, clippy::unwrap_used)]
+#[allow(clippy::unwrap_used)]
 #[path = "../tests/support/fluentd.rs"]
 mod fluentd;
 

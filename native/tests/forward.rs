@@ -235,8 +235,10 @@ refresh.enabled = true
             .collect();
         move |name: &str| m.get(name).cloned()
     };
-    let mut args = ForwardArgs::default();
-    args.config = Some(toml.display().to_string());
+    let args = ForwardArgs {
+        config: Some(toml.display().to_string()),
+        ..ForwardArgs::default()
+    };
     // TOML only.
     let o = args.resolve_with(env(&[])).unwrap();
     assert_eq!(o.storage, PathBuf::from("/from/toml"));
@@ -354,10 +356,12 @@ refresh.enabled = true
         .resolve_with(env(&[("FDFWD_TIMEOUT", "soon")]))
         .unwrap_err();
     assert!(e.to_string().contains("--timeout"), "{e}");
-    let mut half = ForwardArgs::default();
-    half.fluentd_url = Some("https://h/t".into());
-    half.fluentd_session_url = Some("https://h/s".into());
-    half.storage = Some("/s".into());
+    let half = ForwardArgs {
+        fluentd_url: Some("https://h/t".into()),
+        fluentd_session_url: Some("https://h/s".into()),
+        storage: Some("/s".into()),
+        ..ForwardArgs::default()
+    };
     let e = half
         .resolve_with(env(&[("FDWRD_FLUENTD_CERT", "/c")]))
         .unwrap_err();
@@ -1160,8 +1164,10 @@ fn every_option_from_flag_both_env_spellings_and_toml() {
         // Both spellings of the variable.
         for prefix in ["FDFWD", "FDWRD"] {
             let var = format!("{prefix}_{upper}");
-            let mut args = ForwardArgs::default();
-            args.config = Some(base_toml.display().to_string());
+            let args = ForwardArgs {
+                config: Some(base_toml.display().to_string()),
+                ..ForwardArgs::default()
+            };
             let o = args
                 .resolve_with(|n| (n == var).then(|| value.to_string()))
                 .unwrap_or_else(|e| panic!("{var}: {e}"));
@@ -1175,8 +1181,10 @@ fn every_option_from_flag_both_env_spellings_and_toml() {
             .collect();
         entries.push((toml_key, value));
         let file = write_toml(name, &entries);
-        let mut args = ForwardArgs::default();
-        args.config = Some(file.display().to_string());
+        let args = ForwardArgs {
+            config: Some(file.display().to_string()),
+            ..ForwardArgs::default()
+        };
         let o = args
             .resolve_with(|_| None)
             .unwrap_or_else(|e| panic!("TOML {toml_key}: {e}"));

@@ -68,7 +68,11 @@ impl Bisector {
     /// A search over a batch of `len` events, starting with the whole batch.
     pub fn new(len: usize) -> Bisector {
         Bisector {
-            todo: if len == 0 { Vec::new() } else { vec![0..len] },
+            todo: if len == 0 {
+                Vec::new()
+            } else {
+                std::iter::once(0..len).collect()
+            },
         }
     }
 
