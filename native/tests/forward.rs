@@ -558,6 +558,29 @@ fn exports_audit_and_session_events_from_a_data_dir() {
     let out = run(&args);
     assert!(out.status.success());
     assert_eq!(f.records().len(), before);
+    // As after a crash before the audit position passed the upload event: the audit events
+    // come again, the finished session (in done_sessions) does not.
+    for file in ["cursor", "id"] {
+        let _ = std::fs::remove_file(state.join(file));
+    }
+    let session_before = f
+        .records()
+        .iter()
+        .filter(|(t, _)| *t == format!("session.{sid}.log"))
+        .count();
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(audit_uids(&f).len(), 2 * 46, "the audit events again");
+    let session_after = f
+        .records()
+        .iter()
+        .filter(|(t, _)| *t == format!("session.{sid}.log"))
+        .count();
+    assert_eq!(session_after, session_before, "the session is not exported again");
 }
 
 #[test]
