@@ -8,7 +8,8 @@
 //! - [`state`]: the state directory (crash-safe files, dead letters).
 //! - [`source`]: the audit log and session events, local or from a server.
 //! - [`output`]: the interface of outputs; [`http`]: Fluentd's `in_http` (and the dry run).
-//! - [`pipeline`]: the exporter loop (pages, batches in flight, commits, sessions).
+//! - [`pipeline`]: the exporter loop (a reader, one ordered lane per source, commits,
+//!   sessions).
 //! - The rules without I/O are the core's: [`tapelog_core::forward`].
 
 pub mod http;

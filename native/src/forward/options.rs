@@ -113,14 +113,15 @@ pub struct ForwardArgs {
     /// The client certificate's key (PEM) (FDFWD_FLUENTD_KEY).
     #[arg(long, value_name = "FILE")]
     pub fluentd_key: Option<String>,
-    /// Requests to Fluentd in flight at most; 0 = 2 × --concurrency
-    /// (FDFWD_FLUENTD_MAX_CONNECTIONS, upstream's FDWRD_MAX_CONNECTIONS).
+    /// Requests to Fluentd in flight at most, audit and sessions together; 0 = 2 ×
+    /// --concurrency (FDFWD_FLUENTD_MAX_CONNECTIONS, upstream's FDWRD_MAX_CONNECTIONS).
     #[arg(long, value_name = "N")]
     pub fluentd_max_connections: Option<String>,
     /// State directory (FDFWD_STORAGE; required).
     #[arg(long, value_name = "DIR")]
     pub storage: Option<String>,
-    /// Events per page read from the source, and per request (FDFWD_BATCH; default 20).
+    /// Events per page read from the source (FDFWD_BATCH; default 20); a request carries
+    /// up to 1000 events read while the previous one was in flight.
     #[arg(long, value_name = "N")]
     pub batch: Option<String>,
     /// Only these event types, comma-separated (FDFWD_TYPES; default all).
