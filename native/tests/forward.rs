@@ -580,7 +580,10 @@ fn exports_audit_and_session_events_from_a_data_dir() {
         .iter()
         .filter(|(t, _)| *t == format!("session.{sid}.log"))
         .count();
-    assert_eq!(session_after, session_before, "the session is not exported again");
+    assert_eq!(
+        session_after, session_before,
+        "the session is not exported again"
+    );
 }
 
 #[test]
