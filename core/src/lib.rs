@@ -20,6 +20,7 @@ pub mod complete;
 pub mod event;
 pub mod export;
 pub mod fluent;
+pub mod forward;
 pub mod json;
 pub mod playback;
 pub mod proto;

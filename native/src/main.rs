@@ -79,6 +79,13 @@ enum Command {
     /// is restored on every way out. When standard output is not a terminal, the output is
     /// written with its timing and nothing else (the bytes of `export --format text`).
     Play(cli::play::PlayArgs),
+    /// Export audit events and session events to Fluentd (upstream's
+    /// teleport-event-handler), at least once, resuming after a crash.
+    ///
+    /// Every option is also read from `FDFWD_<NAME>` (or upstream's `FDWRD_<NAME>`) and from
+    /// the `--config` TOML file (`[forward.fluentd]`, `[teleport]`); flags win, then
+    /// variables, then the file. See docs/forward.md.
+    Forward(Box<cli::forward::ForwardCommand>),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => block_on(cli::serve::run(*a)),
         Command::Certs(c) => cli::certs::run(c),
         Command::Play(a) => cli::play::run(a),
+        Command::Forward(c) => block_on(cli::forward::run(*c)),
         Command::Record(a) => match runtime().and_then(|rt| rt.block_on(cli::record::run(a))) {
             Ok(code) => return code,
             Err(e) => Err(e),

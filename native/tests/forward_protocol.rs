@@ -521,3 +521,187 @@ async fn the_files_configure_writes_work_end_to_end() {
     assert_eq!(m.tag, "session.abc.log");
     check_batch(&m, &events);
 }
+
+/// The real binary end to end: `tapelog forward configure --protocol forward` writes the
+/// PKI and the TOML; a receiver with its server certificate; `tapelog forward --config` over
+/// `forward+tls://` delivers the audit events in order and the uploaded session's events
+/// (without `print`) under `session.<sid>.log`, and a second run sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tapelog_forward_over_forward_tls_with_the_files_configure_writes() {
+    use std::process::Command;
+    const BIN: &str = env!("CARGO_BIN_EXE_tapelog");
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("conf");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tapelog {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let conf_s = conf.display().to_string();
+    let said = run(&[
+        "forward",
+        "configure",
+        &conf_s,
+        "--ip",
+        "127.0.0.1",
+        "--protocol",
+        "forward",
+    ]);
+    assert!(said.contains("tapelog-forward.toml"), "{said}");
+    // Without --force a second configure refuses and leaves the files alone.
+    let ca_before = std::fs::read(conf.join("ca.crt")).unwrap();
+    let again = Command::new(BIN)
+        .args(["forward", "configure", &conf_s])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read(conf.join("ca.crt")).unwrap(), ca_before);
+
+    let pki = Pki {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    for f in ["ca.crt", "server.crt", "server.key"] {
+        std::fs::copy(conf.join(f), pki.path(f)).unwrap();
+    }
+    let mut rx = Receiver::start(Some(pki.server_config()), None).await;
+
+    // A data directory: 30 audit events, then an uploaded sample session.
+    let data = tmp.path().join("data");
+    let sample = tmp.path().join("sample.tar");
+    run(&["sample", "-o", &sample.display().to_string()]);
+    let sid = "2b7f3c0c-9d2a-4c1b-8f00-0123456789ab";
+    let records = data.join("log").join("records").display().to_string();
+    run(&[
+        "upload",
+        &sample.display().to_string(),
+        "--storage",
+        &records,
+        "--session-id",
+        sid,
+    ]);
+    let mut lines: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                r#"{{"event":"user.login","code":"T1000I","uid":"ev-{i:03}","time":"2024-05-01T10:00:{i:02}Z","user":"u{i}","success":true}}"#
+            )
+        })
+        .collect();
+    lines.push(format!(
+        r#"{{"event":"session.upload","code":"T2005I","uid":"upload-1","sid":"{sid}","time":"2024-05-01T11:00:00Z","url":"file:///x"}}"#
+    ));
+    let mut emit = Command::new(BIN)
+        .args(["emit", "--data-dir", &data.display().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = emit.stdin.take().unwrap();
+        for l in &lines {
+            writeln!(stdin, "{l}").unwrap();
+        }
+    }
+    assert!(emit.wait().unwrap().success());
+
+    let port = rx.addr.port();
+    let toml = conf.join("tapelog-forward.toml").display().to_string();
+    let storage = tmp.path().join("storage").display().to_string();
+    let audit_url = format!("forward+tls://localhost:{port}/test.log");
+    let session_url = format!("forward+tls://localhost:{port}/session");
+    let data_s = data.display().to_string();
+    let args = [
+        "forward",
+        "--config",
+        &toml,
+        "--data-dir",
+        &data_s,
+        "--storage",
+        &storage,
+        "--fluentd-url",
+        &audit_url,
+        "--fluentd-session-url",
+        &session_url,
+        "--start-time",
+        "2024-05-01T00:00:00Z",
+        "--window-size",
+        "87600h",
+        "--exit-on-last-event",
+    ];
+    let forward = tokio::task::spawn_blocking({
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        move || {
+            Command::new(BIN)
+                .args(&args)
+                .env_clear()
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        }
+    });
+    let mut audit = Vec::new();
+    let mut session = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (audit.len() < lines.len() || session.is_empty()) && Instant::now() < deadline {
+        let m = rx.next().await;
+        for e in &m.entries {
+            let record = e.record.to_json().unwrap();
+            if m.tag == "test.log" {
+                audit.push(record["uid"].as_str().unwrap().to_string());
+            } else {
+                assert_eq!(m.tag, format!("session.{sid}.log"));
+                session.push(record);
+            }
+        }
+    }
+    let out = forward.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    while let Ok(m) = rx.messages.try_recv() {
+        for e in &m.entries {
+            let record = e.record.to_json().unwrap();
+            if m.tag != "test.log" {
+                session.push(record);
+            }
+        }
+    }
+    let want: Vec<String> = (0..30)
+        .map(|i| format!("ev-{i:03}"))
+        .chain(["upload-1".to_string()])
+        .collect();
+    assert_eq!(audit, want, "audit events in order, each once");
+    assert!(session.len() >= 2, "{session:?}");
+    assert!(
+        session.iter().all(|r| r["event"] != "print"),
+        "print is skipped"
+    );
+    let indexes: Vec<i64> = session.iter().map(|r| r["ei"].as_i64().unwrap()).collect();
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+    assert_eq!(session[0]["event"], "session.start");
+
+    // A second run has nothing left to send.
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rx.none_pending(), "nothing is sent twice");
+}

@@ -3,6 +3,7 @@
 pub mod certs;
 pub mod emit;
 pub mod export;
+pub mod forward;
 pub mod play;
 pub mod record;
 pub mod remote;
@@ -80,6 +81,9 @@ pub enum CliError {
     /// A session could not be recorded.
     #[error(transparent)]
     Record(#[from] tapelog::record::RecordError),
+    /// The Fluentd exporter failed.
+    #[error(transparent)]
+    Forward(#[from] tapelog::forward::ForwardError),
     /// Some input lines were rejected (each was reported).
     #[error("{rejected} of {total} lines rejected")]
     Rejected {

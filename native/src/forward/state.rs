@@ -1,0 +1,309 @@
+//! The exporter's state directory: one file per key (upstream's layout, see
+//! [`tapelog_core::forward::state`]), each written crash-safely: a temporary file, `fsync`,
+//! `rename` over the old one, `fsync` of the directory. A reader sees the old value or the
+//! new one, never a torn one.
+//!
+//! Where: `<storage>/<host>_<port>/` for a server (`--teleport-addr`, as upstream), and
+//! `<storage>/data-dir_<16 hex digits of the SHA-256 of the data directory's absolute path>/`
+//! for `--data-dir`, so two data directories never share a cursor. `--dry-run` uses
+//! `<that>/dry_run/<32 random hex digits>/`, fresh each run, as upstream.
+//!
+//! Dead letters go to `dead-letter.jsonl` in the same directory: one JSON object per line
+//! with `time`, `destination`, `reason` and `event` (the event's JSON as sent).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tapelog_core::forward::state::{
+    self, Position, decode_session_index, encode_session_index, session_key, session_of_key,
+};
+
+use super::ForwardError;
+
+/// The dead-letter file's name.
+pub const DEAD_LETTERS: &str = "dead-letter.jsonl";
+
+/// The file listing the last sessions exported to the end, one id a line, oldest first (so
+/// a `session.upload` read again after a crash does not export its session twice).
+pub const DONE_SESSIONS: &str = "done_sessions";
+
+/// How many finished sessions [`DONE_SESSIONS`] keeps.
+pub const DONE_SESSIONS_KEPT: usize = 1024;
+
+/// The name of the state directory for a server address (`host:port`, or a URL).
+pub fn addr_dir_name(addr: &str) -> String {
+    let rest = addr.split_once("://").map_or(addr, |(_, r)| r);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => (h, p),
+        _ => (hostport, "3025"),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("{}_{}", clean(host), clean(port))
+}
+
+/// The name of the state directory for a local data directory.
+pub fn data_dir_name(data_dir: &Path) -> String {
+    let abs = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = Sha256::digest(abs.as_os_str().as_encoded_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("data-dir_{hex}")
+}
+
+/// A state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ForwardError + '_ {
+    move |source| ForwardError::State {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl StateDir {
+    /// Opens (creating it) `storage/name`, or a fresh `storage/name/dry_run/<random>` for a
+    /// dry run.
+    pub fn open(storage: &Path, name: &str, dry_run: bool) -> Result<StateDir, ForwardError> {
+        let mut dir = storage.join(name);
+        if dry_run {
+            let random = uuid::Uuid::new_v4().simple().to_string();
+            dir = dir.join("dry_run").join(random);
+        }
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(StateDir { dir })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A file's content, `None` when it does not exist.
+    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>, ForwardError> {
+        let path = self.dir.join(key);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// A file as text (`None` when missing).
+    pub fn read_text(&self, key: &str) -> Result<Option<String>, ForwardError> {
+        Ok(self
+            .read(key)?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string()))
+    }
+
+    /// Replaces a file: temporary file, fsync, rename, fsync of the directory.
+    pub fn write(&self, key: &str, bytes: &[u8]) -> Result<(), ForwardError> {
+        let path = self.dir.join(key);
+        let tmp = self.dir.join(format!(".{key}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(bytes).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.sync_dir()
+    }
+
+    fn sync_dir(&self) -> Result<(), ForwardError> {
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))
+    }
+
+    /// Removes a file (a missing one is fine).
+    pub fn remove(&self, key: &str) -> Result<(), ForwardError> {
+        let path = self.dir.join(key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// The stored audit position (empty fields when nothing is stored).
+    pub fn position(&self) -> Result<Position, ForwardError> {
+        Ok(Position {
+            window_time: self.read_text(state::WINDOW_TIME)?.unwrap_or_default(),
+            cursor: self.read_text(state::CURSOR)?.unwrap_or_default(),
+            id: self.read_text(state::ID)?.unwrap_or_default(),
+        })
+    }
+
+    /// Stores the audit position: `window_time`, then `cursor`, then `id`, each only when it
+    /// changed from `old`. A crash between the files leaves a position at or before the
+    /// accepted events (an `id` that is not found in the page resends the page).
+    pub fn save_position(&self, old: &Position, new: &Position) -> Result<(), ForwardError> {
+        if old.window_time != new.window_time {
+            self.write(state::WINDOW_TIME, new.window_time.as_bytes())?;
+        }
+        if old.cursor != new.cursor {
+            self.write(state::CURSOR, new.cursor.as_bytes())?;
+        }
+        if old.id != new.id {
+            self.write(state::ID, new.id.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// A session's next index, `None` when the session is not registered.
+    pub fn session_index(&self, session_id: &str) -> Result<Option<u64>, ForwardError> {
+        let key = session_key(session_id);
+        match self.read(&key)? {
+            None => Ok(None),
+            Some(b) => decode_session_index(&key, &b)
+                .map(Some)
+                .map_err(ForwardError::StateFile),
+        }
+    }
+
+    /// Stores a session's next index.
+    pub fn save_session(&self, session_id: &str, index: u64) -> Result<(), ForwardError> {
+        self.write(&session_key(session_id), &encode_session_index(index))
+    }
+
+    /// Forgets a finished session.
+    pub fn remove_session(&self, session_id: &str) -> Result<(), ForwardError> {
+        self.remove(&session_key(session_id))
+    }
+
+    /// Every registered session with its index, sorted by id.
+    pub fn sessions(&self) -> Result<Vec<(String, u64)>, ForwardError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let entry = entry.map_err(io(&self.dir))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some(sid) = session_of_key(&name) {
+                let bytes = self.read(&name)?.unwrap_or_default();
+                let index = decode_session_index(&name, &bytes).map_err(ForwardError::StateFile)?;
+                out.push((sid.to_string(), index));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The last finished sessions, oldest first (empty when none are stored).
+    pub fn done_sessions(&self) -> Result<std::collections::VecDeque<String>, ForwardError> {
+        let text = self.read_text(DONE_SESSIONS)?.unwrap_or_default();
+        let mut out: std::collections::VecDeque<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        while out.len() > DONE_SESSIONS_KEPT {
+            out.pop_front();
+        }
+        Ok(out)
+    }
+
+    /// Replaces the list of finished sessions.
+    pub fn save_done_sessions(
+        &self,
+        done: &std::collections::VecDeque<String>,
+    ) -> Result<(), ForwardError> {
+        let mut text = String::new();
+        for sid in done {
+            text.push_str(sid);
+            text.push('\n');
+        }
+        self.write(DONE_SESSIONS, text.as_bytes())
+    }
+
+    /// Appends a dead letter and syncs the file.
+    pub fn dead_letter(
+        &self,
+        time: &str,
+        destination: &str,
+        reason: &str,
+        event: &str,
+    ) -> Result<(), ForwardError> {
+        let path = self.dir.join(DEAD_LETTERS);
+        let event_value: serde_json::Value = serde_json::from_str(event)
+            .unwrap_or_else(|_| serde_json::Value::String(event.to_string()));
+        let line = serde_json::json!({
+            "time": time,
+            "destination": destination,
+            "reason": reason,
+            "event": event_value,
+        })
+        .to_string();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(format!("{line}\n").as_bytes())
+            .map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(addr_dir_name("localhost:3025"), "localhost_3025");
+        assert_eq!(addr_dir_name("https://127.0.0.1:7450/"), "127.0.0.1_7450");
+        assert_eq!(addr_dir_name("example.com"), "example.com_3025");
+        assert_eq!(addr_dir_name("[::1]:7450"), "__1_7450");
+        assert!(data_dir_name(Path::new("/a/b")).starts_with("data-dir_"));
+        assert_ne!(
+            data_dir_name(Path::new("/a/b")),
+            data_dir_name(Path::new("/a/c"))
+        );
+    }
+
+    #[test]
+    fn files_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = StateDir::open(tmp.path(), "x_1", false).unwrap();
+        assert_eq!(s.position().unwrap(), Position::default());
+        let p = Position {
+            window_time: "2024-01-01T00:00:00Z".into(),
+            cursor: "k".into(),
+            id: "u".into(),
+        };
+        s.save_position(&Position::default(), &p).unwrap();
+        assert_eq!(s.position().unwrap(), p);
+        s.save_session("abc", 7).unwrap();
+        assert_eq!(s.session_index("abc").unwrap(), Some(7));
+        assert_eq!(s.sessions().unwrap(), [("abc".to_string(), 7)]);
+        s.remove_session("abc").unwrap();
+        s.remove_session("abc").unwrap();
+        assert!(s.sessions().unwrap().is_empty());
+        assert!(s.done_sessions().unwrap().is_empty());
+        let done: std::collections::VecDeque<String> = ["a".to_string(), "b".to_string()].into();
+        s.save_done_sessions(&done).unwrap();
+        assert_eq!(s.done_sessions().unwrap(), done);
+        assert!(s.sessions().unwrap().is_empty(), "not a session file");
+        s.dead_letter("t", "d", "r", r#"{"a":1}"#).unwrap();
+        let text = std::fs::read_to_string(s.path().join(DEAD_LETTERS)).unwrap();
+        assert!(text.contains(r#""event":{"a":1}"#));
+        let d = StateDir::open(tmp.path(), "x_1", true).unwrap();
+        assert!(d.path().starts_with(tmp.path().join("x_1").join("dry_run")));
+    }
+}
