@@ -308,43 +308,11 @@ fn toml_value(doc: &toml::Table, name: &str) -> Option<String> {
 }
 
 /// Reads a Go duration (`300ms`, `1.5h`, `2h45m`, `87600h`; units ns, us, µs, ms, s, m, h;
-/// a bare `0` is zero).
+/// a bare `0` is zero; surrounding blanks and a leading `+` allowed): the rules of
+/// [`super::configure::parse_go_duration`], which names what is wrong.
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    if s.is_empty() || s.starts_with('-') {
-        return None;
-    }
-    let s = s.strip_prefix('+').unwrap_or(s);
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += n * scale;
-    }
-    (total.is_finite() && total < 1e12).then(|| Duration::from_secs_f64(total))
+    super::configure::parse_go_duration(s.strip_prefix('+').unwrap_or(s)).ok()
 }
 
 fn list(s: &str) -> Vec<String> {
