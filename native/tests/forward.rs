@@ -1022,6 +1022,111 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
         assert!(state.join("start_time").exists(), "{}", state.display());
         assert!(!state.join(format!("session{sid}")).exists());
     }
+
+    // --teleport-refresh-enabled: the identity file first holds a certificate of another CA,
+    // which the server refuses; the exporter keeps trying, and once the file is replaced by
+    // a good identity the re-read one gets in and the export completes.
+    let other = tmp.path().join("other-certs");
+    let out = Command::new(BIN)
+        .args(["certs", "init"])
+        .arg(&other)
+        .args(["--host", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pem_of = |files: [&Path; 3]| {
+        let mut pem = String::new();
+        for f in files {
+            pem.push_str(&std::fs::read_to_string(f).unwrap());
+            pem.push('\n');
+        }
+        pem
+    };
+    let refreshed = tmp.path().join("refreshed-identity.pem");
+    std::fs::write(
+        &refreshed,
+        pem_of([
+            &other.join("auditor.pem"),
+            &other.join("auditor-key.pem"),
+            &certs.join("ca.pem"),
+        ]),
+    )
+    .unwrap();
+    let pki = Pki::new(&tmp.path().join("pki-refresh"));
+    let f = Fluentd::start(&pki);
+    let p = |x: &Path| x.display().to_string();
+    let args: Vec<String> = vec![
+        "forward".into(),
+        "--teleport-addr".into(),
+        serve.addr(),
+        "--teleport-identity".into(),
+        p(&refreshed),
+        "--teleport-refresh-enabled".into(),
+        "--teleport-refresh-interval".into(),
+        "1s".into(),
+        "--storage".into(),
+        p(&tmp.path().join("storage-refresh")),
+        "--fluentd-url".into(),
+        format!("{}/test.log", f.url),
+        "--fluentd-session-url".into(),
+        format!("{}/session", f.url),
+        "--fluentd-ca".into(),
+        p(&pki.ca),
+        "--fluentd-cert".into(),
+        p(&pki.client.0),
+        "--fluentd-key".into(),
+        p(&pki.client.1),
+        "--start-time".into(),
+        start.clone(),
+        "--timeout".into(),
+        "200ms".into(),
+        "--exit-on-last-event".into(),
+    ];
+    let log = tmp.path().join("refresh.log");
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a refused identity is retried, not fatal: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        f.records().is_empty(),
+        "nothing read with the refused identity"
+    );
+    let next = tmp.path().join("identity.next");
+    std::fs::write(
+        &next,
+        pem_of([
+            &certs.join("auditor.pem"),
+            &certs.join("auditor-key.pem"),
+            &certs.join("ca.pem"),
+        ]),
+    )
+    .unwrap();
+    std::fs::rename(&next, &refreshed).unwrap();
+    let status = wait_child(&mut child, Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let uids: Vec<String> = f
+        .records()
+        .iter()
+        .filter(|(t, _)| t == "test.log")
+        .filter_map(|(_, v)| v["uid"].as_str().map(String::from))
+        .filter(|u| u.starts_with("srv-") && u != "srv-upload")
+        .collect();
+    let emitted: Vec<String> = (0..25).map(|i| format!("srv-{i:03}")).collect();
+    assert_eq!(uids, emitted, "after the refresh: in order, once each");
     drop(serve);
 }
 

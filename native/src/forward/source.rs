@@ -239,6 +239,26 @@ impl Source {
         })
     }
 
+    /// A failed call to the server as the exporter sees it. With an identity file that is
+    /// re-read (`--teleport-refresh-enabled`), a refused certificate (TLS alert, 401, 403)
+    /// is worth waiting for: whatever renews the file (tbot, a cron job) may not have run
+    /// yet. Without a refresh it is fatal, with the client's message naming the files.
+    fn remote_error(r: &RemoteSource, e: ClientError) -> ForwardError {
+        let refused = matches!(e, ClientError::Tls { .. })
+            || e.status().is_some_and(|s| s == 401 || s == 403);
+        match ForwardError::from(e) {
+            ForwardError::Source { message, .. } if refused && r.refresher.is_some() => {
+                ForwardError::Source {
+                    message: format!(
+                        "{message} (retrying: the identity file is re-read every --teleport-refresh-interval)"
+                    ),
+                    transient: true,
+                }
+            }
+            other => other,
+        }
+    }
+
     fn remote_client(r: &RemoteSource) -> Result<Client, ForwardError> {
         r.client
             .read()
@@ -272,7 +292,10 @@ impl Source {
             }
             Source::Remote(r) => {
                 let client = Self::remote_client(r)?;
-                let page = client.search_events(q).await?;
+                let page = client
+                    .search_events(q)
+                    .await
+                    .map_err(|e| Self::remote_error(r, e))?;
                 let events = page
                     .events
                     .into_iter()
@@ -312,7 +335,10 @@ impl Source {
             }
             Source::Remote(r) => {
                 let client = Self::remote_client(r)?;
-                let s = client.session_events(session_id, from).await?;
+                let s = client
+                    .session_events(session_id, from)
+                    .await
+                    .map_err(|e| Self::remote_error(r, e))?;
                 Ok(s.map(|r| r.map_err(ForwardError::from)).boxed())
             }
         }
