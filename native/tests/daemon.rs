@@ -3,72 +3,25 @@
 //! and `serve` killed with SIGKILL in the middle of a recording and started again: the
 //! recorder resumes and the recording is exact.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/serve_process.rs"]
+mod serve_process;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+
+use serve_process::ServeProcess;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapelog");
 
-/// A `tapelog serve` child process; killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    /// Starts `tapelog serve` over `data` on `listen` and waits for its `listening on URL`.
-    fn start(data: &Path, listen: &str) -> Serve {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--data-dir"])
+/// `tapelog serve` over `data` on `listen`.
+fn start_serve(data: &Path, listen: &str) -> ServeProcess {
+    ServeProcess::start(|c| {
+        c.arg("--data-dir")
             .arg(data)
             .args(["--listen", listen, "--completer-interval", "3600"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {} // keep the pipe drained
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("tapelog serve printed no address within 60 s");
-        let url = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .trim()
-            .to_string();
-        Serve { child, url }
-    }
-
-    fn port(&self) -> u16 {
-        self.url
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .parse()
-            .unwrap()
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "killed, not finished");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .stderr(Stdio::inherit());
+    })
 }
 
 fn run(args: &[&str]) -> Output {
@@ -100,7 +53,7 @@ fn token_file(data: &Path) -> PathBuf {
 fn serve_record_search_export() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let serve = Serve::start(&data, "127.0.0.1:0");
+    let serve = start_serve(&data, "127.0.0.1:0");
     let token = token_file(&data);
     let token = token.to_str().unwrap();
     let sid = "5c7e1d2a-3b4c-4d5e-8f60-718293a4b5c6";
@@ -179,7 +132,7 @@ fn serve_record_search_export() {
 fn serve_killed_mid_recording_recorder_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let serve = Serve::start(&data, "127.0.0.1:0");
+    let serve = start_serve(&data, "127.0.0.1:0");
     let listen = format!("127.0.0.1:{}", serve.port());
     let url = serve.url.clone();
     let token = token_file(&data);
@@ -204,7 +157,7 @@ fn serve_killed_mid_recording_recorder_resumes() {
     );
     serve.kill();
     std::thread::sleep(Duration::from_millis(300));
-    let serve = Serve::start(&data, &listen);
+    let serve = start_serve(&data, &listen);
 
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {

@@ -5,6 +5,8 @@
 
 #[path = "support/fluentd.rs"]
 mod fluentd;
+#[path = "support/serve_process.rs"]
+mod serve_process;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -13,6 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fluentd::{Fluentd, Pki};
+use serve_process::ServeProcess;
 use tapelog::forward::http::{HttpConfig, HttpOutput};
 use tapelog::forward::pipeline::MAX_POST_EVENTS;
 use tapelog::forward::{Destination, ForwardArgs, Output as _, SendError};
@@ -779,26 +782,11 @@ fn killed_with_sigkill_mid_export_resumes_without_loss_in_order() {
     assert_eq!(done.trim(), sid, "the finished session is remembered");
 }
 
-/// A `tapelog serve` child process with TLS and client certificates; killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    /// `tapelog serve --tls-cert --tls-key --client-ca` over `data` on a free loopback port,
-    /// with the certificates of `tapelog certs init` in `certs`.
-    fn start(data: &Path, certs: &Path) -> Serve {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(BIN)
-            .args(["serve", "--data-dir"])
+/// `tapelog serve --tls-cert --tls-key --client-ca` over `data` on a free loopback port,
+/// with the certificates of `tapelog certs init` in `certs`.
+fn start_tls_serve(data: &Path, certs: &Path) -> ServeProcess {
+    ServeProcess::start(|c| {
+        c.arg("--data-dir")
             .arg(data)
             .args(["--listen", "127.0.0.1:0", "--completer-interval", "3600"])
             .arg("--tls-cert")
@@ -808,36 +796,8 @@ impl Serve {
             .arg("--client-ca")
             .arg(certs.join("ca.pem"))
             .env_remove("TAPELOG_TOKENS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("tapelog serve printed no address within 60 s");
-        let url = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        Serve { child, url }
-    }
-
-    fn addr(&self) -> String {
-        self.url
-            .split_once("://")
-            .map_or(self.url.clone(), |(_, a)| a.to_string())
-    }
+            .stderr(Stdio::null());
+    })
 }
 
 #[test]
@@ -856,7 +816,7 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
         String::from_utf8_lossy(&out.stderr)
     );
     let data = tmp.path().join("serve-data");
-    let serve = Serve::start(&data, &certs);
+    let serve = start_tls_serve(&data, &certs);
     assert!(serve.url.starts_with("https://"), "{}", serve.url);
     let c = |name: &str| certs.join(name).display().to_string();
 

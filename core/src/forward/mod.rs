@@ -1,11 +1,5 @@
 //! The rules of `tapelog forward` (the Fluentd exporter), without I/O.
 //!
-//! - [`window`]: the in-flight window of batches and the committed position: batches get
-//!   sequence numbers and the committed position only advances over a contiguous prefix of
-//!   accepted batches, so a crash replays at most the in-flight window and never skips. The
-//!   in_http exporter keeps one request in flight per source (order per source), which is
-//!   the window of one; the tracker is the rule for an output that pipelines several
-//!   batches of one source (acknowledged out of order).
 //! - [`backoff`]: decorrelated-jitter backoff (randomness comes in as an argument).
 //! - [`state`]: the exporter's stored state (start time, cursor, last id, window time,
 //!   per-session index), the encoding of its files, and upstream's start-time guard.
@@ -19,10 +13,15 @@ pub mod backoff;
 pub mod batch;
 pub mod filter;
 pub mod state;
-pub mod window;
 
 pub use backoff::Backoff;
 pub use batch::{Bisector, Verdict, body, split_by_bytes};
 pub use filter::TypeFilter;
+/// Where a session's events go: upstream's `--fluentd-session-url` + `.<sid>.log` (in_http
+/// takes the path as the tag, so `session.<sid>.log` matches `<match session.*.log>`); the
+/// Forward output applies the same rule to its tag.
+pub fn session_target(base: &str, session_id: &str) -> String {
+    format!("{base}.{session_id}.log")
+}
+
 pub use state::{Position, StartTimeError, check_start_time};
-pub use window::CommitTracker;

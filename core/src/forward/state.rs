@@ -59,6 +59,59 @@ pub enum StateError {
     },
 }
 
+/// The last sessions exported to the end, oldest first, at most [`DoneSessions::KEPT`]: a
+/// `session.upload` read again after a crash does not export its session twice. Stored one
+/// id a line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoneSessions(std::collections::VecDeque<String>);
+
+impl DoneSessions {
+    /// How many finished sessions are kept.
+    pub const KEPT: usize = 1024;
+
+    /// The list as stored (blank lines ignored; only the newest [`Self::KEPT`] kept).
+    pub fn decode(text: &str) -> DoneSessions {
+        let mut done = DoneSessions::default();
+        for sid in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            done.push(sid);
+        }
+        done
+    }
+
+    /// The file's content.
+    pub fn encode(&self) -> String {
+        self.0.iter().map(|sid| format!("{sid}\n")).collect()
+    }
+
+    /// Whether `sid` is in the list.
+    pub fn contains(&self, sid: &str) -> bool {
+        self.0.iter().any(|s| s == sid)
+    }
+
+    /// Notes `sid` as finished, dropping the oldest past [`Self::KEPT`]; `false` when it
+    /// was already there (nothing changed).
+    pub fn push(&mut self, sid: &str) -> bool {
+        if self.contains(sid) {
+            return false;
+        }
+        self.0.push_back(sid.to_string());
+        while self.0.len() > Self::KEPT {
+            self.0.pop_front();
+        }
+        true
+    }
+
+    /// How many are kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The file name of a session's state.
 pub fn session_key(session_id: &str) -> String {
     format!("{SESSION_PREFIX}{session_id}")
@@ -203,5 +256,19 @@ mod tests {
             format_seconds(parse_stored_time("w", "2024-05-01T10:11:12.345Z").unwrap()),
             "2024-05-01T10:11:12Z"
         );
+    }
+
+    #[test]
+    fn done_sessions_are_bounded_and_round_trip() {
+        let mut d = DoneSessions::decode("a\n\n b \n");
+        assert_eq!(d.encode(), "a\nb\n");
+        assert!(!d.push("a"), "already there");
+        for i in 0..DoneSessions::KEPT {
+            assert!(d.push(&format!("s{i}")));
+        }
+        assert_eq!(d.len(), DoneSessions::KEPT);
+        assert!(!d.contains("a") && !d.contains("b"), "the oldest go first");
+        assert!(d.contains("s0") && d.contains(&format!("s{}", DoneSessions::KEPT - 1)));
+        assert_eq!(DoneSessions::decode(&d.encode()), d);
     }
 }

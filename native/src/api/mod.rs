@@ -74,6 +74,27 @@ pub struct EventsPage {
     pub next_key: String,
 }
 
+impl EventsPage {
+    /// Each event as `(JSON, fields)`: the JSON written back in Teleport's form by the core
+    /// (the wire JSON's key order is not kept by the parser); an event the core can't read
+    /// is kept as it came.
+    pub fn into_events(self) -> Vec<(String, tapelog_core::EventFields)> {
+        self.events
+            .into_iter()
+            .map(|v| {
+                let json = tapelog_core::AuditEvent::from_json_value(&v, None)
+                    .map(|e| e.to_json())
+                    .unwrap_or_else(|_| v.to_string());
+                let fields = match v {
+                    serde_json::Value::Object(m) => tapelog_core::EventFields(m),
+                    _ => tapelog_core::EventFields(serde_json::Map::new()),
+                };
+                (json, fields)
+            })
+            .collect()
+    }
+}
+
 /// An open upload in `GET /v1/uploads`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadBody {

@@ -10,7 +10,7 @@ use tapelog::audit::{
 };
 use tapelog::client::Client;
 use tapelog_core::audit::files::DAY_SECONDS;
-use tapelog_core::{AuditEvent, EventFields, Timestamp};
+use tapelog_core::{EventFields, Timestamp};
 
 use super::CliError;
 use super::emit::DataDirArgs;
@@ -167,27 +167,11 @@ fn local_page(page: SearchPage) -> Page {
     }
 }
 
-/// A server's page: each event's JSON written back in Teleport's form by the core (the wire
-/// JSON's key order is not kept by the parser); an event the core can't read is printed as
-/// it came.
+/// A server's page (see [`tapelog::api::EventsPage::into_events`]).
 fn remote_page(page: tapelog::api::EventsPage) -> Page {
-    let events = page
-        .events
-        .into_iter()
-        .map(|v| {
-            let json = AuditEvent::from_json_value(&v, None)
-                .map(|e| e.to_json())
-                .unwrap_or_else(|_| v.to_string());
-            let fields = match v {
-                serde_json::Value::Object(m) => EventFields(m),
-                _ => EventFields(serde_json::Map::new()),
-            };
-            (json, fields)
-        })
-        .collect();
     Page {
-        events,
-        next_key: page.next_key,
+        next_key: page.next_key.clone(),
+        events: page.into_events(),
     }
 }
 

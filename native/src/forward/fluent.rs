@@ -282,7 +282,7 @@ impl FluentOutput {
             Destination::Session(sid) => (
                 &self.session,
                 &self.session_pool,
-                format!("{}.{sid}.log", self.session.tag),
+                tapelog_core::forward::session_target(&self.session.tag, sid),
             ),
         }
     }

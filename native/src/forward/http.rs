@@ -127,7 +127,7 @@ impl HttpOutput {
         match to {
             Destination::Audit => Ok(self.url.clone()),
             Destination::Session(sid) => {
-                let u = format!("{}.{sid}.log", self.session_url);
+                let u = tapelog_core::forward::session_target(self.session_url.as_str(), sid);
                 reqwest::Url::parse(&u)
                     .map_err(|e| SendError::Rejected(format!("session URL {u}: {e}")))
             }

@@ -26,7 +26,7 @@
 //! anything after it can be committed; `--concurrency` sessions are exported at once, each
 //! to `<session url>.<sid>.log`, skipping `--skip-session-types`, storing the next index
 //! after each accepted request and, at the end, noting the session in `done_sessions` (the
-//! last [`DONE_SESSIONS_KEPT`] finished sessions) before removing its file. Registered
+//! last `DoneSessions::KEPT` finished sessions) before removing its file. Registered
 //! sessions resume at their stored index on start; a `session.upload` read again after a
 //! crash does not export a finished session a second time.
 //!
@@ -36,13 +36,13 @@
 //! `shutdown` channel) stop reading, give the requests in flight up to 5 s, keep the stored
 //! position and return.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tapelog_core::Timestamp;
-use tapelog_core::forward::state::{self as core_state, Position, format_seconds};
+use tapelog_core::forward::state::{self as core_state, DoneSessions, Position, format_seconds};
 use tapelog_core::forward::{Backoff, Bisector, TypeFilter, Verdict, split_by_bytes};
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -50,7 +50,7 @@ use super::log;
 use super::options::ForwardOptions;
 use super::output::{Destination, Output, SendError};
 use super::source::{Source, SourceEvent};
-use super::state::{DONE_SESSIONS_KEPT, StateDir, addr_dir_name, data_dir_name};
+use super::state::{StateDir, addr_dir_name, data_dir_name};
 use super::{ForwardError, open_output};
 use crate::audit::{Order, SearchQuery};
 
@@ -96,7 +96,7 @@ struct Ctx {
     session_slots: Semaphore,
     active_sessions: Mutex<HashSet<String>>,
     /// The last finished sessions (oldest first), as in `done_sessions`.
-    done_sessions: Mutex<VecDeque<String>>,
+    done_sessions: Mutex<DoneSessions>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -107,7 +107,7 @@ impl Ctx {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        done.iter().any(|s| s == sid)
+        done.contains(sid)
     }
 
     /// Notes `sid` as finished (the list is bounded) and then forgets its index: a crash
@@ -119,11 +119,7 @@ impl Ctx {
                 Ok(g) => g,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            if !done.iter().any(|s| s == sid) {
-                done.push_back(sid.to_string());
-                while done.len() > DONE_SESSIONS_KEPT {
-                    done.pop_front();
-                }
+            if done.push(sid) {
                 self.state.save_done_sessions(&done)?;
             }
         }

@@ -296,24 +296,13 @@ impl Source {
                     .search_events(q)
                     .await
                     .map_err(|e| Self::remote_error(r, e))?;
+                let next_key = page.next_key.clone();
                 let events = page
-                    .events
+                    .into_events()
                     .into_iter()
-                    .map(|v| {
-                        let json = AuditEvent::from_json_value(&v, None)
-                            .map(|e| e.to_json())
-                            .unwrap_or_else(|_| v.to_string());
-                        let fields = match v {
-                            serde_json::Value::Object(m) => EventFields(m),
-                            _ => EventFields(serde_json::Map::new()),
-                        };
-                        SourceEvent::new(json, &fields)
-                    })
+                    .map(|(json, fields)| SourceEvent::new(json, &fields))
                     .collect();
-                Ok(SourcePage {
-                    events,
-                    next_key: page.next_key,
-                })
+                Ok(SourcePage { events, next_key })
             }
         }
     }

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tapelog_core::forward::state::{
-    self, Position, decode_session_index, encode_session_index, session_key, session_of_key,
+    self, DoneSessions, Position, decode_session_index, encode_session_index, session_key,
+    session_of_key,
 };
 
 use super::ForwardError;
@@ -27,9 +28,6 @@ pub const DEAD_LETTERS: &str = "dead-letter.jsonl";
 /// The file listing the last sessions exported to the end, one id a line, oldest first (so
 /// a `session.upload` read again after a crash does not export its session twice).
 pub const DONE_SESSIONS: &str = "done_sessions";
-
-/// How many finished sessions [`DONE_SESSIONS`] keeps.
-pub const DONE_SESSIONS_KEPT: usize = 1024;
 
 /// The name of the state directory for a server address (`host:port`, or a URL).
 pub fn addr_dir_name(addr: &str) -> String {
@@ -201,32 +199,15 @@ impl StateDir {
         Ok(out)
     }
 
-    /// The last finished sessions, oldest first (empty when none are stored).
-    pub fn done_sessions(&self) -> Result<std::collections::VecDeque<String>, ForwardError> {
+    /// The last finished sessions (empty when none are stored).
+    pub fn done_sessions(&self) -> Result<DoneSessions, ForwardError> {
         let text = self.read_text(DONE_SESSIONS)?.unwrap_or_default();
-        let mut out: std::collections::VecDeque<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
-        while out.len() > DONE_SESSIONS_KEPT {
-            out.pop_front();
-        }
-        Ok(out)
+        Ok(DoneSessions::decode(&text))
     }
 
     /// Replaces the list of finished sessions.
-    pub fn save_done_sessions(
-        &self,
-        done: &std::collections::VecDeque<String>,
-    ) -> Result<(), ForwardError> {
-        let mut text = String::new();
-        for sid in done {
-            text.push_str(sid);
-            text.push('\n');
-        }
-        self.write(DONE_SESSIONS, text.as_bytes())
+    pub fn save_done_sessions(&self, done: &DoneSessions) -> Result<(), ForwardError> {
+        self.write(DONE_SESSIONS, done.encode().as_bytes())
     }
 
     /// Appends a dead letter and syncs the file.
@@ -296,7 +277,9 @@ mod tests {
         s.remove_session("abc").unwrap();
         assert!(s.sessions().unwrap().is_empty());
         assert!(s.done_sessions().unwrap().is_empty());
-        let done: std::collections::VecDeque<String> = ["a".to_string(), "b".to_string()].into();
+        let mut done = DoneSessions::default();
+        done.push("a");
+        done.push("b");
         s.save_done_sessions(&done).unwrap();
         assert_eq!(s.done_sessions().unwrap(), done);
         assert!(s.sessions().unwrap().is_empty(), "not a session file");
