@@ -246,6 +246,61 @@ pub fn unknown_member_oneof(field: u32, index: i64) -> Vec<u8> {
     oneof
 }
 
+/// A sample session (noisy prints, so that it spans several 8 KiB parts) with events this
+/// build does not know placed between the known ones; indexes 0.. with no gaps. The raw ones
+/// are: members 185 (reserved upstream), 272, 1000 and 2^29-1 with a `Metadata` and a payload
+/// field; member 4000 whose body has fields of every wire type after its `Metadata`; member
+/// 250 (`RetrievalModelCreate`) whose body is not that message.
+pub fn unknown_members_session() -> Vec<AuditEvent> {
+    let known = noisy_session(240);
+    let raw_at = [
+        (3usize, 185u32),
+        (40, 272),
+        (90, 1000),
+        (150, 0x1FFF_FFFF),
+        (200, 4000),
+        (230, 250),
+    ];
+    let mut out = Vec::with_capacity(known.len() + raw_at.len());
+    for (i, e) in known.into_iter().enumerate() {
+        if let Some(&(_, field)) = raw_at.iter().find(|(at, _)| *at == i) {
+            let index = out.len() as i64;
+            let bytes = if field == 4000 {
+                unknown_member_with_every_wire_type(field, index)
+            } else {
+                unknown_member_oneof(field, index)
+            };
+            match AuditEvent::decode_oneof(&bytes) {
+                Ok(raw @ AuditEvent::Unrecognized(_)) => out.push(raw),
+                other => panic!("member {field} did not decode as a raw event: {other:?}"),
+            }
+        }
+        let mut e = e;
+        e.set_index(out.len() as i64);
+        out.push(e);
+    }
+    out
+}
+
+/// A `OneOf` record of member `field` whose body is a `Metadata` followed by fields of every
+/// wire type (varint, fixed64, length-delimited, fixed32), some with large field numbers.
+pub fn unknown_member_with_every_wire_type(field: u32, index: i64) -> Vec<u8> {
+    use crate::proto::{WireType, put_key, put_varint};
+    let m = meta(index, "future.kind", "TF998I", 7);
+    let mut inner = Vec::new();
+    crate::proto::put_message_field(&mut inner, 1, &m);
+    put_key(&mut inner, 2, WireType::Varint);
+    put_varint(&mut inner, u64::MAX);
+    put_key(&mut inner, 3, WireType::Fixed64);
+    inner.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+    crate::proto::put_len_field(&mut inner, 100_000, b"\x00\xff binary, not UTF-8");
+    put_key(&mut inner, 0x1FFF_FFFF, WireType::Fixed32);
+    inner.extend_from_slice(&7u32.to_le_bytes());
+    let mut oneof = Vec::new();
+    crate::proto::put_len_field(&mut oneof, field, &inner);
+    oneof
+}
+
 /// A part made of raw decompressed payload bytes (records written by hand).
 pub fn raw_part(payload: &[u8], version: u64) -> Vec<u8> {
     let mut gz = GZIP_HEADER_FAST.to_vec();
@@ -498,6 +553,28 @@ pub fn all() -> Vec<Vector> {
         (n + 1, 0, 0),
     ));
 
+    // 5b. Events this build does not know, between known ones, over several parts: unknown
+    //     member numbers (a reserved one, the first after the schema, a large one, the
+    //     largest protobuf allows), one whose body holds more fields after its `Metadata`, and
+    //     a known number whose body is not of its type (kept raw too). Each keeps its index.
+    let v5b = unknown_members_session();
+    let mut bytes = Vec::new();
+    let mut w = crate::codec::RecordingWriter::new(small());
+    for e in &v5b {
+        if let Err(err) = w.add(e) {
+            panic!("{err}");
+        }
+    }
+    for p in w.finish() {
+        bytes.extend_from_slice(&p.to_vec());
+    }
+    v.push(ok(
+        "unknown-members-in-parts",
+        bytes,
+        v5b.clone(),
+        (v5b.len() as u64, 0, 0),
+    ));
+
     // 6. V2 header without the encrypted flag.
     let mut payload = Vec::new();
     for e in &session[..5] {
@@ -528,7 +605,8 @@ pub fn all() -> Vec<Vector> {
         "legacy-tar",
         legacy_tar(10),
         sample_session(10),
-        (0, 0, 0),
+        // A legacy archive counts the events it returns (no parts, no indexes to check).
+        (sample_session(10).len() as u64, 0, 0),
     ));
 
     // 9. Broken inputs.

@@ -90,18 +90,17 @@ fn read_vector(bytes: &[u8]) -> ReadAll {
     if codec::detect_format(bytes) == codec::Format::LegacyTar {
         return match codec::legacy::read_tar_recording(bytes) {
             Ok(events) => ReadAll {
+                stats: codec::ReaderStats {
+                    total: events.len() as u64,
+                    ..Default::default()
+                },
                 events,
-                stats: Default::default(),
                 error: None,
             },
             Err(kind) => ReadAll {
                 events: vec![],
                 stats: Default::default(),
-                error: Some(codec::CodecError {
-                    offset: 0,
-                    part: 0,
-                    kind,
-                }),
+                error: Some(codec::CodecError::at(0, 0, kind)),
             },
         };
     }
@@ -342,5 +341,234 @@ fn poll_record_agrees_with_poll() {
         assert_eq!(&got, events, "{}", v.name);
         let s = r.stats();
         assert_eq!((s.total, s.skipped, s.out_of_order), *stats, "{}", v.name);
+    }
+}
+
+/// A `OneOf` member number the schema does not use (reserved ones included).
+fn unknown_member_number(seed: u32) -> u32 {
+    let n = match seed % 4 {
+        0 => 185 + seed / 4 % 3,
+        1 => 272 + seed / 4 % 1000,
+        2 => 0x1FFF_FFFF - seed / 4 % 1000,
+        _ => 272 + seed / 4 % (0x1FFF_FFFF - 272),
+    };
+    assert!(
+        !tapelog_core::event::EVENT_KINDS
+            .iter()
+            .any(|&(f, _)| f == n),
+        "{n} is in the schema"
+    );
+    n
+}
+
+/// A message body of well-formed fields of every wire type, after a `Metadata` with `index`.
+fn unknown_body(index: i64, fields: &[(u32, u8, Vec<u8>)]) -> Vec<u8> {
+    use tapelog_core::proto::{WireType, put_key, put_len_field, put_message_field, put_varint};
+    let meta = tapelog_core::event::Metadata {
+        index,
+        type_: "future.event".into(),
+        code: "TF001I".into(),
+        id: format!("00000000-0000-4000-8000-{index:012}"),
+        ..Default::default()
+    };
+    let mut body = Vec::new();
+    put_message_field(&mut body, 1, &meta);
+    for (field, wt, bytes) in fields {
+        let field = 2 + field % (0x1FFF_FFFF - 2);
+        match wt % 4 {
+            0 => {
+                put_key(&mut body, field, WireType::Varint);
+                put_varint(
+                    &mut body,
+                    bytes.iter().fold(0u64, |a, &b| a << 8 | u64::from(b)),
+                );
+            }
+            1 => {
+                put_key(&mut body, field, WireType::Fixed64);
+                let mut b = [0u8; 8];
+                for (d, s) in b.iter_mut().zip(bytes) {
+                    *d = *s;
+                }
+                body.extend_from_slice(&b);
+            }
+            2 => put_len_field(&mut body, field, bytes),
+            _ => {
+                put_key(&mut body, field, WireType::Fixed32);
+                let mut b = [0u8; 4];
+                for (d, s) in b.iter_mut().zip(bytes) {
+                    *d = *s;
+                }
+                body.extend_from_slice(&b);
+            }
+        }
+    }
+    body
+}
+
+/// Reads a recording with `poll_record`, decoding each record.
+fn read_records(bytes: &[u8]) -> Vec<AuditEvent> {
+    use tapelog_core::codec::PolledRecord;
+    let mut r = ProtoReader::new(Backend::default());
+    r.push(bytes);
+    r.finish();
+    let mut got = Vec::new();
+    loop {
+        match r.poll_record() {
+            Ok(PolledRecord::Record { index, oneof }) => {
+                let e = AuditEvent::decode_oneof(oneof).unwrap();
+                assert_eq!(e.index(), index);
+                got.push(e);
+            }
+            Ok(PolledRecord::End) => return got,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any member number the schema does not use, with any well-formed body after its
+    /// `Metadata`, between known events over several parts: every reader (typed, raw records,
+    /// chunked) gives it as a raw event with its metadata, the events after it are read
+    /// normally, and the recording written back is the same bytes.
+    #[test]
+    fn unknown_members_are_kept_in_every_reader(
+        members in proptest::collection::vec(
+            (any::<u32>(), proptest::collection::vec((any::<u32>(), any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40)), 0..6)),
+            1..8,
+        ),
+        cuts in proptest::collection::vec(1usize..3000, 1..50),
+    ) {
+        let known = vectors::noisy_session(200);
+        let every = known.len() / members.len();
+        let mut events = Vec::new();
+        let mut raws = Vec::new();
+        for (i, e) in known.into_iter().enumerate() {
+            if i % every == every / 2 && raws.len() < members.len() {
+                let (seed, fields) = &members[raws.len()];
+                let field = unknown_member_number(*seed);
+                let index = events.len() as i64;
+                let mut rec = Vec::new();
+                tapelog_core::proto::put_len_field(&mut rec, field, &unknown_body(index, fields));
+                let raw = AuditEvent::decode_oneof(&rec).unwrap();
+                let AuditEvent::Unrecognized(r) = &raw else { panic!("{raw:?}") };
+                prop_assert_eq!(r.field, field);
+                prop_assert_eq!(raw.index(), index);
+                prop_assert_eq!(raw.event_type(), "future.event");
+                prop_assert_eq!(raw.to_oneof_bytes(), rec.clone());
+                raws.push(rec);
+                events.push(raw);
+            }
+            let mut e = e;
+            e.set_index(events.len() as i64);
+            events.push(e);
+        }
+        let mut w = codec::RecordingWriter::new(WriterConfig { min_upload_bytes: 4096, ..Default::default() });
+        let mut bytes = Vec::new();
+        for e in &events {
+            w.add(e).unwrap();
+        }
+        let parts = w.finish();
+        prop_assert!(parts.len() > 1);
+        for p in parts {
+            bytes.extend_from_slice(&p.to_vec());
+        }
+        let whole = read_all(&bytes);
+        prop_assert!(whole.error.is_none(), "{:?}", whole.error);
+        prop_assert_eq!(&whole.events, &events);
+        prop_assert_eq!(read_chunked(&bytes, &cuts, Backend::default()).events, events.clone());
+        prop_assert_eq!(read_records(&bytes), events.clone());
+        for e in &whole.events {
+            if let AuditEvent::Unrecognized(_) = e {
+                let json: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+                prop_assert_eq!(json["event"].as_str(), Some("future.event"));
+                prop_assert_eq!(json["ei"].as_i64(), Some(e.index()));
+                prop_assert!(raws.iter().any(|r| r == &e.to_oneof_bytes()));
+            }
+        }
+    }
+
+    /// Any bytes as the body of an unknown member decode (a raw event, the bytes kept), and
+    /// both index readers agree on the record.
+    #[test]
+    fn any_body_of_an_unknown_member_decodes(seed in any::<u32>(), body in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let field = unknown_member_number(seed);
+        let mut rec = Vec::new();
+        tapelog_core::proto::put_len_field(&mut rec, field, &body);
+        let e = AuditEvent::decode_oneof(&rec).unwrap();
+        prop_assert!(matches!(&e, AuditEvent::Unrecognized(r) if r.field == field));
+        prop_assert_eq!(e.to_oneof_bytes(), rec.clone());
+        let _ = e.to_json();
+        let mut payload = (rec.len() as u32).to_be_bytes().to_vec();
+        payload.extend_from_slice(&rec);
+        let part = vectors::raw_part(&payload, 1);
+        prop_assert_eq!(read_all(&part).events.len(), 1);
+        prop_assert_eq!(read_records(&part).len(), 1);
+    }
+}
+
+/// A bad record far into a part names its part's offset and the record's place in the part's
+/// decompressed data, whatever the chunking; damage in the compressed bytes names the byte.
+#[test]
+fn record_errors_name_the_record() {
+    let session = vectors::sample_session(40);
+    let first = vectors::one_part(&session[..10], false, WriterConfig::default());
+    let mut payload = Vec::new();
+    let mut record_at = Vec::new();
+    for e in &session[10..30] {
+        record_at.push(payload.len() as u64);
+        let r = e.to_oneof_bytes();
+        payload.extend_from_slice(&(r.len() as u32).to_be_bytes());
+        payload.extend_from_slice(&r);
+    }
+    // Record 15 of the second part: a OneOf that is not protobuf (a key with field 0).
+    let bad_at = payload.len() as u64;
+    payload.extend_from_slice(&3u32.to_be_bytes());
+    payload.extend_from_slice(&[0x02, 0x01, 0x00]);
+    let mut bytes = first.clone();
+    bytes.extend_from_slice(&vectors::raw_part(&payload, 1));
+    for cuts in [vec![usize::MAX], vec![1], vec![7, 100, 3]] {
+        let got = read_chunked(&bytes, &cuts, Backend::default());
+        let e = got.error.unwrap();
+        assert!(matches!(e.kind, ErrorKind::Event(_)), "{e}");
+        assert_eq!(
+            (e.offset, e.part, e.record),
+            (first.len() as u64, 1, Some(bad_at))
+        );
+        assert!(
+            e.to_string().contains(&format!(
+                "at byte {} (part 1, record at byte {bad_at} of the part's decompressed data)",
+                first.len()
+            )),
+            "{e}"
+        );
+        assert_eq!(got.events.len(), 30);
+    }
+    // A record header announcing too many bytes, then one announcing zero.
+    for (len, kind) in [
+        (70_000u32, ErrorKind::MessageTooLarge(70_000)),
+        (0, ErrorKind::ZeroMessageSize),
+    ] {
+        let mut p = payload[..bad_at as usize].to_vec();
+        p.extend_from_slice(&len.to_be_bytes());
+        let got = read_all(&vectors::raw_part(&p, 1));
+        let e = got.error.unwrap();
+        assert_eq!((e.kind, e.record), (kind, Some(bad_at)));
+    }
+    // Damage in the compressed bytes of the second part: the byte named is inside that part.
+    for at in [40usize, 200, 600] {
+        let mut b = bytes.clone();
+        let i = first.len() + 24 + at;
+        if i >= b.len() - 8 {
+            continue;
+        }
+        b[i] ^= 0x55;
+        let e = read_all(&b).error.unwrap();
+        assert!(
+            e.offset >= first.len() as u64 && e.offset < b.len() as u64,
+            "damage at {i}: {e}"
+        );
+        assert_eq!(e.part, 1, "{e}");
     }
 }

@@ -871,3 +871,31 @@ fn cli_emit_reports_bad_lines_and_search_prints_pages() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"yesterday\" is not a time"));
 }
+
+/// An event that alone is over the 1 MiB page cap (stored by a log whose line limit allows it)
+/// comes back trimmed to fit, and `teleport_audit_queried_trimmed_events` counts it.
+#[tokio::test]
+async fn an_event_over_the_page_cap_is_trimmed_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = FileLogConfig::new(dir.path(), "auth");
+    cfg.max_line_size = 4 << 20;
+    let log = FileLog::open(cfg).unwrap();
+    let big = AuditEvent::from_json(&format!(
+        r#"{{"event":"exec","code":"T3002I","uid":"big","time":"{}","command":"{}"}}"#,
+        t(DAY0_MS).to_rfc3339(),
+        "x".repeat(1_500_000)
+    ))
+    .unwrap();
+    log.emit(big).await.unwrap();
+    log.emit(start(DAY0_MS + 1, "s", 0, "after")).await.unwrap();
+    let before = tapelog::metrics::AUDIT_QUERIED_TRIMMED_EVENTS.get();
+    let pages = all_pages(&log, everything());
+    let got: Vec<String> = pages.iter().flat_map(uids).collect();
+    assert_eq!(got, ["big", "after"]);
+    let first = &pages[0];
+    assert_eq!(first.events.len(), 1);
+    let json = &first.events[0].json;
+    assert!(json.len() < 1 << 20, "{} bytes", json.len());
+    assert!(json.contains(r#""event":"exec""#), "{}", &json[..200]);
+    assert!(tapelog::metrics::AUDIT_QUERIED_TRIMMED_EVENTS.get() > before);
+}

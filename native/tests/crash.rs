@@ -194,3 +194,92 @@ fn the_completer_completes_a_killed_upload_that_nobody_resumes() {
     let listed = run(&["uploads", "list", "--json"], &store);
     assert!(!listed.contains(&upload), "{listed}");
 }
+
+/// While `tapelog upload` is still sending, another process completes its upload (the
+/// completer with no grace): the first process says the upload was completed by another
+/// process, names the recording, does not offer `--resume`, and exits non-zero.
+#[test]
+fn an_upload_completed_by_another_process_stops_the_writer_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let file = dir.path().join("in.tar");
+    let sid = "6a1f0c2e-57b1-4f0e-9d55-3c1f7e3f0a11";
+    write_recording(&file, 4000, sid);
+    let rate = std::fs::metadata(&file).unwrap().len() / 8; // about 8 s for the whole file
+    let mut child: Child = Command::new(BIN)
+        .args(["upload", "--part-size", "70000", "--concurrency", "1"])
+        .args(["--rate", &rate.to_string(), "--print-status", "--storage"])
+        .arg(&store)
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait until a part is durable, then complete the upload from another process.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no part became durable");
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
+            && let Some(i) = line.strip_prefix("durable ")
+            && i.parse::<i64>().unwrap() >= 0
+        {
+            break;
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["uploads", "complete", "--grace", "0", "--storage"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = child.wait_timeout_or_kill(Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "the writer must fail: {stderr}");
+    assert!(
+        stderr.contains("no longer open: another process completed or took over it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "(the recording is at file://{}/{sid})",
+            store.display()
+        )),
+        "{stderr}"
+    );
+    assert!(store.join(format!("{sid}.tar")).is_file());
+    assert!(!stderr.contains("--resume"), "{stderr}");
+}
+
+/// `wait` with a bound: kills the child if it has not ended in time.
+trait WaitBounded {
+    fn wait_timeout_or_kill(&mut self, limit: Duration) -> std::process::ExitStatus;
+}
+
+impl WaitBounded for Child {
+    fn wait_timeout_or_kill(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(s) = self.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill().unwrap();
+        panic!("the writer did not stop within {limit:?}");
+    }
+}

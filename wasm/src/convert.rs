@@ -71,7 +71,8 @@ fn kind_name(e: &CodecError) -> String {
         .to_string()
 }
 
-/// A codec error as a JS `Error`: the native message, plus `offset`, `part` and `kind`.
+/// A codec error as a JS `Error`: the native message, plus `offset`, `part`, `kind` and, for
+/// a bad record, `record` (its offset in the part's decompressed data).
 pub(crate) fn error_to_js(e: &CodecError) -> JsValue {
     let err = Error::new(&e.to_string());
     err.set_name("RecordingError");
@@ -79,6 +80,9 @@ pub(crate) fn error_to_js(e: &CodecError) -> JsValue {
     set(&v, "offset", e.offset as f64);
     set(&v, "part", e.part as f64);
     set(&v, "kind", kind_name(e));
+    if let Some(at) = e.record {
+        set(&v, "record", at as f64);
+    }
     v
 }
 

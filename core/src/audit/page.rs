@@ -80,6 +80,23 @@ impl PageBuilder {
     }
 }
 
+/// Upstream's rule for an event whose JSON alone is `max_bytes` or more in a search result:
+/// the event is trimmed (`TrimToMaxSize` at `max_bytes`) and returned if its JSON then fits;
+/// otherwise it is refused, as the caller would rather see an error than a page that skips it.
+/// Returns the trimmed JSON.
+pub fn trim_for_response(json: &str, max_bytes: usize) -> Result<String, crate::EventError> {
+    let event = crate::AuditEvent::from_json(json)?;
+    let trimmed = event.trim_to_max_size(max_bytes).to_json();
+    if trimmed.len() >= max_bytes {
+        return Err(crate::EventError::TooLarge {
+            event_type: event.event_type().to_string(),
+            size: trimmed.len(),
+            max: max_bytes,
+        });
+    }
+    Ok(trimmed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +134,42 @@ mod tests {
         assert_eq!(p.offer(5), Admit::Take);
         assert_eq!(p.offer(MAX_EVENT_BYTES_IN_RESPONSE), Admit::Full);
         assert_eq!(p.count(), 1);
+    }
+
+    #[test]
+    fn an_event_over_the_cap_is_trimmed_to_fit_or_refused() {
+        use crate::event::{CommandMetadata, Exec, Metadata};
+        let exec: crate::AuditEvent = Exec {
+            metadata: Metadata {
+                type_: "exec".into(),
+                code: "T3002I".into(),
+                ..Default::default()
+            },
+            command: CommandMetadata {
+                command: "x".repeat(300_000),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .into();
+        let json = exec.to_json();
+        let trimmed = super::trim_for_response(&json, 100_000).unwrap();
+        assert!(trimmed.len() < 100_000, "{}", trimmed.len());
+        let back = crate::AuditEvent::from_json(&trimmed).unwrap();
+        assert_eq!(back.event_type(), "exec");
+        // Metadata alone larger than the cap can't be trimmed: refused.
+        let big_type: crate::AuditEvent = Exec {
+            metadata: Metadata {
+                type_: "exec".into(),
+                cluster_name: "c".repeat(5_000),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .into();
+        assert!(matches!(
+            super::trim_for_response(&big_type.to_json(), 1_000),
+            Err(crate::EventError::TooLarge { .. })
+        ));
     }
 }

@@ -96,13 +96,45 @@ pub enum ErrorKind {
 }
 
 /// A recording that could not be read, with the position of the damage.
+///
+/// For damage in the compressed bytes (headers, gzip, deflate, trailers) `offset` is the byte
+/// of the input where it was found. Records live inside the part's compressed data, where no
+/// input byte can be named the same way however the input is chunked, so for a bad record
+/// `offset` is the start of its part and `record` says where in the part's decompressed data
+/// the record starts.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("at byte {offset} (part {part}): {kind}")]
+#[error("at byte {offset} (part {part}{}): {kind}", RecordNote(*.record))]
 pub struct CodecError {
-    /// Offset in the input where the bad data starts.
+    /// Offset in the input where the bad data starts (for a bad record: its part's header).
     pub offset: u64,
     /// Zero-based part number.
     pub part: u64,
+    /// For a bad record: the offset of its length prefix in the part's decompressed data.
+    pub record: Option<u64>,
     /// What was wrong.
     pub kind: ErrorKind,
+}
+
+impl CodecError {
+    /// An error at input byte `offset` of part `part` (not inside a record).
+    pub fn at(offset: u64, part: u64, kind: ErrorKind) -> CodecError {
+        CodecError {
+            offset,
+            part,
+            record: None,
+            kind,
+        }
+    }
+}
+
+/// `", record at byte N of its decompressed data"` when there is a record position.
+struct RecordNote(Option<u64>);
+
+impl std::fmt::Display for RecordNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(at) => write!(f, ", record at byte {at} of the part's decompressed data"),
+            None => Ok(()),
+        }
+    }
 }

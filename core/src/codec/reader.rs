@@ -134,6 +134,8 @@ pub struct ProtoReader {
     dec: Vec<u8>,
     dec_pos: usize,
     dec_end: usize,
+    /// Offset of `dec[0]` in the current part's decompressed data.
+    dec_origin: u64,
     last_index: i64,
     stats: ReaderStats,
     failed: Option<CodecError>,
@@ -170,6 +172,7 @@ impl ProtoReader {
             dec: Vec::new(),
             dec_pos: 0,
             dec_end: 0,
+            dec_origin: 0,
             last_index: -1,
             stats: ReaderStats::default(),
             failed: None,
@@ -224,6 +227,7 @@ impl ProtoReader {
         self.dec = Vec::new();
         self.dec_pos = 0;
         self.dec_end = 0;
+        self.dec_origin = 0;
         self.failed = None;
     }
 
@@ -255,6 +259,20 @@ impl ProtoReader {
         let e = CodecError {
             offset,
             part: self.part_index,
+            record: None,
+            kind,
+        };
+        self.failed = Some(e.clone());
+        e
+    }
+
+    /// An error in the record whose length prefix is at `dec[at]`: the part's offset and the
+    /// record's place in the part's decompressed data.
+    fn record_err(&mut self, at: usize, kind: ErrorKind) -> CodecError {
+        let e = CodecError {
+            offset: self.part_start,
+            part: self.part_index,
+            record: Some(self.dec_origin + at as u64),
             kind,
         };
         self.failed = Some(e.clone());
@@ -270,11 +288,18 @@ impl ProtoReader {
             if let Some((at, len)) = self.next_record()? {
                 // Decoded before the duplicate check, as upstream does: a malformed duplicate
                 // is still an error.
-                let event = match AuditEvent::decode_oneof(&self.dec[at..at + len]) {
+                let record = &self.dec[at..at + len];
+                let event = match AuditEvent::decode_oneof(record) {
                     Ok(e) => e,
-                    Err(e) => return Err(self.err(self.part_start, ErrorKind::Event(e))),
+                    Err(e) => return Err(self.record_err(at - 4, ErrorKind::Event(e))),
                 };
-                if self.dedup(event.index()) {
+                // A raw event's index is read as `poll_record` reads it, so that both ways of
+                // reading keep the same records whatever a raw body holds.
+                let index = match &event {
+                    AuditEvent::Unrecognized(_) => scan_index(record).unwrap_or(0),
+                    e => e.index(),
+                };
+                if self.dedup(index) {
                     return Ok(Polled::Event(event));
                 }
                 continue;
@@ -298,7 +323,7 @@ impl ProtoReader {
             if let Some((at, len)) = self.next_record()? {
                 let index = match scan_index(&self.dec[at..at + len]) {
                     Ok(i) => i,
-                    Err(e) => return Err(self.err(self.part_start, ErrorKind::Event(e))),
+                    Err(e) => return Err(self.record_err(at - 4, ErrorKind::Event(e))),
                 };
                 if self.dedup(index) {
                     return Ok(PolledRecord::Record {
@@ -446,10 +471,11 @@ impl ProtoReader {
             } else {
                 4 - left
             };
-            return Err(self.err(self.part_start, ErrorKind::TruncatedRecord { missing }));
+            return Err(self.record_err(self.dec_pos, ErrorKind::TruncatedRecord { missing }));
         }
         self.dec_pos = 0;
         self.dec_end = 0;
+        self.dec_origin = 0;
         self.state = State::Padding;
         Ok(())
     }
@@ -482,10 +508,10 @@ impl ProtoReader {
             self.dec[p + 3],
         ]);
         if len == 0 {
-            return Err(self.err(self.part_start, ErrorKind::ZeroMessageSize));
+            return Err(self.record_err(p, ErrorKind::ZeroMessageSize));
         }
         if len as usize > MAX_EVENT_SIZE {
-            return Err(self.err(self.part_start, ErrorKind::MessageTooLarge(len)));
+            return Err(self.record_err(p, ErrorKind::MessageTooLarge(len)));
         }
         let len = len as usize;
         if have < 4 + len {
@@ -518,10 +544,12 @@ impl ProtoReader {
             }
             Gz::Body => {
                 if self.dec_pos == self.dec_end {
+                    self.dec_origin += self.dec_end as u64;
                     self.dec_pos = 0;
                     self.dec_end = 0;
                 }
                 if self.dec_pos > 0 && self.dec_end + 128 * 1024 > DEC_CAPACITY {
+                    self.dec_origin += self.dec_pos as u64;
                     self.dec.copy_within(self.dec_pos..self.dec_end, 0);
                     self.dec_end -= self.dec_pos;
                     self.dec_pos = 0;
@@ -758,7 +786,13 @@ impl From<EventError> for ErrorKind {
 }
 
 /// `Metadata.Index` of a `OneOf` record without decoding the event: every member's field 1 is
-/// its `Metadata`, whose field 1 is the index. Protobuf merge rules: the last value wins.
+/// its `Metadata`, whose field 1 is the index.
+///
+/// The rules match [`AuditEvent::decode_oneof`]: the member that counts is the record's last
+/// length-delimited field; within it the last `Index` of the last `Metadata` wins (a protobuf
+/// merge). A member body that is not protobuf (an unknown member may hold anything) has index
+/// 0, as the raw event it decodes to has no metadata. Errors only when the record itself is not
+/// protobuf or holds no member.
 pub(crate) fn scan_index(oneof: &[u8]) -> Result<i64, crate::event::EventError> {
     match scan_index_fast(oneof) {
         Some(i) => Ok(i),
@@ -808,46 +842,53 @@ fn skip_at(buf: &[u8], pos: &mut usize, wt: u64) -> Option<()> {
     }
 }
 
+/// A key at `*pos` with a valid field number.
+#[inline(always)]
+fn key_at(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let key = varint_at(buf, pos)?;
+    (key >> 3 != 0 && key >> 3 <= 0x1FFF_FFFF).then_some(key)
+}
+
 /// [`scan_index_exact`] without error reporting, for the common case: same answer whenever it
-/// answers (the last `Index` of the last `Metadata` wins, as in a protobuf merge).
+/// answers; `None` sends anything unusual to the exact path.
 #[inline]
 fn scan_index_fast(buf: &[u8]) -> Option<i64> {
-    let mut index = 0i64;
+    let mut index = None;
     let mut pos = 0;
     while pos < buf.len() {
-        let key = varint_at(buf, &mut pos)?;
-        if key >> 3 == 0 || key >> 3 > 0x1FFF_FFFF {
-            return None;
-        }
+        let key = key_at(buf, &mut pos)?;
         if key & 7 != 2 {
             skip_at(buf, &mut pos, key & 7)?;
             continue;
         }
         let len = usize::try_from(varint_at(buf, &mut pos)?).ok()?;
         let end = pos.checked_add(len).filter(|&e| e <= buf.len())?;
-        let member = &buf[..end];
-        while pos < end {
-            let key = varint_at(member, &mut pos)?;
-            if key >> 3 == 0 || key >> 3 > 0x1FFF_FFFF {
-                return None;
-            }
-            if key != (1 << 3 | 2) {
-                skip_at(member, &mut pos, key & 7)?;
-                continue;
-            }
-            let mlen = usize::try_from(varint_at(member, &mut pos)?).ok()?;
-            let mend = pos.checked_add(mlen).filter(|&e| e <= end)?;
-            let meta = &buf[..mend];
-            while pos < mend {
-                let key = varint_at(meta, &mut pos)?;
-                if key >> 3 == 0 || key >> 3 > 0x1FFF_FFFF {
-                    return None;
-                }
-                if key == 1 << 3 {
-                    index = varint_at(meta, &mut pos)? as i64;
-                } else {
-                    skip_at(meta, &mut pos, key & 7)?;
-                }
+        index = Some(member_index_fast(&buf[pos..end])?);
+        pos = end;
+    }
+    index
+}
+
+/// The index in one member's body, `None` when the body is not plain protobuf.
+#[inline(always)]
+fn member_index_fast(member: &[u8]) -> Option<i64> {
+    let mut index = 0i64;
+    let mut pos = 0;
+    while pos < member.len() {
+        let key = key_at(member, &mut pos)?;
+        if key != (1 << 3 | 2) {
+            skip_at(member, &mut pos, key & 7)?;
+            continue;
+        }
+        let mlen = usize::try_from(varint_at(member, &mut pos)?).ok()?;
+        let mend = pos.checked_add(mlen).filter(|&e| e <= member.len())?;
+        let meta = &member[..mend];
+        while pos < mend {
+            let key = key_at(meta, &mut pos)?;
+            if key == 1 << 3 {
+                index = varint_at(meta, &mut pos)? as i64;
+            } else {
+                skip_at(meta, &mut pos, key & 7)?;
             }
         }
     }
@@ -855,31 +896,29 @@ fn scan_index_fast(buf: &[u8]) -> Option<i64> {
 }
 
 fn scan_index_exact(oneof: &[u8]) -> Result<i64, crate::event::EventError> {
+    let (_, body) =
+        crate::event::last_member(oneof)?.ok_or(crate::event::EventError::EmptyOneOf)?;
+    Ok(member_index_exact(body).unwrap_or(0))
+}
+
+/// The index in one member's body (as [`member_index_fast`], with the proto module's readers).
+fn member_index_exact(mut member: &[u8]) -> Result<i64, crate::proto::DecodeError> {
     use crate::proto::{WireType, read_key, read_len_bytes, read_varint, skip_value};
     let mut index = 0i64;
-    let mut buf = oneof;
-    while !buf.is_empty() {
-        let (_, wt) = read_key(&mut buf)?;
-        if wt != WireType::Len {
-            skip_value(wt, &mut buf)?;
-            continue;
-        }
-        let mut member = read_len_bytes(&mut buf, "an event")?;
-        while !member.is_empty() {
-            let (field, wt) = read_key(&mut member)?;
-            if field == 1 && wt == WireType::Len {
-                let mut meta = read_len_bytes(&mut member, "events.Metadata")?;
-                while !meta.is_empty() {
-                    let (f, wt) = read_key(&mut meta)?;
-                    if f == 1 && wt == WireType::Varint {
-                        index = read_varint(&mut meta)? as i64;
-                    } else {
-                        skip_value(wt, &mut meta)?;
-                    }
+    while !member.is_empty() {
+        let (field, wt) = read_key(&mut member)?;
+        if field == 1 && wt == WireType::Len {
+            let mut meta = read_len_bytes(&mut member, "events.Metadata")?;
+            while !meta.is_empty() {
+                let (f, wt) = read_key(&mut meta)?;
+                if f == 1 && wt == WireType::Varint {
+                    index = read_varint(&mut meta)? as i64;
+                } else {
+                    skip_value(wt, &mut meta)?;
                 }
-            } else {
-                skip_value(wt, &mut member)?;
             }
+        } else {
+            skip_value(wt, &mut member)?;
         }
     }
     Ok(index)

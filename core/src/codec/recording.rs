@@ -41,6 +41,8 @@ pub struct RecordingReader {
     format: Option<Format>,
     /// Bytes pushed in total.
     pushed: u64,
+    /// Events of a legacy archive returned so far (its `total` in [`stats`](Self::stats)).
+    tar_events: u64,
     failed: Option<CodecError>,
 }
 
@@ -58,6 +60,7 @@ impl RecordingReader {
             finished: false,
             format: None,
             pushed: 0,
+            tar_events: 0,
             failed: None,
         }
     }
@@ -72,6 +75,7 @@ impl RecordingReader {
             finished: false,
             format: None,
             pushed: point.offset,
+            tar_events: 0,
             failed: None,
         }
     }
@@ -123,11 +127,7 @@ impl RecordingReader {
     }
 
     fn fail(&mut self, kind: ErrorKind) {
-        self.failed = Some(CodecError {
-            offset: 0,
-            part: 0,
-            kind,
-        });
+        self.failed = Some(CodecError::at(0, 0, kind));
     }
 
     /// Decides the format when the head is long enough (or the input ended).
@@ -177,17 +177,24 @@ impl RecordingReader {
                 Polled::NeedInput
             }),
             Inner::TarEvents(q) => Ok(match q.pop_front() {
-                Some(e) => Polled::Event(e),
+                Some(e) => {
+                    self.tar_events += 1;
+                    Polled::Event(e)
+                }
                 None => Polled::End,
             }),
         }
     }
 
-    /// Counters so far (zero for legacy archives, which have no parts or indexes to check).
+    /// Counters so far. A legacy archive has no parts or indexes to check: its `total` is the
+    /// events returned so far, and the other counters stay zero.
     pub fn stats(&self) -> ReaderStats {
         match &self.inner {
             Inner::Proto(r) => r.stats(),
-            _ => ReaderStats::default(),
+            _ => ReaderStats {
+                total: self.tar_events,
+                ..ReaderStats::default()
+            },
         }
     }
 

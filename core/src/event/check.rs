@@ -34,6 +34,17 @@ pub fn is_uncoded(ty: &str) -> bool {
     ty == event_type::SESSION_PRINT || ty == event_type::DESKTOP_RECORDING
 }
 
+/// Whether the logging emitter leaves events of this type out, as upstream's `LoggingEmitter`
+/// does for the very verbose ones: `resize`, `session.disk`, `print`, `app.session.request`,
+/// and events with no type.
+pub fn is_too_verbose_to_log(ty: &str) -> bool {
+    ty.is_empty()
+        || ty == event_type::RESIZE
+        || ty == event_type::SESSION_DISK
+        || ty == event_type::SESSION_PRINT
+        || ty == event_type::APP_SESSION_REQUEST
+}
+
 /// Upstream's `checkAndSetEventFields`: requires a type; requires a code unless the type is
 /// `print` or `desktop.recording`; sets the id to `uid` when empty (not for those two types);
 /// sets the time to `now` rounded to the millisecond when zero; sets the cluster name when

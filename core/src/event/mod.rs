@@ -13,7 +13,7 @@ pub mod trim;
 use serde_json::Value;
 use thiserror::Error;
 
-pub use check::{FieldsError, check_and_set_event_fields, is_uncoded};
+pub use check::{FieldsError, check_and_set_event_fields, is_too_verbose_to_log, is_uncoded};
 pub use fields::EventFields;
 
 use crate::json::{JsonError, JsonFields, ObjectWriter, ToJson};
@@ -105,6 +105,35 @@ pub struct RawEvent {
     pub oneof_bytes: Vec<u8>,
     /// The event's metadata (field 1 of every event), when it could be read.
     pub metadata: Option<Metadata>,
+}
+
+impl RawEvent {
+    /// The member's message bytes (the record without its key and length).
+    pub fn body(&self) -> &[u8] {
+        match last_member(&self.oneof_bytes) {
+            Ok(Some((_, body))) => body,
+            _ => &self.oneof_bytes,
+        }
+    }
+
+    /// Its JSON (docs/schema.md, "Events this build does not know"): the `Metadata` fields
+    /// when they could be read (`event` and `code` become `unknown` / `TCC00E` when the
+    /// metadata has no type), then `unknown_member` (the `OneOf` field number) and
+    /// `unknown_body` (the member's message bytes, base64), so nothing is lost.
+    fn write_json_fields(&self, w: &mut ObjectWriter<'_>) {
+        let typed = self.metadata.as_ref().filter(|m| !m.type_.is_empty());
+        match typed {
+            Some(m) => m.write_json_fields(w),
+            None => {
+                let mut m = self.metadata.clone().unwrap_or_default();
+                m.type_ = UNKNOWN_EVENT_TYPE.to_string();
+                m.code = UNKNOWN_EVENT_CODE.to_string();
+                m.write_json_fields(w);
+            }
+        }
+        w.int("unknown_member", self.field);
+        w.bytes("unknown_body", self.body());
+    }
 }
 
 /// Errors of the event model.
@@ -301,25 +330,23 @@ macro_rules! define_audit_event {
                 }
             }
 
-            fn decode_member(field: u32, buf: &mut &[u8]) -> Result<Option<AuditEvent>, DecodeError> {
-                Ok(Some(match field {
+            /// The member `field` decoded from its message bytes `body` as its type; `None`
+            /// for a member this build does not know.
+            fn decode_member(field: u32, mut body: &[u8]) -> Option<Result<AuditEvent, DecodeError>> {
+                Some(match field {
                     $($n => {
                         let mut e = $t::default();
-                        crate::proto::merge_nested(&mut e, buf, 0)?;
-                        AuditEvent::$v(Box::new(e))
+                        crate::proto::merge_message(&mut e, &mut body, 1)
+                            .map(|()| AuditEvent::$v(Box::new(e)))
                     })*
-                    _ => return Ok(None),
-                }))
+                    _ => return None,
+                })
             }
 
             fn write_fields(&self, w: &mut ObjectWriter<'_>) {
                 match self {
                     $(AuditEvent::$v(e) => e.write_json_fields(w),)*
-                    AuditEvent::Unrecognized(r) => {
-                        if let Some(m) = &r.metadata {
-                            m.write_json_fields(w)
-                        }
-                    }
+                    AuditEvent::Unrecognized(r) => r.write_json_fields(w),
                 }
             }
 
@@ -352,33 +379,19 @@ macro_rules! define_audit_event {
 schema::with_event_kinds!(define_audit_event);
 
 impl AuditEvent {
-    /// Decodes one `OneOf` record. An unknown member is kept as [`RawEvent`]; a record with no
-    /// member at all is [`EventError::EmptyOneOf`].
+    /// Decodes one `OneOf` record.
+    ///
+    /// The member that counts is the last length-delimited field of the record (protobuf's
+    /// rule for a `oneof` seen twice). A member this build does not know, or a known member
+    /// whose body does not decode as its type, is kept whole as a [`RawEvent`] (with its
+    /// `Metadata` when that can be read), so that a recording from a newer Teleport never
+    /// fails to decode and writes back byte for byte. Only a record that is not protobuf at
+    /// all, or has no member, is an error ([`EventError::EmptyOneOf`]).
     pub fn decode_oneof(bytes: &[u8]) -> Result<AuditEvent, EventError> {
-        let mut buf = bytes;
-        let mut found = None;
-        let mut unknown_field = None;
-        while !buf.is_empty() {
-            let (field, wt) = crate::proto::read_key(&mut buf)?;
-            if wt == WireType::Len {
-                // A known member consumes its length and body; an unknown one is left in place.
-                match AuditEvent::decode_member(field, &mut buf)? {
-                    Some(e) => found = Some(e),
-                    None => {
-                        unknown_field =
-                            Some((field, crate::proto::read_len_bytes(&mut buf, "an event")?))
-                    }
-                }
-            } else {
-                crate::proto::skip_value(wt, &mut buf)?;
-            }
-        }
-        if let Some(e) = found {
+        let (field, body) = last_member(bytes)?.ok_or(EventError::EmptyOneOf)?;
+        if let Some(Ok(e)) = AuditEvent::decode_member(field, body) {
             return Ok(e);
         }
-        let Some((field, body)) = unknown_field else {
-            return Err(EventError::EmptyOneOf);
-        };
         Ok(AuditEvent::Unrecognized(RawEvent {
             field,
             oneof_bytes: bytes.to_vec(),
@@ -514,10 +527,10 @@ impl AuditEvent {
         unknown.metadata.code = UNKNOWN_EVENT_CODE.to_string();
         unknown.unknown_type = event_type.to_string();
         unknown.unknown_code = code.to_string();
-        unknown.data = match raw {
-            Some(r) => r.to_string(),
-            None => crate::json::to_string(v),
-        };
+        // Upstream marshals the fields it decoded (`json.Marshal` over a map), not the line.
+        let mut data = String::with_capacity(raw.map_or(256, str::len));
+        crate::json::write_go_marshal_value(&mut data, v);
+        unknown.data = data;
         Ok(AuditEvent::Unknown(Box::new(unknown)))
     }
 
@@ -548,7 +561,24 @@ impl ToJson for AuditEvent {
     }
 }
 
-/// Reads field 1 (`Metadata`) of an event message this build does not know.
+/// The last length-delimited field of a `OneOf` record (the member that counts) and its
+/// body; `None` when there is none. Errors only when the record itself is not protobuf.
+pub(crate) fn last_member(oneof: &[u8]) -> Result<Option<(u32, &[u8])>, DecodeError> {
+    let mut buf = oneof;
+    let mut last = None;
+    while !buf.is_empty() {
+        let (field, wt) = crate::proto::read_key(&mut buf)?;
+        if wt == WireType::Len {
+            last = Some((field, crate::proto::read_len_bytes(&mut buf, "an event")?));
+        } else {
+            crate::proto::skip_value(wt, &mut buf)?;
+        }
+    }
+    Ok(last)
+}
+
+/// Reads field 1 (`Metadata`) of an event message kept raw: `None` unless the whole body is
+/// protobuf and every `Metadata` in it decodes.
 fn raw_metadata(mut body: &[u8]) -> Option<Metadata> {
     let mut meta: Option<Metadata> = None;
     while !body.is_empty() {

@@ -10,8 +10,8 @@ pub use read::{
     from_json_value, message_map_from_json, messages_from_json,
 };
 pub use write::{
-    Base64List, List, ObjectWriter, StrMap, ToJson, write_go_float, write_json_string,
-    write_json_value,
+    Base64List, List, ObjectWriter, StrMap, ToJson, write_go_float, write_go_marshal_value,
+    write_json_string, write_json_value,
 };
 
 /// Serialises any [`ToJson`] value to a string.

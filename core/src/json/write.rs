@@ -111,6 +111,75 @@ pub fn write_json_value(out: &mut String, v: &Value) {
     }
 }
 
+/// Appends a JSON value as Go's `encoding/json.Marshal` prints an `interface{}` that
+/// json-iterator decoded (upstream's `data` of an `unknown` event): objects with sorted keys,
+/// no spaces, every number as a float64 (so integers beyond 2^53 round as in Go; exponents as
+/// `1e+21` and `1e-7`), and the
+/// standard library's string escaping (`<`, `>`, `&`, U+2028 and U+2029 as `\u` escapes;
+/// `\b` `\f` `\n` `\r` `\t` by name).
+pub fn write_go_marshal_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            write_go_float(out, n.as_f64().unwrap_or(0.0));
+            // encoding/json (unlike json-iterator) writes one exponent digit: 1e-7, not 1e-07.
+            let b = out.as_bytes();
+            let n = b.len();
+            if n >= 4 && &b[n - 4..n - 1] == b"e-0" {
+                out.remove(n - 2);
+            }
+        }
+        Value::String(s) => write_go_marshal_string(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_go_marshal_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_go_marshal_string(out, k);
+                out.push(':');
+                write_go_marshal_value(out, &m[k]);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A string as Go's `encoding/json` escapes it with HTML escaping on (its default).
+fn write_go_marshal_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' | '\0'..='\u{1f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 fn itoa(i: i64) -> String {
     i.to_string()
 }

@@ -19,8 +19,8 @@ use tapelog_core::audit::files::{
 use tapelog_core::audit::index::{IndexEntry, partition_point, type_hash};
 use tapelog_core::audit::key::{PageKey, Position, StartKey, checkpoint_with, cmp_entry};
 use tapelog_core::audit::merge::Merge;
-use tapelog_core::audit::page::{Admit, PageBuilder};
-use tapelog_core::audit::{Order, effective_limit};
+use tapelog_core::audit::page::{Admit, PageBuilder, trim_for_response};
+use tapelog_core::audit::{MAX_EVENT_BYTES_IN_RESPONSE, Order, effective_limit};
 use tapelog_core::{EventFields, Timestamp};
 
 use super::filelog::{Counters, Inner};
@@ -369,6 +369,27 @@ impl<'a> Run<'a> {
     }
 }
 
+/// An event that alone is over the page cap, trimmed to fit as upstream does (counted in
+/// `teleport_audit_queried_trimmed_events`). Where trimming can't make it fit, upstream fails
+/// the search; tapelog returns it whole and alone in its page (core `audit::page`), so that a
+/// search always moves forward.
+fn trimmed_for_response(stored: StoredEvent) -> Result<StoredEvent, AuditError> {
+    let Ok(json) = trim_for_response(&stored.json, MAX_EVENT_BYTES_IN_RESPONSE) else {
+        return Ok(stored);
+    };
+    let fields = EventFields::parse(&json).map_err(|e| AuditError::Decode {
+        file: stored.file.clone(),
+        offset: stored.offset,
+        source: e.into(),
+    })?;
+    crate::metrics::AUDIT_QUERIED_TRIMMED_EVENTS.inc();
+    Ok(StoredEvent {
+        fields,
+        json,
+        ..stored
+    })
+}
+
 fn no_longer(key: &str, reason: String) -> Problem {
     Problem::Fail(AuditError::KeyNoLongerMatches {
         key: key.chars().take(100).collect(),
@@ -508,7 +529,11 @@ fn page(
             }
             Admit::TakeAlone => {
                 last = Some(run.key_of(&found));
-                events.push(run.stored(found));
+                let mut stored = run.stored(found);
+                if stored.json.len() >= MAX_EVENT_BYTES_IN_RESPONSE {
+                    stored = trimmed_for_response(stored)?;
+                }
+                events.push(stored);
                 more = true;
                 break;
             }

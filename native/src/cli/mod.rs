@@ -61,6 +61,20 @@ pub enum CliError {
         /// The upload to resume.
         upload: String,
     },
+    /// The upload is no longer open in the store: another process completed it, or took it
+    /// over (a resume or the completer) and finished it. Resuming it is not possible.
+    #[error(
+        "{source}\n  upload {upload} is no longer open: another process completed or took over it{}; this process stops (see `tapelog uploads list`)",
+        match recording { Some(url) => format!(" (the recording is at {url})"), None => String::new() }
+    )]
+    UploadGone {
+        /// What went wrong here.
+        source: Box<CliError>,
+        /// The upload.
+        upload: String,
+        /// The completed recording's URL, when it exists.
+        recording: Option<String>,
+    },
     /// Stopped by SIGINT or SIGTERM.
     #[error("interrupted")]
     Interrupted,

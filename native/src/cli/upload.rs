@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use object_store::ObjectStoreExt as _;
 use tapelog::recording::open_path;
 use tapelog::stream::{DriverConfig, RecordingStream};
 use tapelog::upload::{MultipartUploader, StoreUploader, StreamUpload, check_id};
@@ -165,20 +166,20 @@ pub async fn run(a: UploadArgs) -> Result<(), CliError> {
             }
         }
         tokio::select! {
-            r = stream.record(event) => r.map_err(|e| CliError::Resumable {
-                source: Box::new(e.into()),
-                upload: upload.id.clone(),
-            })?,
+            r = stream.record(event) => {
+                if let Err(e) = r {
+                    return Err(stream_failed(&uploader, &upload, e.into()).await);
+                }
+            }
             _ = stop.changed() => break true,
         }
         sent += 1;
     };
     bar.finish_and_clear();
     if interrupted || a.no_complete {
-        stream.close().await.map_err(|e| CliError::Resumable {
-            source: Box::new(e.into()),
-            upload: upload.id.clone(),
-        })?;
+        if let Err(e) = stream.close().await {
+            return Err(stream_failed(&uploader, &upload, e.into()).await);
+        }
         if let Some(p) = status_printer {
             p.abort();
         }
@@ -192,10 +193,9 @@ pub async fn run(a: UploadArgs) -> Result<(), CliError> {
             Ok(())
         };
     }
-    stream.complete().await.map_err(|e| CliError::Resumable {
-        source: Box::new(e.into()),
-        upload: upload.id.clone(),
-    })?;
+    if let Err(e) = stream.complete().await {
+        return Err(stream_failed(&uploader, &upload, e.into()).await);
+    }
     if let Some(p) = status_printer {
         p.abort();
     }
@@ -203,6 +203,37 @@ pub async fn run(a: UploadArgs) -> Result<(), CliError> {
     println!("complete {url}");
     eprintln!("uploaded {sent} events of session {session_id} to {url}");
     Ok(())
+}
+
+/// The error to report when the stream failed: resumable while the upload is still open in
+/// the store; when it is gone (another process completed it, or took it over and completed or
+/// aborted it), resuming would be wrong, so say so and name the recording if it exists.
+async fn stream_failed(
+    uploader: &StoreUploader,
+    upload: &StreamUpload,
+    source: CliError,
+) -> CliError {
+    let open = match uploader.list_uploads().await {
+        Ok(list) => list.iter().any(|u| u.id == upload.id),
+        // Can't tell: the conservative answer is the one that loses nothing.
+        Err(_) => true,
+    };
+    if open {
+        return CliError::Resumable {
+            source: Box::new(source),
+            upload: upload.id.clone(),
+        };
+    }
+    let path = uploader.recording_path(&upload.session_id);
+    let recording = match uploader.store().head(&path).await {
+        Ok(_) => Some(uploader.recording_url(&upload.session_id)),
+        Err(_) => None,
+    };
+    CliError::UploadGone {
+        source: Box::new(source),
+        upload: upload.id.clone(),
+        recording,
+    }
 }
 
 /// The open upload with this id.

@@ -183,7 +183,7 @@ impl<W: Write + Send> LoggingEmitter<W> {
 
 impl<W: Write + Send + 'static> Emitter for LoggingEmitter<W> {
     async fn emit(&self, event: AuditEvent) -> Result<(), EmitError> {
-        if event.event_type() == tapelog_core::event::event_type::SESSION_PRINT {
+        if tapelog_core::event::is_too_verbose_to_log(event.event_type()) {
             return Ok(());
         }
         let mut line = Self::line(&event);
@@ -410,8 +410,22 @@ mod tests {
             log.emit(e.clone()).await.unwrap();
         }
         let text = String::from_utf8(log.into_inner()).unwrap();
-        let non_print = events.iter().filter(|e| e.event_type() != "print").count();
-        assert_eq!(text.lines().count(), non_print);
+        // The sample session is start, resize, print, end: resize and print are left out.
+        let logged: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split("event=\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(logged, ["session.start", "session.end"], "{text}");
+        // Upstream's other verbose types, and events without a type, are left out too.
+        let verbose = LoggingEmitter::new(Vec::new());
+        for ty in ["session.disk", "app.session.request", "", "session.join"] {
+            let e = AuditEvent::from_json(&format!(r#"{{"event":"{ty}","code":"X"}}"#))
+                .unwrap_or_else(|_| AuditEvent::decode_oneof(&[0x0a, 0x00]).unwrap());
+            verbose.emit(e).await.unwrap();
+        }
+        let verbose = String::from_utf8(verbose.into_inner()).unwrap();
+        assert_eq!(verbose.lines().count(), 1, "{verbose}");
+        assert!(verbose.contains("event=\"session.join\""), "{verbose}");
         let first = text.lines().next().unwrap();
         assert!(
             first.starts_with(

@@ -51,10 +51,18 @@ pub static AUDIT_FAILED_EMIT_EVENTS: Counter = Counter::new(
     "Number of times emitting an audit event failed.",
 );
 
-/// Events trimmed to fit the audit log's line limit (upstream's `audit_stored_trimmed_events`).
+/// Events trimmed to fit the audit log's line limit (upstream's `MetricStoredTrimmedEvents`,
+/// `teleport_audit_stored_trimmed_events`).
 pub static AUDIT_STORED_TRIMMED_EVENTS: Counter = Counter::new(
-    "audit_stored_trimmed_events",
+    "teleport_audit_stored_trimmed_events",
     "Number of events that were trimmed before being stored.",
+);
+
+/// Events a search trimmed because one alone was over the page cap (upstream's
+/// `MetricQueriedTrimmedEvents`, `teleport_audit_queried_trimmed_events`).
+pub static AUDIT_QUERIED_TRIMMED_EVENTS: Counter = Counter::new(
+    "teleport_audit_queried_trimmed_events",
+    "Number of events that were trimmed before being returned from a query.",
 );
 
 /// Audit events a checking emitter passed on and its destination accepted.
@@ -92,12 +100,13 @@ pub static STREAM_UPLOADED_BYTES: Counter = Counter::new(
 pub static STREAMS_OPEN: Gauge = Gauge::new("streams_open", "Number of recording streams open.");
 
 /// Every counter of this process.
-pub fn counters() -> [&'static Counter; 7] {
+pub fn counters() -> [&'static Counter; 8] {
     [
         &AUDIT_EMITTED_EVENTS,
         &AUDIT_FAILED_EMIT_EVENTS,
         &AUDIT_DROPPED_EVENTS,
         &AUDIT_STORED_TRIMMED_EVENTS,
+        &AUDIT_QUERIED_TRIMMED_EVENTS,
         &STREAM_PARTS_UPLOADED,
         &STREAM_PART_RETRIES,
         &STREAM_UPLOADED_BYTES,
@@ -194,7 +203,7 @@ mod tests {
         assert!(text.contains("# TYPE audit_failed_emit_events counter\n"));
         let line = text
             .lines()
-            .find(|l| l.starts_with("audit_stored_trimmed_events "))
+            .find(|l| l.starts_with("teleport_audit_stored_trimmed_events "))
             .unwrap_or_default();
         let n: u64 = line.rsplit(' ').next().unwrap_or("").parse().unwrap_or(0);
         assert!(n >= before + 2, "{text}");

@@ -185,10 +185,6 @@ impl LegacySession {
 fn decode(session: &str, kind: ErrorKind) -> PlaybackError {
     PlaybackError::Decode {
         session: session.to_string(),
-        source: CodecError {
-            offset: 0,
-            part: 0,
-            kind,
-        },
+        source: CodecError::at(0, 0, kind),
     }
 }

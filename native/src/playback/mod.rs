@@ -220,11 +220,7 @@ impl SessionReader {
     fn decode_err(&self, kind: ErrorKind) -> PlaybackError {
         PlaybackError::Decode {
             session: self.session.clone(),
-            source: CodecError {
-                offset: 0,
-                part: 0,
-                kind,
-            },
+            source: CodecError::at(0, 0, kind),
         }
     }
 

@@ -1,11 +1,8 @@
-use std::collections::VecDeque;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::{
-    CodecError, ErrorKind, Format, Polled, ProtoReader, ReaderStats, detect_format, legacy,
-};
+use tapelog_core::codec::{CodecError, Format, Polled, ReaderStats, RecordingReader};
 use thiserror::Error;
 
 /// Bytes read from the source per step.
@@ -32,14 +29,14 @@ pub enum ReadError {
     },
 }
 
-/// Events of a recording, read as they are needed (memory stays bounded for ProtoStream files;
-/// legacy tar files are read whole, as they are small and need their index).
+/// Events of a recording, read as they are needed: the core's [`RecordingReader`] fed from a
+/// file or any reader in 64 KiB chunks (memory stays bounded for ProtoStream files; legacy tar
+/// files are read whole, as they are small and need their index). The format rules and
+/// messages are the core's, the same as in the browser.
 pub struct EventStream {
     path: PathBuf,
     src: Box<dyn Read + Send>,
-    reader: ProtoReader,
-    legacy: Option<VecDeque<AuditEvent>>,
-    format: Format,
+    reader: RecordingReader,
     buf: Vec<u8>,
     done: bool,
 }
@@ -56,48 +53,26 @@ pub fn open_path(path: &Path) -> Result<EventStream, ReadError> {
     open_reader(Box::new(f), path)
 }
 
-/// Reads a recording from any reader; `path` names it in errors.
-pub fn open_reader(mut src: Box<dyn Read + Send>, path: &Path) -> Result<EventStream, ReadError> {
-    let io = |source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut head = Vec::with_capacity(512);
-    (&mut src).take(512).read_to_end(&mut head).map_err(io)?;
-    let format = detect_format(&head);
+/// Reads a recording from any reader; `path` names it in errors. Input that is not a
+/// recording (or is empty) is refused here, before any event is asked for.
+pub fn open_reader(src: Box<dyn Read + Send>, path: &Path) -> Result<EventStream, ReadError> {
     let mut stream = EventStream {
         path: path.to_path_buf(),
         src,
-        reader: ProtoReader::default(),
-        legacy: None,
-        format,
+        reader: RecordingReader::new(),
         buf: vec![0; CHUNK],
         done: false,
     };
-    let codec = |kind| ReadError::Codec {
-        path: path.to_path_buf(),
-        source: CodecError {
-            offset: 0,
-            part: 0,
-            kind,
-        },
-    };
-    match format {
-        Format::ProtoV1 | Format::ProtoV2 => stream.reader.push(&head),
-        Format::LegacyTar => {
-            let mut all = head;
-            stream.src.read_to_end(&mut all).map_err(io)?;
-            let events = legacy::read_tar_recording(&all).map_err(codec)?;
-            stream.legacy = Some(events.into());
-        }
-        Format::Unknown if head.is_empty() => {
-            return Err(codec(ErrorKind::UnknownFormat("the file is empty".into())));
-        }
-        Format::Unknown => {
-            return Err(codec(ErrorKind::UnknownFormat(
-                "it starts with neither a ProtoStream header (version 1 or 2) nor a tar header"
-                    .into(),
-            )));
+    // Feed the reader until the first bytes decide the format.
+    while stream.reader.format().is_none() {
+        stream.read_chunk()?;
+    }
+    if stream.reader.format() == Some(Format::Unknown) {
+        if let Err(source) = stream.reader.poll() {
+            return Err(ReadError::Codec {
+                path: stream.path,
+                source,
+            });
         }
     }
     Ok(stream)
@@ -106,10 +81,10 @@ pub fn open_reader(mut src: Box<dyn Read + Send>, path: &Path) -> Result<EventSt
 impl EventStream {
     /// The detected format.
     pub fn format(&self) -> Format {
-        self.format
+        self.reader.format().unwrap_or(Format::Unknown)
     }
 
-    /// Counters of the read so far (ProtoStream files).
+    /// Counters of the read so far (for legacy tar files: the events returned).
     pub fn stats(&self) -> ReaderStats {
         self.reader.stats()
     }
@@ -118,15 +93,35 @@ impl EventStream {
     pub fn offset(&self) -> u64 {
         self.reader.offset()
     }
+
+    /// Reads one chunk from the source into the reader (marks the end at end of file).
+    fn read_chunk(&mut self) -> Result<(), ReadError> {
+        loop {
+            match self.src.read(&mut self.buf) {
+                Ok(0) => {
+                    self.reader.finish();
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.reader.push(&self.buf[..n]);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
 }
 
 impl Iterator for EventStream {
     type Item = Result<AuditEvent, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(q) = &mut self.legacy {
-            return q.pop_front().map(Ok);
-        }
         if self.done {
             return None;
         }
@@ -137,18 +132,12 @@ impl Iterator for EventStream {
                     self.done = true;
                     return None;
                 }
-                Ok(Polled::NeedInput) => match self.src.read(&mut self.buf) {
-                    Ok(0) => self.reader.finish(),
-                    Ok(n) => self.reader.push(&self.buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(source) => {
+                Ok(Polled::NeedInput) => {
+                    if let Err(e) = self.read_chunk() {
                         self.done = true;
-                        return Some(Err(ReadError::Io {
-                            path: self.path.clone(),
-                            source,
-                        }));
+                        return Some(Err(e));
                     }
-                },
+                }
                 Err(source) => {
                     self.done = true;
                     return Some(Err(ReadError::Codec {
