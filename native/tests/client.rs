@@ -408,7 +408,8 @@ impl KeepAlive {
         let seen = Arc::new(Mutex::new(Vec::new()));
         // The connection that takes the server down asks the accept loop to drop the
         // listener and waits until it did.
-        let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(1);
+        let (stop_tx, mut stop_rx) =
+            tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(1);
         let log = seen.clone();
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let accept = tokio::spawn(async move {
@@ -606,7 +607,10 @@ async fn idempotent_requests_are_sent_again_when_a_kept_alive_connection_was_clo
         let c = client(&server.url, AUDITOR);
         let (result, seen) = until_closed(&server, || c.list_uploads()).await;
         assert!(result.unwrap().is_empty());
-        let requests: Vec<_> = seen.iter().map(|s| (s.request.as_str(), s.answered)).collect();
+        let requests: Vec<_> = seen
+            .iter()
+            .map(|s| (s.request.as_str(), s.answered))
+            .collect();
         assert_eq!(
             &requests[requests.len() - 2..],
             [("GET /v1/uploads", false), ("GET /v1/uploads", true)],
@@ -623,7 +627,10 @@ async fn idempotent_requests_are_sent_again_when_a_kept_alive_connection_was_clo
             (UPLOAD, 4)
         );
         let resume = format!("POST /v1/streams/{UPLOAD}/resume");
-        let requests: Vec<_> = seen.iter().map(|s| (s.request.clone(), s.answered)).collect();
+        let requests: Vec<_> = seen
+            .iter()
+            .map(|s| (s.request.clone(), s.answered))
+            .collect();
         assert_eq!(
             &requests[requests.len() - 2..],
             [(resume.clone(), false), (resume, true)],
@@ -646,15 +653,23 @@ async fn other_posts_are_not_sent_twice_when_a_kept_alive_connection_was_closed(
         assert!(e.is_unreachable(), "{e:?}");
         let text = e.to_string();
         assert!(text.contains("not sent twice"), "{text}");
-        assert!(text.contains(&format!("{}/v1/events", server.url)), "{text}");
-        let requests: Vec<_> = seen.iter().map(|s| (s.request.as_str(), s.answered)).collect();
+        assert!(
+            text.contains(&format!("{}/v1/events", server.url)),
+            "{text}"
+        );
+        let requests: Vec<_> = seen
+            .iter()
+            .map(|s| (s.request.as_str(), s.answered))
+            .collect();
         assert_eq!(
             &requests[requests.len() - 2..],
             [("POST /v1/events", false), ("GET /healthz", true)],
             "{on_reuse:?}: {seen:?}"
         );
         assert_eq!(
-            seen.iter().filter(|s| s.request == "POST /v1/events").count(),
+            seen.iter()
+                .filter(|s| s.request == "POST /v1/events")
+                .count(),
             1,
             "sent once: {seen:?}"
         );
@@ -663,7 +678,8 @@ async fn other_posts_are_not_sent_twice_when_a_kept_alive_connection_was_closed(
         let server = KeepAlive::start(on_reuse, false).await;
         let c = client(&server.url, RECORDER);
         let records = Bytes::from(framed(&vectors::sample_session(1)));
-        let (result, seen) = until_closed(&server, || c.write_records(UPLOAD, records.clone())).await;
+        let (result, seen) =
+            until_closed(&server, || c.write_records(UPLOAD, records.clone())).await;
         assert!(
             matches!(result, Err(ClientError::Transport { .. })),
             "{result:?}"
@@ -685,7 +701,10 @@ async fn a_server_gone_under_a_kept_alive_connection_is_unreachable() {
         let c = client(&server.url, AUDITOR);
         let (result, seen) = until_closed(&server, || c.healthz()).await;
         let e = result.unwrap_err();
-        assert!(matches!(e, ClientError::Connect { .. }), "{on_reuse:?}: {e:?}");
+        assert!(
+            matches!(e, ClientError::Connect { .. }),
+            "{on_reuse:?}: {e:?}"
+        );
         assert!(e.is_unreachable());
         let text = e.to_string();
         assert!(
@@ -703,14 +722,19 @@ async fn a_server_gone_under_a_kept_alive_connection_is_unreachable() {
         let c = client(&server.url, RECORDER);
         let (result, seen) = until_closed(&server, || c.create_stream(SESSION)).await;
         let e = result.unwrap_err();
-        assert!(matches!(e, ClientError::Connect { .. }), "{on_reuse:?}: {e:?}");
+        assert!(
+            matches!(e, ClientError::Connect { .. }),
+            "{on_reuse:?}: {e:?}"
+        );
         let text = e.to_string();
         assert!(
             text.contains(&format!("{}/v1/streams", server.url)) && text.contains("tapelog serve"),
             "{text}"
         );
         assert_eq!(
-            seen.iter().filter(|s| s.request == "POST /v1/streams").count(),
+            seen.iter()
+                .filter(|s| s.request == "POST /v1/streams")
+                .count(),
             1,
             "sent once: {seen:?}"
         );

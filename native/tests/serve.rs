@@ -416,7 +416,10 @@ async fn bad_input_gets_documented_errors_while_a_healthy_client_keeps_going() {
     stop.store(true, Ordering::Relaxed);
     healthy.await.unwrap();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    assert!(ok >= 10, "the healthy client made little progress in 60 s: {ok}");
+    assert!(
+        ok >= 10,
+        "the healthy client made little progress in 60 s: {ok}"
+    );
     assert_eq!(
         failed, 0,
         "the healthy client failed {failed} times ({ok} ok)"
