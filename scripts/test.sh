@@ -2,32 +2,145 @@
 # Runs every test of tapelog. Installs what it needs first (scripts/setup.sh). The core's
 # wasm32 build is checked by the browser step (tapelog-wasm's tests build it for wasm32).
 # Environment: FUZZ_SECONDS (per fuzz target, default 20).
-set -euo pipefail
+#
+# Stages, in order: setup, format, clippy, tests, fuzz, browser. A failed stage does not stop
+# the ones after it (so one run shows every failure), except setup: without what it installs
+# the rest can't run, and they are reported as skipped. Whatever happens (a failed stage, an
+# error in this script, Ctrl-C) the run ends with a table of the stages (result, wall time),
+# the stages that failed, and last the line CI reads:
+#   tests: N passed, N failed
+# N passed and failed count the tests of `cargo test` and the browser tests; a stage that
+# failed without a failed test of its own (a format or clippy error, a build failure, a fuzz
+# crash) counts as one failure. The exit status is non-zero when anything failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+mkdir -p target
+# Outputs of an earlier run must not be counted in this one.
+rm -f target/test-output.txt target/web-test-output.txt
 
-echo "== format"
-cargo fmt --all -- --check
+stages=()           # stage names, in the order they ran
+declare -A result   # name -> ok | FAILED | skipped | interrupted
+declare -A took     # name -> wall seconds
+current=""          # the stage running now
+current_start=""
 
-echo "== clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+now() { printf '%s\n' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-echo "== unit and integration tests"
-cargo test --workspace --quiet 2>&1 | tee target/test-output.txt
+# run_stage NAME HEADER COMMAND...: runs COMMAND as stage NAME, records its result and time.
+run_stage() {
+  local name=$1 header=$2 rc
+  shift 2
+  stages+=("$name")
+  current=$name
+  current_start=$(now)
+  echo "== $header"
+  "$@"
+  rc=$?
+  took[$name]=$(since "$current_start")
+  if [ "$rc" -eq 0 ]; then result[$name]=ok; else result[$name]=FAILED; fi
+  current=""
+  return "$rc"
+}
 
-echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each"
-bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+skip_stage() {
+  stages+=("$1")
+  result[$1]=skipped
+  took[$1]=0.0
+}
 
-# ---- browser: tapelog-wasm in headless Chromium and the web player (web-demo/test.sh) ----
-echo "== browser"
-bash web-demo/test.sh 2>&1 | tee target/web-test-output.txt || true
-browser=$(grep -E '^browser: [0-9]+ passed, [0-9]+ failed' target/web-test-output.txt | tail -1)
-browser_passed=$(echo "$browser" | grep -Eo '[0-9]+ passed' | awk '{print $1+0}')
-browser_failed=$(echo "${browser:-browser: 0 passed, 1 failed}" | grep -Eo '[0-9]+ failed' | awk '{print $1+0}')
-# ---- end of browser ----
+stage_setup() { bash scripts/setup.sh; }
+stage_format() { cargo fmt --all -- --check; }
+stage_clippy() { cargo clippy --workspace --all-targets --quiet -- -D warnings; }
+stage_tests() { cargo test --workspace --quiet 2>&1 | tee target/test-output.txt; }
+stage_fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"; }
+# The browser tests print `browser: N passed, N failed` last and exit non-zero on a failure.
+stage_browser() { bash web-demo/test.sh 2>&1 | tee target/web-test-output.txt; }
 
-# The plain closing line CI reads.
-passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk -v b="${browser_passed:-0}" '{s+=$1} END {print s+b}')
-failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk -v b="${browser_failed:-0}" '{s+=$1} END {print s+b}')
-echo "tests: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+# Sum of the numbers before WORD ("passed" or "failed") in FILE (0 when it does not exist).
+count() {
+  if [ -f "$2" ]; then
+    grep -Eo "[0-9]+ $1" "$2" | awk '{s+=$1} END {print s+0}'
+  else
+    echo 0
+  fi
+}
+
+# The summary and the closing line; the exit status. Runs on every exit.
+finish() {
+  local rc=$? name passed failed n failed_stages=()
+  trap - EXIT INT TERM
+  if [ -n "$current" ]; then
+    result[$current]=interrupted
+    took[$current]=$(since "$current_start")
+  fi
+  passed=0
+  failed=0
+  for name in "${stages[@]}"; do
+    n=0
+    case $name in
+      tests)
+        passed=$((passed + $(count passed target/test-output.txt)))
+        n=$(count failed target/test-output.txt)
+        ;;
+      browser)
+        local line=""
+        if [ -f target/web-test-output.txt ]; then
+          line=$(grep -E '^browser: [0-9]+ passed, [0-9]+ failed' target/web-test-output.txt | tail -1)
+        fi
+        if [ -n "$line" ]; then
+          passed=$((passed + $(echo "$line" | grep -Eo '[0-9]+ passed' | awk '{print $1+0}')))
+          n=$(echo "$line" | grep -Eo '[0-9]+ failed' | awk '{print $1+0}')
+        elif [ "${result[$name]}" != skipped ]; then
+          n=1 # it never said how it went
+        fi
+        ;;
+    esac
+    case ${result[$name]} in
+      FAILED | interrupted)
+        failed_stages+=("$name")
+        if [ "$n" -eq 0 ]; then n=1; fi
+        ;;
+    esac
+    failed=$((failed + n))
+  done
+  if [ "$rc" -ne 0 ] && [ "${#failed_stages[@]}" -eq 0 ]; then
+    # This script itself failed outside any stage.
+    failed_stages+=("test.sh (exit status $rc)")
+    failed=$((failed + 1))
+  fi
+  echo
+  echo "== summary"
+  printf '%-10s %-12s %10s\n' stage result "wall time"
+  for name in "${stages[@]}"; do
+    printf '%-10s %-12s %8s s\n' "$name" "${result[$name]}" "${took[$name]}"
+  done
+  if [ "${#failed_stages[@]}" -gt 0 ]; then
+    local joined
+    joined=$(printf '%s, ' "${failed_stages[@]}")
+    echo "failed stages: ${joined%, }"
+  else
+    echo "failed stages: none"
+  fi
+  # The plain closing line CI reads: keep it last and in this form.
+  echo "tests: $passed passed, $failed failed"
+  if [ "$failed" -gt 0 ]; then
+    exit 1
+  fi
+  exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if run_stage setup "setup (scripts/setup.sh)" stage_setup; then
+  run_stage format "format" stage_format
+  run_stage clippy "clippy" stage_clippy
+  run_stage tests "unit and integration tests" stage_tests
+  run_stage fuzz "fuzz targets, ${FUZZ_SECONDS:-20} s each" stage_fuzz
+  # ---- browser: tapelog-wasm in headless Chromium and the web player (web-demo/test.sh) ----
+  run_stage browser "browser" stage_browser
+else
+  for name in format clippy tests fuzz browser; do skip_stage "$name"; done
+fi
+exit 0

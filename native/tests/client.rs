@@ -3,14 +3,22 @@
 //! reaches the user; the session writer recording through the server across a server
 //! restart on the same port and data directory; and the real `tapelog` binary's
 //! `search --server`, `sessions list --server` and `uploads list --server`.
+//!
+//! Kept-alive connections closed under the client, on purpose: a loopback HTTP/1.1 server
+//! written here ([`KeepAlive`]) answers the first request of every connection and closes
+//! (or resets) a connection when a second request comes on it, as a server that restarted
+//! meanwhile does; optionally it stops listening first, as a server that is gone. Idempotent
+//! requests must then be sent again on a new connection and succeed, other POSTs must not
+//! be sent twice, and a server that is gone must be `ClientError::Connect`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tapelog::api::{ErrorCode, Role};
 use tapelog::audit::{Order, SearchQuery, SessionQuery};
@@ -342,15 +350,395 @@ async fn typed_errors_reach_the_user() {
 
     server.shutdown().await;
 
-    // Nobody listening: says where and what to check.
+    // Nobody listening: says where and what to check. Both clients hold kept-alive
+    // connections the shutdown closed; whether the client notices before sending or only
+    // after, the answer is the same (a GET is sent again on a new connection, which is
+    // refused; a POST is not sent again, and a new connection to the server is refused).
     let e = auditor.healthz().await.unwrap_err();
-    assert!(e.is_unreachable(), "{e:?}");
-    assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
-    let text = e.to_string();
-    assert!(
-        text.contains(&url) && text.contains("tapelog serve"),
-        "{text}"
-    );
+    let e2 = recorder.emit(&event).await.unwrap_err();
+    for e in [e, e2] {
+        assert!(e.is_unreachable(), "{e:?}");
+        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&url) && text.contains("tapelog serve"),
+            "{text}"
+        );
+    }
+}
+
+/// How a [`KeepAlive`] server treats a request that comes on a connection that already
+/// answered one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnReuse {
+    /// Read it, then close the connection without answering.
+    Close,
+    /// Read it, then reset the connection (RST).
+    Reset,
+}
+
+/// One request a [`KeepAlive`] server read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    /// Which connection (0, 1, ... in the order they were accepted).
+    conn: usize,
+    /// Which request on that connection (1, 2, ...).
+    nth: usize,
+    /// `METHOD /path`.
+    request: String,
+    /// Whether it was answered (false: its connection was closed or reset).
+    answered: bool,
+}
+
+/// A loopback HTTP/1.1 server with kept-alive connections that the test controls (see the
+/// module documentation).
+struct KeepAlive {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAlive {
+    /// Listens on 127.0.0.1 (port 0). With `gone`, the first reused connection also takes the
+    /// listener down (before that connection is closed): every later connection is refused,
+    /// and a request on any other connection still open is not answered either.
+    async fn start(on_reuse: OnReuse, gone: bool) -> KeepAlive {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // The connection that takes the server down asks the accept loop to drop the
+        // listener and waits until it did.
+        let (stop_tx, mut stop_rx) =
+            tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(1);
+        let log = seen.clone();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accept = tokio::spawn(async move {
+            let mut conn = 0;
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let (tcp, _) = accepted.unwrap();
+                        let log = log.clone();
+                        let stop = gone.then(|| (stop_tx.clone(), down.clone()));
+                        tokio::spawn(serve_keep_alive(tcp, conn, on_reuse, stop, log));
+                        conn += 1;
+                    }
+                    Some(done) = stop_rx.recv() => {
+                        drop(listener);
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+        });
+        KeepAlive { url, seen, accept }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Whether a request was read and not answered (its kept-alive connection was closed).
+    fn closed_one(&self) -> bool {
+        self.seen().iter().any(|s| !s.answered)
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// One connection of a [`KeepAlive`] server.
+async fn serve_keep_alive(
+    mut tcp: tokio::net::TcpStream,
+    conn: usize,
+    on_reuse: OnReuse,
+    stop: Option<(
+        tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+        Arc<std::sync::atomic::AtomicBool>,
+    )>,
+    log: Arc<Mutex<Vec<Seen>>>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut nth = 0;
+    loop {
+        // One request: the head, then a body of its Content-Length.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return, // closed by the client (or idle for 30 s)
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.trim().parse::<usize>().unwrap());
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the client closed the connection in a body");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        buf.drain(..head_end + length);
+        let mut words = head.split_whitespace();
+        let request = format!(
+            "{} {}",
+            words.next().unwrap_or(""),
+            words.next().unwrap_or("").split('?').next().unwrap_or("")
+        );
+        nth += 1;
+        let is_down = stop.as_ref().is_some_and(|(_, d)| d.load(Ordering::SeqCst));
+        if nth > 1 || is_down {
+            log.lock().unwrap().push(Seen {
+                conn,
+                nth,
+                request,
+                answered: false,
+            });
+            if let Some((stop, down)) = &stop {
+                if !down.swap(true, Ordering::SeqCst) {
+                    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                    stop.send(done_tx).await.unwrap();
+                    done_rx.await.unwrap();
+                }
+            }
+            if on_reuse == OnReuse::Reset {
+                // SO_LINGER with a zero timeout: closing sends RST instead of FIN.
+                use std::os::fd::AsRawFd;
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: a valid socket and a `linger` of the size given.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        tcp.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&raw const linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(rc, 0);
+            }
+            return; // dropping the socket closes it
+        }
+        let body = match request.as_str() {
+            "GET /healthz" => "ok".to_string(),
+            "GET /v1/uploads" => r#"{"uploads":[]}"#.to_string(),
+            "POST /v1/events" => r#"{"accepted":1}"#.to_string(),
+            r if r.starts_with("POST /v1/streams") => format!(
+                r#"{{"upload_id":"{UPLOAD}","session_id":"{SESSION}","last_event_index":4}}"#
+            ),
+            other => panic!("unexpected request {other}"),
+        };
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        log.lock().unwrap().push(Seen {
+            conn,
+            nth,
+            request,
+            answered: true,
+        });
+        if tcp.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+const UPLOAD: &str = "9a1d0f4e-52b4-4c1e-9d0a-3e8f6b7c2a10";
+const SESSION: &str = "1f2e3d4c-5b6a-4978-8a6b-5c4d3e2f1a0b";
+
+/// Calls `call` until a call's request came on a kept-alive connection that `server` then
+/// closed (the client pool hands a connection back a moment after its answer, so a call may
+/// go out on a new connection first); returns that call's result and what the server saw
+/// from it on. At most 50 calls.
+async fn until_closed<T, F, Fut>(server: &KeepAlive, call: F) -> (Result<T, ClientError>, Vec<Seen>)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    for _ in 0..50 {
+        let before = server.seen().len();
+        let result = call().await;
+        if server.closed_one() {
+            return (result, server.seen()[before..].to_vec());
+        }
+        if let Err(e) = result {
+            panic!("a call on a new connection failed: {e:?}");
+        }
+    }
+    panic!("50 calls and none went out on a kept-alive connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_requests_are_sent_again_when_a_kept_alive_connection_was_closed() {
+    for on_reuse in [OnReuse::Close, OnReuse::Reset] {
+        // GET /healthz.
+        let server = KeepAlive::start(on_reuse, false).await;
+        let c = client(&server.url, RECORDER);
+        let (result, seen) = until_closed(&server, || c.healthz()).await;
+        result.unwrap_or_else(|e| panic!("{on_reuse:?}: {e:?}"));
+        // The request came on a kept-alive connection (its second request), was not
+        // answered, then came again on a new connection and was answered.
+        let closed = seen.iter().position(|s| !s.answered).unwrap();
+        assert_eq!(seen[closed].request, "GET /healthz");
+        assert!(seen[closed].nth >= 2, "{seen:?}");
+        let again = &seen[closed + 1..];
+        assert_eq!(again.len(), 1, "{on_reuse:?}: sent again once: {seen:?}");
+        assert_eq!(again[0].request, "GET /healthz");
+        assert_eq!((again[0].nth, again[0].answered), (1, true), "{seen:?}");
+        assert_ne!(again[0].conn, seen[closed].conn);
+
+        // GET /v1/uploads, a JSON answer.
+        let server = KeepAlive::start(on_reuse, false).await;
+        let c = client(&server.url, AUDITOR);
+        let (result, seen) = until_closed(&server, || c.list_uploads()).await;
+        assert!(result.unwrap().is_empty());
+        let requests: Vec<_> = seen
+            .iter()
+            .map(|s| (s.request.as_str(), s.answered))
+            .collect();
+        assert_eq!(
+            &requests[requests.len() - 2..],
+            [("GET /v1/uploads", false), ("GET /v1/uploads", true)],
+            "{seen:?}"
+        );
+
+        // A resume: a POST the API makes safe to send twice.
+        let server = KeepAlive::start(on_reuse, false).await;
+        let c = client(&server.url, RECORDER);
+        let (result, seen) = until_closed(&server, || c.resume_stream(UPLOAD, SESSION)).await;
+        let status = result.unwrap();
+        assert_eq!(
+            (status.upload_id.as_str(), status.last_event_index),
+            (UPLOAD, 4)
+        );
+        let resume = format!("POST /v1/streams/{UPLOAD}/resume");
+        let requests: Vec<_> = seen
+            .iter()
+            .map(|s| (s.request.clone(), s.answered))
+            .collect();
+        assert_eq!(
+            &requests[requests.len() - 2..],
+            [(resume.clone(), false), (resume, true)],
+            "{seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_posts_are_not_sent_twice_when_a_kept_alive_connection_was_closed() {
+    for on_reuse in [OnReuse::Close, OnReuse::Reset] {
+        let server = KeepAlive::start(on_reuse, false).await;
+        let c = client(&server.url, RECORDER);
+        let event = vectors::sample_session(1).remove(0);
+        let (result, seen) = until_closed(&server, || c.emit(&event)).await;
+        let e = result.unwrap_err();
+        // The server is there (a new connection answers /healthz): the request's fate is
+        // unknown, and the error says so.
+        assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
+        assert!(e.is_unreachable(), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("not sent twice"), "{text}");
+        assert!(
+            text.contains(&format!("{}/v1/events", server.url)),
+            "{text}"
+        );
+        let requests: Vec<_> = seen
+            .iter()
+            .map(|s| (s.request.as_str(), s.answered))
+            .collect();
+        assert_eq!(
+            &requests[requests.len() - 2..],
+            [("POST /v1/events", false), ("GET /healthz", true)],
+            "{on_reuse:?}: {seen:?}"
+        );
+        assert_eq!(
+            seen.iter()
+                .filter(|s| s.request == "POST /v1/events")
+                .count(),
+            1,
+            "sent once: {seen:?}"
+        );
+
+        // Records are not sent twice either (the server would record them twice).
+        let server = KeepAlive::start(on_reuse, false).await;
+        let c = client(&server.url, RECORDER);
+        let records = Bytes::from(framed(&vectors::sample_session(1)));
+        let (result, seen) =
+            until_closed(&server, || c.write_records(UPLOAD, records.clone())).await;
+        assert!(
+            matches!(result, Err(ClientError::Transport { .. })),
+            "{result:?}"
+        );
+        let path = format!("POST /v1/streams/{UPLOAD}/records");
+        assert_eq!(
+            seen.iter().filter(|s| s.request == path).count(),
+            1,
+            "sent once: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gone_under_a_kept_alive_connection_is_unreachable() {
+    for on_reuse in [OnReuse::Close, OnReuse::Reset] {
+        // A GET: sent again on a new connection, which is refused.
+        let server = KeepAlive::start(on_reuse, true).await;
+        let c = client(&server.url, AUDITOR);
+        let (result, seen) = until_closed(&server, || c.healthz()).await;
+        let e = result.unwrap_err();
+        assert!(
+            matches!(e, ClientError::Connect { .. }),
+            "{on_reuse:?}: {e:?}"
+        );
+        assert!(e.is_unreachable());
+        let text = e.to_string();
+        assert!(
+            text.contains(&server.url) && text.contains("tapelog serve"),
+            "{text}"
+        );
+        assert!(text.contains("a new one failed"), "{text}");
+        assert_eq!(seen.last().map(|s| s.answered), Some(false), "{seen:?}");
+        // And so is every later call.
+        let e = c.list_uploads().await.unwrap_err();
+        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+
+        // A POST that is not sent twice: a new connection (to /healthz) is refused.
+        let server = KeepAlive::start(on_reuse, true).await;
+        let c = client(&server.url, RECORDER);
+        let (result, seen) = until_closed(&server, || c.create_stream(SESSION)).await;
+        let e = result.unwrap_err();
+        assert!(
+            matches!(e, ClientError::Connect { .. }),
+            "{on_reuse:?}: {e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("{}/v1/streams", server.url)) && text.contains("tapelog serve"),
+            "{text}"
+        );
+        assert_eq!(
+            seen.iter()
+                .filter(|s| s.request == "POST /v1/streams")
+                .count(),
+            1,
+            "sent once: {seen:?}"
+        );
+    }
 }
 
 fn output_of(events: &[AuditEvent]) -> Vec<u8> {

@@ -14,14 +14,31 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapelog");
 
-/// `tapelog serve` over `data` on `listen`.
-fn start_serve(data: &Path, listen: &str) -> ServeProcess {
-    ServeProcess::start(|c| {
+fn serve_args<'a>(data: &'a Path, listen: &'a str) -> impl FnOnce(&mut Command) + 'a {
+    move |c| {
         c.arg("--data-dir")
             .arg(data)
             .args(["--listen", listen, "--completer-interval", "3600"])
             .stderr(Stdio::inherit());
-    })
+    }
+}
+
+/// `tapelog serve` over `data` on `listen`.
+fn start_serve(data: &Path, listen: &str) -> ServeProcess {
+    ServeProcess::start(serve_args(data, listen))
+}
+
+/// `tapelog serve` over `data` on `listen`, a port just freed: tried again while the port
+/// is still taken (up to 30 s).
+fn restart_serve(data: &Path, listen: &str) -> ServeProcess {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match ServeProcess::try_start(serve_args(data, listen)) {
+            Ok(s) => return s,
+            Err(e) => assert!(Instant::now() < deadline, "serve did not restart: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn run(args: &[&str]) -> Output {
@@ -144,20 +161,39 @@ fn serve_killed_mid_recording_recorder_resumes() {
         .arg(&token)
         .args(["--session-id", sid, "--", "bash", "-c", &script])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // record copies the session's output to its stdout as it records it: that says how far
+    // the session is, whatever the machine's load.
+    let (progress, shown) = std::sync::mpsc::channel();
+    let out = record.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let _ = progress.send(line);
+        }
+    });
 
-    // Let part of the session through, then kill the server and start it again.
-    std::thread::sleep(Duration::from_millis(1200));
+    // Let part of the session through (line 50 of 300, each 10 ms apart: the session has
+    // 2.5 s or more to go), then kill the server and start it again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match shown.recv_timeout(left) {
+            Ok(line) if line.trim_end() == "line 50" => break,
+            Ok(_) => {}
+            Err(e) => panic!("the session did not reach line 50 within 60 s: {e}"),
+        }
+    }
     assert!(
         record.try_wait().unwrap().is_none(),
         "the recording ended too soon"
     );
     serve.kill();
-    std::thread::sleep(Duration::from_millis(300));
-    let serve = start_serve(&data, &listen);
+    let serve = restart_serve(&data, &listen);
 
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {

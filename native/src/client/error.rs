@@ -29,8 +29,11 @@ pub enum ClientError {
     /// Credentials were given but cannot be used.
     #[error("{0}")]
     Credentials(String),
-    /// The server could not be reached.
-    #[error("cannot connect to {url}: {reason}; is `tapelog serve` running there?")]
+    /// The server could not be reached: the connection was refused, or a kept-alive
+    /// connection turned out closed and a new one failed too (the server is gone).
+    #[error(
+        "cannot connect to {url}: {reason}; is `tapelog serve` running there? Check the address (--server, TAPELOG_SERVER) and that the server is up"
+    )]
     Connect {
         /// The URL of the request.
         url: String,
@@ -178,11 +181,7 @@ impl ClientError {
 
     /// Sorts a reqwest error: connection, TLS, timeout or transport.
     pub(crate) fn from_reqwest(method: &str, url: &str, e: &reqwest::Error) -> ClientError {
-        // reqwest's own message repeats the URL (with its query); its sources say what failed.
-        let reason = match std::error::Error::source(e) {
-            Some(inner) => chain(inner),
-            None => e.to_string(),
-        };
+        let reason = reason(e);
         let url = url.to_string();
         if is_tls(e) {
             return ClientError::Tls { url, reason };
@@ -203,6 +202,47 @@ impl ClientError {
             reason,
         }
     }
+}
+
+/// What a reqwest error says failed: its sources (reqwest's own message repeats the URL,
+/// with its query).
+pub(crate) fn reason(e: &reqwest::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(inner) => chain(inner),
+        None => e.to_string(),
+    }
+}
+
+/// Whether a request failed because its connection was closed under it: the peer closed
+/// or reset it before the answer came ("connection closed before message completed",
+/// reset, broken pipe, an unexpected end). That is what a kept-alive connection to a
+/// server that stopped or restarted looks like. A refused connection, a timeout or a TLS
+/// failure is not this.
+pub(crate) fn is_closed_connection(e: &reqwest::Error) -> bool {
+    if e.is_connect() || e.is_timeout() || is_tls(e) {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The error and its sources, joined with ": " (repeated messages once).

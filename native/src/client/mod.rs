@@ -14,6 +14,16 @@
 //! Large answers are streams: a session's events are decoded line by line as they arrive
 //! ([`Client::session_events`]), a recording comes as byte chunks
 //! ([`Client::download_recording`]); neither is buffered whole.
+//!
+//! Connections are kept alive between calls. A kept-alive connection can turn out closed
+//! only once a request is on it (the server stopped or restarted meanwhile). A request
+//! whose second copy does what the first would have (an idempotent one: every `GET`, and
+//! the `POST`s the API makes safe, each method says) is then sent once more on a new
+//! connection. Any other request is not sent again: whether its first copy was applied is
+//! unknown, so the error says so, and the caller's own recovery decides (the session
+//! writer resumes the stream and replays what no status confirmed). Either way, a server
+//! that is gone, refusing the new connection or closing it too, is
+//! [`ClientError::Connect`], naming the address.
 
 mod credentials;
 mod emitter;
@@ -104,11 +114,26 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
+    /// The same settings with no pool: every request on a new connection (for the second
+    /// copy of a request whose kept-alive connection was closed, and to check whether the
+    /// server is there).
+    fresh: reqwest::Client,
     /// The base URL without a trailing `/`.
     base: String,
     /// `Bearer TOKEN`, marked sensitive.
     auth: Option<HeaderValue>,
     request_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// Whether a request may be sent again, on a new connection, when the kept-alive connection
+/// it went out on turns out closed before the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Idempotent: a second copy has the effect the first would have had alone.
+    Safe,
+    /// A second copy could be applied on top of the first: never sent twice.
+    Never,
 }
 
 impl std::fmt::Debug for Client {
@@ -153,37 +178,53 @@ impl Client {
                 .is_ok_and(|ip| ip.is_loopback()),
             None => false,
         };
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.request_timeout)
-            .tcp_nodelay(true);
-        if loopback {
-            // A proxy from the environment must not intercept a server on this machine.
-            builder = builder.no_proxy();
-        }
         let creds = &config.credentials;
-        if let Some(ca) = &creds.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| {
-                ClientError::Credentials(format!("the CA file is not PEM certificates: {e}"))
-            })?;
-            if certs.is_empty() {
-                return Err(ClientError::Credentials(
-                    "the CA file holds no certificate".into(),
-                ));
+        let certs = match &creds.ca_pem {
+            Some(ca) => {
+                let certs = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| {
+                    ClientError::Credentials(format!("the CA file is not PEM certificates: {e}"))
+                })?;
+                if certs.is_empty() {
+                    return Err(ClientError::Credentials(
+                        "the CA file holds no certificate".into(),
+                    ));
+                }
+                Some(certs)
             }
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some(pem) = &creds.identity_pem {
-            let id = reqwest::Identity::from_pem(pem).map_err(|e| {
+            None => None,
+        };
+        let identity = match &creds.identity_pem {
+            Some(pem) => Some(reqwest::Identity::from_pem(pem).map_err(|e| {
                 ClientError::Credentials(format!(
                     "the client certificate and key are not a PEM certificate and private key: {e}"
                 ))
-            })?;
-            builder = builder.identity(id);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Credentials(format!("setting up TLS for {server}: {e}")))?;
+            })?),
+            None => None,
+        };
+        let build = |pooled: bool| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.request_timeout)
+                .tcp_nodelay(true);
+            if !pooled {
+                builder = builder.pool_max_idle_per_host(0);
+            }
+            if loopback {
+                // A proxy from the environment must not intercept a server on this machine.
+                builder = builder.no_proxy();
+            }
+            if let Some(certs) = &certs {
+                builder = builder.tls_certs_only(certs.clone());
+            }
+            if let Some(id) = &identity {
+                builder = builder.identity(id.clone());
+            }
+            builder
+                .build()
+                .map_err(|e| ClientError::Credentials(format!("setting up TLS for {server}: {e}")))
+        };
+        let http = build(true)?;
+        let fresh = build(false)?;
         let auth = match &creds.token {
             Some((token, source)) => {
                 let mut v =
@@ -200,9 +241,11 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                fresh,
                 base: server.trim_end_matches('/').to_string(),
                 auth,
                 request_timeout: config.request_timeout,
+                connect_timeout: config.connect_timeout,
             }),
         })
     }
@@ -227,7 +270,9 @@ impl Client {
         Ok(url)
     }
 
-    /// Sends a request; an answer that is not 2xx becomes [`ClientError::Api`].
+    /// Sends a request; an answer that is not 2xx becomes [`ClientError::Api`]. When the
+    /// connection it went out on is closed before the answer, a [`Replay::Safe`] request
+    /// is sent once more on a new connection; see the module documentation.
     async fn send(
         &self,
         method: Method,
@@ -235,11 +280,54 @@ impl Client {
         query: Query,
         body: Option<(&'static str, Bytes)>,
         streamed: bool,
+        replay: Replay,
     ) -> Result<(String, Response), ClientError> {
         let url = self.url(path, &query)?;
         // Messages name the endpoint; the query would only make them longer.
         let shown = format!("{}{}", self.inner.base, path);
-        let mut req = self.inner.http.request(method.clone(), url);
+        let m = method.as_str();
+        let first = self
+            .attempt(&self.inner.http, &method, &url, &body, streamed)
+            .await;
+        let mut resp = match first {
+            Ok(resp) => resp,
+            Err(e) if !error::is_closed_connection(&e) => {
+                return Err(ClientError::from_reqwest(m, &shown, &e));
+            }
+            Err(e) => {
+                let closed = error::reason(&e);
+                if replay == Replay::Never {
+                    return Err(self.not_sent_again(m, &shown, &closed).await);
+                }
+                match self
+                    .attempt(&self.inner.fresh, &method, &url, &body, streamed)
+                    .await
+                {
+                    Ok(resp) => resp,
+                    Err(e) => return Err(gone_or(m, &shown, &closed, &e)),
+                }
+            }
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_bounded(&mut resp, MAX_ERROR_ANSWER, m, &shown, true)
+                .await
+                .unwrap_or_default();
+            return Err(ClientError::from_answer(m, &shown, status.as_u16(), &body));
+        }
+        Ok((shown, resp))
+    }
+
+    /// One copy of a request through `http`.
+    async fn attempt(
+        &self,
+        http: &reqwest::Client,
+        method: &Method,
+        url: &reqwest::Url,
+        body: &Option<(&'static str, Bytes)>,
+        streamed: bool,
+    ) -> Result<Response, reqwest::Error> {
+        let mut req = http.request(method.clone(), url.clone());
         if !streamed {
             req = req.timeout(self.inner.request_timeout);
         }
@@ -249,25 +337,39 @@ impl Client {
         if let Some((content_type, bytes)) = body {
             req = req
                 .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
-                .body(bytes);
+                .body(bytes.clone());
         }
-        let mut resp = req
+        req.send().await
+    }
+
+    /// The error of a request that is not sent twice, whose connection was closed before
+    /// the answer (`closed` says how). A new connection to `/healthz` tells a server that
+    /// is gone ([`ClientError::Connect`]) from one that is there again, or still there
+    /// ([`ClientError::Transport`], saying that the request may have been applied).
+    async fn not_sent_again(&self, method: &str, url: &str, closed: &str) -> ClientError {
+        let probe = self
+            .inner
+            .fresh
+            .get(format!("{}/healthz", self.inner.base))
+            .timeout(self.inner.connect_timeout)
             .send()
-            .await
-            .map_err(|e| ClientError::from_reqwest(method.as_str(), &shown, &e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = read_bounded(&mut resp, MAX_ERROR_ANSWER, method.as_str(), &shown, true)
-                .await
-                .unwrap_or_default();
-            return Err(ClientError::from_answer(
-                method.as_str(),
-                &shown,
-                status.as_u16(),
-                &body,
-            ));
+            .await;
+        match probe {
+            Err(e) if e.is_connect() || error::is_closed_connection(&e) => ClientError::Connect {
+                url: url.to_string(),
+                reason: format!(
+                    "the connection was closed before the answer ({closed}), and a new one failed: {}",
+                    error::reason(&e)
+                ),
+            },
+            _ => ClientError::Transport {
+                method: method.to_string(),
+                url: url.to_string(),
+                reason: format!(
+                    "the connection was closed before the answer ({closed}); this request is not sent twice, and the server may or may not have applied it"
+                ),
+            },
         }
-        Ok((shown, resp))
     }
 
     /// Sends a request and reads its JSON answer.
@@ -277,9 +379,10 @@ impl Client {
         path: &str,
         query: Query,
         body: Option<(&'static str, Bytes)>,
+        replay: Replay,
     ) -> Result<T, ClientError> {
         let m = method.as_str().to_string();
-        let (url, mut resp) = self.send(method, path, query, body, false).await?;
+        let (url, mut resp) = self.send(method, path, query, body, false, replay).await?;
         let bytes = read_bounded(&mut resp, MAX_JSON_ANSWER, &m, &url, false).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
             url,
@@ -287,14 +390,28 @@ impl Client {
         })
     }
 
-    /// `GET /healthz`: `Ok` when the server answers 200.
+    /// `GET /healthz`: `Ok` when the server answers 200. Retried once on a new connection
+    /// when its kept-alive one was closed (a `GET` changes nothing). The short answer is read
+    /// to its end, so the connection can be used again.
     pub async fn healthz(&self) -> Result<(), ClientError> {
-        self.send(Method::GET, "/healthz", Vec::new(), None, false)
-            .await
-            .map(|_| ())
+        let (url, mut resp) = self
+            .send(
+                Method::GET,
+                "/healthz",
+                Vec::new(),
+                None,
+                false,
+                Replay::Safe,
+            )
+            .await?;
+        read_bounded(&mut resp, MAX_ERROR_ANSWER, "GET", &url, true).await?;
+        Ok(())
     }
 
     /// `POST /v1/events` with one event; returns how many the server accepted (1).
+    ///
+    /// Never sent twice: the server appends every event it is given, so a second copy of a
+    /// request whose first copy was written would put its events in the audit log twice.
     pub async fn emit(&self, event: &AuditEvent) -> Result<u64, ClientError> {
         let body = event.to_json().into_bytes();
         let a: AcceptedBody = self
@@ -303,13 +420,14 @@ impl Client {
                 "/v1/events",
                 Vec::new(),
                 Some(("application/json", body.into())),
+                Replay::Never,
             )
             .await?;
         Ok(a.accepted)
     }
 
     /// `POST /v1/events` with several events as JSON lines: all are written or, if one is
-    /// bad, none (the error names its position).
+    /// bad, none (the error names its position). Never sent twice (see [`emit`](Self::emit)).
     pub async fn emit_batch(&self, events: &[AuditEvent]) -> Result<u64, ClientError> {
         let mut body = String::new();
         for e in events {
@@ -319,7 +437,8 @@ impl Client {
         self.emit_json_lines(body.into_bytes()).await
     }
 
-    /// `POST /v1/events` with events already in Teleport's JSON, one a line.
+    /// `POST /v1/events` with events already in Teleport's JSON, one a line. Never sent
+    /// twice (see [`emit`](Self::emit)).
     pub async fn emit_json_lines(&self, lines: Vec<u8>) -> Result<u64, ClientError> {
         let a: AcceptedBody = self
             .json(
@@ -327,6 +446,7 @@ impl Client {
                 "/v1/events",
                 Vec::new(),
                 Some((NDJSON_CONTENT_TYPE, lines.into())),
+                Replay::Never,
             )
             .await?;
         Ok(a.accepted)
@@ -341,14 +461,27 @@ impl Client {
     }
 
     /// `POST /v1/streams`: a new recording stream (a new upload) for `session_id`.
+    ///
+    /// Never sent twice: every copy creates another upload, and the one the first copy made
+    /// would stay open on the server with nobody writing to it.
     pub async fn create_stream(&self, session_id: &str) -> Result<StreamStatusBody, ClientError> {
         let body = Self::stream_request(session_id)?;
-        self.json(Method::POST, "/v1/streams", Vec::new(), Some(body))
-            .await
+        self.json(
+            Method::POST,
+            "/v1/streams",
+            Vec::new(),
+            Some(body),
+            Replay::Never,
+        )
+        .await
     }
 
     /// `POST /v1/streams/{upload_id}/resume`: opens the upload again on the server; the
     /// status says what the store holds.
+    ///
+    /// Retried once on a new connection when its kept-alive one was closed: the API makes a
+    /// resume idempotent (resuming a stream that is open closes it first, then reads back
+    /// what the store holds), so a second copy ends in the state the first would have.
     pub async fn resume_stream(
         &self,
         upload_id: &str,
@@ -356,11 +489,18 @@ impl Client {
     ) -> Result<StreamStatusBody, ClientError> {
         let body = Self::stream_request(session_id)?;
         let path = format!("/v1/streams/{}/resume", segment(upload_id)?);
-        self.json(Method::POST, &path, Vec::new(), Some(body)).await
+        self.json(Method::POST, &path, Vec::new(), Some(body), Replay::Safe)
+            .await
     }
 
     /// `POST /v1/streams/{upload_id}/records`: records framed as in a recording part (4-byte
     /// big-endian length, then the `OneOf`).
+    ///
+    /// Never sent twice, although records carry their event indexes: the server puts every
+    /// record it is given into the stream without comparing indexes with what it already
+    /// took, so a second copy of a batch the first copy delivered would be recorded twice.
+    /// A lost answer is recovered by the session writer instead: it resumes the stream and
+    /// sends again what no status confirmed.
     pub async fn write_records(
         &self,
         upload_id: &str,
@@ -372,29 +512,40 @@ impl Client {
             &path,
             Vec::new(),
             Some((RECORDS_CONTENT_TYPE, records)),
+            Replay::Never,
         )
         .await
     }
 
-    /// `GET /v1/streams/{upload_id}`: the stream's status.
+    /// `GET /v1/streams/{upload_id}`: the stream's status. Retried once on a new connection
+    /// when its kept-alive one was closed (a `GET` changes nothing).
     pub async fn stream_status(&self, upload_id: &str) -> Result<StreamStatusBody, ClientError> {
         let path = format!("/v1/streams/{}", segment(upload_id)?);
-        self.json(Method::GET, &path, Vec::new(), None).await
+        self.json(Method::GET, &path, Vec::new(), None, Replay::Safe)
+            .await
     }
 
     /// `POST /v1/streams/{upload_id}/complete`: uploads the rest and completes the upload.
+    ///
+    /// Never sent twice: a complete ends the stream, so a second copy after a first that
+    /// worked answers 404 and would hide that the upload was completed.
     pub async fn complete_stream(&self, upload_id: &str) -> Result<CompletedBody, ClientError> {
         let path = format!("/v1/streams/{}/complete", segment(upload_id)?);
-        self.json(Method::POST, &path, Vec::new(), None).await
+        self.json(Method::POST, &path, Vec::new(), None, Replay::Never)
+            .await
     }
 
     /// `POST /v1/streams/{upload_id}/close`: uploads the rest; the upload stays resumable.
+    ///
+    /// Never sent twice, for the reason [`complete_stream`](Self::complete_stream) is not.
     pub async fn close_stream(&self, upload_id: &str) -> Result<StreamStatusBody, ClientError> {
         let path = format!("/v1/streams/{}/close", segment(upload_id)?);
-        self.json(Method::POST, &path, Vec::new(), None).await
+        self.json(Method::POST, &path, Vec::new(), None, Replay::Never)
+            .await
     }
 
-    /// `GET /v1/events`: one page of the audit log.
+    /// `GET /v1/events`: one page of the audit log. Retried once on a new connection when
+    /// its kept-alive one was closed (a `GET` changes nothing).
     pub async fn search_events(&self, query: &SearchQuery) -> Result<EventsPage, ClientError> {
         let mut q = range_query(
             &query.from,
@@ -406,11 +557,13 @@ impl Client {
         if !query.event_types.is_empty() {
             q.push(("type", query.event_types.join(",")));
         }
-        self.json(Method::GET, "/v1/events", q, None).await
+        self.json(Method::GET, "/v1/events", q, None, Replay::Safe)
+            .await
     }
 
     /// `GET /v1/sessions`: one page of session end events. The condition must be field
     /// equalities (`FIELD=VALUE`, several joined by `And`): that is what the API takes.
+    /// Retried once on a new connection when its kept-alive one was closed.
     pub async fn search_sessions(&self, query: &SessionQuery) -> Result<EventsPage, ClientError> {
         let mut q = range_query(
             &query.from,
@@ -427,7 +580,8 @@ impl Client {
         if !query.session_id.is_empty() {
             q.push(("session_id", query.session_id.clone()));
         }
-        self.json(Method::GET, "/v1/sessions", q, None).await
+        self.json(Method::GET, "/v1/sessions", q, None, Replay::Safe)
+            .await
     }
 
     /// Every page of [`search_events`](Self::search_events) from `query.start_key` on.
@@ -450,7 +604,8 @@ impl Client {
 
     /// `GET /v1/sessions/{sid}/events?from_index=N`: the session's events from index
     /// `from_index` on, decoded line by line (Teleport's JSON, the core reader) as they
-    /// arrive.
+    /// arrive. Retried once on a new connection when its kept-alive one was closed before
+    /// the answer began; an answer cut later ends the stream with an error.
     pub async fn session_events(
         &self,
         session_id: &str,
@@ -464,16 +619,19 @@ impl Client {
                 vec![("from_index", from_index.to_string())],
                 None,
                 true,
+                Replay::Safe,
             )
             .await?;
         Ok(event_lines(url, resp))
     }
 
-    /// `GET /v1/sessions/{sid}/recording`: the recording's bytes as they arrive.
+    /// `GET /v1/sessions/{sid}/recording`: the recording's bytes as they arrive. Retried
+    /// once on a new connection when its kept-alive one was closed before the answer began;
+    /// an answer cut later ends the stream with an error.
     pub async fn download_recording(&self, session_id: &str) -> Result<Download, ClientError> {
         let path = format!("/v1/sessions/{}/recording", segment(session_id)?);
         let (url, resp) = self
-            .send(Method::GET, &path, Vec::new(), None, true)
+            .send(Method::GET, &path, Vec::new(), None, true, Replay::Safe)
             .await?;
         let length = resp.content_length();
         let bytes = futures::stream::unfold(Some(resp), move |state| {
@@ -491,16 +649,22 @@ impl Client {
         Ok(Download { length, bytes })
     }
 
-    /// `GET /v1/uploads`: the uploads the server's store holds open.
+    /// `GET /v1/uploads`: the uploads the server's store holds open. Retried once on a new
+    /// connection when its kept-alive one was closed (a `GET` changes nothing).
     pub async fn list_uploads(&self) -> Result<Vec<UploadBody>, ClientError> {
         let u: UploadsBody = self
-            .json(Method::GET, "/v1/uploads", Vec::new(), None)
+            .json(Method::GET, "/v1/uploads", Vec::new(), None, Replay::Safe)
             .await?;
         Ok(u.uploads)
     }
 
     /// `POST /v1/uploads/complete?grace=SECONDS`: one pass of the server's upload completer;
     /// what it completed, skipped and failed on.
+    ///
+    /// Retried once on a new connection when its kept-alive one was closed: a pass completes
+    /// the abandoned uploads it finds, so a second pass leaves the store as one pass would
+    /// (what the first pass completed is no longer listed; the report is the second
+    /// pass's, and does not name those).
     pub async fn complete_uploads(
         &self,
         grace: Duration,
@@ -510,9 +674,26 @@ impl Client {
             "/v1/uploads/complete",
             vec![("grace", grace.as_secs().to_string())],
             None,
+            Replay::Safe,
         )
         .await
     }
+}
+
+/// The error of a second copy of a request (`e`), sent on a new connection after the first
+/// one's connection was closed (`closed` says how): refused or closed again means the server
+/// is gone ([`ClientError::Connect`]); anything else is sorted as usual.
+fn gone_or(method: &str, url: &str, closed: &str, e: &reqwest::Error) -> ClientError {
+    if e.is_connect() || error::is_closed_connection(e) {
+        return ClientError::Connect {
+            url: url.to_string(),
+            reason: format!(
+                "a kept-alive connection was closed ({closed}), and a new one failed: {}",
+                error::reason(e)
+            ),
+        };
+    }
+    ClientError::from_reqwest(method, url, e)
 }
 
 /// An id as one path segment: ids are UUIDs, but anything else must not change the path

@@ -20,6 +20,12 @@ impl ServeProcess {
     /// `tapelog serve` with the arguments `args` adds (stdout is piped to read the address;
     /// `args` may set stderr and the environment), waiting up to 60 s for its address.
     pub fn start(args: impl FnOnce(&mut Command)) -> ServeProcess {
+        Self::try_start(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`start`](Self::start), returning why it did not start (it exited without printing
+    /// its address, e.g. its port was still taken; or 60 s passed) instead of panicking.
+    pub fn try_start(args: impl FnOnce(&mut Command)) -> Result<ServeProcess, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapelog"));
         cmd.arg("serve");
         args(&mut cmd);
@@ -33,16 +39,24 @@ impl ServeProcess {
             }
             for _ in lines {} // keep the pipe drained
         });
-        let first = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("tapelog serve printed no address within 60 s");
+        // The sender is dropped when serve exits without a line: no need to wait 60 s then.
+        let first = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(first) => first,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                return Err(format!(
+                    "tapelog serve printed no address ({e}); exit status {status:?}"
+                ));
+            }
+        };
         let url = first
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .trim()
             .trim_end_matches('/')
             .to_string();
-        ServeProcess { child, url }
+        Ok(ServeProcess { child, url })
     }
 
     /// `host:port`.
