@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use tapelog::audit::{
-    AuditError, AuditLogger, DiscardAuditLog, FileLog, FileLogConfig, LimiterConfig,
+    AuditError, AuditLog, AuditLogger, DiscardAuditLog, FileLog, FileLogConfig, LimiterConfig,
     SearchLimiter, SearchQuery, SessionQuery, WriterLog,
 };
-use tapelog::emit::EmitError;
+use tapelog::emit::{EmitError, Emitter};
 use tapelog_core::{AuditEvent, Timestamp};
 
 /// 2024-01-15T00:00:00Z.
@@ -82,9 +82,14 @@ async fn file_log_is_an_audit_logger() {
 async fn discard_log_takes_everything_and_finds_nothing() {
     let log = DiscardAuditLog::new();
     for i in 0..5 {
-        log.emit(event("user.login", "T1000I", DAY0_MS + i, &format!("u-{i}")))
-            .await
-            .unwrap();
+        log.emit(event(
+            "user.login",
+            "T1000I",
+            DAY0_MS + i,
+            &format!("u-{i}"),
+        ))
+        .await
+        .unwrap();
     }
     assert_eq!(log.dropped(), 5);
     let page = log.search_events(all()).await.unwrap();
@@ -118,7 +123,11 @@ async fn writer_log_writes_teleport_json_lines() {
     assert_eq!(lines.len(), 2);
     assert!(text.ends_with('\n'));
     for (line, e) in lines.iter().zip(&events) {
-        assert_eq!(*line, e.to_json(), "Teleport's JSON, as written by upstream");
+        assert_eq!(
+            *line,
+            e.to_json(),
+            "Teleport's JSON, as written by upstream"
+        );
         assert_eq!(&AuditEvent::from_json(line).unwrap(), e);
     }
     assert!(lines[0].contains(r#""event":"user.login""#), "{}", lines[0]);

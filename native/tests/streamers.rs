@@ -103,7 +103,9 @@ async fn callback_refuses_an_event_and_it_is_not_recorded() {
             }
             Ok(())
         });
-    let w = SessionWriter::new(config(Arc::new(streamer))).await.unwrap();
+    let w = SessionWriter::new(config(Arc::new(streamer)))
+        .await
+        .unwrap();
     let events = vectors::sample_session(20);
     for e in &events {
         w.record_event(e.clone()).await.unwrap();
@@ -135,7 +137,10 @@ async fn callback_create_hook_fails_the_open() {
         .err()
         .expect("the open must fail");
     assert!(matches!(err, WriterError::Open { .. }), "{err}");
-    assert!(err.to_string().contains("refused by the test hook"), "{err}");
+    assert!(
+        err.to_string().contains("refused by the test hook"),
+        "{err}"
+    );
 }
 
 /// After complete, the reporting streamer emits exactly one `session.upload` for the session,
@@ -263,7 +268,8 @@ async fn tee_emits_session_events_and_records_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tee_emitter_failure_leaves_the_recording_whole() {
     let store = StoreUploader::memory();
-    let down = CallbackEmitter::new(|_e: &AuditEvent| Err(EmitError::Closed("audit log down".into())));
+    let down =
+        CallbackEmitter::new(|_e: &AuditEvent| Err(EmitError::Closed("audit log down".into())));
     let streamer = Arc::new(TeeStreamer::new(memory_streamer(&store), down));
     let w = SessionWriter::new(config(streamer.clone())).await.unwrap();
     let events = vectors::sample_session(10);
@@ -354,7 +360,9 @@ async fn writer_done_carries_the_permanent_failure() {
         }
         Ok(())
     });
-    let w = SessionWriter::new(config(Arc::new(streamer))).await.unwrap();
+    let w = SessionWriter::new(config(Arc::new(streamer)))
+        .await
+        .unwrap();
     let done = w.done();
     assert!(w.status().state.is_open());
     // Start, resize, then a print the stream refuses for good.
@@ -369,7 +377,10 @@ async fn writer_done_carries_the_permanent_failure() {
         } => assert_eq!(session_id, SID),
         other => panic!("unexpected: {other}"),
     }
-    assert!(err.to_string().contains("refused by the test hook"), "{err}");
+    assert!(
+        err.to_string().contains("refused by the test hook"),
+        "{err}"
+    );
     let status = w.status();
     assert!(
         matches!(
@@ -379,7 +390,11 @@ async fn writer_done_carries_the_permanent_failure() {
         "{status:?}"
     );
     assert_eq!(status.stats.accepted, 3);
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "nothing recorded after the failure");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "nothing recorded after the failure"
+    );
     // A done taken now resolves at once with the same error.
     let again = bounded(w.done()).await.unwrap_err();
     assert_eq!(again.to_string(), err.to_string());
@@ -400,7 +415,10 @@ async fn writer_done_is_ok_after_complete() {
     w.complete().await.unwrap();
     bounded(done).await.unwrap();
     let status = w.status();
-    assert!(matches!(status.state, WriterState::Done(Ok(()))), "{status:?}");
+    assert!(
+        matches!(status.state, WriterState::Done(Ok(()))),
+        "{status:?}"
+    );
     let stream = status.stream.expect("a stream status");
     assert!(!stream.upload_id.is_empty());
     assert_eq!(status.stats.accepted, 8);

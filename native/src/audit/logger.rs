@@ -153,7 +153,6 @@ impl<W: Write + Send + 'static> AuditLogger for WriterLog<W> {
     /// Flushes the writer and refuses later events.
     async fn close(&self) -> Result<(), AuditError> {
         self.closed.store(true, Ordering::Release);
-        self.with_writer(|w| w.flush())
-            .map_err(AuditError::Writer)
+        self.with_writer(|w| w.flush()).map_err(AuditError::Writer)
     }
 }

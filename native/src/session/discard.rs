@@ -2,8 +2,8 @@
 //! `DiscardEmitter`, the recorder of sessions that are not recorded): every event is taken and
 //! dropped, completing and closing succeed at once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use tapelog_core::AuditEvent;
