@@ -11,9 +11,11 @@
 //! - [`stream`]: the tokio driver of the core stream machine (timers, bounded uploads with
 //!   retries, completion, status).
 //! - [`audit`]: the file audit log (day files, symlink, sidecar indexes, search with resumable
-//!   pages) and the search limiter.
+//!   pages), the search limiter, and `AuditLogger` (emit, search, close) with the discard and
+//!   writer logs.
 //! - [`session`]: the session writer (terminal bytes and session events into a stream, with
-//!   backoff and recovery of failed streams).
+//!   backoff and recovery of failed streams, status and done signal), and the streamers over
+//!   streamers (callback, reporting, tee, discard, streamer-and-emitter).
 //! - [`client`]: the client of `tapelog serve` (every endpoint of docs/api.md), and the
 //!   session streamer and emitter that work through it.
 //! - [`server`]: `tapelog serve`, the HTTP API (docs/api.md); [`tls`]: its rustls

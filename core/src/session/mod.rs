@@ -11,6 +11,7 @@
 //! - [`ReplayBuffer`]: the events a stream has not yet confirmed as durable, to be sent
 //!   again on a resumed stream, and [`RecoveryPolicy`], how often and how patiently a failed
 //!   stream is reopened.
+//! - [`tee_emits`]: which recorded events a tee stream also sends to the audit log.
 //!
 //! The tokio writer (`tapelog::session`) owns the waiting, the channel and the stream; every
 //! decision above is taken here, with `now` as an argument.
@@ -18,6 +19,7 @@
 mod intake;
 mod preparer;
 mod replay;
+mod tee;
 
 pub use intake::{
     Admission, BACKOFF_DURATION_MS, BACKOFF_TIMEOUT_MS, Intake, IntakeConfig, IntakeError,
@@ -25,6 +27,7 @@ pub use intake::{
 };
 pub use preparer::{DEFAULT_NAMESPACE, Preparer, PreparerConfig, PreparerConfigError};
 pub use replay::{RecoveryPolicy, Reopen, ReplayBuffer};
+pub use tee::{TEE_SKIPPED_TYPES, tee_emits};
 
 #[cfg(test)]
 mod tests;

@@ -330,6 +330,26 @@ impl FileLog {
         )
     }
 
+    /// Syncs the day files this value has open for appending to disk and lets them go
+    /// (upstream's `FileLog.Close`). The log stays usable: a later append opens its file
+    /// again (clones share the open files, so closing one closes them for all). Every file is
+    /// synced even when one fails; the first failure is returned.
+    pub fn close_files(&self) -> Result<(), AuditError> {
+        let open = std::mem::take(&mut lock(&self.inner.writer).open);
+        let mut first = None;
+        for (day, file) in open {
+            if let Err(source) = file.sync_data()
+                && first.is_none()
+            {
+                first = Some(AuditError::Io {
+                    path: self.inner.dir.join(log_file_name(day)),
+                    source,
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(FileLog) -> Result<T, AuditError> + Send + 'static,

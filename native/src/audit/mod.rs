@@ -11,11 +11,13 @@
 //! does the file work. See `docs/audit-log.md`.
 //!
 //! [`AuditLog`] is the search interface that [`FileLog`] implements and [`SearchLimiter`]
-//! wraps.
+//! wraps. [`AuditLogger`] (`logger.rs`) is a whole audit log in one value (emit, search,
+//! close), implemented by [`FileLog`], [`DiscardAuditLog`] and [`WriterLog`].
 
 mod filelog;
 mod index;
 mod limiter;
+mod logger;
 mod search;
 
 use std::future::Future;
@@ -32,6 +34,7 @@ use thiserror::Error;
 
 pub use filelog::{Durability, FileLog, FileLogConfig, FileLogStats, default_server_id};
 pub use limiter::{LimiterClock, SearchLimiter};
+pub use logger::{AuditLogger, DiscardAuditLog, WriterLog};
 pub use tapelog_core::audit::Order;
 pub use tapelog_core::audit::condition::Condition;
 pub use tapelog_core::audit::limiter::LimiterConfig;
@@ -86,6 +89,12 @@ pub enum AuditError {
     /// A background task failed (panicked or was cancelled).
     #[error("audit log task failed: {0}")]
     Task(String),
+    /// This log can't do that (a [`WriterLog`] can't search). Permanent.
+    #[error("not supported: {0}")]
+    NotSupported(&'static str),
+    /// The writer of a [`WriterLog`] failed.
+    #[error("writing the audit log: {0}")]
+    Writer(#[source] std::io::Error),
 }
 
 impl From<RotationError> for AuditError {
@@ -111,6 +120,7 @@ impl AuditError {
                 | AuditError::KeyNoLongerMatches { .. }
                 | AuditError::Config(_)
                 | AuditError::Decode { .. }
+                | AuditError::NotSupported(_)
         )
     }
 

@@ -3,21 +3,33 @@
 //! intake and backoff, replay buffer).
 //!
 //! - [`SessionWriter`] (`writer.rs`): the background task, recovery of failed streams,
-//!   backoff, stats, complete and close.
+//!   backoff, stats, status and the done signal, complete and close.
 //! - `io.rs`: its [`std::io::Write`] and [`tokio::io::AsyncWrite`] front ends.
 //! - [`AuditStreamer`] / [`SessionStream`] (`streamer.rs`): what it writes through, with
 //!   [`UploaderStreamer`] over [`crate::stream::RecordingStream`] and any uploader.
+//! - Streamers over other streamers, after upstream's (`wrappers.rs`): [`CallbackStreamer`]
+//!   (a hook on every event), [`ReportingStreamer`] (`session.upload` after complete),
+//!   [`TeeStreamer`] (session events also to an emitter), [`StreamerAndEmitter`] (one
+//!   [`StreamEmitter`]); and [`DiscardStreamer`] (`discard.rs`: keeps nothing).
 //!
 //! See `docs/session-writer.md`.
 
+mod discard;
 mod io;
 mod streamer;
+mod wrappers;
 mod writer;
 
+pub use discard::{DiscardStream, DiscardStreamer};
 pub use streamer::{
     AuditStreamer, SessionStream, SharedError, StreamFailure, UploaderStreamer, classify,
 };
+pub use wrappers::{
+    CallbackStream, CallbackStreamer, CreateHook, RecordHook, RecordingUrl, ReportingStream,
+    ReportingStreamer, ResumeHook, StreamEmitter, StreamerAndEmitter, TeeStats, TeeStream,
+    TeeStreamer, UploadReport,
+};
 pub use writer::{
     Clock, FINISH_TIMEOUT, QUEUE_CAPACITY, SessionWriter, SessionWriterConfig, StopCause,
-    UidSource, WriterError,
+    UidSource, WriterError, WriterState, WriterStatus,
 };

@@ -85,6 +85,21 @@ pub trait SessionStream: Send + Sync + 'static {
     fn complete(self: Box<Self>) -> BoxFuture<'static, Result<(), StreamFailure>>;
     /// Uploads the rest and leaves the upload resumable.
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), StreamFailure>>;
+
+    /// Resolves once the stream has ended (upstream's `Stream.Done()`): `Ok` when it completed
+    /// or closed, the failure when it failed. The future does not borrow the stream, so it can
+    /// be taken before [`complete`](Self::complete) or [`close`](Self::close) consume it.
+    ///
+    /// The default knows only when [`statuses`](Self::statuses) closes, not why, and answers
+    /// `Ok` then; streams that know how they ended ([`RecordingStream`], the wrappers of
+    /// `wrappers.rs`) say so.
+    fn done(&self) -> BoxFuture<'static, Result<(), StreamFailure>> {
+        let mut statuses = self.statuses();
+        Box::pin(async move {
+            while statuses.changed().await.is_ok() {}
+            Ok(())
+        })
+    }
 }
 
 /// Opens streams for sessions (upstream's `Streamer`).
@@ -100,6 +115,25 @@ pub trait AuditStreamer: Send + Sync + 'static {
         session_id: &'a str,
         upload_id: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn SessionStream>, StreamFailure>>;
+}
+
+/// A shared streamer (`Arc<dyn AuditStreamer>` included) is a streamer, so that the wrappers
+/// can be stacked on the one a [`SessionWriterConfig`](super::SessionWriterConfig) holds.
+impl<T: AuditStreamer + ?Sized> AuditStreamer for Arc<T> {
+    fn create<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn SessionStream>, StreamFailure>> {
+        (**self).create(session_id)
+    }
+
+    fn resume<'a>(
+        &'a self,
+        session_id: &'a str,
+        upload_id: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn SessionStream>, StreamFailure>> {
+        (**self).resume(session_id, upload_id)
+    }
 }
 
 impl SessionStream for RecordingStream {
@@ -121,6 +155,11 @@ impl SessionStream for RecordingStream {
 
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), StreamFailure>> {
         Box::pin(async move { RecordingStream::close(*self).await.map_err(classify) })
+    }
+
+    fn done(&self) -> BoxFuture<'static, Result<(), StreamFailure>> {
+        let done = RecordingStream::done(self);
+        Box::pin(async move { done.await.map_err(classify) })
     }
 }
 

@@ -179,6 +179,41 @@ pub enum WriterError {
     },
 }
 
+/// Where a [`SessionWriter`] is in its life (see [`SessionWriter::status`]).
+#[derive(Debug, Clone)]
+pub enum WriterState {
+    /// It takes events.
+    Open,
+    /// `complete` (`complete: true`) or `close` was called; the task is finishing the stream.
+    Finishing {
+        /// Whether the upload is being completed (else closed, left resumable).
+        complete: bool,
+    },
+    /// It has ended: `Ok` when the stream was completed or closed, the error when the writer
+    /// stopped for good or finishing failed. The same value [`SessionWriter::done`] gives.
+    Done(Result<(), WriterError>),
+}
+
+impl WriterState {
+    /// Whether the writer still takes events.
+    pub fn is_open(&self) -> bool {
+        matches!(self, WriterState::Open)
+    }
+}
+
+/// A writer's status, read without writing (upstream's `SessionWriter.Status()` and
+/// `Stats()` together).
+#[derive(Debug, Clone)]
+pub struct WriterStatus {
+    /// Open, finishing or done.
+    pub state: WriterState,
+    /// The counters so far.
+    pub stats: WriterStats,
+    /// The last status the current stream sent: its upload and the highest event index it
+    /// holds durably. `None` before the first one.
+    pub stream: Option<StreamStatus>,
+}
+
 /// Replacement-stream failures of the writer itself.
 #[derive(Debug, Error)]
 enum RecoveryError {
@@ -204,6 +239,8 @@ struct Front {
     intake: Intake,
     queue: VecDeque<AuditEvent>,
     ended: Option<Ended>,
+    /// The last status of the current stream.
+    stream: Option<StreamStatus>,
 }
 
 /// An accepted event on its way into the queue.
@@ -233,6 +270,8 @@ pub(super) struct Shared {
     /// Origin of the intake's monotonic milliseconds.
     epoch: Instant,
     backoff_timeout: Duration,
+    /// How the writer ended, once it has (the done signal).
+    done: watch::Sender<Option<Result<(), WriterError>>>,
 }
 
 impl Shared {
@@ -461,8 +500,13 @@ impl Shared {
         event
     }
 
-    /// The writer ends: what is still queued is lost; waiting callers are woken.
+    /// The writer ends: what is still queued is lost; waiting callers are woken; the done
+    /// signal says how (unless an outcome was published already).
     fn end(&self, how: Ended) {
+        let outcome = match &how {
+            Ended::Finished(_) => Ok(()),
+            Ended::Stopped(_) => Err(self.ended_error(&how)),
+        };
         {
             let mut f = self.lock();
             if !matches!(f.ended, Some(Ended::Stopped(_))) {
@@ -472,8 +516,24 @@ impl Shared {
             f.queue.clear();
             f.intake.lost(n);
         }
+        self.publish(outcome);
         self.room.notify_waiters();
         self.room_cv.notify_all();
+    }
+
+    /// Sets the done signal, once: the first outcome stays.
+    fn publish(&self, outcome: Result<(), WriterError>) {
+        self.done.send_if_modified(|d| {
+            if d.is_some() {
+                return false;
+            }
+            *d = Some(outcome);
+            true
+        });
+    }
+
+    fn set_stream_status(&self, status: &StreamStatus) {
+        self.lock().stream = Some(status.clone());
     }
 }
 
@@ -528,6 +588,7 @@ impl SessionWriter {
                 intake: Intake::new(config.intake),
                 queue: VecDeque::new(),
                 ended: None,
+                stream: None,
             }),
             room_cv: Condvar::new(),
             room: Notify::new(),
@@ -537,6 +598,7 @@ impl SessionWriter {
             uid: config.uid,
             epoch: Instant::now(),
             backoff_timeout: Duration::from_millis(config.intake.backoff_timeout_ms),
+            done: watch::channel(None).0,
         });
         let (cmds, rx) = mpsc::channel(1);
         let task = Task {
@@ -565,6 +627,49 @@ impl SessionWriter {
     /// Counters so far.
     pub fn stats(&self) -> WriterStats {
         self.shared.lock().intake.stats()
+    }
+
+    /// Where the writer is (open, finishing, done and how), its counters and the stream's last
+    /// status, without writing anything (upstream's `Status()` / `Stats()`).
+    pub fn status(&self) -> WriterStatus {
+        let done = self.shared.done.borrow().clone();
+        let f = self.shared.lock();
+        let state = match (done, &f.ended) {
+            (Some(outcome), _) => WriterState::Done(outcome),
+            (None, None) => WriterState::Open,
+            (None, Some(e @ Ended::Stopped(_))) => {
+                WriterState::Done(Err(self.shared.ended_error(e)))
+            }
+            (None, Some(Ended::Finished(how))) => WriterState::Finishing {
+                complete: *how == "completed",
+            },
+        };
+        WriterStatus {
+            state,
+            stats: f.intake.stats(),
+            stream: f.stream.clone(),
+        }
+    }
+
+    /// Resolves once the writer has ended (upstream's `SessionWriter.Done()`): `Ok` after a
+    /// successful [`complete`](Self::complete) or [`close`](Self::close), else the error that
+    /// ended it: [`WriterError::Stopped`] when the stream failed for good (unrecoverable, or
+    /// every recovery attempt failed) or the task died, [`WriterError::Finish`] /
+    /// [`WriterError::Timeout`] when finishing failed. A caller learns of a failure here
+    /// without writing again. The future does not borrow the writer and may outlive it.
+    pub fn done(&self) -> impl Future<Output = Result<(), WriterError>> + Send + 'static {
+        let mut done = self.shared.done.subscribe();
+        let session_id = self.shared.session_id.clone();
+        async move {
+            let outcome = match done.wait_for(Option::is_some).await {
+                Ok(d) => d.clone(),
+                Err(_) => None,
+            };
+            outcome.unwrap_or(Err(WriterError::Stopped {
+                session_id,
+                cause: StopCause::TaskEnded,
+            }))
+        }
     }
 
     /// Prepares `event` now (index, session fields, print fields; see
@@ -679,15 +784,17 @@ impl SessionWriter {
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(gone()),
             Err(_) => {
+                let e = WriterError::Timeout {
+                    session_id: self.shared.session_id.clone(),
+                    how: doing,
+                    timeout: self.finish_timeout,
+                };
+                self.shared.publish(Err(e.clone()));
                 self.shared.end(Ended::Stopped(StopCause::FinishTimedOut(
                     self.finish_timeout,
                 )));
                 self.abort();
-                Err(WriterError::Timeout {
-                    session_id: self.shared.session_id.clone(),
-                    how: doing,
-                    timeout: self.finish_timeout,
-                })
+                Err(e)
             }
         }
     }
@@ -755,6 +862,7 @@ impl Task {
             Ok(Exit::Finish { complete, reply }) => {
                 let how = if complete { "completed" } else { "closed" };
                 let r = self.finish(complete).await;
+                self.shared.publish(r.clone());
                 match &r {
                     Ok(()) | Err(WriterError::Finish { .. }) => {
                         self.shared.end(Ended::Finished(how))
@@ -767,8 +875,14 @@ impl Task {
                 let _ = reply.send(r);
             }
             Ok(Exit::Dropped) => {
-                if let Some(s) = self.stream.take() {
-                    let _ = s.close().await;
+                if let Some(s) = self.stream.take()
+                    && let Err(cause) = s.close().await
+                {
+                    self.shared.publish(Err(WriterError::Finish {
+                        session_id: self.shared.session_id.clone(),
+                        how: "closing",
+                        cause,
+                    }));
                 }
                 self.shared.end(Ended::Finished("closed"));
             }
@@ -814,6 +928,7 @@ impl Task {
     fn apply_status(&mut self) {
         let s = self.status.borrow_and_update().clone();
         self.buffer.on_status(&s.upload_id, s.last_event_index);
+        self.shared.set_stream_status(&s);
     }
 
     /// Records one event, replacing the stream if it fails.
@@ -861,6 +976,7 @@ impl Task {
                         Ok(Ok(())) => {
                             let s = status.borrow_and_update().clone();
                             self.buffer.on_status(&s.upload_id, s.last_event_index);
+                            self.shared.set_stream_status(&s);
                             match replay(stream.as_ref(), &self.buffer).await {
                                 Ok((sent, refused)) => {
                                     let mut f = self.shared.lock();

@@ -68,12 +68,17 @@ enum Cmd {
     Close(oneshot::Sender<Result<(), StreamError>>),
 }
 
+/// How a stream ended, once it has: `Ok` when it completed or closed, the machine's error
+/// when it failed. `None` while it runs.
+type Ending = Option<Result<(), StreamError>>;
+
 /// A recording being streamed to a store. Dropping it cancels the stream (the upload stays
 /// resumable with the parts already stored).
 pub struct RecordingStream {
     upload: StreamUpload,
     tx: mpsc::Sender<Cmd>,
     status: watch::Receiver<StreamStatus>,
+    ended: watch::Receiver<Ending>,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -196,6 +201,7 @@ impl RecordingStream {
     ) -> RecordingStream {
         let (tx, rx) = mpsc::channel(4);
         let (status_tx, status) = watch::channel(machine.status(now_ms()));
+        let (ended_tx, ended) = watch::channel(None);
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Inbox::default()),
             queued: tokio::sync::Notify::new(),
@@ -211,6 +217,7 @@ impl RecordingStream {
             config,
             rx,
             status_tx,
+            ended_tx,
             shared.clone(),
             open,
         ));
@@ -218,6 +225,7 @@ impl RecordingStream {
             upload,
             tx,
             status,
+            ended,
             shared,
             task,
         }
@@ -231,6 +239,33 @@ impl RecordingStream {
     /// Status updates: the highest event index that is durably stored.
     pub fn status(&self) -> watch::Receiver<StreamStatus> {
         self.status.clone()
+    }
+
+    /// Resolves once the stream has ended: `Ok` when it completed or closed, the failure when
+    /// it failed (an upload that failed for good, a completion refused), [`DriverError::Gone`]
+    /// when its task was cancelled (the handle dropped) or panicked. It resolves as soon as the
+    /// machine is done, without waiting for part uploads still running in the background.
+    /// The future does not borrow the stream: take it before [`complete`](Self::complete) or
+    /// [`close`](Self::close) to learn of a failure without writing again (upstream's
+    /// `Stream.Done()`).
+    pub fn done(&self) -> impl Future<Output = Result<(), DriverError>> + Send + 'static {
+        let mut ended = self.ended.clone();
+        async move {
+            let outcome = match ended.wait_for(Option::is_some).await {
+                Ok(v) => v.clone(),
+                Err(_) => None,
+            };
+            match outcome {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(DriverError::Stream(e)),
+                None => Err(DriverError::Gone),
+            }
+        }
+    }
+
+    /// Whether the stream has ended (see [`done`](Self::done)).
+    pub fn is_done(&self) -> bool {
+        self.ended.borrow().is_some() || self.ended.has_changed().is_err()
     }
 
     /// Records one event; waits while the stream's uploads are behind (back-pressure).
@@ -394,6 +429,7 @@ async fn run<U: MultipartUploader>(
     config: DriverConfig,
     mut rx: mpsc::Receiver<Cmd>,
     status: watch::Sender<StreamStatus>,
+    ended: watch::Sender<Ending>,
     shared: Arc<Shared>,
     _open: crate::metrics::GaugeGuard,
 ) {
@@ -446,11 +482,12 @@ async fn run<U: MultipartUploader>(
         }
         if machine.is_done() {
             shared.close();
+            let r = match machine.failure() {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            };
+            ended.send_replace(Some(r.clone()));
             if let Some(f) = finisher.take() {
-                let r = match machine.failure() {
-                    Some(e) => Err(e.clone()),
-                    None => Ok(()),
-                };
                 let _ = f.send(r);
             }
             // Let uploads still running finish before the task ends.
