@@ -1091,7 +1091,10 @@ fn stdout_lines(child: &mut std::process::Child, n: usize) -> Vec<String> {
 
 /// `tapelog serve` (the binary) on a free loopback port over `data` with `args`; its first
 /// two stdout lines (the address, the web player's login URL) and the child.
-fn serve_with_login_line(data: &std::path::Path, args: &[&str]) -> (String, String, std::process::Child) {
+fn serve_with_login_line(
+    data: &std::path::Path,
+    args: &[&str],
+) -> (String, String, std::process::Child) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
         .arg("serve")
         .arg("--data-dir")
