@@ -3,7 +3,8 @@
 # `tapelog serve` with everything under ./tapelog-data (recordings in log/records, open
 # uploads, the audit log) on 127.0.0.1:7450, no configuration. Once it is up, one short demo
 # session is recorded through it with `tapelog record`, so there is something to search and
-# play at once. Ctrl-C stops the server (open streams are closed and stay resumable).
+# play at once. The last line printed is the web player's login URL. Ctrl-C stops the server
+# (open streams are closed and stay resumable).
 # TAPELOG_DATA_DIR and TAPELOG_LISTEN change the directory and the address.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,10 @@ exec 3<"$fifo"
 read -r first <&3 || { echo "tapelog serve did not start" >&2; exit 1; }
 echo "$first"
 url=${first#listening on }
+# The second line is the web player's login URL (with no tokens configured it carries the
+# admin token in its #fragment); it is shown last, below.
+read -r second <&3 || { echo "tapelog serve printed no login URL" >&2; exit 1; }
+login=${second#web player: }
 cat <&3 &
 
 echo "== a demo session recorded through the server (tapelog record --server $url)"
@@ -32,10 +37,16 @@ echo "== a demo session recorded through the server (tapelog record --server $ur
   </dev/null 2>&1 | tail -n 3
 echo "== completed sessions on the server"
 "$bin" sessions list --server "$url"
+case $login in
+  *'#token='*) how="this link logs you in: it holds the admin token, keep it to yourself" ;;
+  *) how="tokens are configured: give the page an auditor's or an admin's token" ;;
+esac
 cat <<EOF
 
 tapelog serve is running on $url with its data in $TAPELOG_DATA_DIR/ (Ctrl-C stops it).
   record a session:  $bin record --server $url -- bash
-  watch it:          $url/   (the web player), or  $bin play --server $url SESSION_ID
+  play one here:     $bin play --server $url SESSION_ID
+Open the web player ($how):
+  $login
 EOF
 wait $serve

@@ -18,7 +18,7 @@ if ! have npm; then
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 # wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock (installed without
-# --locked: see shared/reference/toolchain.md §0), for the web player and its tests.
+# --locked: see docs/toolchain.md), for the web player and its tests.
 wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen_version" ]; then
   echo "setup: installing wasm-bindgen-cli $wasm_bindgen_version"
@@ -33,7 +33,7 @@ if ! have cargo-fuzz; then
 fi
 
 # A real S3-compatible server for the object-store tests (s3s-fs 0.14.1 is the newest that
-# builds with rustc 1.95; see shared/reference/toolchain.md).
+# builds with rustc 1.95; see docs/toolchain.md).
 if [ "$(s3s-fs --version 2>/dev/null | awk '{print $2}')" != "0.14.1" ]; then
   echo "setup: installing s3s-fs 0.14.1"
   cargo install s3s-fs --version 0.14.1 --features binary

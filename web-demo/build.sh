@@ -20,7 +20,7 @@ fi
 want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print}' "$root/Cargo.lock")
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
   echo "build: installing wasm-bindgen-cli $want"
-  cargo install wasm-bindgen-cli --version "$want" # not --locked: see shared/reference/toolchain.md §0
+  cargo install wasm-bindgen-cli --version "$want" # not --locked: see docs/toolchain.md
 fi
 
 echo "build: tapelog-wasm ($profile)"

@@ -477,13 +477,13 @@ fn leaves(
         }
         let mut path = prefix.to_vec();
         path.push((msg.full_name.clone(), i));
-        if f.embed && name.is_empty() {
-            if let (Ty::Message(p), Card::Single | Card::Optional) = (&f.ty, &f.card) {
-                if let Some(sub) = msgs.values().find(|m| rust_path_of(m) == *p) {
-                    leaves(msgs, sub, depth + 1, &path, out);
-                    continue;
-                }
-            }
+        if f.embed
+            && name.is_empty()
+            && let (Ty::Message(p), Card::Single | Card::Optional) = (&f.ty, &f.card)
+            && let Some(sub) = msgs.values().find(|m| rust_path_of(m) == *p)
+        {
+            leaves(msgs, sub, depth + 1, &path, out);
+            continue;
         }
         let name = if name.is_empty() {
             f.go_name.clone()

@@ -80,7 +80,7 @@ fn golden_events_have_their_accessors() {
     assert_eq!(f.to_event().unwrap(), e);
 }
 
-/// Teleport's print event protobuf layout, byte by byte (reference §2.1).
+/// Teleport's print event protobuf layout, byte by byte (docs/format.md).
 #[test]
 fn print_event_bytes_are_teleports_layout() {
     let e = AuditEvent::from_json(GOLDEN[3]).unwrap();

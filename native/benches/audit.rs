@@ -50,7 +50,7 @@ fn append_throughput(dir: &Path, durability: Durability, budget: Duration, max: 
     let template = AuditEvent::from_json(&sample_line(DAY0_MS, 0, 0)).unwrap();
     let start = Instant::now();
     let mut n = 0usize;
-    while n < max && (n % 64 != 0 || start.elapsed() < budget) {
+    while n < max && (!n.is_multiple_of(64) || start.elapsed() < budget) {
         let mut e = template.clone();
         e.set_index(n as i64);
         e.set_time(Timestamp::from_unix_millis(DAY0_MS + n as i64));

@@ -115,7 +115,7 @@ fn baseline(dir: &std::path::Path, budget: Duration) -> f64 {
     let template = event(0);
     let start = Instant::now();
     let mut n = 0usize;
-    while n % 64 != 0 || start.elapsed() < budget {
+    while !n.is_multiple_of(64) || start.elapsed() < budget {
         if let Err(e) = log.append(&template) {
             panic!("append: {e}");
         }

@@ -452,7 +452,7 @@ async fn concurrent_sends_share_the_pool_and_keep_each_batch_whole() {
             .unwrap()
             .to_string();
         let b: usize = user[1..].parse().unwrap();
-        let tag = if b % 2 == 0 {
+        let tag = if b.is_multiple_of(2) {
             "test.log"
         } else {
             "session.concurrent.log"

@@ -1081,6 +1081,134 @@ fn stop(child: std::process::Child) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Reads the first `n` stdout lines of a child (bounded), then keeps its stdout drained.
+fn stdout_lines(child: &mut std::process::Child, n: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(out).lines();
+        for line in lines.by_ref().take(n) {
+            let _ = tx.send(line.unwrap());
+        }
+        for _ in lines {}
+    });
+    (0..n)
+        .map(|i| {
+            rx.recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("serve printed no line {} within 60 s", i + 1))
+        })
+        .collect()
+}
+
+/// `tapelog serve` (the binary) on a free loopback port over `data` with `args`; its first
+/// two stdout lines (the address, the web player's login URL) and the child.
+fn serve_with_login_line(
+    data: &std::path::Path,
+    args: &[&str],
+) -> (String, String, std::process::Child) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--completer-interval", "0"])
+        .args(args)
+        .env_remove("TAPELOG_TOKENS")
+        .env_remove("TAPELOG_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stdout_lines(&mut child, 2);
+    let base = lines[0]
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{:?}", lines[0]))
+        .to_string();
+    let login = lines[1]
+        .strip_prefix("web player: ")
+        .unwrap_or_else(|| panic!("{:?}", lines[1]))
+        .to_string();
+    (base, login, child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_a_login_url_with_the_admin_token_and_never_logs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, login_url, child) = serve_with_login_line(dir.path(), &[]);
+    let token = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(token.len() >= 32, "{token:?}");
+    // The token is in the fragment of the page's URL, nowhere else in it.
+    assert_eq!(login_url, format!("{base}/#token={token}"));
+
+    // The token works, whether the page is fetched by its login URL or the API called with it;
+    // a wrong token and a token in a query string get the usual answers.
+    let c = http();
+    let r = c.get(&login_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(format!("{base}/v1/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(&token)
+        .json(&login("login-url"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(format!("{base}/v1/sessions?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .get(format!("{base}/v1/no-such-endpoint"))
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+
+    // The server's log (standard error, to its end after SIGTERM) names the file, never the
+    // token.
+    let log = stop(child);
+    assert!(log.contains("admin.token"), "{log}");
+    assert!(!log.contains(&token), "the log holds the token: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_configured_tokens_the_login_url_carries_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, login_url, child) = serve_with_login_line(
+        dir.path(),
+        &[
+            "--token",
+            &format!("auditor:aud:{AUDITOR}"),
+            "--token",
+            &format!("admin:adm:{ADMIN}"),
+        ],
+    );
+    assert_eq!(login_url, format!("{base}/"));
+    assert!(!dir.path().join("admin.token").exists());
+    let r = http()
+        .get(format!("{base}/v1/sessions"))
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let log = stop(child);
+    assert!(!log.contains(AUDITOR) && !log.contains(ADMIN), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_file_env_and_flags_in_order_of_precedence() {
     let dir = tempfile::tempdir().unwrap();

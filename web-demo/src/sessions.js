@@ -1,11 +1,26 @@
 // Served by `tapelog serve`, the page also lists the server's recent sessions
 // (`GET /v1/sessions`, newest first) and plays one on a click: its recording
 // (`GET /v1/sessions/SID/recording`) is decoded by the worker as it streams in, like `?src=`.
-// The API wants a token with the auditor (or admin) role: the page asks for it once, keeps it
-// in this tab's sessionStorage, and sends it only to its own origin, as `Authorization: Bearer`.
+// The API wants a token with the auditor (or admin) role. `tapelog serve` prints a login URL,
+// `URL/#token=TOKEN`: the page takes the token from the fragment (which the browser never
+// sends to the server), clears the fragment from the address bar at once, and lists the
+// sessions without asking. Otherwise it asks for a token in its form. Either way the token is
+// kept in this tab's sessionStorage and sent only to its own origin, as `Authorization: Bearer`.
 // Served by any other static server (no `/healthz` answering `ok`), this box stays hidden.
 const $ = (id) => document.getElementById(id);
 const KEY = 'tapelog-token';
+
+/** Moves `#token=…` from the address into the tab's storage; other fragment keys stay. */
+function takeTokenFromFragment() {
+  if (!location.hash.includes('token=')) return;
+  const params = new URLSearchParams(location.hash.slice(1));
+  const t = (params.get('token') || '').trim();
+  params.delete('token');
+  const rest = params.toString();
+  history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+  if (t) sessionStorage.setItem(KEY, t);
+}
+takeTokenFromFragment();
 
 const token = () => sessionStorage.getItem(KEY) || '';
 
@@ -32,7 +47,7 @@ async function listSessions() {
   const t = token();
   $('sessions').replaceChildren();
   if (!t) {
-    say('Give a token with the auditor or admin role (with no tokens configured, tapelog serve keeps an admin token in DATA_DIR/admin.token).');
+    say('Give a token with the auditor or admin role, or open the login URL that tapelog serve printed (with no tokens configured it carries the admin token of DATA_DIR/admin.token).');
     return;
   }
   say('loading…');

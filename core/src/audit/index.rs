@@ -327,10 +327,10 @@ impl Index {
             let mut a = [0u8; ENTRY_SIZE];
             a.copy_from_slice(chunk);
             let e = IndexEntry::decode(&a, i as u64)?;
-            if let Some(prev) = entries.last() {
-                if IndexEntry::cmp_in_file(prev, &e) != Ordering::Less {
-                    return Err(IndexError::Unsorted { at: i as u64 - 1 });
-                }
+            if let Some(prev) = entries.last()
+                && IndexEntry::cmp_in_file(prev, &e) != Ordering::Less
+            {
+                return Err(IndexError::Unsorted { at: i as u64 - 1 });
             }
             entries.push(e);
         }

@@ -100,10 +100,11 @@ impl Rules {
             parts += 1;
             newest = Some(newest.map_or(t, |n| n.max(t)));
         }
-        if let Some(newest_ms) = newest {
-            if self.grace_ms > 0 && now_ms.saturating_sub(newest_ms) <= self.grace_ms {
-                return PartsCheck::Recent { newest_ms };
-            }
+        if let Some(newest_ms) = newest
+            && self.grace_ms > 0
+            && now_ms.saturating_sub(newest_ms) <= self.grace_ms
+        {
+            return PartsCheck::Recent { newest_ms };
         }
         PartsCheck::Complete {
             parts,

@@ -383,13 +383,13 @@ pub fn decode_message(bytes: &[u8], limits: &Limits) -> Result<ForwardMessage, M
         _ => return Err(shape(format!("{} items after the tag", rest.len()))),
     };
     let options = options_of(option)?;
-    if let Some(declared) = options.size {
-        if declared != entries.len() as u64 {
-            return Err(MessageError::SizeMismatch {
-                declared,
-                actual: entries.len(),
-            });
-        }
+    if let Some(declared) = options.size
+        && declared != entries.len() as u64
+    {
+        return Err(MessageError::SizeMismatch {
+            declared,
+            actual: entries.len(),
+        });
     }
     Ok(ForwardMessage {
         tag,

@@ -67,13 +67,12 @@ pub trait JsonFields: Default {
             if v.is_null() {
                 continue;
             }
-            if !self.set_json_field(k, v)? {
-                if let Some(name) = Self::json_field_names()
+            if !self.set_json_field(k, v)?
+                && let Some(name) = Self::json_field_names()
                     .iter()
                     .find(|n| n.eq_ignore_ascii_case(k))
-                {
-                    self.set_json_field(name, v)?;
-                }
+            {
+                self.set_json_field(name, v)?;
             }
         }
         Ok(())

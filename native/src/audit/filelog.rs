@@ -68,10 +68,10 @@ pub fn default_server_id() -> String {
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     if rc == 0 {
         let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        if let Ok(name) = std::str::from_utf8(&buf[..end]) {
-            if valid_server_id(name) {
-                return name.to_string();
-            }
+        if let Ok(name) = std::str::from_utf8(&buf[..end])
+            && valid_server_id(name)
+        {
+            return name.to_string();
         }
     }
     "local".to_string()

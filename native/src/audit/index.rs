@@ -165,10 +165,8 @@ pub(crate) fn load(
         Err(e) => return Err(AuditError::io(&day.log_path)(e)),
     };
     let log_len = log.metadata().map_err(AuditError::io(&day.log_path))?.len();
-    if !rebuild {
-        if let Some(ix) = open_existing(inner, day, &log, log_len)? {
-            return Ok(Some(ix));
-        }
+    if !rebuild && let Some(ix) = open_existing(inner, day, &log, log_len)? {
+        return Ok(Some(ix));
     }
     let (entries, covered, unparsable) = scan(&log, &day.log_path, 0, log_len)?;
     let mut index = Index::default();

@@ -91,11 +91,11 @@ impl Source {
         for item in self.events.by_ref() {
             let event = item?;
             let frame = self.framer.frame(&event);
-            if !self.sized {
-                if let (Some(size), Some(s)) = (self.framer.initial_size(), screen.as_deref_mut()) {
-                    resize(s, size);
-                    self.sized = true;
-                }
+            if !self.sized
+                && let (Some(size), Some(s)) = (self.framer.initial_size(), screen.as_deref_mut())
+            {
+                resize(s, size);
+                self.sized = true;
             }
             if let Some(f) = frame {
                 let at = self.cap.map(f.time_ms);

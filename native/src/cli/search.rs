@@ -77,15 +77,15 @@ pub fn parse_time(s: &str, end_of_day: bool) -> Result<Timestamp, CliError> {
     if let Some(t) = Timestamp::parse_rfc3339(s) {
         return Ok(t);
     }
-    if s.len() == 10 {
-        if let Some(t) = Timestamp::parse_rfc3339(&format!("{s}T00:00:00Z")) {
-            if end_of_day {
-                return Ok(Timestamp::from_unix_nanos(
-                    t.unix_nanos() + i128::from(DAY_SECONDS) * 1_000_000_000 - 1,
-                ));
-            }
-            return Ok(t);
+    if s.len() == 10
+        && let Some(t) = Timestamp::parse_rfc3339(&format!("{s}T00:00:00Z"))
+    {
+        if end_of_day {
+            return Ok(Timestamp::from_unix_nanos(
+                t.unix_nanos() + i128::from(DAY_SECONDS) * 1_000_000_000 - 1,
+            ));
         }
+        return Ok(t);
     }
     Err(CliError::Usage(format!(
         "{s:?} is not a time: use RFC 3339 (2024-01-15T10:00:00Z) or a date (2024-01-15)"

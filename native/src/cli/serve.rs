@@ -109,6 +109,10 @@ pub struct ServeArgs {
     pub web_dir: Option<PathBuf>,
 }
 
+/// How the second line of standard output starts: the web player's login URL follows
+/// ([`tapelog::server::RunningServer::login_url`]).
+pub const LOGIN_PREFIX: &str = "web player: ";
+
 /// The smallest part that still holds a 64 KiB event.
 const MIN_PART_SIZE: usize = 64 * 1024 + 1024;
 
@@ -236,8 +240,12 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| usage(format!("serve: {e}")))?;
     {
+        // Standard output: the address first (scripts read it), then the web player's login
+        // URL. Only this line carries a token, in the URL fragment: it is never written to
+        // standard error (the server's log), and browsers never send a fragment.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", server.url());
+        let _ = writeln!(out, "{LOGIN_PREFIX}{}", server.login_url());
         let _ = out.flush();
     }
     if insecure {
@@ -248,8 +256,12 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
     }
     if let Some(p) = server.admin_token_file() {
         eprintln!(
-            "no token configured: the admin token is in {} (clients on this machine read it from there)",
+            "no token configured: the admin token is in {} (clients on this machine read it from there; the web player's login URL on standard output carries it)",
             p.display()
+        );
+    } else {
+        eprintln!(
+            "tokens configured: the web player asks for one (an auditor's or an admin's) on its page"
         );
     }
     let mut stop = stop;

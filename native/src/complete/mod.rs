@@ -413,10 +413,10 @@ where
             return SessionEndOutcome::NoStart;
         };
         // The audit log's checking emitter fills an empty cluster name with its own.
-        if event.cluster_name().is_empty() {
-            if let Some(m) = event.metadata_mut() {
-                m.cluster_name = self.config.cluster_name.clone();
-            }
+        if event.cluster_name().is_empty()
+            && let Some(m) = event.metadata_mut()
+        {
+            m.cluster_name = self.config.cluster_name.clone();
         }
         let event_type = event.event_type().to_string();
         let outcome = match self.emitter.emit(event).await {

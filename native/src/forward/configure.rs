@@ -264,12 +264,12 @@ pub fn run(out: &Path, opts: &ConfigureOptions) -> Result<ConfigureFiles, Config
         fluent_conf: dir.join("fluent.conf"),
         toml: dir.join("tapelog-forward.toml"),
     };
-    if !opts.force {
-        if let Some(path) = files.all().into_iter().find(|p| p.exists()) {
-            return Err(ConfigureError::Exists {
-                path: path.to_path_buf(),
-            });
-        }
+    if !opts.force
+        && let Some(path) = files.all().into_iter().find(|p| p.exists())
+    {
+        return Err(ConfigureError::Exists {
+            path: path.to_path_buf(),
+        });
     }
 
     // The CA.

@@ -277,10 +277,11 @@ pub async fn run_with_output(
     if position.window_time.is_empty() {
         position.window_time = start_time.clone();
     }
-    if position.cursor.is_empty() && position.id.is_empty() {
-        if let Some(c) = &opts.cursor {
-            position.cursor = c.clone();
-        }
+    if position.cursor.is_empty()
+        && position.id.is_empty()
+        && let Some(c) = &opts.cursor
+    {
+        position.cursor = c.clone();
     }
     let done_sessions = state.done_sessions()?;
     let source = Source::open(&opts)?;

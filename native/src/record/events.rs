@@ -160,10 +160,10 @@ impl SessionEvents {
 /// for the real uid, else the uid as a number.
 pub fn current_user() -> String {
     for var in ["USER", "LOGNAME"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
-                return v;
-            }
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v;
         }
     }
     // SAFETY: getuid has no failure mode.
@@ -179,10 +179,10 @@ pub fn current_user() -> String {
     if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
         // SAFETY: getpwuid_r succeeded: pw_name is a NUL-terminated string inside `buf`.
         let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        if let Ok(s) = name.to_str() {
-            if !s.is_empty() {
-                return s.to_string();
-            }
+        if let Ok(s) = name.to_str()
+            && !s.is_empty()
+        {
+            return s.to_string();
         }
     }
     uid.to_string()

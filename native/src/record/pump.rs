@@ -88,12 +88,11 @@ pub fn input(
         }
         match read_fd(input.as_fd(), &mut buf) {
             Ok(0) => {
-                if !input_is_tty {
-                    if let Ok(t) = attributes(master.as_fd()) {
-                        if t.c_lflag & libc::ICANON != 0 {
-                            let _ = write_all_fd(master.as_fd(), &[t.c_cc[libc::VEOF]]);
-                        }
-                    }
+                if !input_is_tty
+                    && let Ok(t) = attributes(master.as_fd())
+                    && t.c_lflag & libc::ICANON != 0
+                {
+                    let _ = write_all_fd(master.as_fd(), &[t.c_cc[libc::VEOF]]);
                 }
                 break;
             }

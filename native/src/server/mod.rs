@@ -199,6 +199,9 @@ pub struct RunningServer {
     addr: SocketAddr,
     https: bool,
     admin_token_file: Option<PathBuf>,
+    /// The admin token of `admin_token_file` (for [`RunningServer::login_url`]); `None` when
+    /// tokens were configured.
+    admin_token: Option<String>,
     app: Arc<App>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
@@ -240,9 +243,11 @@ impl Server {
         let search = SearchLimiter::new(log.clone(), config.search_limit)?;
         let mut tokens = config.tokens.clone();
         let mut admin_token_file = None;
+        let mut login_token = None;
         if tokens.is_empty() {
             let path = config.admin_token_path();
             let token = admin_token(&path)?;
+            login_token = Some(token.clone());
             tokens.push(TokenSpec {
                 role: Role::Admin,
                 name: "admin".into(),
@@ -306,6 +311,7 @@ impl Server {
             addr,
             https,
             admin_token_file,
+            admin_token: login_token,
             app,
             stop,
             accept,
@@ -330,6 +336,20 @@ fn open_store(config: &ServeConfig) -> Result<StoreUploader, ServeError> {
             &config.data_dir.join("log").join("records"),
         )?),
     }
+}
+
+/// `s` with every byte outside RFC 3986's unreserved set percent-encoded, so that it reads
+/// back unchanged from a URL fragment (`URLSearchParams` in the page).
+fn fragment_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Resolves once `stop` says true (or its sender is gone).
@@ -438,6 +458,27 @@ impl RunningServer {
         format!("{scheme}://{}", self.addr)
     }
 
+    /// The web player's address for the person who started the server: with no token
+    /// configured, `URL/#token=ADMIN_TOKEN` (the admin token file's token in the fragment,
+    /// which browsers never send to the server; the page moves it into the tab's storage and
+    /// clears it from the address bar); with configured tokens, `URL/` alone: those belong
+    /// to named callers and are never printed. An unspecified listening address
+    /// (`0.0.0.0`, `::`) is given as the loopback address of its family.
+    pub fn login_url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        match &self.admin_token {
+            Some(t) => format!("{scheme}://{addr}/#token={}", fragment_escape(t)),
+            None => format!("{scheme}://{addr}/"),
+        }
+    }
+
     /// The admin token file the server made or read, when no token was configured.
     pub fn admin_token_file(&self) -> Option<&std::path::Path> {
         self.admin_token_file.as_deref()
@@ -467,5 +508,17 @@ impl RunningServer {
             streams_closed,
             stream_errors,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fragment_escape;
+
+    #[test]
+    fn fragment_escape_keeps_unreserved_bytes_only() {
+        assert_eq!(fragment_escape("0123abcXYZ-._~"), "0123abcXYZ-._~");
+        assert_eq!(fragment_escape("a b&c=d#e%+"), "a%20b%26c%3Dd%23e%25%2B");
+        assert_eq!(fragment_escape("é"), "%C3%A9");
     }
 }

@@ -1,5 +1,5 @@
 //! An in-process receiver that answers as a real Fluentd 1.16 `in_http` source with
-//! `client_cert_auth true` does (docs/…/event-handler.md §6):
+//! `client_cert_auth true` does (docs/forward.md, "How Fluentd's in_http answers"):
 //!
 //! - TLS with client certificates verified for real (rustls `WebPkiClientVerifier`, no
 //!   anonymous clients): no certificate, or one from another CA, fails the handshake;
