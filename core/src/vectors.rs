@@ -498,6 +498,35 @@ pub fn all() -> Vec<Vector> {
         (n + 1, 0, 0),
     ));
 
+    // 5b. Unknown members at the edges of what the schema leaves free: a reserved number
+    //     (186), the first number after the last member (272) and the largest field number;
+    //     each body starts with a Metadata (field 1) as every event's does.
+    let mut with_unknown: Vec<AuditEvent> = Vec::new();
+    let mut index = 0;
+    for (i, e) in session.iter().enumerate() {
+        if let Some(&field) = [186u32, 272, (1 << 29) - 1]
+            .get(i / 2)
+            .filter(|_| i % 2 == 1)
+        {
+            match AuditEvent::decode_oneof(&unknown_member_oneof(field, index)) {
+                Ok(u) => with_unknown.push(u),
+                Err(err) => panic!("{err}"),
+            }
+            index += 1;
+        }
+        let mut e = e.clone();
+        e.set_index(index);
+        with_unknown.push(e);
+        index += 1;
+    }
+    let count = with_unknown.len() as u64;
+    v.push(ok(
+        "unknown-oneof-numbers",
+        one_part(&with_unknown, true, WriterConfig::default()),
+        with_unknown,
+        (count, 0, 0),
+    ));
+
     // 6. V2 header without the encrypted flag.
     let mut payload = Vec::new();
     for e in &session[..5] {

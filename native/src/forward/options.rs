@@ -323,6 +323,15 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `--config` file's text as a TOML table; `origin` names the file in the error.
+fn parse_config(text: &str, origin: &str) -> Result<toml::Table, OptionsError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| OptionsError::Config {
+            path: origin.into(),
+            reason: e.to_string(),
+        })
+}
+
 impl ForwardArgs {
     fn flag(&self, name: &str) -> Option<&String> {
         match name {
@@ -377,18 +386,34 @@ impl ForwardArgs {
                     path: path.into(),
                     reason: e.to_string(),
                 })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| OptionsError::Config {
-                        path: path.into(),
-                        reason: e.to_string(),
-                    })?
+                parse_config(&text, path)?
             }
         };
+        self.resolve_doc(&doc, env)
+    }
+
+    /// Resolves the options with `text` as the `--config` file's contents (`origin` names it
+    /// in errors) and `env` as the environment; the `--config` flag and variable are not read.
+    pub fn resolve_with_config_text(
+        &self,
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ForwardOptions, OptionsError> {
+        self.resolve_doc(&parse_config(text, origin)?, env)
+    }
+
+    fn resolve_doc(
+        &self,
+        doc: &toml::Table,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ForwardOptions, OptionsError> {
+        let from_env = |name: &str| env_names(name).into_iter().find_map(|n| env(&n));
         let get = |name: &str| -> Option<String> {
             self.flag(name)
                 .cloned()
                 .or_else(|| from_env(name))
-                .or_else(|| toml_value(&doc, name))
+                .or_else(|| toml_value(doc, name))
                 .or_else(|| {
                     DEFAULTS
                         .iter()
