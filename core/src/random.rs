@@ -353,3 +353,68 @@ pub fn random_records(r: &mut Rng, n: usize, unknown_every: u64) -> Vec<Vec<u8>>
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::AuditEvent;
+
+    #[test]
+    fn unknown_fields_are_never_schema_members() {
+        let mut r = Rng::new(3);
+        let mut seen_reserved = false;
+        let mut seen_max = false;
+        for _ in 0..2000 {
+            let f = unknown_oneof_field(&mut r);
+            assert!(
+                !is_known_oneof_field(f) && (1..=MAX_FIELD).contains(&f),
+                "{f}"
+            );
+            seen_reserved |= (185..=187).contains(&f);
+            seen_max |= f == MAX_FIELD;
+        }
+        assert!(seen_reserved && seen_max);
+        assert!(is_known_oneof_field(1) && !is_known_oneof_field(186));
+    }
+
+    #[test]
+    fn unknown_members_with_a_metadata_keep_their_bytes_and_index() {
+        let mut r = Rng::new(9);
+        for i in 0..50 {
+            let field = unknown_oneof_field(&mut r);
+            let body = unknown_oneof_body(&mut r, UnknownBody::MetadataFirst, i);
+            let record = oneof_record(field, &body);
+            let e = AuditEvent::decode_oneof(&record).unwrap();
+            assert_eq!(e.oneof_field(), field);
+            assert_eq!(e.index(), i);
+            assert_eq!(e.to_oneof_bytes(), record);
+        }
+    }
+
+    #[test]
+    fn every_body_kind_is_made() {
+        let mut r = Rng::new(1);
+        for kind in UnknownBody::ALL {
+            let body = unknown_oneof_body(&mut r, kind, 4);
+            match kind {
+                UnknownBody::Empty => assert!(body.is_empty()),
+                UnknownBody::MetadataFirst | UnknownBody::MetadataThenJunk => {
+                    assert_eq!(body[0], 1 << 3 | 2)
+                }
+                UnknownBody::BadMetadata => assert_eq!(&body[..1], &[1 << 3 | 2]),
+                UnknownBody::NoMetadata => assert!(body.first() != Some(&(1 << 3 | 2))),
+                UnknownBody::Junk => {}
+            }
+        }
+        let records = random_records(&mut r, 200, 4);
+        assert_eq!(records.len(), 200);
+        let unknown = records
+            .iter()
+            .filter(|rec| {
+                let mut b = rec.as_slice();
+                crate::proto::read_key(&mut b).is_ok_and(|(f, _)| !is_known_oneof_field(f))
+            })
+            .count();
+        assert!(unknown > 20 && unknown < 100, "{unknown}");
+    }
+}

@@ -52,6 +52,19 @@ fn day_file(seed: u8, log: &[u8]) {
     });
     assert_eq!(scan(&mut cuts, max), whole);
     let (lines, covered) = whole;
+    for l in &lines {
+        match l {
+            Seen::Line(at, bytes) => {
+                assert!(bytes.len() <= max && !bytes.contains(&b'\n'));
+                assert_eq!(&log[*at as usize..*at as usize + bytes.len()], bytes.as_slice());
+                assert_eq!(log[*at as usize + bytes.len()], b'\n');
+            }
+            Seen::TooLong(at, len) => {
+                assert!(*len as usize > max);
+                assert_eq!(log[(*at + *len) as usize], b'\n');
+            }
+        }
+    }
     assert_eq!(
         covered,
         log.iter()

@@ -769,7 +769,7 @@ mod tests {
 
     #[test]
     fn every_base_parses_back_to_the_same_url() {
-        // Found by the storage_url fuzz target: the root lost its slash (`file:`), and a
+        // What the storage_url fuzz target checks: the root lost its slash (`file:`), and a
         // directory name with `%`, `?` or `#` gave a URL that failed or named another one.
         for (url, base) in [
             ("/", "file:///"),
