@@ -567,6 +567,27 @@ mod tests {
     }
 
     #[test]
+    fn config_text_resolves_like_a_config_file() {
+        let text = "storage = \"/s\"\nbatch = 7\n[forward.fluentd]\nurl = \"https://f/a.log\"\nsession-url = \"https://f/s\"\n";
+        let o = ForwardArgs::default()
+            .resolve_with_config_text(text, "f.toml", |_| None)
+            .unwrap();
+        assert_eq!(o.storage, PathBuf::from("/s"));
+        assert_eq!(o.batch, 7);
+        assert_eq!(o.fluentd_url, "https://f/a.log");
+        assert_eq!(o.fluentd_max_connections, 10);
+        let env = |n: &str| (n == "FDFWD_BATCH").then(|| "9".to_string());
+        let o = ForwardArgs::default()
+            .resolve_with_config_text(text, "f.toml", env)
+            .unwrap();
+        assert_eq!(o.batch, 9);
+        match ForwardArgs::default().resolve_with_config_text("a = ", "f.toml", |_| None) {
+            Err(OptionsError::Config { path, .. }) => assert_eq!(path, "f.toml"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn toml_paths_follow_upstream() {
         let p = toml_paths("fluentd-session-url");
         assert_eq!(p[0], ["forward", "fluentd", "session", "url"]);
