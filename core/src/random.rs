@@ -189,3 +189,232 @@ pub fn map<T: Random>(r: &mut Rng, depth: u32) -> BTreeMap<String, T> {
         .map(|_| (String::random(r, depth), T::random(r, depth + 1)))
         .collect()
 }
+
+/// The largest protobuf field number.
+pub const MAX_FIELD: u32 = (1 << 29) - 1;
+
+/// Whether the schema's `OneOf` has a member with this field number.
+pub fn is_known_oneof_field(field: u32) -> bool {
+    crate::event::EVENT_KINDS.iter().any(|&(n, _)| n == field)
+}
+
+/// A `OneOf` field number the schema does not use: one of its reserved numbers, the first
+/// after its last member, or any larger one up to [`MAX_FIELD`].
+pub fn unknown_oneof_field(r: &mut Rng) -> u32 {
+    let last = crate::event::EVENT_KINDS
+        .iter()
+        .map(|&(n, _)| n)
+        .max()
+        .unwrap_or(0);
+    let reserved: Vec<u32> = (1..last).filter(|&n| !is_known_oneof_field(n)).collect();
+    loop {
+        let field = match r.below(5) {
+            0 if !reserved.is_empty() => reserved[r.below(reserved.len() as u64) as usize],
+            1 => last + 1,
+            2 => MAX_FIELD,
+            3 => last + 1 + r.below(1000) as u32,
+            _ => last + 1 + r.below(u64::from(MAX_FIELD - last)) as u32,
+        };
+        if !is_known_oneof_field(field) {
+            return field;
+        }
+    }
+}
+
+/// The body of an unknown `OneOf` member: which kind [`unknown_oneof_body`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownBody {
+    /// No bytes.
+    Empty,
+    /// Random bytes (usually not protobuf).
+    Junk,
+    /// A `Metadata` (field 1, with the given index) and then valid fields of other numbers.
+    MetadataFirst,
+    /// A `Metadata` (field 1) and then random bytes.
+    MetadataThenJunk,
+    /// Valid protobuf without a field 1.
+    NoMetadata,
+    /// Field 1 as a length-delimited field whose bytes are not a `Metadata`.
+    BadMetadata,
+}
+
+impl UnknownBody {
+    /// Every kind.
+    pub const ALL: [UnknownBody; 6] = [
+        UnknownBody::Empty,
+        UnknownBody::Junk,
+        UnknownBody::MetadataFirst,
+        UnknownBody::MetadataThenJunk,
+        UnknownBody::NoMetadata,
+        UnknownBody::BadMetadata,
+    ];
+
+    /// A random kind.
+    pub fn random(r: &mut Rng) -> UnknownBody {
+        UnknownBody::ALL[r.below(UnknownBody::ALL.len() as u64) as usize]
+    }
+}
+
+fn junk(r: &mut Rng, max: u64) -> Vec<u8> {
+    (0..r.below(max)).map(|_| r.next_u64() as u8).collect()
+}
+
+/// Valid protobuf fields other than 1: varints, strings, fixed values, nested messages.
+fn other_fields(r: &mut Rng, out: &mut Vec<u8>) {
+    use crate::proto::{WireType, put_key, put_len_field, put_varint};
+    for _ in 0..r.below(4) {
+        let field = 2 + r.below(40) as u32;
+        match r.below(4) {
+            0 => {
+                put_key(out, field, WireType::Varint);
+                put_varint(out, r.next_u64() >> r.below(64));
+            }
+            1 => put_len_field(out, field, String::random(r, 0).as_bytes()),
+            2 => {
+                put_key(out, field, WireType::Fixed64);
+                out.extend_from_slice(&r.next_u64().to_le_bytes());
+            }
+            _ => {
+                let mut inner = Vec::new();
+                put_key(&mut inner, 1, WireType::Varint);
+                put_varint(&mut inner, r.below(1 << 20));
+                put_len_field(out, field, &inner);
+            }
+        }
+    }
+}
+
+/// The body of an unknown member of kind `kind`; a `Metadata` in it gets `index` as its
+/// event index.
+pub fn unknown_oneof_body(r: &mut Rng, kind: UnknownBody, index: i64) -> Vec<u8> {
+    use crate::proto::{put_len_field, put_message_field};
+    let mut body = Vec::new();
+    let metadata = |r: &mut Rng| {
+        let mut m = crate::event::Metadata::random(r, 0);
+        m.index = index;
+        m
+    };
+    match kind {
+        UnknownBody::Empty => {}
+        UnknownBody::Junk => body = junk(r, 64),
+        UnknownBody::MetadataFirst => {
+            put_message_field(&mut body, 1, &metadata(r));
+            other_fields(r, &mut body);
+        }
+        UnknownBody::MetadataThenJunk => {
+            put_message_field(&mut body, 1, &metadata(r));
+            body.extend_from_slice(&junk(r, 32));
+        }
+        UnknownBody::NoMetadata => other_fields(r, &mut body),
+        UnknownBody::BadMetadata => {
+            let mut bad = junk(r, 16);
+            bad.insert(0, 0xff);
+            put_len_field(&mut body, 1, &bad);
+        }
+    }
+    body
+}
+
+/// A `OneOf` record whose only member is `field` (normally one the schema does not use, see
+/// [`unknown_oneof_field`]) with `body`.
+pub fn oneof_record(field: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 10);
+    crate::proto::put_len_field(&mut out, field, body);
+    out
+}
+
+/// A random `OneOf` record of an unknown member with a body of a random kind.
+pub fn unknown_oneof(r: &mut Rng, index: i64) -> Vec<u8> {
+    let field = unknown_oneof_field(r);
+    let kind = UnknownBody::random(r);
+    oneof_record(field, &unknown_oneof_body(r, kind, index))
+}
+
+/// `n` random `OneOf` records of a session, in index order: events of random known kinds
+/// (under 60,000 bytes each) and, about one in `unknown_every`, an unknown member
+/// ([`unknown_oneof`]; never when `unknown_every` is 0).
+pub fn random_records(r: &mut Rng, n: usize, unknown_every: u64) -> Vec<Vec<u8>> {
+    let kinds = crate::event::EVENT_KINDS;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let index = out.len() as i64;
+        if unknown_every > 0 && r.below(unknown_every) == 0 {
+            out.push(unknown_oneof(r, index));
+            continue;
+        }
+        let (field, _) = kinds[r.below(kinds.len() as u64) as usize];
+        if let Some(mut e) = crate::event::AuditEvent::random_of(field, r) {
+            if e.oneof_len() > 60_000 {
+                continue;
+            }
+            e.set_index(index);
+            out.push(e.to_oneof_bytes());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::AuditEvent;
+
+    #[test]
+    fn unknown_fields_are_never_schema_members() {
+        let mut r = Rng::new(3);
+        let mut seen_reserved = false;
+        let mut seen_max = false;
+        for _ in 0..2000 {
+            let f = unknown_oneof_field(&mut r);
+            assert!(
+                !is_known_oneof_field(f) && (1..=MAX_FIELD).contains(&f),
+                "{f}"
+            );
+            seen_reserved |= (185..=187).contains(&f);
+            seen_max |= f == MAX_FIELD;
+        }
+        assert!(seen_reserved && seen_max);
+        assert!(is_known_oneof_field(1) && !is_known_oneof_field(186));
+    }
+
+    #[test]
+    fn unknown_members_with_a_metadata_keep_their_bytes_and_index() {
+        let mut r = Rng::new(9);
+        for i in 0..50 {
+            let field = unknown_oneof_field(&mut r);
+            let body = unknown_oneof_body(&mut r, UnknownBody::MetadataFirst, i);
+            let record = oneof_record(field, &body);
+            let e = AuditEvent::decode_oneof(&record).unwrap();
+            assert_eq!(e.oneof_field(), field);
+            assert_eq!(e.index(), i);
+            assert_eq!(e.to_oneof_bytes(), record);
+        }
+    }
+
+    #[test]
+    fn every_body_kind_is_made() {
+        let mut r = Rng::new(1);
+        for kind in UnknownBody::ALL {
+            let body = unknown_oneof_body(&mut r, kind, 4);
+            match kind {
+                UnknownBody::Empty => assert!(body.is_empty()),
+                UnknownBody::MetadataFirst | UnknownBody::MetadataThenJunk => {
+                    assert_eq!(body[0], 1 << 3 | 2)
+                }
+                UnknownBody::BadMetadata => assert_eq!(&body[..1], &[1 << 3 | 2]),
+                UnknownBody::NoMetadata => assert!(body.first() != Some(&(1 << 3 | 2))),
+                UnknownBody::Junk => {}
+            }
+        }
+        let records = random_records(&mut r, 200, 4);
+        assert_eq!(records.len(), 200);
+        let unknown = records
+            .iter()
+            .filter(|rec| {
+                let mut b = rec.as_slice();
+                crate::proto::read_key(&mut b).is_ok_and(|(f, _)| !is_known_oneof_field(f))
+            })
+            .count();
+        assert!(unknown > 20 && unknown < 100, "{unknown}");
+    }
+}

@@ -345,6 +345,36 @@ impl Index {
     }
 }
 
+/// What one complete line of a day file (without its `\n`) gives the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexedLine {
+    /// An empty line: skipped, not counted.
+    Blank,
+    /// An event line and its entry.
+    Entry(IndexEntry),
+    /// A line that is not an event (not UTF-8, not a JSON object, or over 4 GiB): skipped
+    /// and counted as unparsable.
+    Unparsable,
+}
+
+/// The index's view of the line at `offset` (the rule of index building: the line is parsed
+/// as [`EventFields`], and its entry is what a search checks the line read back against).
+pub fn index_line(offset: u64, line: &[u8]) -> IndexedLine {
+    if line.is_empty() {
+        return IndexedLine::Blank;
+    }
+    let Ok(len) = u32::try_from(line.len()) else {
+        return IndexedLine::Unparsable;
+    };
+    match std::str::from_utf8(line)
+        .ok()
+        .and_then(|s| EventFields::parse(s).ok())
+    {
+        Some(f) => IndexedLine::Entry(IndexEntry::from_fields(&f, offset, len)),
+        None => IndexedLine::Unparsable,
+    }
+}
+
 /// Merges two sorted lists of entries into one.
 pub fn merge_sorted(a: Vec<IndexEntry>, b: Vec<IndexEntry>) -> Vec<IndexEntry> {
     if b.is_empty() {
@@ -404,6 +434,26 @@ mod tests {
             offset,
             len: 10,
         }
+    }
+
+    #[test]
+    fn lines_become_entries_or_are_counted() {
+        let line =
+            br#"{"event":"session.start","time":"2024-01-15T10:00:00.5Z","sid":"s1","ei":3}"#;
+        let IndexedLine::Entry(e) = index_line(77, line) else {
+            panic!("an event line gives an entry");
+        };
+        assert_eq!(e.offset, 77);
+        assert_eq!(e.len as usize, line.len());
+        assert_eq!((e.seconds, e.nanos), (1_705_312_800, 500_000_000));
+        assert_eq!(e.sid_hash, sid_hash("s1"));
+        assert_eq!(e.type_hash, type_hash("session.start"));
+        assert_eq!(e.index, 3);
+        let fields = EventFields::parse(std::str::from_utf8(line).unwrap()).unwrap();
+        assert!(e.describes(&fields, line.len()));
+        assert_eq!(index_line(0, b""), IndexedLine::Blank);
+        assert_eq!(index_line(0, b"[1]"), IndexedLine::Unparsable);
+        assert_eq!(index_line(0, b"{\"a\":\xff}"), IndexedLine::Unparsable);
     }
 
     #[test]

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tapelog_core::EventFields;
 use tapelog_core::audit::index::{
-    ENTRY_SIZE, HEADER_SIZE, Index, IndexEntry, IndexHeader, crc, fingerprint_ranges,
+    ENTRY_SIZE, HEADER_SIZE, Index, IndexEntry, IndexHeader, IndexedLine, crc, fingerprint_ranges,
+    index_line,
 };
 use tapelog_core::audit::lines::{LineScanner, ScannedLine};
 
@@ -289,20 +290,11 @@ fn scan(
             break;
         }
         scanner.feed(&buf[..n], |line| match line {
-            ScannedLine::Line { offset, bytes } => {
-                if bytes.is_empty() {
-                    return;
-                }
-                let parsed = std::str::from_utf8(bytes)
-                    .ok()
-                    .and_then(|s| EventFields::parse(s).ok());
-                match parsed {
-                    Some(f) => {
-                        entries.push(IndexEntry::from_fields(&f, offset, bytes.len() as u32))
-                    }
-                    None => unparsable += 1,
-                }
-            }
+            ScannedLine::Line { offset, bytes } => match index_line(offset, bytes) {
+                IndexedLine::Entry(e) => entries.push(e),
+                IndexedLine::Unparsable => unparsable += 1,
+                IndexedLine::Blank => {}
+            },
             ScannedLine::TooLong { .. } => unparsable += 1,
         });
         pos += n as u64;

@@ -323,6 +323,15 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `--config` file's text as a TOML table; `origin` names the file in the error.
+fn parse_config(text: &str, origin: &str) -> Result<toml::Table, OptionsError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| OptionsError::Config {
+            path: origin.into(),
+            reason: e.to_string(),
+        })
+}
+
 impl ForwardArgs {
     fn flag(&self, name: &str) -> Option<&String> {
         match name {
@@ -377,18 +386,34 @@ impl ForwardArgs {
                     path: path.into(),
                     reason: e.to_string(),
                 })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| OptionsError::Config {
-                        path: path.into(),
-                        reason: e.to_string(),
-                    })?
+                parse_config(&text, path)?
             }
         };
+        self.resolve_doc(&doc, env)
+    }
+
+    /// Resolves the options with `text` as the `--config` file's contents (`origin` names it
+    /// in errors) and `env` as the environment; the `--config` flag and variable are not read.
+    pub fn resolve_with_config_text(
+        &self,
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ForwardOptions, OptionsError> {
+        self.resolve_doc(&parse_config(text, origin)?, env)
+    }
+
+    fn resolve_doc(
+        &self,
+        doc: &toml::Table,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ForwardOptions, OptionsError> {
+        let from_env = |name: &str| env_names(name).into_iter().find_map(|n| env(&n));
         let get = |name: &str| -> Option<String> {
             self.flag(name)
                 .cloned()
                 .or_else(|| from_env(name))
-                .or_else(|| toml_value(&doc, name))
+                .or_else(|| toml_value(doc, name))
                 .or_else(|| {
                     DEFAULTS
                         .iter()
@@ -538,6 +563,27 @@ mod tests {
         assert_eq!(d("0"), Some(Duration::ZERO));
         for bad in ["", "5", "s", "-1s", "5x", "1h-1m"] {
             assert_eq!(d(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_text_resolves_like_a_config_file() {
+        let text = "storage = \"/s\"\nbatch = 7\n[forward.fluentd]\nurl = \"https://f/a.log\"\nsession-url = \"https://f/s\"\n";
+        let o = ForwardArgs::default()
+            .resolve_with_config_text(text, "f.toml", |_| None)
+            .unwrap();
+        assert_eq!(o.storage, PathBuf::from("/s"));
+        assert_eq!(o.batch, 7);
+        assert_eq!(o.fluentd_url, "https://f/a.log");
+        assert_eq!(o.fluentd_max_connections, 10);
+        let env = |n: &str| (n == "FDFWD_BATCH").then(|| "9".to_string());
+        let o = ForwardArgs::default()
+            .resolve_with_config_text(text, "f.toml", env)
+            .unwrap();
+        assert_eq!(o.batch, 9);
+        match ForwardArgs::default().resolve_with_config_text("a = ", "f.toml", |_| None) {
+            Err(OptionsError::Config { path, .. }) => assert_eq!(path, "f.toml"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Request and response bodies: content types checked (415), sizes limited (413, in JSON,
 //! also for bodies that arrive without a length), JSON read into the API's types (400 that
-//! names the field or the position).
+//! names the field or the position), the events and framed records of the write requests
+//! decoded ([`decode_events`], [`decode_records`]: public, so that tests and the fuzz
+//! targets decode bodies exactly as the server does).
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -8,9 +10,12 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tapelog_core::AuditEvent;
+use tapelog_core::codec::{FrameError, FramedRecord, FramedRecords};
 
 use super::error::ApiError;
-use crate::api::ErrorCode;
+use crate::api::{ErrorCode, NDJSON_CONTENT_TYPE};
 
 /// The body's media type (without parameters), lower case; "" when there is none.
 pub(crate) fn media_type(headers: &HeaderMap) -> String {
@@ -104,8 +109,64 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     require_content_type(headers, &["application/json"])?;
     let bytes = read_body(body, limit).await?;
-    serde_json::from_slice(&bytes)
+    decode_json(&bytes)
+}
+
+/// A JSON request body (`POST /v1/streams`, `…/resume`) read into `T`, as the server reads
+/// it: 400 with serde's position and field on anything else.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
+/// The events of a `POST /v1/events` body of media type `media`: one object or an array
+/// (`application/json`), or one object a line (JSON lines). The error names the event's
+/// position.
+pub fn decode_events(media: &str, bytes: &[u8]) -> Result<Vec<AuditEvent>, ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    if media == NDJSON_CONTENT_TYPE {
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let e = AuditEvent::from_json(line)
+                .map_err(|e| ApiError::bad_request(format!("line {}: {e}", n + 1)))?;
+            out.push(e);
+        }
+        return Ok(out);
+    }
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                AuditEvent::from_json_value(v, None)
+                    .map_err(|e| ApiError::bad_request(format!("event {i}: {e}")))
+            })
+            .collect(),
+        Value::Object(_) => AuditEvent::from_json_value(&v, None)
+            .map(|e| vec![e])
+            .map_err(|e| ApiError::bad_request(format!("event 0: {e}"))),
+        _ => Err(ApiError::bad_request(
+            "the body must be an event object or an array of events",
+        )),
+    }
+}
+
+/// The framed records of a `POST /v1/streams/{upload_id}/records` body, every frame checked
+/// (413 for a record over the event size limit, 400 for anything else wrong).
+pub fn decode_records(bytes: &[u8]) -> Result<Vec<FramedRecord<'_>>, ApiError> {
+    FramedRecords::new(bytes)
+        .collect::<Result<Vec<_>, FrameError>>()
+        .map_err(|e| match e {
+            FrameError::TooLarge { .. } => ApiError::new(ErrorCode::TooLarge, e.to_string()),
+            other => ApiError::bad_request(format!("records body: {other}")),
+        })
 }
 
 /// The id in a path (`{upload_id}`, `{sid}`), or 400 when it is not text.

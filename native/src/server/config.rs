@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ServeError;
 use super::auth::TokenSpec;
@@ -131,7 +131,7 @@ impl ServeConfig {
 /// name = "host1"
 /// token = "a long random secret"
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// `data_dir`.
@@ -180,7 +180,7 @@ pub struct FileConfig {
 }
 
 /// A `[[tokens]]` entry.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileToken {
     /// `recorder`, `auditor` or `admin`.
@@ -204,7 +204,18 @@ impl FileConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))
+        FileConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses the TOML text of a config file; `origin` (the file's name) starts the message
+    /// of an error.
+    pub fn parse(text: &str, origin: &str) -> Result<FileConfig, ServeError> {
+        toml::from_str(text).map_err(|e| ServeError::Config(format!("{origin}: {e}")))
+    }
+
+    /// The config as TOML text that [`FileConfig::parse`] reads back to an equal config.
+    pub fn to_toml(&self) -> Result<String, ServeError> {
+        toml::to_string(self).map_err(|e| ServeError::Config(format!("config as TOML: {e}")))
     }
 
     /// The file's tokens, checked.
@@ -270,4 +281,52 @@ pub fn admin_token(path: &Path) -> Result<String, ServeError> {
     f.write_all(b"\n").map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn config_text_parses_and_prints_back() {
+        let text = r#"
+data_dir = "/var/lib/tapelog"
+listen = "0.0.0.0:7450"
+storage = "s3://bucket/recordings"
+max_body = 16777216
+completer_grace = 3600
+durability = "fsync"
+[[tokens]]
+role = "recorder"
+name = "host1"
+token = "a long random secret"
+"#;
+        let c = FileConfig::parse(text, "serve.toml").unwrap();
+        assert_eq!(c.data_dir, Some(PathBuf::from("/var/lib/tapelog")));
+        assert_eq!(c.max_body, Some(16 << 20));
+        assert_eq!(c.tokens.len(), 1);
+        assert_eq!(c.tokens[0].name, "host1");
+        assert_eq!(c.token_specs().unwrap().len(), 1);
+        let printed = c.to_toml().unwrap();
+        assert_eq!(FileConfig::parse(&printed, "printed").unwrap(), c);
+        assert_eq!(
+            FileConfig::parse("", "empty").unwrap(),
+            FileConfig::default()
+        );
+    }
+
+    #[test]
+    fn bad_config_text_names_the_file() {
+        for bad in [
+            "listen = 7450",
+            "no_such_key = 1",
+            "[[tokens]]\nrole = \"x\"",
+            "= =",
+        ] {
+            let e = FileConfig::parse(bad, "serve.toml").unwrap_err();
+            assert!(e.to_string().starts_with("serve.toml: "), "{bad}: {e}");
+        }
+    }
 }

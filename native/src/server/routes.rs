@@ -13,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
+use tapelog_core::Timestamp;
 use tapelog_core::audit::lines::{LineError, prepare_line_with_max};
-use tapelog_core::{AuditEvent, Timestamp};
 
 use super::App;
 use super::auth::Caller;
-use super::body::{json_response, path_id, read_body, require_content_type};
+use super::body::{decode_events, json_response, path_id, read_body, require_content_type};
 use super::error::ApiError;
 use crate::api::{
     AcceptedBody, CompleteReportBody, CompletedBody, ErrorCode, EventsPage, NDJSON_CONTENT_TYPE,
@@ -44,44 +44,6 @@ pub(crate) async fn metrics() -> Response {
     r
 }
 
-/// Parses the events of a `POST /v1/events` body: one object or an array (JSON), or one
-/// object a line (JSON lines). The error names the event's position.
-fn parse_events(media: &str, bytes: &[u8]) -> Result<Vec<AuditEvent>, ApiError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
-    if media == NDJSON_CONTENT_TYPE {
-        let mut out = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            let e = AuditEvent::from_json(line)
-                .map_err(|e| ApiError::bad_request(format!("line {}: {e}", n + 1)))?;
-            out.push(e);
-        }
-        return Ok(out);
-    }
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                AuditEvent::from_json_value(v, None)
-                    .map_err(|e| ApiError::bad_request(format!("event {i}: {e}")))
-            })
-            .collect(),
-        Value::Object(_) => AuditEvent::from_json_value(&v, None)
-            .map(|e| vec![e])
-            .map_err(|e| ApiError::bad_request(format!("event 0: {e}"))),
-        _ => Err(ApiError::bad_request(
-            "the body must be an event object or an array of events",
-        )),
-    }
-}
-
 /// `POST /v1/events`: checks every event (type, code, size), then appends them all.
 pub(crate) async fn emit(
     State(app): State<Arc<App>>,
@@ -92,7 +54,7 @@ pub(crate) async fn emit(
     caller.require(Role::Recorder, "emit events")?;
     let media = require_content_type(&headers, &["application/json", NDJSON_CONTENT_TYPE])?;
     let bytes = read_body(body, app.max_body).await?;
-    let events = parse_events(&media, &bytes)?;
+    let events = decode_events(&media, &bytes)?;
     let max_line = app.log.config().max_line_size;
     let mut checked = Vec::with_capacity(events.len());
     for (i, mut e) in events.into_iter().enumerate() {

@@ -10,13 +10,14 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tapelog_core::codec::{FrameError, FramedRecords};
 use tapelog_core::stream::StreamStatus;
 use tokio::sync::watch;
 
 use super::App;
 use super::auth::Caller;
-use super::body::{json_response, path_id, read_body, read_json, require_content_type};
+use super::body::{
+    decode_records, json_response, path_id, read_body, read_json, require_content_type,
+};
 use super::error::ApiError;
 use crate::api::{
     CompletedBody, ErrorCode, RECORDS_CONTENT_TYPE, Role, StreamRequest, StreamStatusBody,
@@ -206,12 +207,7 @@ pub(crate) async fn records(
     require_content_type(&headers, &[RECORDS_CONTENT_TYPE])?;
     let bytes = read_body(body, app.max_body).await?;
     // Every frame is checked before any record goes in: a bad body writes nothing.
-    let records = FramedRecords::new(&bytes)
-        .collect::<Result<Vec<_>, FrameError>>()
-        .map_err(|e| match e {
-            FrameError::TooLarge { .. } => ApiError::new(ErrorCode::TooLarge, e.to_string()),
-            other => ApiError::bad_request(format!("records body: {other}")),
-        })?;
+    let records = decode_records(&bytes)?;
     let guard = entry.stream.lock().await;
     let Some(stream) = guard.as_ref() else {
         return Err(ApiError::not_found(format!(
