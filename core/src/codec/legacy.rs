@@ -123,10 +123,10 @@ pub fn read_tar(bytes: &[u8], source: &str) -> Result<Vec<LegacyFile>, ErrorKind
             }
             b'x' => {
                 for rec in String::from_utf8_lossy(data).lines() {
-                    if let Some((_, kv)) = rec.split_once(' ') {
-                        if let Some(p) = kv.strip_prefix("path=") {
-                            long_name = Some(p.to_string());
-                        }
+                    if let Some((_, kv)) = rec.split_once(' ')
+                        && let Some(p) = kv.strip_prefix("path=")
+                    {
+                        long_name = Some(p.to_string());
                     }
                 }
             }

@@ -509,14 +509,14 @@ impl AuditEvent {
             }
             // Teleport once wrote some SFTP events as `scp` with code T3010E; upstream reads
             // those back as SFTP events (gravitational/teleport#59469).
-            if event_type == event_type::SCP && code == event_code::SCP_DISALLOWED {
-                if let Some(Ok(AuditEvent::SFTP(mut e))) =
+            if event_type == event_type::SCP
+                && code == event_code::SCP_DISALLOWED
+                && let Some(Ok(AuditEvent::SFTP(mut e))) =
                     AuditEvent::from_json_object_as("SFTP", obj)
-                {
-                    e.metadata.type_ = event_type::SFTP.to_string();
-                    e.metadata.code = event_code::SFTP_DISALLOWED.to_string();
-                    return Ok(AuditEvent::SFTP(e));
-                }
+            {
+                e.metadata.type_ = event_type::SFTP.to_string();
+                e.metadata.code = event_code::SFTP_DISALLOWED.to_string();
+                return Ok(AuditEvent::SFTP(e));
             }
         }
         let mut unknown = Unknown::default();

@@ -125,13 +125,13 @@ fn struct_trim(s: &mut Option<JsonStruct>, n: i64) {
     }
     let mut out = serde_json::Map::new();
     for (k, v) in &st.0 {
-        if let Value::String(t) = v {
-            if !t.is_empty() {
-                out.insert(
-                    trim_str(k, n).to_string(),
-                    Value::String(trim_str(t, n).to_string()),
-                );
-            }
+        if let Value::String(t) = v
+            && !t.is_empty()
+        {
+            out.insert(
+                trim_str(k, n).to_string(),
+                Value::String(trim_str(t, n).to_string()),
+            );
         }
     }
     *s = Some(JsonStruct(out));

@@ -266,13 +266,12 @@ fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
         if err.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
                 .get_ref()
                 .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return true;
-            }
+        {
+            return true;
         }
         cur = err.source();
     }
