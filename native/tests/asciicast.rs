@@ -48,10 +48,14 @@ fn tapelog(args: &[&str]) -> Vec<u8> {
 /// `asciinema cat FILE`'s standard output. It runs without a controlling terminal (its own
 /// session), so it does not touch the terminal of whoever runs the tests.
 fn asciinema_cat(cast: &Path) -> Vec<u8> {
+    // asciinema writes an install id into its config dir on first use; parallel first uses
+    // race on it ("no install ID found"), so each call gets a config dir of its own.
+    let config = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(asciinema());
     cmd.arg("cat")
         .arg(cast)
         .env("PYTHONIOENCODING", "utf-8")
+        .env("ASCIINEMA_CONFIG_HOME", config.path())
         .stdin(Stdio::null());
     // SAFETY: setsid is async-signal-safe.
     unsafe {

@@ -67,13 +67,13 @@ pub fn open_reader(src: Box<dyn Read + Send>, path: &Path) -> Result<EventStream
     while stream.reader.format().is_none() {
         stream.read_chunk()?;
     }
-    if stream.reader.format() == Some(Format::Unknown) {
-        if let Err(source) = stream.reader.poll() {
-            return Err(ReadError::Codec {
-                path: stream.path,
-                source,
-            });
-        }
+    if stream.reader.format() == Some(Format::Unknown)
+        && let Err(source) = stream.reader.poll()
+    {
+        return Err(ReadError::Codec {
+            path: stream.path,
+            source,
+        });
     }
     Ok(stream)
 }
