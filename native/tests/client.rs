@@ -505,12 +505,12 @@ async fn serve_keep_alive(
                 request,
                 answered: false,
             });
-            if let Some((stop, down)) = &stop {
-                if !down.swap(true, Ordering::SeqCst) {
-                    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                    stop.send(done_tx).await.unwrap();
-                    done_rx.await.unwrap();
-                }
+            if let Some((stop, down)) = &stop
+                && !down.swap(true, Ordering::SeqCst)
+            {
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                stop.send(done_tx).await.unwrap();
+                done_rx.await.unwrap();
             }
             if on_reuse == OnReuse::Reset {
                 // SO_LINGER with a zero timeout: closing sends RST instead of FIN.
