@@ -3,6 +3,8 @@
 # (fuzz/seeds/<target>, written by `cargo run -p tapelog-tests --bin write-seeds -- fuzz/seeds`)
 # and the working corpus (fuzz/corpus/<target>, not in git, where new inputs go).
 # A long run: scripts/fuzz.sh 3600; one target: scripts/fuzz.sh 20 page_key (see docs/fuzzing.md).
+# FUZZ_RUNS=N runs each target for N executions instead of N seconds (the long run of
+# docs/fuzzing.md: FUZZ_RUNS=10000000 FUZZ_BUILD="--sanitizer none" bash scripts/fuzz.sh 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
@@ -16,12 +18,13 @@ fi
 # generated schema is 4 MB of Rust), and the code under test has no unsafe code for ASan to
 # watch. Long runs build optimised with ASan, cargo-fuzz's default. FUZZ_BUILD overrides the
 # choice.
-if [ "$secs" -le 60 ]; then build=${FUZZ_BUILD---dev --sanitizer none}; else build=${FUZZ_BUILD-}; fi
+if [ "$secs" -le 60 ] && [ -z "${FUZZ_RUNS:-}" ]; then build=${FUZZ_BUILD---dev --sanitizer none}; else build=${FUZZ_BUILD-}; fi
+if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); else limit=(-max_total_time="$secs"); fi
 if rustup toolchain list | grep -q '^nightly'; then tc=+nightly; else tc=; export RUSTC_BOOTSTRAP=1; fi
 # One build of every target first, so that each run below starts at once.
 out=$(cargo $tc fuzz build $build 2>&1) || { echo "$out" | tail -40; exit 1; }
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
-  out=$(cargo $tc fuzz run $build "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1) || { echo "$out" | tail -40; exit 1; }
+  out=$(cargo $tc fuzz run $build "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- "${limit[@]}" -rss_limit_mb=2048 -max_len=65536 2>&1) || { echo "$out" | tail -40; exit 1; }
   echo "fuzz $t: $(echo "$out" | grep -Eo 'Done [0-9]+ runs in [0-9]+ second' | tail -1)"
 done
