@@ -2,13 +2,10 @@
 //! 2.4.0 from PyPI, installed by scripts/setup.sh into target/asciinema) must print exactly the
 //! bytes of `tapelog export --format text`.
 
-mod pty_support;
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use pty_support::tapelog_bin;
 use tapelog_core::AuditEvent;
 use tapelog_core::codec::{WriterConfig, encode_recording};
 use tapelog_core::event::{Metadata, Resize, event_code, event_type};
@@ -37,13 +34,7 @@ fn asciinema() -> PathBuf {
 }
 
 fn tapelog(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(tapelog_bin()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "tapelog {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    crate::util::tapelog(args).run().stdout
 }
 
 /// `asciinema cat FILE`'s standard output. It runs without a controlling terminal (its own

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::util::TestCommand;
 use tapelog_audit::emit::Emitter;
 use tapelog_audit::{
     AuditError, AuditLog, Condition, FileLog, FileLogConfig, LimiterConfig, Order, SearchLimiter,
@@ -687,8 +688,8 @@ fn session_search_by_type_session_and_condition() {
     );
 }
 
-fn tapelog() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tapelog"))
+fn tapelog() -> TestCommand {
+    TestCommand::new()
 }
 
 #[test]
@@ -712,7 +713,7 @@ fn writer_processes_do_not_interleave() {
             text.push('\n');
         }
         std::fs::write(&input, text).unwrap();
-        let child = tapelog()
+        let child = Command::new(crate::util::tapelog_bin())
             .args(["emit", "--server-id", "shared", "--data-dir"])
             .arg(dir.path())
             .arg(&input)
@@ -778,8 +779,7 @@ fn cli_emit_reports_bad_lines_and_search_prints_pages() {
         ])
         .arg(&data)
         .arg(&input)
-        .output()
-        .unwrap();
+        .output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("line 3: "), "{err}");
@@ -795,13 +795,7 @@ fn cli_emit_reports_bad_lines_and_search_prints_pages() {
             .arg("--data-dir")
             .arg(&data)
             .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .run();
         (
             String::from_utf8(out.stdout).unwrap(),
             String::from_utf8(out.stderr).unwrap(),
@@ -860,15 +854,13 @@ fn cli_emit_reports_bad_lines_and_search_prints_pages() {
     let out = tapelog()
         .args(["search", "--start-key", "tl1.@@", "--data-dir"])
         .arg(&data)
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("malformed page key \"tl1.@@\""));
     let out = tapelog()
         .args(["search", "--from", "yesterday", "--data-dir"])
         .arg(&data)
-        .output()
-        .unwrap();
+        .output();
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"yesterday\" is not a time"));
 }
 

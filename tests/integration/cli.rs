@@ -1,22 +1,11 @@
 //! The `tapelog` binary on the test vectors: what a user sees.
 
-use std::process::Command;
-
+use crate::util::repo_root;
 use tapelog_core::codec::read_all;
 use tapelog_core::vectors::{self, Expect};
-fn tapelog_bin() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_BIN_EXE_tapelog"))
-}
-
-fn repo_root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn tapelog(args: &[&str]) -> std::process::Output {
-    Command::new(tapelog_bin())
-        .args(args)
-        .output()
-        .expect("run tapelog")
+    crate::util::tapelog(args).output()
 }
 
 #[test]
@@ -117,16 +106,9 @@ fn export_proto_normalises_any_readable_recording() {
 #[test]
 fn export_reads_standard_input() {
     let v = &vectors::all()[0];
-    let mut child = Command::new(tapelog_bin())
-        .args(["export", "--format", "text", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&v.bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let out = crate::util::tapelog(["export", "--format", "text", "-"])
+        .stdin(v.bytes.clone())
+        .run();
     assert_eq!(out.stdout, vectors::sample_output(40));
 }
 

@@ -825,23 +825,9 @@ async fn session_writer_records_through_a_restarting_server() {
 /// Runs the real binary (off the runtime's threads) in an empty directory, with no
 /// credentials from the environment.
 async fn tapelog(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let cwd = tempfile::tempdir().unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
-            .args(&args)
-            .current_dir(cwd.path())
-            .env_remove("TAPELOG_TOKEN")
-            .env_remove("TAPELOG_TOKEN_FILE")
-            .env_remove("TAPELOG_SERVER")
-            .env_remove("TAPELOG_CERT")
-            .env_remove("TAPELOG_KEY")
-            .env_remove("TAPELOG_CA")
-            .env_remove("TAPELOG_DATA_DIR")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || crate::util::tapelog(&args).output())
+        .await
+        .unwrap()
 }
 
 fn args(list: &[&str]) -> Vec<String> {

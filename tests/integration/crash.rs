@@ -2,6 +2,7 @@
 //! upload; a second process resumes it from the store and completes it, and the upload
 //! completer completes one that nobody resumes. Nothing a status update acknowledged is lost.
 
+use crate::util::TestCommand;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -86,17 +87,11 @@ fn upload_and_kill(file: &Path, store: &Path, min_durable: i64) -> (String, i64)
 }
 
 fn run(args: &[&str], store: &Path) -> String {
-    let out = Command::new(BIN)
+    let out = TestCommand::new()
         .args(args)
         .arg("--storage")
         .arg(store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tapelog {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -113,7 +108,7 @@ fn a_killed_upload_is_resumed_by_another_process_and_is_exact() {
     let listed = run(&["uploads", "list", "--json"], &store);
     assert!(listed.contains(&upload), "{listed}");
 
-    let out = Command::new(BIN)
+    let out = TestCommand::new()
         .args([
             "upload",
             "--part-size",
@@ -124,8 +119,7 @@ fn a_killed_upload_is_resumed_by_another_process_and_is_exact() {
         ])
         .arg(&store)
         .arg(&file)
-        .output()
-        .unwrap();
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "resume failed: {stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -163,18 +157,12 @@ fn the_completer_completes_a_killed_upload_that_nobody_resumes() {
     let events = write_recording(&file, 30_000, sid);
     let (upload, acked) = upload_and_kill(&file, &store, 2000);
     let events_out = dir.path().join("events.jsonl");
-    let out = Command::new(BIN)
+    TestCommand::new()
         .args(["uploads", "complete", "--grace", "0", "--events"])
         .arg(&events_out)
         .arg("--storage")
         .arg(&store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
     let got = read_all(&std::fs::read(store.join(format!("{sid}.tar"))).unwrap());
     assert!(got.error.is_none(), "{:?}", got.error);
     // Every acknowledged event is there, in order, exactly as recorded.
@@ -236,16 +224,10 @@ fn an_upload_completed_by_another_process_stops_the_writer_with_a_clear_error() 
             break;
         }
     }
-    let out = Command::new(BIN)
+    TestCommand::new()
         .args(["uploads", "complete", "--grace", "0", "--storage"])
         .arg(&store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
     let status = child.wait_timeout_or_kill(Duration::from_secs(60));
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();

@@ -3,13 +3,11 @@
 //! and `serve` killed with SIGKILL in the middle of a recording and started again: the
 //! recorder resumes and the recording is exact.
 
-#[path = "support/serve_process.rs"]
-mod serve_process;
-
+use crate::util::TestCommand;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use serve_process::ServeProcess;
+use crate::util::serve::ServeProcess;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapelog");
@@ -42,17 +40,7 @@ fn restart_serve(data: &Path, listen: &str) -> ServeProcess {
 }
 
 fn run(args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tapelog {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    TestCommand::new().args(args).run()
 }
 
 /// What bash's `echo line $i` for 1..=n shows through a PTY.

@@ -1,21 +1,17 @@
 //! `tapelog forward` against a receiver that answers as Fluentd's `in_http` does
-//! (`support/fluentd.rs`): client certificates, the options, the start-time guard, dry run,
+//! (`util/fluentd.rs`): client certificates, the options, the start-time guard, dry run,
 //! audit and session events end to end with the real binary, dead letters, a receiver down
-//! for 30 s, and SIGKILL in the middle of an export.
+//! across several retries, and SIGKILL in the middle of an export.
 
-#[path = "support/fluentd.rs"]
-mod fluentd;
-#[path = "support/serve_process.rs"]
-mod serve_process;
-
+use crate::util::TestCommand;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fluentd::{Fluentd, Pki};
-use serve_process::ServeProcess;
+use crate::util::fluentd::{Fluentd, Pki};
+use crate::util::serve::ServeProcess;
 use tapelog_forward::http::{HttpConfig, HttpOutput};
 use tapelog_forward::pipeline::MAX_POST_EVENTS;
 use tapelog_forward::{Destination, ForwardArgs, Output as _, SendError};
@@ -81,12 +77,7 @@ fn forward_args(data: &Path, storage: &Path, f: &Fluentd, pki: &Pki) -> Vec<Stri
 }
 
 fn run(args: &[String]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    TestCommand::new().args(args).output()
 }
 
 fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
@@ -463,30 +454,15 @@ fn data_with_session(dir: &Path, n: usize) -> String {
 fn data_with_session_at(dir: &Path, n: usize, at: usize) -> String {
     let data = dir.join("data");
     let sample = dir.join("sample.tar");
-    let out = Command::new(BIN)
-        .args(["sample", "-o"])
-        .arg(&sample)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    TestCommand::new().args(["sample", "-o"]).arg(&sample).run();
     let sid = "7f3c0c8e-9d2a-4c1b-8f00-0123456789ab";
-    let out = Command::new(BIN)
+    TestCommand::new()
         .args(["upload"])
         .arg(&sample)
         .arg("--storage")
         .arg(data.join("log").join("records"))
         .args(["--session-id", sid])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
     let mut lines: Vec<String> = (0..n).map(event).collect();
     let time = if at >= n {
         "2024-05-01T11:00:00Z".to_string()
@@ -623,7 +599,7 @@ fn a_rejected_event_is_dead_lettered_and_the_rest_arrive() {
 }
 
 #[test]
-fn receiver_down_for_30_seconds_loses_nothing() {
+fn receiver_down_across_retries_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(&tmp.path().join("pki"));
     let f = Fluentd::start(&pki);
@@ -639,7 +615,12 @@ fn receiver_down_for_30_seconds_loses_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(30));
+    // Three refused attempts: the exporter keeps retrying with backoff.
+    assert!(
+        wait_until(Duration::from_secs(60), || f.refused() >= 3),
+        "the exporter did not retry: {} refused attempt(s)",
+        f.refused()
+    );
     assert!(child.try_wait().unwrap().is_none(), "still retrying");
     assert!(f.records().is_empty());
     f.set_down(false);
@@ -804,17 +785,11 @@ fn start_tls_serve(data: &Path, certs: &Path) -> ServeProcess {
 fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_file() {
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("certs");
-    let out = Command::new(BIN)
+    TestCommand::new()
         .args(["certs", "init"])
         .arg(&certs)
         .args(["--host", "127.0.0.1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
     let data = tmp.path().join("serve-data");
     let serve = start_tls_serve(&data, &certs);
     assert!(serve.url.starts_with("https://"), "{}", serve.url);
@@ -822,7 +797,7 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
 
     // A session recorded through the server with a recorder's certificate.
     let sid = "2b9c1f4e-6a7d-4e3f-9a10-5c6d7e8f9a0b";
-    let out = Command::new(BIN)
+    TestCommand::new()
         .args(["record", "--server", &serve.url])
         .args([
             "--cert",
@@ -832,16 +807,7 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
         ])
         .args(["--ca", &c("ca.pem"), "--session-id", sid, "--"])
         .args(["bash", "-c", "for i in $(seq 1 30); do echo line $i; done"])
-        .env_remove("TAPELOG_TOKEN")
-        .env_remove("TAPELOG_TOKEN_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "record: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
     // Audit events emitted into it, then the session's upload event (times in the past: the
     // exporter searches up to its now).
     let now = tapelog_audit::emit::system_clock();
@@ -987,13 +953,11 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
     // which the server refuses; the exporter keeps trying, and once the file is replaced by
     // a good identity the re-read one gets in and the export completes.
     let other = tmp.path().join("other-certs");
-    let out = Command::new(BIN)
+    TestCommand::new()
         .args(["certs", "init"])
         .arg(&other)
         .args(["--host", "127.0.0.1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        .run();
     let pem_of = |files: [&Path; 3]| {
         let mut pem = String::new();
         for f in files {
@@ -1051,7 +1015,14 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    // Two refused attempts logged: it is retried, not fatal.
+    wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("retrying in")
+            .count()
+            >= 2
+    });
     assert!(
         child.try_wait().unwrap().is_none(),
         "a refused identity is retried, not fatal: {}",

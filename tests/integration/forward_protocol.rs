@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::util::TestCommand;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -533,17 +534,7 @@ async fn tapelog_forward_over_forward_tls_with_the_files_configure_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("conf");
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .env_clear()
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tapelog {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = TestCommand::new().args(args).run();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let conf_s = conf.display().to_string();
@@ -559,10 +550,9 @@ async fn tapelog_forward_over_forward_tls_with_the_files_configure_writes() {
     assert!(said.contains("tapelog-forward.toml"), "{said}");
     // Without --force a second configure refuses and leaves the files alone.
     let ca_before = std::fs::read(conf.join("ca.crt")).unwrap();
-    let again = Command::new(BIN)
+    let again = TestCommand::new()
         .args(["forward", "configure", &conf_s])
-        .output()
-        .unwrap();
+        .output();
     assert!(!again.status.success());
     assert_eq!(std::fs::read(conf.join("ca.crt")).unwrap(), ca_before);
 
@@ -692,16 +682,6 @@ async fn tapelog_forward_over_forward_tls_with_the_files_configure_writes() {
     assert_eq!(session[0]["event"], "session.start");
 
     // A second run has nothing left to send.
-    let out = Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    TestCommand::new().args(args).run();
     assert!(rx.none_pending(), "nothing is sent twice");
 }

@@ -1,13 +1,11 @@
 //! `tapelog play`: the real binary plays recordings made here, to a pipe (output and printed
 //! timing) and on a test PTY (keys: space, arrows, q; the terminal restored).
 
-mod pty_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pty_support::{OnPty, tapelog_bin, termios_fields};
+use crate::util::pty::{OnPty, tapelog_bin, termios_fields};
 use tapelog_core::AuditEvent;
 use tapelog_core::codec::{WriterConfig, encode_recording};
 use tapelog_core::vectors::{SESSION_ID, print, sample_session};
@@ -44,13 +42,7 @@ fn write_recording(dir: &Path, name: &str, prints: &[(i64, Vec<u8>)]) -> PathBuf
 }
 
 fn tapelog(args: &[&str]) -> std::process::Output {
-    let out = Command::new(tapelog_bin()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "tapelog {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    crate::util::tapelog(args).run()
 }
 
 #[test]
@@ -80,11 +72,9 @@ fn output_to_a_pipe_equals_the_text_export_by_file_and_by_session_id() {
     assert_eq!(by_id, text);
 
     // An unknown session id says where it looked.
-    let out = Command::new(tapelog_bin())
-        .args(["play", "--data-dir", data.to_str().unwrap()])
+    let out = crate::util::tapelog(["play", "--data-dir", data.to_str().unwrap()])
         .arg("0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b")
-        .output()
-        .unwrap();
+        .run_fail();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -138,10 +128,7 @@ fn max_idle_and_speed_shorten_long_gaps() {
         ("--speed=-1", "--speed"),
         ("--max-idle=-2", "--max-idle"),
     ] {
-        let out = Command::new(tapelog_bin())
-            .args(["play", bad, f])
-            .output()
-            .unwrap();
+        let out = crate::util::tapelog(["play", bad, f]).run_fail();
         assert_eq!(out.status.code(), Some(1), "{bad}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(flag), "{bad}");
     }
@@ -200,8 +187,12 @@ fn keys_pause_seek_and_quit_on_a_terminal_and_the_terminal_is_restored() {
     std::thread::sleep(Duration::from_millis(400));
     let paused_at = p.output_len();
     let paused_line = last_line(&screen_of(&p.output())).unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(p.output_len(), paused_at, "output while paused");
+    // Lines come every second while playing: nothing for 2.5 s, checked every 100 ms.
+    let quiet_until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < quiet_until {
+        assert_eq!(p.output_len(), paused_at, "output while paused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Space resumes.
     p.send(b" ");

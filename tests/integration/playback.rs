@@ -3,7 +3,7 @@
 //! recordings and over the pre-4.4 per-server layout merged across two auth servers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::util::stores as support;
 
 use std::path::Path;
 use std::sync::Arc;

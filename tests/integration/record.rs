@@ -1,13 +1,11 @@
 //! `tapelog record`: the real binary records real commands on a real PTY into a temporary
 //! data directory; the recording, the audit log and the exit status are checked.
 
-mod pty_support;
-
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use pty_support::{OnPty, tapelog_bin, termios_fields};
+use crate::util::pty::{OnPty, tapelog_bin, termios_fields};
 use serde_json::Value;
 
 const SID: &str = "5a0f3c1e-9b7d-4c2a-8e6f-1d2c3b4a5968";
@@ -18,18 +16,10 @@ fn lines_200() -> String {
 
 fn export(data: &Path, sid: &str, format: &str) -> Vec<u8> {
     let file = data.join("log/records").join(format!("{sid}.tar"));
-    let out = Command::new(tapelog_bin())
-        .args(["export", "--format", format])
+    crate::util::tapelog(["export", "--format", format])
         .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "export {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+        .run()
+        .stdout
 }
 
 fn json_events(data: &Path, sid: &str) -> Vec<Value> {
@@ -41,28 +31,18 @@ fn json_events(data: &Path, sid: &str) -> Vec<Value> {
 }
 
 fn search(data: &Path, args: &[&str]) -> Vec<Value> {
-    let out = Command::new(tapelog_bin())
-        .args(["search", "--data-dir"])
+    crate::util::tapelog(["search", "--data-dir"])
         .arg(data)
         .args(args)
         .args(["--json", "--all"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+        .stdout()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
 fn record(data: &Path, sid: &str, cmd: &[&str]) -> std::process::Output {
-    Command::new(tapelog_bin())
-        .args(["record", "--data-dir"])
+    crate::util::tapelog(["record", "--data-dir"])
         .arg(data)
         .args([
             "--session-id",
@@ -80,9 +60,7 @@ fn record(data: &Path, sid: &str, cmd: &[&str]) -> std::process::Output {
             "--",
         ])
         .args(cmd)
-        .stdin(Stdio::null())
         .output()
-        .unwrap()
 }
 
 #[test]

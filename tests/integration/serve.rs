@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/serve.rs"]
-mod support;
+use crate::util::TestCommand;
+use crate::util::serve::{self as support, ServeProcess};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -924,27 +924,12 @@ async fn search_sessions_uploads_metrics_and_the_admin_token_file() {
     server.shutdown().await;
 }
 
-/// Reads the first stdout line of a child (bounded).
-fn first_line(child: &mut std::process::Child) -> String {
-    use std::io::BufRead;
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::BufReader::new(out).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("serve printed its address")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_open_streams_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
-        .args([
-            "serve",
+    let serve = ServeProcess::start(|c| {
+        c.args([
             "--data-dir",
             data,
             "--listen",
@@ -958,16 +943,9 @@ async fn sigterm_closes_open_streams_and_exits_zero() {
             "--token",
             &format!("auditor:aud:{AUDITOR}"),
         ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let line = first_line(&mut child);
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_string();
+        .stderr(std::process::Stdio::piped());
+    });
+    let base = serve.url.clone();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     let c = http();
     let sid = uuid();
@@ -976,23 +954,9 @@ async fn sigterm_closes_open_streams_and_exits_zero() {
     send_records(&c, &base, RECORDER, &st.upload_id, &events[..12]).await;
 
     // SIGTERM: exit 0 within the bound.
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let mut status = None;
-    for _ in 0..300 {
-        if let Some(s) = child.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let Some(status) = status else {
-        child.kill().unwrap();
-        panic!("serve did not exit within 30 s of SIGTERM");
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "{status:?}: {err}");
+    let err = tokio::task::spawn_blocking(move || serve.terminate())
+        .await
+        .unwrap();
     assert!(err.contains("1 stream(s) closed"), "{err}");
 
     // The upload is listed and resumable with every confirmed event.
@@ -1054,81 +1018,32 @@ async fn plain_http_on_a_public_address_needs_allow_insecure() {
     server.shutdown().await;
 }
 
-/// Runs the binary with `args` and `env` until its first line, returns it and the child.
-fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (String, std::process::Child) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"));
-    cmd.arg("serve").args(args);
-    cmd.env_remove("TAPELOG_DATA_DIR")
-        .env_remove("TAPELOG_LISTEN")
-        .env_remove("TAPELOG_TOKENS");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let line = first_line(&mut child);
-    (line, child)
-}
-
-fn stop(child: std::process::Child) -> String {
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{:?}", out.status);
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Reads the first `n` stdout lines of a child (bounded), then keeps its stdout drained.
-fn stdout_lines(child: &mut std::process::Child, n: usize) -> Vec<String> {
-    use std::io::BufRead;
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufReader::new(out).lines();
-        for line in lines.by_ref().take(n) {
-            let _ = tx.send(line.unwrap());
+/// `tapelog serve` (the binary) with `args` and `env`.
+fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+    ServeProcess::start(|c| {
+        c.args(args).stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
         }
-        for _ in lines {}
-    });
-    (0..n)
-        .map(|i| {
-            rx.recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("serve printed no line {} within 60 s", i + 1))
-        })
-        .collect()
+    })
 }
 
 /// `tapelog serve` (the binary) on a free loopback port over `data` with `args`; its first
-/// two stdout lines (the address, the web player's login URL) and the child.
-fn serve_with_login_line(
-    data: &std::path::Path,
-    args: &[&str],
-) -> (String, String, std::process::Child) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--completer-interval", "0"])
-        .args(args)
-        .env_remove("TAPELOG_TOKENS")
-        .env_remove("TAPELOG_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stdout_lines(&mut child, 2);
-    let base = lines[0]
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{:?}", lines[0]))
-        .to_string();
-    let login = lines[1]
+/// two stdout lines (the address, the web player's login URL) and the process.
+fn serve_with_login_line(data: &std::path::Path, args: &[&str]) -> (String, String, ServeProcess) {
+    let serve = ServeProcess::start(|c| {
+        c.arg("--data-dir")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--completer-interval", "0"])
+            .args(args)
+            .stderr(std::process::Stdio::piped());
+    });
+    let line = serve.next_line();
+    let login = line
         .strip_prefix("web player: ")
-        .unwrap_or_else(|| panic!("{:?}", lines[1]))
+        .unwrap_or_else(|| panic!("{line:?}"))
         .to_string();
-    (base, login, child)
+    (serve.url.clone(), login, serve)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1179,7 +1094,7 @@ async fn serve_prints_a_login_url_with_the_admin_token_and_never_logs_it() {
 
     // The server's log (standard error, to its end after SIGTERM) names the file, never the
     // token.
-    let log = stop(child);
+    let log = child.terminate();
     assert!(log.contains("admin.token"), "{log}");
     assert!(!log.contains(&token), "the log holds the token: {log}");
 }
@@ -1205,7 +1120,7 @@ async fn with_configured_tokens_the_login_url_carries_none() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let log = stop(child);
+    let log = child.terminate();
     assert!(!log.contains(AUDITOR) && !log.contains(ADMIN), "{log}");
 }
 
@@ -1250,33 +1165,30 @@ async fn config_file_env_and_flags_in_order_of_precedence() {
     };
 
     // The file alone: its data dir, its tokens (no admin token made).
-    let (line, child) = spawn_serve(&["--config", toml], &[]);
-    emit(line.trim().replace("listening on ", "")).await;
-    let err = stop(child);
+    let serve = spawn_serve(&["--config", toml], &[]);
+    emit(serve.url.clone()).await;
+    let err = serve.terminate();
     assert!(day_files(&from_file) > 0, "{err}");
     assert!(!from_file.join("admin.token").exists());
     // The variable wins over the file.
-    let (line, child) = spawn_serve(
+    let serve = spawn_serve(
         &["--config", toml],
         &[("TAPELOG_DATA_DIR", from_env.to_str().unwrap())],
     );
-    emit(line.trim().replace("listening on ", "")).await;
-    stop(child);
+    emit(serve.url.clone()).await;
+    serve.terminate();
     assert!(day_files(&from_env) > 0);
     // The flag wins over both.
-    let (line, child) = spawn_serve(
+    let serve = spawn_serve(
         &["--config", toml, "--data-dir", from_flag.to_str().unwrap()],
         &[("TAPELOG_DATA_DIR", from_env.to_str().unwrap())],
     );
-    emit(line.trim().replace("listening on ", "")).await;
-    stop(child);
+    emit(serve.url.clone()).await;
+    serve.terminate();
     assert!(day_files(&from_flag) > 0);
 
     // --help names every option.
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let help = TestCommand::new().args(["serve", "--help"]).output();
     let help = String::from_utf8(help.stdout).unwrap();
     for opt in [
         "--config",
@@ -1309,7 +1221,7 @@ async fn config_file_env_and_flags_in_order_of_precedence() {
 fn certs_init_writes_a_pki_whose_client_certs_name_their_roles() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapelog"))
+    TestCommand::new()
         .args([
             "certs",
             "init",
@@ -1319,13 +1231,7 @@ fn certs_init_writes_a_pki_whose_client_certs_name_their_roles() {
             "--host",
             "tapelog.test",
         ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
     for role in ["recorder", "auditor", "admin"] {
         let cert = tapelog_api::tls::read_certs(&dir.path().join(format!("{role}.pem"))).unwrap();
         let id = tapelog_api::tls::cert_identity(cert[0].as_ref()).unwrap();

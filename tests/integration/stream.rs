@@ -3,10 +3,10 @@
 //! plain and with a flaky uploader (the first attempt at every part fails), with and without
 //! forced flushes. Every read back checks skipped = 0, out-of-order = 0, total = events
 //! written and the events themselves. The servers are started by this binary
-//! (`support/`); a missing one fails the tests with a message saying to run
+//! (`util/stores.rs`); a missing one fails the tests with a message saying to run
 //! `bash scripts/setup.sh`.
 
-mod support;
+use crate::util::stores as support;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

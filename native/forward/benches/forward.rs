@@ -8,7 +8,7 @@
 //! smoke run and checks only that every event arrived.
 
 #[allow(clippy::unwrap_used)]
-#[path = "../../tapelog/tests/support/fluentd.rs"]
+#[path = "../../../tests/integration/util/fluentd.rs"]
 mod fluentd;
 
 use std::sync::Arc;

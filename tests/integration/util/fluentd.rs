@@ -41,6 +41,8 @@ struct Inner {
     reject: Mutex<Option<Predicate>>,
     requests: AtomicU64,
     rejected: AtomicU64,
+    /// Connections dropped and requests failed while down.
+    refused: AtomicU64,
 }
 
 /// Certificates written for a test: the receiver's CA and server cert, a client cert it
@@ -174,6 +176,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     if inner.down.load(Ordering::SeqCst) {
+        inner.refused.fetch_add(1, Ordering::SeqCst);
         return Err(std::io::Error::other("down"));
     }
     inner.requests.fetch_add(1, Ordering::SeqCst);
@@ -281,6 +284,7 @@ impl Fluentd {
                     continue;
                 };
                 if state.down.load(Ordering::SeqCst) {
+                    state.refused.fetch_add(1, Ordering::SeqCst);
                     drop(tcp);
                     continue;
                 }
@@ -313,6 +317,11 @@ impl Fluentd {
     /// Requests answered (any status).
     pub fn requests(&self) -> u64 {
         self.inner.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections dropped and requests failed while down.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::SeqCst)
     }
 
     /// Records refused by the predicate.

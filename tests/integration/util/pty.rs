@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use tapelog_core::export::TerminalSize;
 use tapelog_term::pty::{Pty, read_fd, wait_readable, write_all_fd};
 
-pub fn tapelog_bin() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_BIN_EXE_tapelog"))
-}
+pub use super::tapelog_bin;
 
 /// A command running on a test PTY.
 pub struct OnPty {

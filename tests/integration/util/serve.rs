@@ -1,9 +1,10 @@
-//! Helpers for the `tapelog serve` tests: an in-process server on 127.0.0.1:0 with one token
-//! per role, HTTP clients, sample sessions as framed records.
+//! `tapelog serve` for the tests: in process on 127.0.0.1:0 with one token per role
+//! ([`config`], [`start`]), or the real binary as a child process ([`ServeProcess`]); HTTP
+//! clients, sample sessions as framed records.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tapelog_core::AuditEvent;
@@ -76,4 +77,123 @@ pub fn framed(events: &[AuditEvent]) -> Vec<u8> {
 /// A fresh UUID.
 pub fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+// The real binary.
+
+/// A `tapelog serve` child process; killed when dropped.
+pub struct ServeProcess {
+    /// The process.
+    pub child: Child,
+    /// Its base URL (`http://127.0.0.1:PORT` or `https://…`), no trailing slash.
+    pub url: String,
+    /// Its stdout lines after the address.
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Its command (which owns its home and working directories).
+    _cmd: super::TestCommand,
+}
+
+impl ServeProcess {
+    /// `tapelog serve` with the arguments `args` adds (stdout is piped to read the address;
+    /// `args` may set stderr and the environment), waiting up to 60 s for its address.
+    pub fn start(args: impl FnOnce(&mut Command)) -> ServeProcess {
+        Self::try_start(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`start`](Self::start), returning why it did not start (it exited without printing
+    /// its address, e.g. its port was still taken; or 60 s passed) instead of panicking.
+    pub fn try_start(args: impl FnOnce(&mut Command)) -> Result<ServeProcess, String> {
+        let mut test = super::TestCommand::new();
+        test.arg("serve");
+        let cmd = test.cmd();
+        args(cmd);
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Every line is passed on; the pipe is drained to the end either way.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        // The sender is dropped when serve exits without a line: no need to wait 60 s then.
+        let first = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(first) => first,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                return Err(format!(
+                    "tapelog serve printed no address ({e}); exit status {status:?}"
+                ));
+            }
+        };
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        Ok(ServeProcess {
+            child,
+            url,
+            lines: rx,
+            _cmd: test,
+        })
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        self.url
+            .split_once("://")
+            .map_or(self.url.clone(), |(_, a)| a.to_string())
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Its next line on stdout after the address (waits up to 60 s).
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("tapelog serve printed no further line: {e}"))
+    }
+
+    /// SIGTERM; expects exit status 0 within 30 s and returns stderr to its end (empty
+    /// unless `args` piped it).
+    pub fn terminate(mut self) -> String {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child, which has not been waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let exited = super::wait_until(Duration::from_secs(30), || {
+            self.child.try_wait().unwrap().is_some()
+        });
+        let mut err = String::new();
+        if !exited {
+            let _ = self.child.kill();
+        }
+        if let Some(mut pipe) = self.child.stderr.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut err).unwrap();
+        }
+        assert!(exited, "serve did not exit within 30 s of SIGTERM: {err}");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}: {err}");
+        err
+    }
+
+    /// SIGKILL, and check it did not exit on its own first.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "killed, not finished");
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
