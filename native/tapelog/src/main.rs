@@ -1,4 +1,6 @@
-//! The `tapelog` command line: a thin layer over the `tapelog` library (see `cli/`).
+//! The `tapelog` command line: a thin layer over the library crates under `native/`
+//! (`tapelog-audit`, `tapelog-store`, `tapelog-session`, `tapelog-api`, `tapelog-client`,
+//! `tapelog-server`, `tapelog-forward`, `tapelog-term`; see `cli/`).
 
 mod cli;
 
