@@ -49,7 +49,7 @@ if [ ! -f "$azurite_dir/node_modules/azurite/dist/src/blob/main.js" ]; then
 fi
 
 # asciinema 2.4.0 (PyPI) checks `tapelog export --format asciicast`: `asciinema cat` must print
-# the terminal output exactly (native/tests/asciicast.rs). Installed in a venv under target/.
+# the terminal output exactly (tests/integration/asciicast.rs). Installed in a venv under target/.
 asciinema_dir=target/asciinema
 if [ "$("$asciinema_dir/bin/asciinema" --version 2>/dev/null)" != "asciinema 2.4.0" ]; then
   echo "setup: installing asciinema 2.4.0"

@@ -12,9 +12,9 @@
 //! that decodes as an event has the index the server read from its bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tapelog::api::{NDJSON_CONTENT_TYPE, StreamRequest};
-use tapelog::server::{decode_events, decode_json, decode_records};
+use tapelog_api::{NDJSON_CONTENT_TYPE, StreamRequest};
 use tapelog_core::AuditEvent;
+use tapelog_server::{decode_events, decode_json, decode_records};
 
 fn events(media: &str, body: &[u8]) {
     let Ok(events) = decode_events(media, body) else {

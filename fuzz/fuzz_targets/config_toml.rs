@@ -9,8 +9,8 @@
 //!   back as a TOML file (every option under its own name) resolve to the same options.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tapelog::forward::options::{ForwardArgs, ForwardOptions};
-use tapelog::server::FileConfig;
+use tapelog_forward::options::{ForwardArgs, ForwardOptions};
+use tapelog_server::FileConfig;
 
 fn serve(text: &str) {
     let Ok(c) = FileConfig::parse(text, "serve.toml") else {

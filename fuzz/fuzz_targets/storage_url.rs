@@ -3,7 +3,7 @@
 //! parses back to the same value and is its own canonical form.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tapelog::upload::url::StorageUrl;
+use tapelog_store::url::StorageUrl;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(url) = std::str::from_utf8(data) else {

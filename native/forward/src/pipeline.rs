@@ -1,0 +1,851 @@
+//! The exporter loop.
+//!
+//! **Order.** Each source is one ordered lane: the audit log is one, and every session is
+//! one. A lane has at most one request in flight, and the next request leaves only once the
+//! previous one was accepted (or its rejected events dead-lettered), so the receiver gets the
+//! events of a source in their order. Throughput comes from large requests instead of
+//! parallel ones: while a request is in flight the reader goes on, and the next request
+//! takes everything read meanwhile, up to [`MAX_POST_EVENTS`] events or [`MAX_POST_BYTES`]
+//! bytes; sessions (`--concurrency` at once) are lanes of their own and run in parallel
+//! with the audit lane.
+//!
+//! **Audit events.** A reader task reads pages of `--batch` events in order from the search
+//! window `[window_time, window_time + --window-size]` (the current window ends now) and
+//! hands each page's kept events, with the position the source reaches once they are
+//! accepted (`cursor` = the key of the page, `id` = the checkpoint of its last event; or the
+//! next page's key), to the sender through a bounded queue. The sender posts, and after each
+//! accepted request stores the position of its last event before sending the next one. A
+//! crash therefore resends at most the one request that was in flight, and skips nothing.
+//!
+//! **Failures.** A transient failure (connection, timeout, 5xx) is retried forever with
+//! decorrelated-jitter backoff (1 s base, 10 s cap): nothing is skipped. A rejection (400,
+//! 413) is bisected to the event at fault, which is appended to `dead-letter.jsonl` with the
+//! reason; the rest of the request still goes out, in order, and the lane moves on.
+//!
+//! **Sessions.** A `session.upload` event registers its `sid` (`session<sid>` = 0) before
+//! anything after it can be committed; `--concurrency` sessions are exported at once, each
+//! to `<session url>.<sid>.log`, skipping `--skip-session-types`, storing the next index
+//! after each accepted request and, at the end, noting the session in `done_sessions` (the
+//! last `DoneSessions::KEPT` finished sessions) before removing its file. Registered
+//! sessions resume at their stored index on start; a `session.upload` read again after a
+//! crash does not export a finished session a second time.
+//!
+//! **Polling and exit.** When the current window has no new event the reader sleeps
+//! `--timeout` and reads again; with `--exit-on-last-event` it stops, and the run ends once
+//! the sender has sent what was read and the sessions are done. SIGTERM/SIGINT (the
+//! `shutdown` channel) stop reading, give the requests in flight up to 5 s, keep the stored
+//! position and return.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use tapelog_core::Timestamp;
+use tapelog_core::forward::state::{self as core_state, DoneSessions, Position, format_seconds};
+use tapelog_core::forward::{Backoff, Bisector, TypeFilter, Verdict, split_by_bytes};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::log;
+use super::options::ForwardOptions;
+use super::output::{Destination, Output, SendError};
+use super::source::{Source, SourceEvent};
+use super::state::{StateDir, addr_dir_name, data_dir_name};
+use super::{ForwardError, open_output};
+use tapelog_audit::{Order, SearchQuery};
+
+/// The most events one request carries.
+pub const MAX_POST_EVENTS: usize = 1000;
+
+/// The largest request body built from several events (in_http refuses more than 32 MB); a
+/// single event larger than this goes alone.
+pub const MAX_POST_BYTES: usize = 1 << 20;
+
+/// How long requests in flight get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Audit events accepted by the output (dead letters not counted).
+    pub events: u64,
+    /// Session events accepted by the output.
+    pub session_events: u64,
+    /// Events written to the dead-letter file.
+    pub dead_letters: u64,
+    /// Sessions exported to the end.
+    pub sessions: u64,
+}
+
+/// Counters shared by the tasks.
+#[derive(Default)]
+struct Counters {
+    events: std::sync::atomic::AtomicU64,
+    session_events: std::sync::atomic::AtomicU64,
+    dead_letters: std::sync::atomic::AtomicU64,
+    sessions: std::sync::atomic::AtomicU64,
+}
+
+struct Ctx {
+    opts: ForwardOptions,
+    source: Source,
+    output: Arc<dyn Output>,
+    state: StateDir,
+    counters: Counters,
+    session_filter: TypeFilter,
+    session_slots: Semaphore,
+    active_sessions: Mutex<HashSet<String>>,
+    /// The last finished sessions (oldest first), as in `done_sessions`.
+    done_sessions: Mutex<DoneSessions>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// Whether `sid` was exported to the end recently.
+    fn is_done(&self, sid: &str) -> bool {
+        let done = match self.done_sessions.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        done.contains(sid)
+    }
+
+    /// Notes `sid` as finished (the list is bounded) and then forgets its index: a crash
+    /// between the two leaves the session registered at its last index, which resumes to an
+    /// immediate end.
+    fn finish_session(&self, sid: &str) -> Result<(), ForwardError> {
+        {
+            let mut done = match self.done_sessions.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if done.push(sid) {
+                self.state.save_done_sessions(&done)?;
+            }
+        }
+        self.state.remove_session(sid)
+    }
+}
+
+fn now() -> Timestamp {
+    tapelog_audit::emit::system_clock()
+}
+
+/// A uniform random number in [0, 1) for the backoff.
+fn unit_random() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
+/// Sleeps `d`, or less if `shutdown` fires; returns whether it fired.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(d) => *shutdown.borrow(),
+        Ok(()) = shutdown.changed() => *shutdown.borrow(),
+    }
+}
+
+/// The destination of a batch, owned so that a task can carry it.
+#[derive(Clone)]
+enum Dest {
+    Audit,
+    Session(String),
+}
+
+impl Dest {
+    fn as_ref(&self) -> Destination<'_> {
+        match self {
+            Dest::Audit => Destination::Audit,
+            Dest::Session(s) => Destination::Session(s),
+        }
+    }
+}
+
+/// Sends `events` until every one is accepted or dead-lettered. `Err(())` only when a
+/// shutdown interrupted a retry wait (nothing is then known to be delivered).
+async fn deliver(ctx: &Ctx, dest: &Dest, events: &[String]) -> Result<(), ()> {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut bisect = Bisector::new(events.len());
+    let mut backoff = Backoff::default();
+    while let Some(range) = bisect.next() {
+        match ctx.output.send(dest.as_ref(), &events[range.clone()]).await {
+            Ok(()) => {
+                backoff.reset();
+                bisect.report(Verdict::Accepted);
+                let n = range.len() as u64;
+                let counter = match dest {
+                    Dest::Audit => &ctx.counters.events,
+                    Dest::Session(_) => &ctx.counters.session_events,
+                };
+                counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(SendError::Rejected(reason)) => {
+                if range.len() > 1 {
+                    log::debug(&format!(
+                        "{} rejected a batch of {}: {reason}; splitting it",
+                        ctx.output.describe(dest.as_ref()),
+                        range.len()
+                    ));
+                }
+                let mut verdict = Some(Verdict::Rejected);
+                loop {
+                    // The report must happen once; the dead letter may need retries.
+                    let bad = match verdict.take() {
+                        Some(v) => bisect.report(v),
+                        None => Some(range.start),
+                    };
+                    let Some(i) = bad else { break };
+                    let where_to = ctx.output.describe(dest.as_ref());
+                    match ctx
+                        .state
+                        .dead_letter(&now().to_rfc3339(), &where_to, &reason, &events[i])
+                    {
+                        Ok(()) => {
+                            ctx.counters
+                                .dead_letters
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            log::warn(&format!(
+                                "{where_to} rejected an event for good ({reason}); written to {}",
+                                ctx.state.path().join(super::state::DEAD_LETTERS).display()
+                            ));
+                            break;
+                        }
+                        Err(e) => {
+                            log::warn(&format!("writing a dead letter failed: {e}; retrying"));
+                            if sleep_or_shutdown(backoff.next_wait(unit_random()), &mut shutdown)
+                                .await
+                            {
+                                return Err(());
+                            }
+                        }
+                    }
+                }
+            }
+            Err(SendError::Transient(reason)) => {
+                let wait = backoff.next_wait(unit_random());
+                log::warn(&format!(
+                    "sending {} event(s) to {} failed: {reason}; retrying in {:.1}s",
+                    range.len(),
+                    ctx.output.describe(dest.as_ref()),
+                    wait.as_secs_f64()
+                ));
+                if sleep_or_shutdown(wait, &mut shutdown).await {
+                    return Err(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the exporter with the output `opts` names, until the last event
+/// (`--exit-on-last-event`) or `shutdown`.
+pub async fn run(
+    opts: ForwardOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Summary, ForwardError> {
+    let output = open_output(&opts)?;
+    run_with_output(opts, output, shutdown).await
+}
+
+/// [`run`] with a given output (tests, benchmarks, other outputs).
+pub async fn run_with_output(
+    opts: ForwardOptions,
+    output: Arc<dyn Output>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Summary, ForwardError> {
+    log::set_debug(opts.debug || log::debug_enabled());
+    let name = match &opts.data_dir {
+        Some(d) => data_dir_name(d),
+        None => addr_dir_name(&opts.teleport_addr),
+    };
+    let state = StateDir::open(&opts.storage, &name, opts.dry_run)?;
+    let storage_display = opts.storage.display().to_string();
+    let stored_start = state.read_text(core_state::START_TIME)?;
+    let (start_time, store) = tapelog_core::forward::check_start_time(
+        stored_start.as_deref(),
+        opts.start_time,
+        now(),
+        &storage_display,
+    )?;
+    if store {
+        state.write(core_state::START_TIME, start_time.as_bytes())?;
+    }
+    let mut position = state.position()?;
+    if position.window_time.is_empty() {
+        position.window_time = start_time.clone();
+    }
+    if position.cursor.is_empty()
+        && position.id.is_empty()
+        && let Some(c) = &opts.cursor
+    {
+        position.cursor = c.clone();
+    }
+    let done_sessions = state.done_sessions()?;
+    let source = Source::open(&opts)?;
+    log::info(&format!(
+        "exporting from {} to {} (start time {start_time}, state {})",
+        opts.data_dir
+            .as_ref()
+            .map_or_else(|| opts.teleport_addr.clone(), |d| d.display().to_string()),
+        output.describe(Destination::Audit),
+        state.path().display()
+    ));
+    let ctx = Arc::new(Ctx {
+        session_filter: TypeFilter::skipping(&opts.skip_session_types),
+        session_slots: Semaphore::new(opts.concurrency.max(1)),
+        opts,
+        source,
+        output,
+        state,
+        counters: Counters::default(),
+        active_sessions: Mutex::new(HashSet::new()),
+        done_sessions: Mutex::new(done_sessions),
+        shutdown,
+    });
+    let mut sessions = tokio::task::JoinSet::new();
+    for (sid, _) in ctx.state.sessions()? {
+        if ctx.is_done(&sid) {
+            // Finished just before a crash: only the file was left.
+            ctx.state.remove_session(&sid)?;
+            continue;
+        }
+        spawn_session(&ctx, &mut sessions, sid);
+    }
+    let result = audit_loop(&ctx, position, &mut sessions).await;
+    if result.is_err() {
+        // The audit lane failed for good: stop the sessions too (they keep their index).
+        sessions.abort_all();
+    }
+    // Sessions: wait for them unless shutting down (then give them the grace period).
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+                while sessions.join_next().await.is_some() {}
+            })
+            .await;
+            sessions.abort_all();
+            break;
+        }
+        tokio::select! {
+            next = sessions.join_next() => if next.is_none() { break },
+            Ok(()) = shutdown.changed() => {}
+        }
+    }
+    result?;
+    let c = &ctx.counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let summary = Summary {
+        events: load(&c.events),
+        session_events: load(&c.session_events),
+        dead_letters: load(&c.dead_letters),
+        sessions: load(&c.sessions),
+    };
+    log::info(&format!(
+        "stopped: {} audit event(s), {} session event(s) of {} session(s) sent, {} dead letter(s)",
+        summary.events, summary.session_events, summary.sessions, summary.dead_letters
+    ));
+    Ok(summary)
+}
+
+/// Audit events read from a page (or part of one), on their way to the sender.
+#[derive(Debug, Default)]
+struct Chunk {
+    /// The kept events' JSON texts, in order.
+    events: Vec<String>,
+    /// Their size in a request body.
+    bytes: usize,
+    /// The position once they (and everything before) are accepted.
+    after: Position,
+    /// Sessions registered by `session.upload` events in this chunk, to export.
+    sessions: Vec<String>,
+}
+
+impl Chunk {
+    fn new(events: Vec<String>, after: Position) -> Chunk {
+        Chunk {
+            bytes: events.iter().map(|e| e.len() + 1).sum(),
+            events,
+            after,
+            sessions: Vec::new(),
+        }
+    }
+
+    /// Appends a later chunk.
+    fn merge(&mut self, later: Chunk) {
+        self.events.extend(later.events);
+        self.bytes += later.bytes;
+        self.after = later.after;
+        self.sessions.extend(later.sessions);
+    }
+
+    /// Whether `later` still fits in one request with this one.
+    fn fits(&self, later: &Chunk) -> bool {
+        self.events.is_empty()
+            || later.events.is_empty()
+            || (self.events.len() + later.events.len() <= MAX_POST_EVENTS
+                && self.bytes + later.bytes <= MAX_POST_BYTES)
+    }
+
+    fn is_full(&self) -> bool {
+        self.events.len() >= MAX_POST_EVENTS || self.bytes >= MAX_POST_BYTES
+    }
+}
+
+/// Cuts a page's new events (from `start`) into chunks of at most a request each, with
+/// their positions. Filtered events are covered by the chunk that follows them (or the last
+/// one), so the position passes them too.
+fn batches(
+    page: &[SourceEvent],
+    start: usize,
+    cursor: &str,
+    next_key: &str,
+    window_time: &str,
+    filter: &TypeFilter,
+) -> Vec<Chunk> {
+    let kept: Vec<usize> = (start..page.len())
+        .filter(|&i| filter.allows(&page[i].event_type))
+        .collect();
+    let texts: Vec<String> = kept.iter().map(|&i| page[i].json.clone()).collect();
+    let position_after = |last: usize| {
+        if last + 1 == page.len() && !next_key.is_empty() {
+            Position {
+                window_time: window_time.to_string(),
+                cursor: next_key.to_string(),
+                id: String::new(),
+            }
+        } else {
+            Position {
+                window_time: window_time.to_string(),
+                cursor: cursor.to_string(),
+                id: page[last].checkpoint.clone(),
+            }
+        }
+    };
+    let ranges: Vec<std::ops::Range<usize>> = split_by_bytes(&texts, MAX_POST_BYTES)
+        .into_iter()
+        .flat_map(|r| {
+            (r.start..r.end)
+                .step_by(MAX_POST_EVENTS)
+                .map(move |s| s..(s + MAX_POST_EVENTS).min(r.end))
+        })
+        .collect();
+    if ranges.is_empty() {
+        return vec![Chunk::new(Vec::new(), position_after(page.len() - 1))];
+    }
+    let n = ranges.len();
+    ranges
+        .into_iter()
+        .enumerate()
+        .map(|(k, r)| {
+            // The last chunk also covers filtered events after its last kept one.
+            let last = if k + 1 == n {
+                page.len() - 1
+            } else {
+                kept[r.end - 1]
+            };
+            Chunk::new(texts[r].to_vec(), position_after(last))
+        })
+        .collect()
+}
+
+/// Reads the audit log from `read` on and hands the pages to the sender, in order, until
+/// caught up with `--exit-on-last-event`, a shutdown, or the sender going away.
+async fn read_audit(
+    ctx: Arc<Ctx>,
+    mut read: Position,
+    tx: mpsc::Sender<Chunk>,
+) -> Result<(), ForwardError> {
+    let opts = &ctx.opts;
+    let filter = TypeFilter::new(&opts.types, &opts.skip_event_types);
+    let window = opts.window_size;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut backoff = Backoff::default();
+    let mut caught_up_logged = false;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let window_start =
+            core_state::parse_stored_time(core_state::WINDOW_TIME, &read.window_time)?;
+        let window_end = Timestamp::from_unix_nanos(
+            window_start.unix_nanos() + i128::try_from(window.as_nanos()).unwrap_or(i128::MAX / 4),
+        );
+        let now_t = now();
+        let current = window_end.unix_nanos() >= now_t.unix_nanos();
+        let to = if current {
+            now_t
+        } else {
+            Timestamp::from_unix_nanos(window_end.unix_nanos() - 1)
+        };
+        let query = SearchQuery {
+            from: window_start,
+            to,
+            event_types: filter.allowed_types(),
+            limit: opts.batch,
+            order: Order::Ascending,
+            start_key: read.cursor.clone(),
+        };
+        let page = match ctx.source.page(&query).await {
+            Ok(p) => {
+                backoff.reset();
+                p
+            }
+            Err(e) if e.is_transient() => {
+                let wait = backoff.next_wait(unit_random());
+                log::warn(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
+                sleep_or_shutdown(wait, &mut shutdown).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let start = if read.id.is_empty() {
+            0
+        } else {
+            page.events
+                .iter()
+                .position(|e| e.checkpoint == read.id)
+                .map_or(0, |i| i + 1)
+        };
+        let mut chunks = Vec::new();
+        if start >= page.events.len() {
+            // Nothing new in this page.
+            if !page.next_key.is_empty() && page.next_key != read.cursor {
+                chunks.push(Chunk::new(
+                    Vec::new(),
+                    Position {
+                        window_time: read.window_time.clone(),
+                        cursor: page.next_key.clone(),
+                        id: String::new(),
+                    },
+                ));
+            } else if !current {
+                log::debug(&format!(
+                    "window done; next window from {}",
+                    format_seconds(window_end)
+                ));
+                chunks.push(Chunk::new(
+                    Vec::new(),
+                    Position {
+                        window_time: format_seconds(window_end),
+                        cursor: String::new(),
+                        id: String::new(),
+                    },
+                ));
+            } else {
+                if !caught_up_logged {
+                    log::debug("no new events");
+                    caught_up_logged = true;
+                }
+                if opts.exit_on_last_event {
+                    return Ok(());
+                }
+                sleep_or_shutdown(opts.timeout, &mut shutdown).await;
+                continue;
+            }
+        } else {
+            caught_up_logged = false;
+            // Sessions first: registered before their upload event can be committed.
+            let mut sids = Vec::new();
+            for e in &page.events[start..] {
+                if e.event_type == "session.upload"
+                    && !e.session_id.is_empty()
+                    && !ctx.is_done(&e.session_id)
+                {
+                    if ctx.state.session_index(&e.session_id)?.is_none() {
+                        ctx.state.save_session(&e.session_id, 0)?;
+                    }
+                    sids.push(e.session_id.clone());
+                }
+            }
+            chunks = batches(
+                &page.events,
+                start,
+                &read.cursor,
+                &page.next_key,
+                &read.window_time,
+                &filter,
+            );
+            if let Some(first) = chunks.first_mut() {
+                first.sessions = sids;
+            }
+        }
+        for chunk in chunks {
+            read = chunk.after.clone();
+            tokio::select! {
+                sent = tx.send(chunk) => if sent.is_err() { return Ok(()) },
+                Ok(()) = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Resolves once a shutdown was asked for and the grace period has passed.
+async fn shutdown_grace(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+/// The audit lane: a reader task fills a bounded queue; this loop sends one request at a
+/// time, each with everything read meanwhile (up to a request's limits), and stores the
+/// position after each accepted request.
+async fn audit_loop(
+    ctx: &Arc<Ctx>,
+    committed: Position,
+    sessions: &mut tokio::task::JoinSet<()>,
+) -> Result<(), ForwardError> {
+    // Room for about two full requests read ahead.
+    let capacity = (2 * MAX_POST_EVENTS / ctx.opts.batch.max(1)).clamp(4, 1024);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(capacity);
+    let reader = tokio::spawn(read_audit(ctx.clone(), committed.clone(), tx));
+    let sent = send_audit(ctx, committed, &mut rx, sessions).await;
+    drop(rx);
+    if sent.is_err() {
+        reader.abort();
+    }
+    let read = reader.await.unwrap_or_else(|e| {
+        if e.is_cancelled() {
+            Ok(())
+        } else {
+            Err(ForwardError::Source {
+                message: format!("the audit reader stopped: {e}"),
+                transient: false,
+            })
+        }
+    });
+    sent?;
+    read
+}
+
+async fn send_audit(
+    ctx: &Arc<Ctx>,
+    mut committed: Position,
+    rx: &mut mpsc::Receiver<Chunk>,
+    sessions: &mut tokio::task::JoinSet<()>,
+) -> Result<(), ForwardError> {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut carry: Option<Chunk> = None;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let mut post = match carry.take() {
+            Some(c) => c,
+            None => tokio::select! {
+                c = rx.recv() => match c {
+                    Some(c) => c,
+                    None => return Ok(()),
+                },
+                Ok(()) = shutdown.changed() => continue,
+            },
+        };
+        // Everything read meanwhile, up to one request.
+        while !post.is_full() {
+            match rx.try_recv() {
+                Ok(c) if post.fits(&c) => post.merge(c),
+                Ok(c) => {
+                    carry = Some(c);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        for sid in std::mem::take(&mut post.sessions) {
+            spawn_session(ctx, sessions, sid);
+        }
+        if !post.events.is_empty() {
+            log::debug(&format!("sending {} audit event(s)", post.events.len()));
+            let delivered = tokio::select! {
+                r = deliver(ctx, &Dest::Audit, &post.events) => r.is_ok(),
+                () = shutdown_grace(ctx.shutdown.clone()) => false,
+            };
+            if !delivered {
+                return Ok(());
+            }
+        }
+        ctx.state.save_position(&committed, &post.after)?;
+        committed = post.after;
+    }
+}
+
+fn spawn_session(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<()>, sid: String) {
+    match ctx.active_sessions.lock() {
+        Ok(mut active) => {
+            if !active.insert(sid.clone()) {
+                return;
+            }
+        }
+        Err(_) => return,
+    }
+    let ctx = ctx.clone();
+    set.spawn(async move {
+        let Ok(_slot) = ctx.session_slots.acquire().await else {
+            return;
+        };
+        if let Err(e) = export_session(&ctx, &sid).await {
+            log::warn(&format!(
+                "session {sid}: {e}; it stays registered and is retried on the next start"
+            ));
+        }
+        if let Ok(mut active) = ctx.active_sessions.lock() {
+            active.remove(&sid);
+        }
+    });
+}
+
+/// Exports one session from its stored index to the end, then forgets it. Requests go one
+/// at a time, each with the events ready (up to a request's limits), so the session's
+/// events arrive in order.
+async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut backoff = Backoff::default();
+    let dest = Dest::Session(sid.to_string());
+    'attempt: loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let index = ctx.state.session_index(sid)?.unwrap_or(0);
+        let mut stream = match ctx.source.session_events(sid, index).await {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => {
+                let wait = backoff.next_wait(unit_random());
+                log::warn(&format!(
+                    "session {sid}: {e}; retrying in {:.1}s",
+                    wait.as_secs_f64()
+                ));
+                sleep_or_shutdown(wait, &mut shutdown).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        log::debug(&format!("session {sid}: exporting from index {index}"));
+        let mut batch: Vec<String> = Vec::new();
+        let mut bytes = 0usize;
+        let mut next_index = index;
+        let mut ready = None;
+        loop {
+            let item = match ready.take() {
+                Some(item) => item,
+                None => tokio::select! {
+                    item = stream.next() => item,
+                    Ok(()) = shutdown.changed() => return Ok(()),
+                },
+            };
+            let end = item.is_none();
+            match item {
+                Some(Ok(event)) => {
+                    backoff.reset();
+                    next_index = u64::try_from(event.index().saturating_add(1))
+                        .unwrap_or(0)
+                        .max(next_index);
+                    if ctx.session_filter.allows(event.event_type()) {
+                        let json = event.to_json();
+                        bytes += json.len() + 1;
+                        batch.push(json);
+                    }
+                }
+                Some(Err(e)) => {
+                    if !e.is_transient() {
+                        return Err(e);
+                    }
+                    let wait = backoff.next_wait(unit_random());
+                    log::warn(&format!(
+                        "session {sid}: {e}; retrying in {:.1}s",
+                        wait.as_secs_f64()
+                    ));
+                    sleep_or_shutdown(wait, &mut shutdown).await;
+                    continue 'attempt;
+                }
+                None => {}
+            }
+            let full = batch.len() >= MAX_POST_EVENTS || bytes >= MAX_POST_BYTES;
+            if !end && !full {
+                // Take what is ready without waiting; send when nothing more is.
+                if let Some(item) = stream.next().now_or_never() {
+                    ready = Some(item);
+                    continue;
+                }
+            }
+            if !batch.is_empty() {
+                if deliver(ctx, &dest, &batch).await.is_err() {
+                    return Ok(());
+                }
+                batch.clear();
+                bytes = 0;
+                ctx.state.save_session(sid, next_index)?;
+            }
+            if end {
+                ctx.finish_session(sid)?;
+                ctx.counters
+                    .sessions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                log::debug(&format!("session {sid}: done"));
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn ev(i: usize, t: &str) -> SourceEvent {
+        SourceEvent {
+            json: format!("{{\"i\":{i}}}"),
+            event_type: t.into(),
+            checkpoint: format!("id{i}"),
+            session_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn batches_cover_the_page_and_carry_positions() {
+        let page: Vec<SourceEvent> = (0..5)
+            .map(|i| ev(i, if i == 4 { "skip" } else { "x" }))
+            .collect();
+        let f = TypeFilter::new(Vec::<String>::new(), ["skip"]);
+        let b = batches(&page, 1, "k1", "", "w", &f);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].events.len(), 3);
+        assert_eq!(b[0].after.cursor, "k1");
+        assert_eq!(
+            b[0].after.id, "id4",
+            "the skipped last event is covered too"
+        );
+        let b = batches(&page, 0, "k1", "k2", "w", &f);
+        assert_eq!(b[0].after.cursor, "k2");
+        assert_eq!(b[0].after.id, "");
+        let only_skipped = vec![ev(0, "skip")];
+        let b = batches(&only_skipped, 0, "k", "", "w", &f);
+        assert!(b[0].events.is_empty());
+        assert_eq!(b[0].after.id, "id0");
+    }
+
+    #[test]
+    fn large_pages_are_cut_to_requests_and_chunks_merge_up_to_a_request() {
+        let page: Vec<SourceEvent> = (0..2500).map(|i| ev(i, "x")).collect();
+        let b = batches(&page, 0, "k", "", "w", &TypeFilter::default());
+        let sizes: Vec<usize> = b.iter().map(|c| c.events.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        assert_eq!(b[0].after.id, "id999");
+        assert_eq!(b[2].after.id, "id2499");
+        let mut post = Chunk::new(vec!["{}".into(); 600], Position::default());
+        let later = Chunk::new(vec!["{}".into(); 500], Position::default());
+        assert!(!post.fits(&later));
+        let small = Chunk::new(vec!["{}".into(); 400], Position::default());
+        assert!(post.fits(&small));
+        post.merge(small);
+        assert!(post.is_full());
+        assert!(post.fits(&Chunk::new(Vec::new(), Position::default())));
+    }
+}

@@ -1,0 +1,395 @@
+//! Where `tapelog forward` reads: the audit log in order (pages with resumable keys) and the
+//! events of one session from an index.
+//!
+//! - [`Source::Local`]: a tapelog data directory (`--data-dir`): the file audit log under
+//!   `DIR/log/` and the recordings under `DIR/log/records` (and legacy session files).
+//! - [`Source::Remote`]: a `tapelog serve` over mutual TLS (`--teleport-addr`), with the
+//!   client certificate from `--teleport-cert/--teleport-key/--teleport-ca` or from one
+//!   identity PEM (`--teleport-identity`: certificate, key and CA in one file), re-read every
+//!   `--teleport-refresh-interval` when `--teleport-refresh-enabled`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use sha2::{Digest, Sha256};
+use tapelog_core::{AuditEvent, EventFields};
+
+use super::ForwardError;
+use super::options::ForwardOptions;
+use tapelog_audit::{FileLog, FileLogConfig, SearchQuery, default_server_id};
+use tapelog_client::{Client, ClientConfig, ClientError, Credentials};
+use tapelog_store::StoreUploader;
+use tapelog_store::playback::{Playback, PlaybackError};
+
+/// One audit event as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceEvent {
+    /// Teleport's JSON, one line.
+    pub json: String,
+    /// Its type.
+    pub event_type: String,
+    /// Its checkpoint: `uid`, or the hex SHA-256 of the JSON when it has none.
+    pub checkpoint: String,
+    /// Its `sid` ("" when none).
+    pub session_id: String,
+}
+
+impl SourceEvent {
+    fn new(json: String, fields: &EventFields) -> SourceEvent {
+        let checkpoint = match fields.get_id() {
+            "" => Sha256::digest(json.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            id => id.to_string(),
+        };
+        SourceEvent {
+            event_type: fields.get_type().to_string(),
+            session_id: fields.get_session_id().to_string(),
+            checkpoint,
+            json,
+        }
+    }
+}
+
+/// A page of the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct SourcePage {
+    /// The events, in order.
+    pub events: Vec<SourceEvent>,
+    /// The key of the next page; "" on the last.
+    pub next_key: String,
+}
+
+/// A session's events as they are read.
+pub type SessionEvents = BoxStream<'static, Result<AuditEvent, ForwardError>>;
+
+/// The audit log and recordings to export.
+pub enum Source {
+    /// A local data directory.
+    Local {
+        /// The audit log.
+        log: FileLog,
+        /// The recordings.
+        playback: Arc<Playback<Arc<StoreUploader>>>,
+    },
+    /// A `tapelog serve`.
+    Remote(RemoteSource),
+}
+
+/// A server, with a client that an identity refresh may replace.
+pub struct RemoteSource {
+    client: Arc<RwLock<Client>>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RemoteSource {
+    fn drop(&mut self) {
+        if let Some(h) = self.refresher.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The URL of `--teleport-addr`: `HOST:PORT` means `https://HOST:PORT`.
+pub fn server_url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("https://{addr}")
+    }
+}
+
+/// Splits an identity file into (certificate + key PEM, CA PEM): the first certificate is
+/// the client's, the later ones the CA's.
+pub fn split_identity(pem: &str) -> Result<(Vec<u8>, Vec<u8>), ForwardError> {
+    let mut identity = String::new();
+    let mut ca = String::new();
+    let mut certs = 0;
+    let mut keys = 0;
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block_and_after = &rest[start..];
+        let Some(end_marker) = block_and_after.find("-----END ") else {
+            break;
+        };
+        let after_end = &block_and_after[end_marker + 9..];
+        let Some(close) = after_end.find("-----") else {
+            break;
+        };
+        let block_len = end_marker + 9 + close + 5;
+        let block = &block_and_after[..block_len];
+        if block.starts_with("-----BEGIN CERTIFICATE-----") {
+            certs += 1;
+            if certs == 1 {
+                identity.push_str(block);
+                identity.push('\n');
+            } else {
+                ca.push_str(block);
+                ca.push('\n');
+            }
+        } else if block.contains("PRIVATE KEY-----") {
+            keys += 1;
+            identity.push_str(block);
+            identity.push('\n');
+        }
+        rest = &block_and_after[block_len..];
+    }
+    if certs < 2 || keys != 1 {
+        return Err(ForwardError::Credentials(format!(
+            "the identity file must hold the client certificate, its private key and the CA certificate (found {certs} certificate(s) and {keys} key(s))"
+        )));
+    }
+    Ok((identity.into_bytes(), ca.into_bytes()))
+}
+
+fn credentials(opts: &ForwardOptions) -> Result<Credentials, ForwardError> {
+    let read = |what: &str, p: &Path| {
+        std::fs::read(p)
+            .map_err(|e| ForwardError::Credentials(format!("{what} {}: {e}", p.display())))
+    };
+    if let Some(id) = &opts.teleport_identity {
+        let text = String::from_utf8_lossy(&read("--teleport-identity", id)?).to_string();
+        let (identity, ca) = split_identity(&text)?;
+        return Ok(Credentials {
+            token: None,
+            identity_pem: Some(identity),
+            ca_pem: Some(ca),
+        });
+    }
+    let mut creds = Credentials::default();
+    if let (Some(cert), Some(key)) = (&opts.teleport_cert, &opts.teleport_key) {
+        let mut pem = read("--teleport-cert", cert)?;
+        pem.push(b'\n');
+        pem.extend(read("--teleport-key", key)?);
+        creds.identity_pem = Some(pem);
+    }
+    if let Some(ca) = &opts.teleport_ca {
+        creds.ca_pem = Some(read("--teleport-ca", ca)?);
+    }
+    Ok(creds)
+}
+
+fn client(opts: &ForwardOptions) -> Result<Client, ForwardError> {
+    let config = ClientConfig::new(&server_url(&opts.teleport_addr), credentials(opts)?);
+    Client::new(config).map_err(ForwardError::from)
+}
+
+impl Source {
+    /// The source `opts` names: `--data-dir`, else the server at `--teleport-addr`. Starts
+    /// the identity refresh task (on the current tokio runtime) when asked.
+    pub fn open(opts: &ForwardOptions) -> Result<Source, ForwardError> {
+        if let Some(dir) = &opts.data_dir {
+            return Source::local(dir);
+        }
+        let shared = Arc::new(RwLock::new(client(opts)?));
+        let refresher =
+            (opts.teleport_refresh_enabled && opts.teleport_identity.is_some()).then(|| {
+                let shared = shared.clone();
+                let opts = opts.clone();
+                let every = opts.teleport_refresh_interval.max(Duration::from_secs(1));
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        match client(&opts) {
+                            Ok(c) => {
+                                if let Ok(mut g) = shared.write() {
+                                    *g = c;
+                                }
+                                super::log::debug("identity file re-read");
+                            }
+                            Err(e) => super::log::warn(&format!(
+                                "re-reading the identity file failed, keeping the old one: {e}"
+                            )),
+                        }
+                    }
+                })
+            });
+        Ok(Source::Remote(RemoteSource {
+            client: shared,
+            refresher,
+        }))
+    }
+
+    /// A local data directory.
+    pub fn local(dir: &Path) -> Result<Source, ForwardError> {
+        if !dir.join("log").is_dir() {
+            return Err(ForwardError::Source {
+                message: format!(
+                    "--data-dir {}: no audit log there (expected {})",
+                    dir.display(),
+                    dir.join("log").display()
+                ),
+                transient: false,
+            });
+        }
+        let log = FileLog::open(FileLogConfig::new(dir, &default_server_id()))?;
+        let records: PathBuf = dir.join("log").join("records");
+        let store = StoreUploader::local(&records).map_err(|e| ForwardError::Source {
+            message: format!("{}: {e}", records.display()),
+            transient: false,
+        })?;
+        let playback = Playback::new(Arc::new(store), Some(&dir.join("log")));
+        Ok(Source::Local {
+            log,
+            playback: Arc::new(playback),
+        })
+    }
+
+    /// A failed call to the server as the exporter sees it. With an identity file that is
+    /// re-read (`--teleport-refresh-enabled`), a refused certificate (TLS alert, 401, 403)
+    /// is worth waiting for: whatever renews the file (tbot, a cron job) may not have run
+    /// yet. Without a refresh it is fatal, with the client's message naming the files.
+    fn remote_error(r: &RemoteSource, e: ClientError) -> ForwardError {
+        let refused = matches!(e, ClientError::Tls { .. })
+            || e.status().is_some_and(|s| s == 401 || s == 403);
+        match ForwardError::from(e) {
+            ForwardError::Source { message, .. } if refused && r.refresher.is_some() => {
+                ForwardError::Source {
+                    message: format!(
+                        "{message} (retrying: the identity file is re-read every --teleport-refresh-interval)"
+                    ),
+                    transient: true,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn remote_client(r: &RemoteSource) -> Result<Client, ForwardError> {
+        r.client
+            .read()
+            .map(|c| c.clone())
+            .map_err(|_| ForwardError::Source {
+                message: "the client lock is poisoned".into(),
+                transient: false,
+            })
+    }
+
+    /// One page of the audit log.
+    pub async fn page(&self, q: &SearchQuery) -> Result<SourcePage, ForwardError> {
+        match self {
+            Source::Local { log, .. } => {
+                let log = log.clone();
+                let q = q.clone();
+                let page = tokio::task::spawn_blocking(move || log.search_events_blocking(&q))
+                    .await
+                    .map_err(|e| ForwardError::Source {
+                        message: format!("search task: {e}"),
+                        transient: true,
+                    })??;
+                Ok(SourcePage {
+                    events: page
+                        .events
+                        .into_iter()
+                        .map(|e| SourceEvent::new(e.json, &e.fields))
+                        .collect(),
+                    next_key: page.next_key,
+                })
+            }
+            Source::Remote(r) => {
+                let client = Self::remote_client(r)?;
+                let page = client
+                    .search_events(q)
+                    .await
+                    .map_err(|e| Self::remote_error(r, e))?;
+                let next_key = page.next_key.clone();
+                let events = page
+                    .into_events()
+                    .into_iter()
+                    .map(|(json, fields)| SourceEvent::new(json, &fields))
+                    .collect();
+                Ok(SourcePage { events, next_key })
+            }
+        }
+    }
+
+    /// The events of `session_id` with index ≥ `from_index`, in order.
+    pub async fn session_events(
+        &self,
+        session_id: &str,
+        from_index: u64,
+    ) -> Result<SessionEvents, ForwardError> {
+        let from = i64::try_from(from_index).unwrap_or(i64::MAX);
+        match self {
+            Source::Local { playback, .. } => {
+                let s = playback
+                    .stream_session_events(session_id, from)
+                    .await
+                    .map_err(ForwardError::from)?;
+                Ok(s.map(|r| r.map_err(ForwardError::from)).boxed())
+            }
+            Source::Remote(r) => {
+                let client = Self::remote_client(r)?;
+                let s = client
+                    .session_events(session_id, from)
+                    .await
+                    .map_err(|e| Self::remote_error(r, e))?;
+                Ok(s.map(|r| r.map_err(ForwardError::from)).boxed())
+            }
+        }
+    }
+}
+
+impl From<ClientError> for ForwardError {
+    fn from(e: ClientError) -> Self {
+        let transient = e.is_unreachable() || e.status().is_some_and(|s| s >= 500 || s == 429);
+        let not_found = e.status() == Some(404);
+        if not_found {
+            return ForwardError::NotFound(e.to_string());
+        }
+        ForwardError::Source {
+            message: e.to_string(),
+            transient,
+        }
+    }
+}
+
+impl From<tapelog_audit::AuditError> for ForwardError {
+    fn from(e: tapelog_audit::AuditError) -> Self {
+        ForwardError::Source {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<PlaybackError> for ForwardError {
+    fn from(e: PlaybackError) -> Self {
+        match e {
+            PlaybackError::NotFound { .. } => ForwardError::NotFound(e.to_string()),
+            PlaybackError::Read { .. } | PlaybackError::Io { .. } => ForwardError::Source {
+                message: e.to_string(),
+                transient: true,
+            },
+            other => ForwardError::Source {
+                message: other.to_string(),
+                transient: false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn identity_files_split() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nCCC\n-----END CERTIFICATE-----\n";
+        let (id, ca) = split_identity(pem).unwrap();
+        let id = String::from_utf8(id).unwrap();
+        assert!(id.contains("AAA") && id.contains("BBB") && !id.contains("CCC"));
+        assert!(String::from_utf8(ca).unwrap().contains("CCC"));
+        assert!(
+            split_identity("-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n").is_err()
+        );
+        assert_eq!(server_url("h:1"), "https://h:1");
+        assert_eq!(server_url("http://h:1"), "http://h:1");
+    }
+}

@@ -1,0 +1,197 @@
+//! Request and response bodies: content types checked (415), sizes limited (413, in JSON,
+//! also for bodies that arrive without a length), JSON read into the API's types (400 that
+//! names the field or the position), the events and framed records of the write requests
+//! decoded ([`decode_events`], [`decode_records`]: public, so that tests and the fuzz
+//! targets decode bodies exactly as the server does).
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tapelog_core::AuditEvent;
+use tapelog_core::codec::{FrameError, FramedRecord, FramedRecords};
+
+use super::error::ApiError;
+use tapelog_api::{ErrorCode, NDJSON_CONTENT_TYPE};
+
+/// The body's media type (without parameters), lower case; "" when there is none.
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Refuses (415) a body whose media type is not one of `allowed`.
+pub(crate) fn require_content_type(
+    headers: &HeaderMap,
+    allowed: &[&str],
+) -> Result<String, ApiError> {
+    let got = media_type(headers);
+    if allowed.contains(&got.as_str()) {
+        return Ok(got);
+    }
+    let got = if got.is_empty() {
+        "none".to_string()
+    } else {
+        format!("{got:?}")
+    };
+    Err(ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        format!(
+            "content type {got} is not accepted here: send {}",
+            allowed.join(" or ")
+        ),
+    ))
+}
+
+/// Reads the whole body, refusing (413) one over `limit` bytes, whether its length is
+/// announced or not.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("the request body is over the limit of {limit} bytes: send smaller batches"),
+        )
+    };
+    let mut body = body;
+    let mut out = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(Bytes::from(out)),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > limit {
+                        drop(out);
+                        drain(body, limit).await;
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!(
+                    "the request body could not be read: {e}"
+                )));
+            }
+        }
+    }
+}
+
+/// Reads and drops the rest of a refused body (up to `4 × limit` more bytes, for at most
+/// 10 s), so that a client still sending it gets the 413 rather than a reset connection.
+async fn drain(mut body: Body, limit: usize) {
+    let budget = limit.saturating_mul(4);
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > budget {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+}
+
+/// Reads a JSON body (`application/json`) into `T`.
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    require_content_type(headers, &["application/json"])?;
+    let bytes = read_body(body, limit).await?;
+    decode_json(&bytes)
+}
+
+/// A JSON request body (`POST /v1/streams`, `…/resume`) read into `T`, as the server reads
+/// it: 400 with serde's position and field on anything else.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
+/// The events of a `POST /v1/events` body of media type `media`: one object or an array
+/// (`application/json`), or one object a line (JSON lines). The error names the event's
+/// position.
+pub fn decode_events(media: &str, bytes: &[u8]) -> Result<Vec<AuditEvent>, ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    if media == NDJSON_CONTENT_TYPE {
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let e = AuditEvent::from_json(line)
+                .map_err(|e| ApiError::bad_request(format!("line {}: {e}", n + 1)))?;
+            out.push(e);
+        }
+        return Ok(out);
+    }
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                AuditEvent::from_json_value(v, None)
+                    .map_err(|e| ApiError::bad_request(format!("event {i}: {e}")))
+            })
+            .collect(),
+        Value::Object(_) => AuditEvent::from_json_value(&v, None)
+            .map(|e| vec![e])
+            .map_err(|e| ApiError::bad_request(format!("event 0: {e}"))),
+        _ => Err(ApiError::bad_request(
+            "the body must be an event object or an array of events",
+        )),
+    }
+}
+
+/// The framed records of a `POST /v1/streams/{upload_id}/records` body, every frame checked
+/// (413 for a record over the event size limit, 400 for anything else wrong).
+pub fn decode_records(bytes: &[u8]) -> Result<Vec<FramedRecord<'_>>, ApiError> {
+    FramedRecords::new(bytes)
+        .collect::<Result<Vec<_>, FrameError>>()
+        .map_err(|e| match e {
+            FrameError::TooLarge { .. } => ApiError::new(ErrorCode::TooLarge, e.to_string()),
+            other => ApiError::bad_request(format!("records body: {other}")),
+        })
+}
+
+/// The id in a path (`{upload_id}`, `{sid}`), or 400 when it is not text.
+pub(crate) fn path_id(
+    p: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    p.map(|axum::extract::Path(id)| id).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidId,
+            format!("bad id in the path: {}", e.body_text()),
+        )
+    })
+}
+
+/// A 200 answer with `value` as JSON.
+pub(crate) fn json_response<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(v) => {
+            let mut r = v.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(e) => ApiError::internal(format!("encoding the answer: {e}")).into_response(),
+    }
+}

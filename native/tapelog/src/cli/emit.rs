@@ -1,0 +1,209 @@
+//! `tapelog emit`: Teleport JSON events, one per line, into the file audit log through the
+//! checking rules.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use tapelog_audit::emit::{CheckingEmitter, EmitError, Emitter};
+use tapelog_audit::{Durability, FileLog, FileLogConfig, default_server_id};
+use tapelog_core::AuditEvent;
+
+use super::CliError;
+
+/// Input lines longer than this are rejected without being kept in memory.
+const MAX_INPUT_LINE: usize = 16 << 20;
+
+/// When an event counts as stored.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DurabilityArg {
+    /// After its `write(2)` (upstream's behaviour).
+    Write,
+    /// After `fdatasync(2)` of the file.
+    Fsync,
+}
+
+/// The audit log options shared by `emit` and `search`.
+#[derive(clap::Args, Clone)]
+pub struct DataDirArgs {
+    /// The data directory: audit files go to `DIR/log/<server id>/`.
+    #[arg(
+        long,
+        env = "TAPELOG_DATA_DIR",
+        default_value = "./tapelog-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// Arguments of `tapelog emit`.
+#[derive(clap::Args)]
+pub struct EmitArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// This server's directory name under `DIR/log/` (default: the host name).
+    #[arg(long, env = "TAPELOG_SERVER_ID", value_name = "ID")]
+    pub server_id: Option<String>,
+    /// Cluster name set on events that have none.
+    #[arg(
+        long,
+        env = "TAPELOG_CLUSTER_NAME",
+        default_value = "",
+        value_name = "NAME"
+    )]
+    pub cluster_name: String,
+    /// When an event counts as stored.
+    #[arg(long, value_enum, default_value = "write")]
+    pub durability: DurabilityArg,
+    /// The events, one JSON object per line (`-` or nothing for standard input).
+    pub input: Option<PathBuf>,
+}
+
+/// Reads one line of at most `max` bytes into `buf` (without the newline). `Ok(None)` at the
+/// end of input; `Ok(Some(false))` when the line was longer (its bytes are dropped).
+fn read_bounded_line(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut any = false;
+    let mut fits = true;
+    loop {
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            return Ok(any.then_some(fits));
+        }
+        any = true;
+        let (piece, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (&avail[..i], Some(i + 1)),
+            None => (avail, None),
+        };
+        if fits && buf.len() + piece.len() <= max {
+            buf.extend_from_slice(piece);
+        } else {
+            fits = false;
+            buf.clear();
+        }
+        let used = done.unwrap_or(avail.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(Some(fits));
+        }
+    }
+}
+
+/// Runs `tapelog emit`.
+pub async fn run(a: EmitArgs) -> Result<(), CliError> {
+    let server_id = a.server_id.unwrap_or_else(default_server_id);
+    let mut config = FileLogConfig::new(&a.data.data_dir, &server_id);
+    config.durability = match a.durability {
+        DurabilityArg::Write => Durability::Write,
+        DurabilityArg::Fsync => Durability::Fsync,
+    };
+    let log = FileLog::open(config)?;
+    let emitter = CheckingEmitter::new(log, &a.cluster_name);
+
+    let (name, mut input): (String, Box<dyn BufRead>) = match &a.input {
+        None => ("standard input".into(), Box::new(std::io::stdin().lock())),
+        Some(p) if p.as_os_str() == "-" => {
+            ("standard input".into(), Box::new(std::io::stdin().lock()))
+        }
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|source| CliError::Write {
+                path: p.display().to_string(),
+                source,
+            })?;
+            (
+                p.display().to_string(),
+                Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+            )
+        }
+    };
+
+    let (mut accepted, mut rejected) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        let read = read_bounded_line(&mut input, &mut buf, MAX_INPUT_LINE).map_err(|source| {
+            CliError::Write {
+                path: name.clone(),
+                source,
+            }
+        })?;
+        let Some(fits) = read else { break };
+        line_no += 1;
+        if !fits {
+            eprintln!("line {line_no}: longer than {MAX_INPUT_LINE} bytes");
+            rejected += 1;
+            continue;
+        }
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => t.trim(),
+            Err(e) => {
+                eprintln!("line {line_no}: not UTF-8: {e}");
+                rejected += 1;
+                continue;
+            }
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let event = match AuditEvent::from_json(text) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("line {line_no}: {e}");
+                rejected += 1;
+                continue;
+            }
+        };
+        match emitter.emit(event).await {
+            Ok(()) => accepted += 1,
+            Err(EmitError::Invalid { reason, .. }) => {
+                eprintln!("line {line_no}: {reason}");
+                rejected += 1;
+            }
+            Err(e) => {
+                eprintln!("accepted {accepted}, rejected {rejected}");
+                return Err(CliError::Emit {
+                    line: line_no,
+                    source: e,
+                });
+            }
+        }
+    }
+    eprintln!("accepted {accepted}, rejected {rejected}");
+    if rejected > 0 {
+        return Err(CliError::Rejected {
+            rejected,
+            total: accepted + rejected,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn bounded_lines() {
+        let mut r = std::io::BufReader::with_capacity(4, &b"ab\ncdefgh\n\nxyz"[..]);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Some(fits) = read_bounded_line(&mut r, &mut buf, 5).unwrap() {
+            out.push((fits, String::from_utf8(buf.clone()).unwrap()));
+        }
+        assert_eq!(
+            out,
+            [
+                (true, "ab".to_string()),
+                (false, String::new()),
+                (true, String::new()),
+                (true, "xyz".to_string())
+            ]
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! tapelog's integration tests: one test binary, a module per area, so that the whole suite
+//! links once. They run the real `tapelog` binary (`CARGO_BIN_EXE_tapelog`, hence a test
+//! target of the `tapelog` package: `cargo test -p tapelog --test integration`) and the
+//! library crates against real servers on loopback; [`util`] has what they share.
+//!
+//! One area: `cargo test -p tapelog --test integration -- forward::`.
+
+mod util;
+
+mod asciicast;
+mod audit;
+mod audit_logger;
+mod chaos;
+mod cli;
+mod client;
+mod complete;
+mod crash;
+mod daemon;
+mod forward;
+mod forward_configure;
+mod forward_protocol;
+mod play;
+mod playback;
+mod record;
+mod serve;
+mod session_writer;
+mod stream;
+mod streamers;
