@@ -52,7 +52,7 @@ skip_stage() {
 stage_setup() { bash scripts/setup.sh; }
 stage_format() { cargo fmt --all -- --check; }
 stage_clippy() { cargo clippy --workspace --all-targets --quiet -- -D warnings; }
-stage_tests() { cargo test --workspace --quiet 2>&1 | tee target/test-output.txt; }
+stage_tests() { cargo test --workspace --no-fail-fast --quiet 2>&1 | tee target/test-output.txt; }
 stage_fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"; }
 # The browser tests print `browser: N passed, N failed` last and exit non-zero on a failure.
 stage_browser() { bash web-demo/test.sh 2>&1 | tee target/web-test-output.txt; }

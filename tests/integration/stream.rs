@@ -289,9 +289,15 @@ async fn padded_parts_are_the_minimum_size() {
         for e in &evs {
             stream.record(e.clone()).await.unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The 30 ms inactivity timer flushes the part; its upload may take a while on a
+        // loaded machine, so wait for it (bounded) rather than for a fixed time.
         let upload = stream.upload().clone();
-        let parts = s.list_parts(&upload).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut parts = s.list_parts(&upload).await.unwrap();
+        while parts.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            parts = s.list_parts(&upload).await.unwrap();
+        }
         assert_eq!(parts.len(), 1, "{kind:?}: flushed by inactivity");
         // Upstream's layout: multi/<upload>/<session>/<n>.part
         let name = format!("multi/{}/{SID}/{}.part", upload.id, parts[0].number);

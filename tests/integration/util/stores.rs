@@ -110,18 +110,45 @@ fn spawn(mut cmd: Command, what: &str, log: &Path) -> u32 {
     }
 }
 
-/// Waits (at most 10 s) until something listens on `port`.
-fn wait_for_port(port: u16, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// How long a server may take to listen. Generous because a loaded machine (two test runs at
+/// once, fuzzers beside them) made Node-based Azurite take over 10 s; a server that is ready
+/// sooner is used at once, and one that exits is reported at once.
+const START_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Whether process `pid` (our child, never reaped while it lives) has exited.
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: "Z" is a zombie (exited).
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Waits until something listens on `port`, failing as soon as the server `pid` exits.
+fn wait_for_port(port: u16, pid: u32, what: &str, log: &Path) {
+    let deadline = Instant::now() + START_DEADLINE;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut gone = false;
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return;
         }
+        if exited(pid) {
+            gone = true;
+            break;
+        }
         std::thread::sleep(Duration::from_millis(25));
     }
     let log = std::fs::read_to_string(log).unwrap_or_default();
-    panic!("{what} did not listen on 127.0.0.1:{port} within 10 s; its output:\n{log}");
+    if gone {
+        panic!("{what} exited before it listened on 127.0.0.1:{port}; its output:\n{log}");
+    }
+    panic!(
+        "{what} did not listen on 127.0.0.1:{port} within {} s; its output:\n{log}",
+        START_DEADLINE.as_secs()
+    );
 }
 
 /// The s3s-fs of this test binary (started on first use).
@@ -140,7 +167,7 @@ pub fn s3() -> &'static S3Server {
         let log = root.join("s3s-fs.log");
         let pid = spawn(cmd, "s3s-fs", &log);
         register_cleanup(Some(pid), None);
-        wait_for_port(port, "s3s-fs", &log);
+        wait_for_port(port, pid, "s3s-fs", &log);
         S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
             root: root.join("data"),
@@ -196,7 +223,7 @@ pub fn azure() -> &'static AzureServer {
         let log = dir.join("azurite.log");
         let pid = spawn(cmd, "node (for azurite)", &log);
         register_cleanup(Some(pid), None);
-        wait_for_port(port, "azurite", &log);
+        wait_for_port(port, pid, "azurite", &log);
         AzureServer {
             endpoint: format!("http://127.0.0.1:{port}/{AZURE_EMULATOR_ACCOUNT}"),
             port,
