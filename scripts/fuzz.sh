@@ -21,6 +21,8 @@ fi
 if [ "$secs" -le 60 ] && [ -z "${FUZZ_RUNS:-}" ]; then build=${FUZZ_BUILD---dev --sanitizer none}; else build=${FUZZ_BUILD-}; fi
 if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); else limit=(-max_total_time="$secs"); fi
 if rustup toolchain list | grep -q '^nightly'; then tc=+nightly; else tc=; export RUSTC_BOOTSTRAP=1; fi
+# FUZZ_TARGET_DIR: where the fuzz build goes (default fuzz/target; scripts/test.sh's cache).
+if [ -n "${FUZZ_TARGET_DIR:-}" ]; then build="$build --target-dir $FUZZ_TARGET_DIR"; fi
 # One build of every target first, so that each run below starts at once.
 out=$(cargo $tc fuzz build $build 2>&1) || { echo "$out" | tail -40; exit 1; }
 for t in "${targets[@]}"; do

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of tapelog. Installs what it needs first (scripts/setup.sh). The core's
 # wasm32 build is checked by the browser step (tapelog-wasm's tests build it for wasm32).
-# Environment: FUZZ_SECONDS (per fuzz target, default 20).
+# Environment: FUZZ_SECONDS (per fuzz target, default 20); TAPELOG_CACHE (below).
+#
+# Build cache. With TAPELOG_CACHE=DIR (the default under CI=true:
+# ${XDG_CACHE_HOME:-~/.cache}/tapelog-ci), cargo builds into DIR/target and the fuzz targets
+# into DIR/fuzz-target instead of this checkout's target/, and scripts/build-cache.py gives
+# every file whose content the cache was built from its old modification time back, so that a
+# fresh clone rebuilds only what changed (docs/toolchain.md, "CI and its cache").
 #
 # Stages, in order: setup, format, clippy, tests, fuzz, browser. A failed stage does not stop
 # the ones after it (so one run shows every failure), except setup: without what it installs
@@ -49,7 +55,22 @@ skip_stage() {
   took[$1]=0.0
 }
 
-stage_setup() { bash scripts/setup.sh; }
+if [ -z "${TAPELOG_CACHE:-}" ] && [ "${CI:-}" = true ]; then
+  TAPELOG_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tapelog-ci
+fi
+stage_setup() {
+  if [ -n "${TAPELOG_CACHE:-}" ]; then
+    mkdir -p "$TAPELOG_CACHE" || return 1
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TAPELOG_CACHE/target}
+    export FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$TAPELOG_CACHE/fuzz-target}
+    echo "build cache: $TAPELOG_CACHE"
+    python3 scripts/build-cache.py restore "$TAPELOG_CACHE/mtimes.json" || return 1
+    # Azurite (an npm install of a few hundred packages) is kept in the cache too.
+    mkdir -p "$TAPELOG_CACHE/azurite" target || return 1
+    if [ ! -e target/azurite ]; then ln -s "$TAPELOG_CACHE/azurite" target/azurite || return 1; fi
+  fi
+  bash scripts/setup.sh
+}
 stage_format() { cargo fmt --all -- --check; }
 stage_clippy() { cargo clippy --workspace --all-targets --quiet -- -D warnings; }
 stage_tests() { cargo test --workspace --no-fail-fast --quiet 2>&1 | tee target/test-output.txt; }
