@@ -60,7 +60,7 @@ fi
 # ---- browser (tapelog-wasm tests, the web player and its Playwright tests) ------------------
 # Chromium and its WebDriver from Debian (wasm-bindgen-cli is installed above); the npm
 # packages of web-demo/ (@xterm/xterm, @xterm/headless, @xterm/addon-serialize,
-# playwright-core; from its package-lock.json). The Chromium flags that stop DNS lookups are
+# playwright-core, typescript; from its package-lock.json). The Chromium flags that stop DNS lookups are
 # in wasm/webdriver.json and web-demo/tests/serve.mjs.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   echo "setup: installing chromium and chromium-driver"
@@ -68,7 +68,8 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 if [ ! -f web-demo/node_modules/@xterm/xterm/lib/xterm.js ] || [ ! -f web-demo/node_modules/playwright-core/package.json ] \
   || [ ! -f web-demo/node_modules/@xterm/headless/lib-headless/xterm-headless.mjs ] \
-  || [ ! -f web-demo/node_modules/@xterm/addon-serialize/lib/addon-serialize.mjs ]; then
+  || [ ! -f web-demo/node_modules/@xterm/addon-serialize/lib/addon-serialize.mjs ] \
+  || [ ! -f web-demo/node_modules/typescript/package.json ]; then
   echo "setup: npm install in web-demo"
   (cd web-demo && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 fi

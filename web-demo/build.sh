@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the web player into web-demo/dist/: the page, the worker, tapelog-wasm (wasm-bindgen
-# --target web) and xterm.js, all self-contained (no CDN): any static server can serve dist/.
+# Builds the web player into web-demo/dist/: the page's modules, the worker, tapelog-wasm
+# (wasm-bindgen --target web) and xterm.js, all self-contained (no CDN): any static server can
+# serve dist/.
 # Installs what it needs (npm packages under web-demo/, the wasm target, wasm-bindgen-cli at
 # the version of Cargo.lock) if missing. Environment: PROFILE=release|dev (default release).
 set -euo pipefail
@@ -10,7 +11,8 @@ profile=${PROFILE:-release}
 
 if [ ! -f node_modules/@xterm/xterm/lib/xterm.js ] || [ ! -d node_modules/playwright-core ] \
   || [ ! -f node_modules/@xterm/headless/lib-headless/xterm-headless.mjs ] \
-  || [ ! -f node_modules/@xterm/addon-serialize/lib/addon-serialize.mjs ]; then
+  || [ ! -f node_modules/@xterm/addon-serialize/lib/addon-serialize.mjs ] \
+  || [ ! -f node_modules/typescript/package.json ]; then
   echo "build: npm install (web-demo)"
   npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi
@@ -31,9 +33,10 @@ target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3
 
 rm -rf dist
 mkdir -p dist/pkg dist/xterm
-wasm-bindgen --target web --no-typescript --out-dir dist/pkg \
+# With its TypeScript declarations (pkg/*.d.ts): test.sh type-checks the page against them.
+wasm-bindgen --target web --out-dir dist/pkg \
   "$target_dir/wasm32-unknown-unknown/$dir/tapelog_wasm.wasm"
-cp src/index.html src/app.js src/worker.js src/worker-env.js src/sessions.js src/style.css dist/
+cp src/index.html src/*.js src/style.css dist/
 cp node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css dist/xterm/
 # The worker's headless terminal and its serializer (checkpoints of the terminal's state).
 cp node_modules/@xterm/headless/lib-headless/xterm-headless.mjs \

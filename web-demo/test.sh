@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The browser tests (run by scripts/test.sh; needs what scripts/setup.sh installs):
 # 1. tapelog-wasm in headless Chromium (wasm-bindgen-test, the core's test vectors);
-# 2. the web player end to end with Playwright (recordings from `write-web-fixtures`),
-#    screenshots in target/web-demo/screenshots/;
+# 2. the web player: its type check (tsc over the JSDoc types of web-demo/src, against the
+#    declarations build.sh generates; a type error fails the stage), then end to end with
+#    Playwright (recordings from `write-web-fixtures`), screenshots in target/web-demo/screenshots/;
 # 3. the player served by the real `tapelog serve`, listing and playing a recorded session.
 # Prints `browser: N passed, N failed` last; exits non-zero when a test failed.
 set -uo pipefail
@@ -19,6 +20,11 @@ wasm_rc=${PIPESTATUS[0]}
 echo "== web player end to end (Playwright, headless Chromium)"
 cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- target/web-fixtures --big "${WEB_BIG_MB:-12}"
 PROFILE=${PROFILE:-dev} bash web-demo/build.sh
+echo "== type check of the web player (tsc --checkJs --noEmit: web-demo/tsconfig*.json)"
+(cd web-demo && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.worker.json) 2>&1 \
+  | tee "$out/tsc-output.txt"
+tsc_rc=${PIPESTATUS[0]}
+[ "$tsc_rc" -eq 0 ] && echo "type check: no errors"
 node web-demo/tests/e2e.mjs web-demo/dist target/web-fixtures "$out/screenshots" 2>&1 | tee "$out/e2e-output.txt"
 e2e_rc=${PIPESTATUS[0]}
 
@@ -32,6 +38,7 @@ passed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-outp
 failed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 if [ "$wasm_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # a build failure counts
 if [ "$e2e_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+if [ "$tsc_rc" -ne 0 ]; then failed=$((failed + 1)); fi  # type errors (not a test: not in passed)
 if [ "$daemon_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "browser: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -15,6 +15,9 @@
 //!   their times (session timeline and idle-capped timeline) in typed arrays, the other events
 //!   as objects, the summary; [`Checkpoint`]s at part boundaries, from which a player can
 //!   decode again (`PlayerDecoder.resume`) to seek back without keeping all the output.
+//! - [`PlayClock`]: the player's clock (speed, pause, seek) of `tapelog play`, with the time
+//!   passed in as milliseconds (`performance.now()`); the player's idle-capped timeline is
+//!   already in [`PlayerDecoder`]'s frames.
 //! - [`Exporter`], [`toJsonLines`](to_json_lines), [`toAsciicast`](to_asciicast): the
 //!   command line's exports, streaming or in one call.
 //!
@@ -25,11 +28,13 @@
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod clock;
 mod convert;
 mod decoder;
 mod export;
 mod player;
 
+pub use clock::PlayClock;
 pub use decoder::{Decoder, decode_recording};
 pub use export::{Exporter, to_asciicast, to_json_lines};
 pub use player::{Checkpoint, PlayerDecoder};

@@ -1,7 +1,7 @@
 //! tapelog-wasm in headless Chromium (wasm-bindgen-test): every test vector of
 //! `tapelog_core::vectors` (the native tests' source of truth) through the JS API, whole and
 //! in chunks; errors as JS `Error`s with the native message and offset; the player's frames;
-//! the exports equal the core's bytes.
+//! the exports equal the core's bytes; the player's clock agrees with the core's.
 //!
 //! Run: `cargo test --target wasm32-unknown-unknown -p tapelog-wasm` with
 //! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner` (scripts/test.sh).
@@ -14,7 +14,7 @@ use tapelog_core::codec::read_all;
 use tapelog_core::export::{to_asciicast as core_asciicast, to_json_lines as core_json_lines};
 use tapelog_core::vectors::{self, Expect};
 use tapelog_wasm::{
-    Decoder, Exporter, PlayerDecoder, decode_recording, to_asciicast, to_json_lines,
+    Decoder, Exporter, PlayClock, PlayerDecoder, decode_recording, to_asciicast, to_json_lines,
 };
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
@@ -389,4 +389,54 @@ fn player_resumed_at_a_checkpoint_gives_the_same_frames() {
         }
     }
     assert!(checked > 3, "only {checked} checkpoints");
+}
+
+/// The page's clock is the core's `PlayClock` (as `tapelog play` runs it), with milliseconds
+/// in and out: the same positions through pause, speed changes and jumps.
+#[wasm_bindgen_test]
+fn play_clock_is_the_core_clock_in_milliseconds() {
+    use std::time::Duration;
+    use tapelog_core::export::PlayClock as Core;
+    let d = |ms: f64| Duration::from_secs_f64(ms / 1000.0);
+    let mut js = PlayClock::new(2.0, 1000.0);
+    let mut core = Core::new(2.0, d(1000.0));
+    core.toggle_pause(d(1000.0));
+    assert!(js.paused());
+    assert_eq!(js.position(5000.0), 0.0, "paused at 0 when made");
+    js.play(1500.0);
+    core.toggle_pause(d(1500.0));
+    for now in [1500.0, 1750.5, 4000.0] {
+        assert_eq!(js.position(now), core.position(d(now)), "at {now}");
+    }
+    assert_eq!(
+        js.position(2500.0),
+        2000.0,
+        "2 ms of timeline per ms at speed 2"
+    );
+    js.set_speed(0.5, 2500.0);
+    core.set_speed(0.5, d(2500.0));
+    assert_eq!(js.speed(), 0.5);
+    assert_eq!(js.position(4500.0), 3000.0);
+    js.pause(4500.0);
+    js.pause(4600.0); // pausing twice changes nothing
+    core.toggle_pause(d(4500.0));
+    assert!(js.paused());
+    assert_eq!(js.position(9000.0), 3000.0);
+    assert_eq!(js.position(9000.0), core.position(d(9000.0)));
+    // A jump keeps whole milliseconds, never below 0, and works paused or not.
+    js.jump(1234.9, 9000.0);
+    assert_eq!(js.position(9999.0), 1234.0);
+    js.jump(-50.0, 9000.0);
+    assert_eq!(js.position(9000.0), 0.0);
+    js.play(10_000.0);
+    js.play(10_100.0); // playing twice changes nothing
+    js.jump(500.0, 11_000.0);
+    assert_eq!(js.position(13_000.0), 1500.0);
+    // Bad input does not panic: speeds fall back to 1, times before 0 count as 0.
+    js.set_speed(f64::NAN, 13_000.0);
+    assert_eq!(js.speed(), 1.0);
+    assert_eq!(PlayClock::new(-1.0, f64::NAN).speed(), 1.0);
+    let mut odd = PlayClock::new(1.0, -5.0);
+    odd.play(f64::INFINITY);
+    assert_eq!(odd.position(f64::INFINITY), 0.0);
 }

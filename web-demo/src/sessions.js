@@ -7,8 +7,11 @@
 // sessions without asking. Otherwise it asks for a token in its form. Either way the token is
 // kept in this tab's sessionStorage and sent only to its own origin, as `Authorization: Bearer`.
 // Served by any other static server (no `/healthz` answering `ok`), this box stays hidden.
-const $ = (id) => document.getElementById(id);
+import { $ } from './ui.js';
+
 const KEY = 'tapelog-token';
+
+/** @typedef {(source: import('./protocol.js').Source, label: string) => void} Open */
 
 /** Moves `#token=…` from the address into the tab's storage; other fragment keys stay. */
 function takeTokenFromFragment() {
@@ -20,10 +23,9 @@ function takeTokenFromFragment() {
   history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
   if (t) sessionStorage.setItem(KEY, t);
 }
-takeTokenFromFragment();
-
 const token = () => sessionStorage.getItem(KEY) || '';
 
+/** @param {string} text */
 function say(text) { $('sessions-status').textContent = text; }
 
 /** `/healthz` answers `ok`: the page comes from `tapelog serve`. */
@@ -36,14 +38,24 @@ async function servedByTapelog() {
   }
 }
 
+/**
+ * @param {{session_start?: string, session_stop?: string}} e
+ */
 function duration(e) {
-  const a = Date.parse(e.session_start), b = Date.parse(e.session_stop);
+  const a = Date.parse(e.session_start ?? ''), b = Date.parse(e.session_stop ?? '');
   if (!(a > 0 && b >= a)) return '';
   const s = Math.round((b - a) / 1000);
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 }
 
-async function listSessions() {
+/**
+ * A session of the list (`session.end` events of `GET /v1/sessions`).
+ * @typedef {{sid: string, time?: string, user?: string, server_hostname?: string,
+ *   server_id?: string, session_start?: string, session_stop?: string}} SessionEnd
+ */
+
+/** @param {Open} open */
+async function listSessions(open) {
   const t = token();
   $('sessions').replaceChildren();
   if (!t) {
@@ -55,7 +67,7 @@ async function listSessions() {
   try {
     resp = await fetch('/v1/sessions?order=desc&limit=50', { headers: { Authorization: `Bearer ${t}` } });
   } catch (e) {
-    say(`the server did not answer: ${e.message}`);
+    say(`the server did not answer: ${e instanceof Error ? e.message : e}`);
     return;
   }
   if (!resp.ok) {
@@ -64,6 +76,7 @@ async function listSessions() {
     say(msg);
     return;
   }
+  /** @type {{events: SessionEnd[]}} */
   const page = await resp.json();
   for (const e of page.events) {
     const li = document.createElement('li');
@@ -74,7 +87,7 @@ async function listSessions() {
     b.textContent = `${(e.time || '').replace('T', ' ').slice(0, 19)}  ${e.user || '?'}@${e.server_hostname || e.server_id || '?'}  ${duration(e)}`;
     b.title = `session ${e.sid}`;
     b.addEventListener('click', () => {
-      window.tapelog.open({ url: `/v1/sessions/${encodeURIComponent(e.sid)}/recording`, token: t }, `session ${e.sid}`);
+      open({ url: `/v1/sessions/${encodeURIComponent(e.sid)}/recording`, token: t }, `session ${e.sid}`);
     });
     li.append(b);
     $('sessions').append(li);
@@ -82,14 +95,21 @@ async function listSessions() {
   say(page.events.length ? '' : 'no completed sessions yet: record one with `tapelog record --server URL -- bash`');
 }
 
-if (await servedByTapelog()) {
+/**
+ * Shows the session list when the page comes from `tapelog serve`; `open` plays a session.
+ * @param {Open} open
+ */
+export async function startSessionList(open) {
+  takeTokenFromFragment();
+  if (!(await servedByTapelog())) return;
+  const tokenBox = /** @type {HTMLInputElement} */ ($('token'));
   $('sessions-box').hidden = false;
-  $('token').value = token();
+  tokenBox.value = token();
   $('token-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    sessionStorage.setItem(KEY, $('token').value.trim());
-    listSessions();
+    sessionStorage.setItem(KEY, tokenBox.value.trim());
+    listSessions(open);
   });
-  $('sessions-refresh').addEventListener('click', listSessions);
-  listSessions();
+  $('sessions-refresh').addEventListener('click', () => listSessions(open));
+  listSessions(open);
 }

@@ -18,39 +18,64 @@ import './worker-env.js'; // before @xterm/headless
 import init, { PlayerDecoder, Exporter } from './pkg/tapelog_wasm.js';
 import { Terminal } from './xterm/xterm-headless.mjs';
 import { SerializeAddon } from './xterm/addon-serialize.mjs';
+import { SCROLLBACK, replayCost } from './protocol.js';
+
+/** @typedef {import('./protocol.js').Frames} Frames */
+/** @typedef {import('./protocol.js').Source} Source */
+/** @typedef {import('./protocol.js').FromWorker} FromWorker */
+/** @typedef {import('./protocol.js').ToWorker} ToWorker */
+/**
+ * A batch from `PlayerDecoder.poll` (wasm/src/player.rs).
+ * @typedef {{events: import('./protocol.js').EventObject[], frames: Frames, pulled: number,
+ *   checkpoint: boolean}} Poll
+ */
 
 const ready = init();
 let batchEvents = 4096; // events per batch (the page may ask for fewer)
 // Idle gaps are cut to this on the "skip idle" timeline (as `tapelog play --max-idle 1`).
 const MAX_IDLE_MS = 1000;
-// The page's terminal keeps this many lines of scrollback; the snapshots keep as many.
-const SCROLLBACK = 1000;
 
 const now = () => performance.timeOrigin + performance.now();
 
-/** The open source: `{file}` or `{url, token}`. */
-let source = null;
-/** Checkpoints of the load pass by frame number: the decoder's `Checkpoint` objects. */
-const checkpoints = new Map();
-/** The running replay (one at a time): `{gen, cancel, more}`. */
-let replay = null;
+/** @param {FromWorker} msg @param {Transferable[]} [transfer] */
+const post = (msg, transfer = []) => self.postMessage(msg, transfer);
 
-/** A ReadableStream of the source's bytes from `offset` on. */
+/** @type {Source | null} The open source. */
+let source = null;
+/** @type {Map<number, import('./pkg/tapelog_wasm.js').Checkpoint>} Checkpoints of the load pass by frame number. */
+const checkpoints = new Map();
+/** @type {{gen: number, cancel: () => void, more: (budget: number) => void} | null} The running replay (one at a time). */
+let replay = null;
+/** @type {(() => void) | null} Called when the page thins its checkpoints (the load pass spaces them wider). */
+let onThin = null;
+
+/**
+ * A ReadableStream of the source's bytes from `offset` on.
+ * @param {Source} src
+ * @returns {Promise<ReadableStream<Uint8Array>>}
+ */
 async function openStream(src, offset = 0) {
-  if (src.file) return src.file.slice(offset).stream();
+  if ('file' in src) return src.file.slice(offset).stream();
   // A token (the session list of `tapelog serve`) goes only to the page's own origin.
+  /** @type {Record<string, string>} */
   const headers = src.token ? { Authorization: `Bearer ${src.token}` } : {};
   if (offset > 0) headers.Range = `bytes=${offset}-`;
   const resp = await fetch(src.url, { headers });
   if (!resp.ok) throw new Error(`fetching ${src.url}: HTTP ${resp.status} ${resp.statusText}`);
+  if (!resp.body) throw new Error(`fetching ${src.url}: no body`);
   if (offset > 0 && resp.status !== 206) return skipBytes(resp.body, offset); // Range ignored
   return resp.body;
 }
 
-/** `stream` without its first `n` bytes. */
+/**
+ * `stream` without its first `n` bytes.
+ * @param {ReadableStream<Uint8Array>} stream
+ * @param {number} n
+ */
 function skipBytes(stream, n) {
   let left = n;
   return stream.pipeThrough(new TransformStream({
+    /** @param {Uint8Array} chunk @param {TransformStreamDefaultController<Uint8Array>} out */
     transform(chunk, out) {
       if (left >= chunk.length) { left -= chunk.length; return; }
       out.enqueue(left > 0 ? chunk.subarray(left) : chunk);
@@ -59,15 +84,25 @@ function skipBytes(stream, n) {
   }));
 }
 
+/**
+ * What the page shows of an error (tapelog-wasm's `RecordingError` has `kind` and `offset`).
+ * @param {unknown} e
+ * @returns {import('./protocol.js').ErrorInfo}
+ */
 function errorInfo(e) {
-  return { message: e.message || String(e), kind: e.kind || null, offset: e.offset ?? null };
+  const o = /** @type {{message?: string, kind?: string, offset?: number}} */ (e ?? {});
+  return { message: o.message || String(e), kind: o.kind || null, offset: o.offset ?? null };
 }
 
+/** @param {Frames} f */
 const transferList = (f) => [f.time.buffer, f.idle.buffer, f.index.buffer, f.cols.buffer, f.rows.buffer, f.end.buffer, f.data.buffer];
 
 // ---- 1. the load pass ---------------------------------------------------------------------
 
-/** The headless terminal that follows the output, to snapshot it at checkpoints. */
+/**
+ * The headless terminal that follows the output, to snapshot it at checkpoints.
+ * @param {import('./protocol.js').Size} size
+ */
 function headless(size) {
   const term = new Terminal({ cols: size.cols, rows: size.rows, scrollback: SCROLLBACK, allowProposedApi: true });
   const ser = new SerializeAddon();
@@ -75,7 +110,11 @@ function headless(size) {
   return { term, ser, written: Promise.resolve() };
 }
 
-/** Writes a batch's frames (output and resizes, in order) to the headless terminal. */
+/**
+ * Writes a batch's frames (output and resizes, in order) to the headless terminal.
+ * @param {ReturnType<typeof headless>} h
+ * @param {Frames} f
+ */
 function follow(h, f) {
   let a = 0;
   for (let i = 0; i < f.time.length; i++) {
@@ -91,25 +130,36 @@ function follow(h, f) {
   h.written = new Promise((resolve) => h.term.write(new Uint8Array(0), resolve));
 }
 
+/**
+ * The load pass (see the top of the file).
+ * @param {Source} src
+ * @param {{spacing: number, batch: number}} opts
+ */
 async function decode(src, opts) {
   await ready;
   source = src;
   batchEvents = opts.batch || batchEvents;
   const dec = new PlayerDecoder(MAX_IDLE_MS);
-  const state = { bytes: 0, firstBytesAt: null, started: now(), headlessMs: 0 };
-  let h = null;
+  /**
+   * `h`: the headless terminal, made once the terminal's size is known.
+   * @type {{bytes: number, firstBytesAt: number | null, started: number, headlessMs: number,
+   *   h: ReturnType<typeof headless> | null}}
+   */
+  const state = { bytes: 0, firstBytesAt: null, started: now(), headlessMs: 0, h: null };
   let spacing = opts.spacing; // output bytes between snapshots (doubled when the page thins)
   let sinceSnapshot = 0;
-  self.onThin = () => { spacing *= 2; };
+  onThin = () => { spacing *= 2; };
 
   /** Posts everything the decoder has ready. */
   async function drain() {
     for (;;) {
+      /** @type {Poll} */
       const b = dec.poll(batchEvents); // throws at damage, after the batch before it
       if (b.pulled === 0) return;
       const f = b.frames;
       const first = dec.frames - f.time.length;
-      if (!h && dec.initialSize) h = headless(dec.initialSize);
+      if (!state.h && dec.initialSize) state.h = headless(dec.initialSize);
+      const h = state.h;
       if (b.checkpoint) {
         const cp = dec.takeCheckpoint();
         if (cp && h && sinceSnapshot >= spacing) {
@@ -119,7 +169,7 @@ async function decode(src, opts) {
           state.headlessMs += now() - t0;
           checkpoints.set(first, cp);
           sinceSnapshot = 0;
-          self.postMessage({ type: 'checkpoint', frame: first, snapshot, cols: h.term.cols, rows: h.term.rows });
+          post({ type: 'checkpoint', frame: first, snapshot, cols: h.term.cols, rows: h.term.rows });
         } else if (cp) {
           cp.free();
         }
@@ -131,7 +181,7 @@ async function decode(src, opts) {
         follow(h, f);
       }
       sinceSnapshot += f.data.length;
-      self.postMessage({
+      post({
         type: 'batch', frames: f, first, events: b.events, initialSize: dec.initialSize,
         summary: dec.summary(), bytes: state.bytes, firstBytesAt: state.firstBytesAt,
       }, transferList(f));
@@ -150,19 +200,19 @@ async function decode(src, opts) {
     }
     dec.finish();
     await drain();
-    self.postMessage({
+    post({
       type: 'done', summary: dec.summary(), stats: dec.stats(), bytes: state.bytes, frames: dec.frames,
       firstBytesAt: state.firstBytesAt, decodeMs: now() - (state.firstBytesAt ?? state.started),
       headlessMs: state.headlessMs,
     });
   } catch (e) {
-    self.postMessage({
+    post({
       type: 'error', error: errorInfo(e), summary: dec.summary(), stats: dec.stats(), bytes: state.bytes,
       frames: dec.frames,
     });
   } finally {
     dec.free();
-    if (h) h.term.dispose();
+    state.h?.term.dispose();
   }
 }
 
@@ -171,27 +221,33 @@ async function decode(src, opts) {
 /**
  * Posts the frames from number `from` on, decoding from the checkpoint at frame `at` (0: the
  * start), `budget` bytes of output per round. Frames before `from` are dropped here.
+ * @param {{gen: number, at: number, from: number, budget: number}} msg
  */
 async function startReplay({ gen, at, from, budget }) {
+  const src = source;
+  if (!src) return;
   if (replay) replay.cancel();
   await ready;
-  const cp = at > 0 ? checkpoints.get(at) : null;
+  const cp = at > 0 ? checkpoints.get(at) ?? null : null;
   const dec = cp ? PlayerDecoder.resume(cp) : new PlayerDecoder(MAX_IDLE_MS);
   let cancelled = false;
   let allowance = budget;
+  /** @type {(() => void) | null} */
   let wake = null;
   const me = {
     gen,
     cancel() { cancelled = true; if (wake) wake(); },
+    /** @param {number} b */
     more(b) { allowance += b; if (wake) wake(); },
   };
   replay = me;
   const started = now();
   let reader = null;
   try {
-    reader = (await openStream(source, cp ? cp.offset : 0)).getReader();
+    reader = (await openStream(src, cp ? cp.offset : 0)).getReader();
     let finished = false;
     while (!cancelled) {
+      /** @type {Poll} */
       const b = dec.poll(batchEvents);
       if (b.pulled === 0) {
         if (finished) break;
@@ -206,15 +262,15 @@ async function startReplay({ gen, at, from, budget }) {
       let start = first;
       if (first < from) { f = sliceFrames(f, from - first); start = from; }
       if (f.time.length === 0) continue;
-      while (allowance <= 0 && !cancelled) await new Promise((r) => { wake = r; });
+      while (allowance <= 0 && !cancelled) await new Promise((r) => { wake = () => r(undefined); });
       wake = null;
       if (cancelled) break;
-      allowance -= f.data.length + 32 * f.time.length; // as the page counts its cache
-      self.postMessage({ type: 'replay', gen, first: start, frames: f, startedAt: started }, transferList(f));
+      allowance -= replayCost(f); // as the page counts its cache
+      post({ type: 'replay', gen, first: start, frames: f, startedAt: started }, transferList(f));
     }
-    if (!cancelled) self.postMessage({ type: 'replay-end', gen });
+    if (!cancelled) post({ type: 'replay-end', gen });
   } catch (e) {
-    if (!cancelled) self.postMessage({ type: 'replay-end', gen, error: errorInfo(e) });
+    if (!cancelled) post({ type: 'replay-end', gen, error: errorInfo(e) });
   } finally {
     if (reader) reader.cancel().catch(() => {});
     dec.free();
@@ -222,7 +278,12 @@ async function startReplay({ gen, at, from, budget }) {
   }
 }
 
-/** The frames of `f` from frame `k` on (a copy; `end` made relative to the new data). */
+/**
+ * The frames of `f` from frame `k` on (a copy; `end` made relative to the new data).
+ * @param {Frames} f
+ * @param {number} k
+ * @returns {Frames}
+ */
 function sliceFrames(f, k) {
   const base = k > 0 ? f.end[k - 1] : 0;
   const end = new Uint32Array(f.end.length - k);
@@ -235,6 +296,10 @@ function sliceFrames(f, k) {
 
 // ---- 3. exports ---------------------------------------------------------------------------
 
+/**
+ * @param {Source} src
+ * @param {import('./protocol.js').ExportFormat} format
+ */
 async function exportAs(src, format) {
   await ready;
   const x = new Exporter(format);
@@ -242,9 +307,12 @@ async function exportAs(src, format) {
   // to disk), so the worker holds at most one round of chunks.
   const type = format === 'json' ? 'application/x-ndjson' : 'application/x-asciicast';
   let blob = new Blob([], { type });
-  let parts = [], held = 0;
+  /** @type {BlobPart[]} */
+  let parts = [];
+  let held = 0;
+  /** @param {Uint8Array} bytes tapelog-wasm's: a copy in an ArrayBuffer of its own */
   const add = (bytes) => {
-    parts.push(bytes); held += bytes.length;
+    parts.push(/** @type {Uint8Array<ArrayBuffer>} */ (bytes)); held += bytes.length;
     if (held >= 8e6) { blob = new Blob([blob, ...parts], { type }); parts = []; held = 0; }
   };
   try {
@@ -255,14 +323,15 @@ async function exportAs(src, format) {
       add(x.push(value));
     }
     add(x.finish());
-    self.postMessage({ type: 'exported', format, blob: new Blob([blob, ...parts], { type }) });
+    post({ type: 'exported', format, blob: new Blob([blob, ...parts], { type }) });
   } catch (e) {
-    self.postMessage({ type: 'export-error', format, error: errorInfo(e) });
+    post({ type: 'export-error', format, error: errorInfo(e) });
   } finally {
     x.free();
   }
 }
 
+/** @param {MessageEvent<ToWorker>} m */
 self.onmessage = (m) => {
   const msg = m.data;
   switch (msg.type) {
@@ -273,7 +342,7 @@ self.onmessage = (m) => {
     case 'cancel': if (replay && replay.gen === msg.gen) replay.cancel(); break;
     case 'thin':
       for (const frame of msg.dropped) { checkpoints.get(frame)?.free(); checkpoints.delete(frame); }
-      self.onThin?.();
+      onThin?.();
       break;
   }
 };

@@ -139,6 +139,44 @@ await test('multi-part: pause stops the output, play resumes it', async (page) =
   await page.waitForFunction((before) => window.tapelog.screenText() !== before, a, { timeout: 5000 });
 });
 
+await test('multi-part: the clock runs at the speed chosen, stops on pause, and seeks', async (page) => {
+  const f = fx['multi-part'];
+  await openAt(page, f.file, 0); // paused at 0
+  await page.selectOption('#speed', '4');
+  // Clicks and speed changes inside the page, timed with the clock the player is given.
+  const r = await page.evaluate(async () => {
+    const p = window.tapelog.player;
+    const play = document.getElementById('play');
+    const speed = document.getElementById('speed');
+    const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+    play.click();
+    const t0 = performance.now();
+    await sleep(300);
+    speed.value = '1';
+    speed.dispatchEvent(new Event('change'));
+    const t1 = performance.now();
+    await sleep(300);
+    play.click();
+    const t2 = performance.now();
+    const at = p.clock.position(performance.now());
+    await sleep(200);
+    return { fast: t1 - t0, slow: t2 - t1, at, later: p.clock.position(performance.now()), state: document.body.dataset.playback };
+  });
+  const want = 4 * r.fast + r.slow;
+  assert(Math.abs(r.at - want) < 40, `position ${r.at} ms after ${r.fast} ms at 4x and ${r.slow} ms at 1x, want ${want}`);
+  eq(r.state, 'paused', 'paused');
+  eq(r.later, r.at, 'the position while paused');
+  await page.fill('#seek-time', '3');
+  await page.evaluate(() => { window.tapelog.metrics.seekMs = undefined; });
+  await page.click('#seek');
+  await page.waitForFunction(() => window.tapelog.metrics.seekMs !== undefined, null, { timeout: 5000 });
+  assert((await page.locator('#clock').innerText()).startsWith('0:03.0 / '), `clock after the seek: ${await page.locator('#clock').innerText()}`);
+  eq(await page.evaluate(() => window.tapelog.player.clock.position(performance.now())), 3000, 'position after the seek');
+  const text = await page.evaluate(() => window.tapelog.screenText());
+  const shown = [...text.matchAll(/line (\d+):/g)].map((m) => Number(m[1]));
+  eq(Math.max(...shown), Math.floor((3000 - 100) / 7), 'the last line shown at 3 s'); // print i is at 100 + 7 i ms
+});
+
 await test('multi-part: the time box and a click on the timeline seek', async (page) => {
   const f = fx['multi-part'];
   await openAt(page, f.file, 'end');

@@ -40,6 +40,15 @@ impl IdleCap {
     }
 }
 
+/// A speed a clock can run at: finite and positive, else 1.
+fn valid_speed(speed: f64) -> f64 {
+    if speed.is_finite() && speed > 0.0 {
+        speed
+    } else {
+        1.0
+    }
+}
+
 /// A player's clock: where playback is (in milliseconds of the timeline it plays) at a given
 /// `now`, at a speed, paused or not. Seeking sets the position.
 #[derive(Debug, Clone)]
@@ -54,13 +63,8 @@ pub struct PlayClock {
 impl PlayClock {
     /// A clock at position 0 at `now`, playing at `speed` (values ≤ 0 or not finite mean 1).
     pub fn new(speed: f64, now: Duration) -> PlayClock {
-        let speed = if speed.is_finite() && speed > 0.0 {
-            speed
-        } else {
-            1.0
-        };
         PlayClock {
-            speed,
+            speed: valid_speed(speed),
             position_ms: 0.0,
             anchor: now,
             paused: false,
@@ -70,6 +74,14 @@ impl PlayClock {
     /// The speed.
     pub fn speed(&self) -> f64 {
         self.speed
+    }
+
+    /// Changes the speed from `now` on (the position up to `now` keeps the old speed); values
+    /// ≤ 0 or not finite mean 1.
+    pub fn set_speed(&mut self, speed: f64, now: Duration) {
+        self.position_ms = self.position(now);
+        self.anchor = now;
+        self.speed = valid_speed(speed);
     }
 
     /// Whether playback is paused.
@@ -161,6 +173,16 @@ mod tests {
         assert_eq!(c.seek_target(-1, ms(9500)), 0);
         c.jump(20_000, ms(9500));
         assert_eq!(c.position(ms(10_000)), 21_000.0);
+        // A new speed counts from the moment it is set.
+        c.set_speed(0.5, ms(10_000));
+        assert_eq!(c.position(ms(12_000)), 22_000.0);
+        c.toggle_pause(ms(12_000));
+        c.set_speed(4.0, ms(13_000));
+        assert_eq!(c.position(ms(14_000)), 22_000.0);
+        c.toggle_pause(ms(14_000));
+        assert_eq!(c.position(ms(14_500)), 24_000.0);
+        c.set_speed(f64::INFINITY, ms(14_500));
+        assert_eq!(c.speed(), 1.0);
         assert_eq!(PlayClock::new(f64::NAN, ms(0)).speed(), 1.0);
         assert_eq!(PlayClock::new(-3.0, ms(0)).speed(), 1.0);
     }

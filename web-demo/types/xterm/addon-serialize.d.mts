@@ -1,0 +1,2 @@
+// dist/xterm/addon-serialize.mjs (copied by build.sh from @xterm/addon-serialize) has the package's types.
+export { SerializeAddon } from '@xterm/addon-serialize';
