@@ -5,7 +5,9 @@
 //! clock and builds for `wasm32-unknown-unknown`: bytes and time come in as arguments, bytes
 //! and actions go out. The tokio (`tapelog`) and browser (`tapelog-wasm`) crates drive it.
 //!
-//! - [`event`]: every Teleport event type, [`event::AuditEvent`], JSON, `EventFields`.
+//! - [`event`]: every Teleport event type, [`event::AuditEvent`], JSON, `EventFields`
+//!   (re-exported from `tapelog-events`, the crate of the generated event model, with
+//!   [`proto`], [`json`] and, with feature `random`, `random`).
 //! - [`codec`]: recording parts (reader, writer, format detection, legacy tar).
 //! - [`stream`]: the recording stream state machine; [`complete`]: the upload completer's rules.
 //! - [`fluent`]: Fluentd's Forward protocol (MessagePack messages and acks) for `tapelog forward`.
@@ -17,18 +19,17 @@
 pub mod audit;
 pub mod codec;
 pub mod complete;
-pub mod event;
 pub mod export;
 pub mod fluent;
 pub mod forward;
-pub mod json;
 pub mod playback;
-pub mod proto;
-#[cfg(feature = "random")]
-pub mod random;
 pub mod session;
 pub mod stream;
 pub mod vectors;
+
+#[cfg(feature = "random")]
+pub use tapelog_events::random;
+pub use tapelog_events::{event, json, proto};
 
 pub use event::{AuditEvent, EventError, EventFields};
 pub use proto::Timestamp;
