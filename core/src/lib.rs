@@ -11,6 +11,8 @@
 //! - [`codec`]: recording parts (reader, writer, format detection, legacy tar).
 //! - [`stream`]: the recording stream state machine; [`complete`]: the upload completer's rules.
 //! - [`fluent`]: Fluentd's Forward protocol (MessagePack messages and acks) for `tapelog forward`.
+//! - [`sample`]: the sample session `tapelog sample` writes; `vectors` (feature `testkit`):
+//!   the test vectors built from it, for tests, benches and fuzz seeds.
 //! - [`proto`], [`json`]: the wire and JSON primitives under them.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -23,8 +25,10 @@ pub mod export;
 pub mod fluent;
 pub mod forward;
 pub mod playback;
+pub mod sample;
 pub mod session;
 pub mod stream;
+#[cfg(feature = "testkit")]
 pub mod vectors;
 
 #[cfg(feature = "random")]
