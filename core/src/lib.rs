@@ -5,10 +5,14 @@
 //! clock and builds for `wasm32-unknown-unknown`: bytes and time come in as arguments, bytes
 //! and actions go out. The tokio (`tapelog`) and browser (`tapelog-wasm`) crates drive it.
 //!
-//! - [`event`]: every Teleport event type, [`event::AuditEvent`], JSON, `EventFields`.
+//! - [`event`]: every Teleport event type, [`event::AuditEvent`], JSON, `EventFields`
+//!   (re-exported from `tapelog-events`, the crate of the generated event model, with
+//!   [`proto`], [`json`] and, with feature `random`, `random`).
 //! - [`codec`]: recording parts (reader, writer, format detection, legacy tar).
 //! - [`stream`]: the recording stream state machine; [`complete`]: the upload completer's rules.
 //! - [`fluent`]: Fluentd's Forward protocol (MessagePack messages and acks) for `tapelog forward`.
+//! - [`sample`]: the sample session `tapelog sample` writes; `vectors` (feature `testkit`):
+//!   the test vectors built from it, for tests, benches and fuzz seeds.
 //! - [`proto`], [`json`]: the wire and JSON primitives under them.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -17,18 +21,19 @@
 pub mod audit;
 pub mod codec;
 pub mod complete;
-pub mod event;
 pub mod export;
 pub mod fluent;
 pub mod forward;
-pub mod json;
 pub mod playback;
-pub mod proto;
-#[cfg(feature = "random")]
-pub mod random;
+pub mod sample;
 pub mod session;
 pub mod stream;
+#[cfg(feature = "testkit")]
 pub mod vectors;
+
+#[cfg(feature = "random")]
+pub use tapelog_events::random;
+pub use tapelog_events::{event, json, proto};
 
 pub use event::{AuditEvent, EventError, EventFields};
 pub use proto::Timestamp;

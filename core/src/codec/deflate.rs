@@ -1,5 +1,5 @@
-//! Raw deflate and inflate over two pure-Rust back ends, zlib-rs (through flate2) and
-//! miniz_oxide, both compiled in so that one benchmark run can compare them
+//! Raw deflate and inflate over pure-Rust back ends: zlib-rs (through flate2), always, and
+//! miniz_oxide with the `miniz` feature, so that one benchmark run can compare them
 //! (docs/benchmarks.md). The gzip framing around them is the codec's own.
 
 use thiserror::Error;
@@ -10,18 +10,24 @@ pub enum Backend {
     /// zlib-rs, a Rust port of zlib (through flate2). The default: faster in our measurements.
     #[default]
     ZlibRs,
-    /// miniz_oxide.
+    /// miniz_oxide (feature `miniz`; for benchmarks).
+    #[cfg(feature = "miniz")]
     Miniz,
 }
 
 impl Backend {
-    /// Both back ends.
+    /// Every back end compiled in.
+    #[cfg(feature = "miniz")]
     pub const ALL: [Backend; 2] = [Backend::ZlibRs, Backend::Miniz];
+    /// Every back end compiled in.
+    #[cfg(not(feature = "miniz"))]
+    pub const ALL: [Backend; 1] = [Backend::ZlibRs];
 
     /// Name for reports.
     pub fn name(self) -> &'static str {
         match self {
             Backend::ZlibRs => "zlib-rs",
+            #[cfg(feature = "miniz")]
             Backend::Miniz => "miniz_oxide",
         }
     }
@@ -53,6 +59,7 @@ pub struct InflateError {
 
 enum DeflaterInner {
     Zlib(flate2::Compress),
+    #[cfg(feature = "miniz")]
     Miniz(Box<miniz_oxide::deflate::core::CompressorOxide>),
 }
 
@@ -69,6 +76,7 @@ impl Deflater {
                 flate2::Compression::new(level),
                 false,
             )),
+            #[cfg(feature = "miniz")]
             Backend::Miniz => {
                 let flags = miniz_oxide::deflate::core::create_comp_flags_from_zip_params(
                     level as i32,
@@ -110,6 +118,7 @@ impl Deflater {
                     }
                 }
             }
+            #[cfg(feature = "miniz")]
             DeflaterInner::Miniz(c) => {
                 use miniz_oxide::deflate::core::{TDEFLFlush, TDEFLStatus, compress};
                 let f = match flush {
@@ -142,6 +151,7 @@ impl Deflater {
 
 enum InflaterInner {
     Zlib(flate2::Decompress),
+    #[cfg(feature = "miniz")]
     Miniz(Box<miniz_oxide::inflate::stream::InflateState>),
 }
 
@@ -169,6 +179,7 @@ impl Inflater {
     pub fn new(backend: Backend) -> Inflater {
         let inner = match backend {
             Backend::ZlibRs => InflaterInner::Zlib(flate2::Decompress::new(false)),
+            #[cfg(feature = "miniz")]
             Backend::Miniz => InflaterInner::Miniz(
                 miniz_oxide::inflate::stream::InflateState::new_boxed(miniz_oxide::DataFormat::Raw),
             ),
@@ -184,6 +195,7 @@ impl Inflater {
         self.pending = None;
         match &mut self.inner {
             InflaterInner::Zlib(d) => d.reset(false),
+            #[cfg(feature = "miniz")]
             InflaterInner::Miniz(s) => s.reset(miniz_oxide::DataFormat::Raw),
         }
     }
@@ -229,6 +241,7 @@ impl Inflater {
                     done: status == flate2::Status::StreamEnd,
                 })
             }
+            #[cfg(feature = "miniz")]
             InflaterInner::Miniz(s) => {
                 use miniz_oxide::{MZError, MZFlush, MZStatus};
                 let r = miniz_oxide::inflate::stream::inflate(s, input, out, MZFlush::None);

@@ -173,7 +173,7 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
 
 /// Runs `tapelog sample`.
 pub fn sample(a: SampleArgs) -> Result<(), CliError> {
-    let events = tapelog_core::vectors::sample_session(a.lines);
+    let events = tapelog_core::sample::sample_session(a.lines);
     let config = WriterConfig {
         min_upload_bytes: a.part_size,
         ..WriterConfig::default()

@@ -1,6 +1,6 @@
 //! `TrimToMaxSize`: how Teleport shrinks an event that is too large for a recording or the
-//! audit log. Which fields each event kind trims comes from `core/schema/trim.tsv` (generated
-//! into [`Trim`] impls); the arithmetic, described in `core/schema/TRIM.md`, is here.
+//! audit log. Which fields each event kind trims comes from `core/events/schema/trim.tsv` (generated
+//! into [`Trim`] impls); the arithmetic, described in `core/events/schema/TRIM.md`, is here.
 //!
 //! Where upstream is undefined, tapelog decides (and the tests pin it):
 //! - upstream cuts strings at a byte and may split a UTF-8 character; tapelog cuts at the

@@ -3,7 +3,7 @@
 //! the event type/code tables, `TrimToMaxSize` and the emitters' checks
 //! (`checkAndSetEventFields`).
 //!
-//! The message types are generated from `core/proto/events.proto` by `core/build.rs`; their
+//! The message types are generated from `core/events/proto/events.proto` by `core/events/build.rs`; their
 //! field numbers and JSON names are upstream Teleport's.
 
 mod check;
@@ -563,7 +563,8 @@ impl ToJson for AuditEvent {
 
 /// The last length-delimited field of a `OneOf` record (the member that counts) and its
 /// body; `None` when there is none. Errors only when the record itself is not protobuf.
-pub(crate) fn last_member(oneof: &[u8]) -> Result<Option<(u32, &[u8])>, DecodeError> {
+#[doc(hidden)] // for the codec's record reader in tapelog-core
+pub fn last_member(oneof: &[u8]) -> Result<Option<(u32, &[u8])>, DecodeError> {
     let mut buf = oneof;
     let mut last = None;
     while !buf.is_empty() {
