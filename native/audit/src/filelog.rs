@@ -21,6 +21,7 @@ use tapelog_core::audit::{MAX_SCAN_TOKEN_SIZE, SESSION_RECORDING_EVENTS};
 use super::search::{Filter, search};
 use super::{AuditError, AuditLog, SearchPage, SearchQuery, SessionQuery};
 use crate::emit::{EmitError, Emitter};
+use crate::metrics::Metrics;
 
 /// When an appended event counts as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,6 +47,9 @@ pub struct FileLogConfig {
     pub durability: Durability,
     /// Events whose JSON is longer are trimmed, then refused (upstream's `MaxScanTokenSize`).
     pub max_line_size: usize,
+    /// Where trimmed events are counted (`teleport_audit_stored_trimmed_events`,
+    /// `teleport_audit_queried_trimmed_events`); a set of its own unless the caller shares one.
+    pub metrics: Arc<Metrics>,
 }
 
 impl FileLogConfig {
@@ -58,6 +62,7 @@ impl FileLogConfig {
             rotation_period: RotationPeriod::default(),
             durability: Durability::Write,
             max_line_size: MAX_SCAN_TOKEN_SIZE,
+            metrics: Metrics::shared(),
         }
     }
 }
@@ -226,7 +231,7 @@ impl FileLog {
         Counters::add(&c.written, 1);
         if line.trimmed {
             Counters::add(&c.trimmed, 1);
-            crate::metrics::AUDIT_STORED_TRIMMED_EVENTS.inc();
+            self.inner.config.metrics.audit_stored_trimmed_events.inc();
         }
         Ok(())
     }
