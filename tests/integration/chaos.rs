@@ -79,6 +79,7 @@ fn config() -> DriverConfig {
             step: Duration::from_millis(1),
             max: Duration::from_millis(2),
         },
+        ..DriverConfig::default()
     }
 }
 

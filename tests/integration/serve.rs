@@ -924,6 +924,60 @@ async fn search_sessions_uploads_metrics_and_the_admin_token_file() {
     server.shutdown().await;
 }
 
+/// Each server owns its metrics: two servers in one process count apart, in `/metrics` and
+/// in `RunningServer::metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_in_one_process_count_apart() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = support::start(support::config(da.path())).await;
+    let b = support::start(support::config(db.path())).await;
+    let c = http();
+    let emit = |base: String, events: Vec<Value>| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(RECORDER)
+                .json(&events)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        }
+    };
+    emit(a.url(), (0..3).map(|i| login(&format!("a{i}"))).collect()).await;
+    emit(b.url(), vec![login("b0")]).await;
+    let st = create_stream(&c, &a.url(), RECORDER, &uuid()).await;
+    let scrape = |base: String| {
+        let c = c.clone();
+        async move {
+            let text = c
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            move |name: &str| -> String {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                    .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+                    .to_string()
+            }
+        }
+    };
+    let (ma, mb) = (scrape(a.url()).await, scrape(b.url()).await);
+    assert_eq!(ma("audit_emitted_events"), "3");
+    assert_eq!(mb("audit_emitted_events"), "1");
+    assert_eq!(ma("streams_open"), "1");
+    assert_eq!(mb("streams_open"), "0");
+    assert_eq!(a.metrics().audit_emitted_events.get(), 3);
+    assert_eq!(b.metrics().audit_emitted_events.get(), 1);
+    let r = post_stream(&c, &a.url(), RECORDER, &st.upload_id, "close").await;
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_open_streams_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();

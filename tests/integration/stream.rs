@@ -68,6 +68,7 @@ fn config(min: usize, concurrent: usize, flush_ms: u64) -> DriverConfig {
             step: Duration::from_millis(1),
             max: Duration::from_millis(5),
         },
+        ..DriverConfig::default()
     }
 }
 
@@ -351,7 +352,7 @@ async fn resume_after_a_failed_complete() {
         let flaky = Arc::new(flaky_uploader(s.clone(), true));
         let evs = events(500);
         let cfg = config(1024, 2, 60_000);
-        let stream = RecordingStream::create(flaky.clone(), SID, cfg)
+        let stream = RecordingStream::create(flaky.clone(), SID, cfg.clone())
             .await
             .unwrap();
         let upload = stream.upload().clone();

@@ -47,6 +47,7 @@ fn driver(min: usize) -> DriverConfig {
             step: Duration::from_millis(1),
             max: Duration::from_millis(5),
         },
+        ..DriverConfig::default()
     }
 }
 

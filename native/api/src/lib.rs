@@ -6,10 +6,14 @@
 //! [`tls`]: rustls configurations, client-certificate identities and roles, certificate
 //! generation.
 //!
+//! [`layers`]: the precedence of settings (flag > environment > TOML file > default) that
+//! `tapelog serve` and `tapelog forward` both apply.
+//!
 //! Depends on `tapelog-core` only.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod layers;
 pub mod tls;
 
 use serde::{Deserialize, Serialize};

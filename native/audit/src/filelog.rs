@@ -1,9 +1,10 @@
 //! `FileLog`: writing day files (locking, durability, the `events.log` symlink) and the entry
 //! points of search.
 
+use rustix::fs::{FlockOperation, flock};
+use rustix::io::Errno;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use tapelog_core::audit::{MAX_SCAN_TOKEN_SIZE, SESSION_RECORDING_EVENTS};
 use super::search::{Filter, search};
 use super::{AuditError, AuditLog, SearchPage, SearchQuery, SessionQuery};
 use crate::emit::{EmitError, Emitter};
+use crate::metrics::Metrics;
 
 /// When an appended event counts as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,6 +47,9 @@ pub struct FileLogConfig {
     pub durability: Durability,
     /// Events whose JSON is longer are trimmed, then refused (upstream's `MaxScanTokenSize`).
     pub max_line_size: usize,
+    /// Where trimmed events are counted (`teleport_audit_stored_trimmed_events`,
+    /// `teleport_audit_queried_trimmed_events`); a set of its own unless the caller shares one.
+    pub metrics: Arc<Metrics>,
 }
 
 impl FileLogConfig {
@@ -57,24 +62,19 @@ impl FileLogConfig {
             rotation_period: RotationPeriod::default(),
             durability: Durability::Write,
             max_line_size: MAX_SCAN_TOKEN_SIZE,
+            metrics: Metrics::shared(),
         }
     }
 }
 
-/// This host's name (`gethostname`), or `local` when it has none usable as a directory name.
+/// This host's name (`uname`'s node name, what `gethostname` returns), or `local` when it has
+/// none usable as a directory name.
 pub fn default_server_id() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname writes at most that.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        if let Ok(name) = std::str::from_utf8(&buf[..end])
-            && valid_server_id(name)
-        {
-            return name.to_string();
-        }
+    let uname = rustix::system::uname();
+    match uname.nodename().to_str() {
+        Ok(name) if valid_server_id(name) => name.to_string(),
+        _ => "local".to_string(),
     }
-    "local".to_string()
 }
 
 fn valid_server_id(id: &str) -> bool {
@@ -231,7 +231,7 @@ impl FileLog {
         Counters::add(&c.written, 1);
         if line.trimmed {
             Counters::add(&c.trimmed, 1);
-            crate::metrics::AUDIT_STORED_TRIMMED_EVENTS.inc();
+            self.inner.config.metrics.audit_stored_trimmed_events.inc();
         }
         Ok(())
     }
@@ -367,14 +367,10 @@ struct FlockGuard<'a>(&'a File);
 impl<'a> FlockGuard<'a> {
     fn lock(file: &'a File) -> std::io::Result<FlockGuard<'a>> {
         loop {
-            // SAFETY: flock on a valid, open descriptor.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(FlockGuard(file));
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
+            match flock(file, FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(FlockGuard(file)),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -382,10 +378,8 @@ impl<'a> FlockGuard<'a> {
 
 impl Drop for FlockGuard<'_> {
     fn drop(&mut self) {
-        // SAFETY: flock on a valid, open descriptor; unlocking can't fail in a way we handle.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
+        // Unlocking an open descriptor can't fail in a way we could handle.
+        let _ = flock(self.0, FlockOperation::Unlock);
     }
 }
 

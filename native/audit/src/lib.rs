@@ -17,13 +17,14 @@
 //! close), implemented by [`FileLog`], [`DiscardAuditLog`] and [`WriterLog`].
 //!
 //! Besides the file log (this module's root), [`emit`] holds the emitters (upstream's
-//! `Emitter`: checking, async queue, sinks) and [`metrics`] the process-wide counters and
-//! gauges (Prometheus text).
+//! `Emitter`: checking, async queue, sinks) and [`metrics`] the counters and gauge of one
+//! server or log (a `Metrics` value, Prometheus text).
 //!
-//! Depends on `tapelog-core` only.
+//! Depends on `tapelog-core`, `rustix` (file locks, the host name) and `prometheus-client`.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod clock;
 pub mod emit;
 pub mod metrics;
 

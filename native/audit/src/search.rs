@@ -7,6 +7,7 @@
 //! the 1 MiB cap. Resuming costs O(page + files × log n). An index found not to match its log
 //! is rebuilt and the search starts again.
 
+use crate::metrics::Metrics;
 use std::cmp::Ordering;
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
@@ -373,7 +374,7 @@ impl<'a> Run<'a> {
 /// `teleport_audit_queried_trimmed_events`). Where trimming can't make it fit, upstream fails
 /// the search; tapelog returns it whole and alone in its page (core `audit::page`), so that a
 /// search always moves forward.
-fn trimmed_for_response(stored: StoredEvent) -> Result<StoredEvent, AuditError> {
+fn trimmed_for_response(stored: StoredEvent, metrics: &Metrics) -> Result<StoredEvent, AuditError> {
     let Ok(json) = trim_for_response(&stored.json, MAX_EVENT_BYTES_IN_RESPONSE) else {
         return Ok(stored);
     };
@@ -382,7 +383,7 @@ fn trimmed_for_response(stored: StoredEvent) -> Result<StoredEvent, AuditError> 
         offset: stored.offset,
         source: e.into(),
     })?;
-    crate::metrics::AUDIT_QUERIED_TRIMMED_EVENTS.inc();
+    metrics.audit_queried_trimmed_events.inc();
     Ok(StoredEvent {
         fields,
         json,
@@ -531,7 +532,7 @@ fn page(
                 last = Some(run.key_of(&found));
                 let mut stored = run.stored(found);
                 if stored.json.len() >= MAX_EVENT_BYTES_IN_RESPONSE {
-                    stored = trimmed_for_response(stored)?;
+                    stored = trimmed_for_response(stored, &scope.inner.config.metrics)?;
                 }
                 events.push(stored);
                 more = true;

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use futures::future::BoxFuture;
 use rustls::pki_types::ServerName;
+use tapelog_audit::clock::{Clock, SharedClock};
 use tapelog_core::fluent::{AckDecoder, EventTime, encode_packed_forward};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -60,6 +61,9 @@ pub struct FluentConfig {
     /// How long one send may take once it has a connection slot: connecting, the TLS
     /// handshake, writing and the ack (waiting for a slot is not counted).
     pub timeout: Duration,
+    /// The send time of events without `time` (wall) and the sends' deadlines (monotonic);
+    /// the system's by default.
+    pub clock: SharedClock,
 }
 
 impl FluentConfig {
@@ -74,6 +78,7 @@ impl FluentConfig {
             key: None,
             max_connections: 10,
             timeout: DEFAULT_TIMEOUT,
+            clock: tapelog_audit::clock::system(),
         }
     }
 }
@@ -205,6 +210,7 @@ pub struct FluentOutput {
     session: Target,
     audit_pool: Arc<Pool>,
     session_pool: Arc<Pool>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for FluentOutput {
@@ -260,6 +266,7 @@ impl FluentOutput {
                 idle: Mutex::new(Vec::new()),
                 permits: Semaphore::new(config.max_connections),
                 timeout: config.timeout,
+                clock: config.clock.clone(),
             }))
         };
         let audit_pool = pool(&audit)?;
@@ -273,6 +280,7 @@ impl FluentOutput {
             session,
             audit_pool,
             session_pool,
+            clock: config.clock.clone(),
         })
     }
 
@@ -311,7 +319,7 @@ impl Output for FluentOutput {
             let (_, pool, tag) = self.route(to);
             let chunk =
                 base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes());
-            let message = encode_packed_forward(&tag, events, &chunk, send_time())
+            let message = encode_packed_forward(&tag, events, &chunk, send_time(&*self.clock))
                 .map_err(|e| SendError::Rejected(format!("{} tag {tag}: {e}", pool.label)))?;
             pool.send(&message, &chunk)
                 .await
@@ -327,8 +335,9 @@ impl Output for FluentOutput {
 
 /// Now as an EventTime (the stamp of events without `time`); the epoch if the clock is
 /// before it, the last representable second after 2106.
-fn send_time() -> EventTime {
-    let since = SystemTime::now()
+fn send_time(clock: &dyn Clock) -> EventTime {
+    let since = clock
+        .now_wall()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     EventTime {
@@ -399,6 +408,7 @@ struct Pool {
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
     timeout: Duration,
+    clock: SharedClock,
 }
 
 /// How one attempt on one connection failed.
@@ -419,7 +429,7 @@ impl Pool {
             .acquire()
             .await
             .map_err(|_| "the connection pool is closed".to_string())?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.clock.now_mono() + self.timeout;
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         if let Some(mut conn) = idle {
             match self.attempt(&mut conn, message, chunk, deadline).await {

@@ -157,6 +157,7 @@ pub fn open_output(opts: &ForwardOptions) -> Result<Arc<dyn Output>, ForwardErro
                 key: opts.fluentd_key.clone(),
                 max_connections: opts.fluentd_max_connections.max(1),
                 timeout: fluent::DEFAULT_TIMEOUT,
+                clock: tapelog_audit::clock::system(),
             };
             Ok(Arc::new(fluent::FluentOutput::new(config)?))
         }

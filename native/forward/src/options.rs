@@ -17,6 +17,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tapelog_api::layers::pick;
 
 use tapelog_core::Timestamp;
 use thiserror::Error;
@@ -378,7 +379,8 @@ impl ForwardArgs {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ForwardOptions, OptionsError> {
         let from_env = |name: &str| env_names(name).into_iter().find_map(|n| env(&n));
-        let config = self.flag("config").cloned().or_else(|| from_env("config"));
+        let config =
+            pick(self.flag("config").cloned(), || from_env("config"), || None).map(|l| l.value);
         let doc = match config.as_deref().filter(|c| !c.is_empty()) {
             None => toml::Table::new(),
             Some(path) => {
@@ -410,16 +412,18 @@ impl ForwardArgs {
     ) -> Result<ForwardOptions, OptionsError> {
         let from_env = |name: &str| env_names(name).into_iter().find_map(|n| env(&n));
         let get = |name: &str| -> Option<String> {
-            self.flag(name)
-                .cloned()
-                .or_else(|| from_env(name))
-                .or_else(|| toml_value(doc, name))
-                .or_else(|| {
-                    DEFAULTS
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .and_then(|(_, d)| d.map(String::from))
-                })
+            pick(
+                self.flag(name).cloned(),
+                || from_env(name),
+                || toml_value(doc, name),
+            )
+            .map(|l| l.value)
+            .or_else(|| {
+                DEFAULTS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, d)| d.map(String::from))
+            })
         };
         let bad = |name: &str, value: &str, reason: &str| OptionsError::Value {
             option: format!("--{name}"),

@@ -60,6 +60,7 @@ use streams::Registry;
 use tapelog_api::tls::{CertIdentity, TlsError};
 use tapelog_api::{ErrorCode, Role};
 use tapelog_audit::emit::CheckingEmitter;
+use tapelog_audit::metrics::Metrics;
 use tapelog_audit::{FileLog, FileLogConfig, SearchLimiter};
 use tapelog_store::complete::{CompleterConfig, UploadCompleter};
 use tapelog_store::playback::Playback;
@@ -105,6 +106,7 @@ pub(crate) struct App {
     tokens: Tokens,
     max_body: usize,
     stream_config: DriverConfig,
+    metrics: Arc<Metrics>,
     cluster_name: String,
     shutting_down: AtomicBool,
     web: WebRoot,
@@ -123,7 +125,8 @@ impl App {
         config.check_period = period;
         UploadCompleter::new(
             self.uploader.clone(),
-            CheckingEmitter::new(self.log.clone(), &self.cluster_name),
+            CheckingEmitter::new(self.log.clone(), &self.cluster_name)
+                .with_metrics(self.metrics.clone()),
             config,
         )
         .with_tracker(self.streams.clone())
@@ -246,8 +249,11 @@ impl Server {
             source,
         })?;
         let uploader = Arc::new(open_store(&config)?);
+        // This server's metrics: its log, emitters and streams count here, `/metrics` shows them.
+        let metrics = Metrics::shared();
         let mut log_config = FileLogConfig::new(&config.data_dir, &config.server_id);
         log_config.durability = config.durability;
+        log_config.metrics = metrics.clone();
         let log = FileLog::open(log_config)?;
         let search = SearchLimiter::new(log.clone(), config.search_limit)?;
         let mut tokens = config.tokens.clone();
@@ -274,13 +280,18 @@ impl Server {
         let app = Arc::new(App {
             playback: Playback::new(uploader.clone(), Some(&log_root)),
             uploader,
-            emitter: CheckingEmitter::new(log.clone(), &config.cluster_name),
+            emitter: CheckingEmitter::new(log.clone(), &config.cluster_name)
+                .with_metrics(metrics.clone()),
             log,
             search,
             streams: Arc::new(Registry::default()),
             tokens: Tokens::new(tokens),
             max_body: config.max_body,
-            stream_config: config.stream,
+            stream_config: DriverConfig {
+                metrics: metrics.clone(),
+                ..config.stream.clone()
+            },
+            metrics,
             cluster_name: config.cluster_name.clone(),
             shutting_down: AtomicBool::new(false),
             web: WebRoot::new(config.web_dir.clone()),
@@ -457,6 +468,11 @@ impl RunningServer {
     /// The address the server listens on (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// This server's metrics (what `GET /metrics` shows).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.app.metrics
     }
 
     /// The base URL of the API (`http://…` or `https://…`).

@@ -34,9 +34,9 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /metrics`: every process counter in the Prometheus text format.
-pub(crate) async fn metrics() -> Response {
-    let mut r = tapelog_audit::metrics::render().into_response();
+/// `GET /metrics`: this server's counters and gauge in the Prometheus text format.
+pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut r = app.metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

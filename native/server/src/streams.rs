@@ -142,8 +142,12 @@ pub(crate) async fn create(
     caller.require(Role::Recorder, "create streams")?;
     let req: StreamRequest = read_json(&headers, body, app.max_body).await?;
     check_id("session id", &req.session_id)?;
-    let stream =
-        RecordingStream::create(app.uploader.clone(), &req.session_id, app.stream_config).await?;
+    let stream = RecordingStream::create(
+        app.uploader.clone(),
+        &req.session_id,
+        app.stream_config.clone(),
+    )
+    .await?;
     let entry = app.streams.insert(&caller.name, stream);
     Ok((StatusCode::CREATED, json_response(&entry.body())).into_response())
 }
@@ -188,7 +192,8 @@ pub(crate) async fn resume(
             upload.session_id, req.session_id
         )));
     }
-    let stream = RecordingStream::resume(app.uploader.clone(), upload, app.stream_config).await?;
+    let stream =
+        RecordingStream::resume(app.uploader.clone(), upload, app.stream_config.clone()).await?;
     let entry = app.streams.insert(&caller.name, stream);
     Ok(json_response(&entry.body()))
 }

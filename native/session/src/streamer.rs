@@ -187,7 +187,7 @@ impl<U: MultipartUploader> AuditStreamer for UploaderStreamer<U> {
         session_id: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn SessionStream>, StreamFailure>> {
         Box::pin(async move {
-            let s = RecordingStream::create(self.uploader.clone(), session_id, self.config)
+            let s = RecordingStream::create(self.uploader.clone(), session_id, self.config.clone())
                 .await
                 .map_err(classify)?;
             Ok(Box::new(s) as Box<dyn SessionStream>)
@@ -205,7 +205,7 @@ impl<U: MultipartUploader> AuditStreamer for UploaderStreamer<U> {
                 session_id: session_id.to_string(),
                 initiated_ms: 0,
             };
-            let s = RecordingStream::resume(self.uploader.clone(), upload, self.config)
+            let s = RecordingStream::resume(self.uploader.clone(), upload, self.config.clone())
                 .await
                 .map_err(classify)?;
             Ok(Box::new(s) as Box<dyn SessionStream>)

@@ -11,7 +11,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tapelog_audit::clock::SharedClock;
+use tokio::time::Instant;
 
 use futures::future::BoxFuture;
 use tapelog_core::AuditEvent;
@@ -52,10 +55,13 @@ pub struct SessionWriterConfig {
     pub queue_capacity: usize,
     /// Longest wait of `complete` and `close`.
     pub finish_timeout: Duration,
-    /// Event times; the system clock when `None`.
+    /// Event times; `time`'s wall time when `None`.
     pub clock: Option<Clock>,
     /// Event ids; random UUIDs when `None`.
     pub uid: Option<UidSource>,
+    /// The intake's monotonic time (waits for room, backoff) and the default event times;
+    /// the system clock by default.
+    pub time: SharedClock,
 }
 
 impl SessionWriterConfig {
@@ -70,6 +76,7 @@ impl SessionWriterConfig {
             finish_timeout: FINISH_TIMEOUT,
             clock: None,
             uid: None,
+            time: tapelog_audit::clock::system(),
         }
     }
 }
@@ -267,6 +274,8 @@ pub(super) struct Shared {
     capacity: usize,
     clock: Clock,
     uid: Option<UidSource>,
+    /// The intake's monotonic time.
+    time: SharedClock,
     /// Origin of the intake's monotonic milliseconds.
     epoch: Instant,
     backoff_timeout: Duration,
@@ -281,7 +290,7 @@ impl Shared {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        (self.time.now_mono() - self.epoch).as_millis() as u64
     }
 
     fn ended_error(&self, ended: &Ended) -> WriterError {
@@ -404,7 +413,7 @@ impl Shared {
                         Offer::Full(p) => pending = p,
                     }
                 }
-                let wait = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), room);
+                let wait = tokio::time::timeout_at(deadline, room);
                 if wait.await.is_err() {
                     self.lock().intake.timed_out(self.now_ms());
                     break;
@@ -432,7 +441,7 @@ impl Shared {
             };
             f.intake.slow_write();
             loop {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(self.time.now_mono());
                 if left.is_zero() {
                     f.intake.timed_out(self.now_ms());
                     break;
@@ -451,7 +460,7 @@ impl Shared {
     }
 
     fn deadline(&self) -> Instant {
-        Instant::now() + self.backoff_timeout
+        self.time.now_mono() + self.backoff_timeout
     }
 
     fn prints(&self, data: &[u8]) -> Vec<AuditEvent> {
@@ -580,7 +589,7 @@ impl SessionWriter {
                 })?;
         let clock = config
             .clock
-            .unwrap_or_else(|| Arc::new(tapelog_audit::emit::system_clock));
+            .unwrap_or_else(|| tapelog_audit::emit::wall_clock_of(config.time.clone()));
         let shared = Arc::new(Shared {
             session_id,
             front: Mutex::new(Front {
@@ -596,7 +605,8 @@ impl SessionWriter {
             capacity: config.queue_capacity.max(1),
             clock,
             uid: config.uid,
-            epoch: Instant::now(),
+            epoch: config.time.now_mono(),
+            time: config.time,
             backoff_timeout: Duration::from_millis(config.intake.backoff_timeout_ms),
             done: watch::channel(None).0,
         });

@@ -260,7 +260,7 @@ fn child_driver(n: usize) {
         let mut streams = Vec::with_capacity(n);
         for u in uploads {
             streams.push(
-                RecordingStream::resume(store.clone(), u, config)
+                RecordingStream::resume(store.clone(), u, config.clone())
                     .await
                     .unwrap(),
             );

@@ -81,11 +81,11 @@ pub enum UploadError {
     Store(#[from] object_store::Error),
 }
 
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+/// The system clock's wall milliseconds since the Unix epoch (0 if the clock is before it),
+/// for callers that have no [`Clock`](tapelog_audit::clock::Clock) of their own.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    use tapelog_audit::clock::Clock as _;
+    tapelog_audit::clock::SystemClock.unix_ms()
 }
 
 /// Checks that `value` is a UUID in canonical form.

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use tapelog_audit::clock::SharedClock;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -38,9 +39,21 @@ pub struct StoreUploader {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     url_base: String,
+    /// Upload and part times, the age of a completion lock (wall time).
+    clock: SharedClock,
 }
 
 impl StoreUploader {
+    fn now_ms(&self) -> i64 {
+        self.clock.unix_ms() as i64
+    }
+
+    /// The same reading wall time from `clock` (the system's by default).
+    pub fn with_clock(mut self, clock: SharedClock) -> StoreUploader {
+        self.clock = clock;
+        self
+    }
+
     /// Uploads under `prefix` of `store`; `url_base` names the place in recording URLs (e.g.
     /// `file:///var/lib/tapelog/records`).
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, url_base: &str) -> StoreUploader {
@@ -52,6 +65,7 @@ impl StoreUploader {
             } else {
                 url_base.trim_end_matches('/').to_string()
             },
+            clock: tapelog_audit::clock::system(),
         }
     }
 
@@ -156,7 +170,7 @@ impl StoreUploader {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let age = now_ms() - meta.last_modified.timestamp_millis();
+                let age = self.now_ms() - meta.last_modified.timestamp_millis();
                 if age < LOCK_STALE_MS {
                     return Err(UploadError::Locked(u.id.clone()));
                 }
@@ -281,10 +295,6 @@ fn join_chunk_size(total: u64) -> usize {
     usize::try_from(needed).map_or(usize::MAX, |n| n.max(MIN_JOIN_CHUNK))
 }
 
-fn now_ms() -> i64 {
-    super::now_ms() as i64
-}
-
 fn part_number(name: &str) -> Option<u32> {
     let n = name.strip_suffix(".part")?;
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
@@ -307,7 +317,7 @@ impl MultipartUploader for StoreUploader {
                 PutPayload::from(session_id.as_bytes().to_vec()),
             )
             .await?;
-        upload.initiated_ms = now_ms();
+        upload.initiated_ms = self.now_ms();
         Ok(upload)
     }
 
@@ -332,7 +342,7 @@ impl MultipartUploader for StoreUploader {
         Ok(StreamPart {
             number,
             etag: r.e_tag.unwrap_or_default(),
-            last_modified_ms: now_ms(),
+            last_modified_ms: self.now_ms(),
         })
     }
 

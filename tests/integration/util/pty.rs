@@ -3,7 +3,7 @@
 //! and bounded waits on it.
 #![allow(dead_code)]
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ impl OnPty {
     /// Starts `cmd` on a new PTY of `cols`×`rows`.
     pub fn start(cmd: &mut Command, cols: u16, rows: u16) -> OnPty {
         let pty = Arc::new(Pty::open(TerminalSize::new(cols, rows).unwrap()).unwrap());
-        let initial = tapelog_term::pty::attributes(pty.slave()).unwrap();
+        let initial = tcgetattr(pty.slave());
         let child = pty.spawn(cmd).unwrap();
         let output = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -107,7 +107,7 @@ impl OnPty {
 
     /// The test PTY's terminal attributes, as the command sees them.
     pub fn attributes(&self) -> libc::termios {
-        tapelog_term::pty::attributes(self.pty.slave().as_fd()).unwrap()
+        tcgetattr(self.pty.slave().as_fd())
     }
 }
 
@@ -120,6 +120,16 @@ impl Drop for OnPty {
             let _ = r.join();
         }
     }
+}
+
+/// The attributes of the terminal `fd`, read with libc's own `tcgetattr` (independent of the
+/// crate's wrapper).
+pub fn tcgetattr(fd: BorrowedFd<'_>) -> libc::termios {
+    // SAFETY: termios is plain data that tcgetattr fills; the pointer is valid for the call.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) };
+    assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+    t
 }
 
 /// The fields of two `termios` that matter, side by side, for an equality check.

@@ -1,6 +1,8 @@
 //! The checking emitter: upstream's `CheckingEmitter`, the core's
 //! [`check_and_set_event_fields`] in front of another emitter.
 
+use crate::clock::{Clock as _, SharedClock, SystemClock};
+use crate::metrics::Metrics;
 use std::sync::Arc;
 
 use tapelog_core::AuditEvent;
@@ -14,12 +16,14 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 /// Where a checking emitter gets new event ids.
 pub type IdSource = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// The wall clock, to the nanosecond.
+/// The wall clock, to the nanosecond ([`SystemClock`]'s).
 pub fn system_clock() -> Timestamp {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    Timestamp::from_unix_nanos(nanos)
+    SystemClock.timestamp()
+}
+
+/// Event times read from `clock`'s wall time.
+pub fn wall_clock_of(clock: SharedClock) -> Clock {
+    Arc::new(move || clock.timestamp())
 }
 
 /// A random (version 4) UUID, as upstream's `uuid.New()`.
@@ -36,6 +40,7 @@ pub struct CheckingEmitter<E> {
     cluster_name: String,
     clock: Clock,
     ids: IdSource,
+    metrics: Arc<Metrics>,
 }
 
 impl<E: Emitter> CheckingEmitter<E> {
@@ -46,7 +51,14 @@ impl<E: Emitter> CheckingEmitter<E> {
             cluster_name: cluster_name.to_string(),
             clock: Arc::new(system_clock),
             ids: Arc::new(new_uuid),
+            metrics: Metrics::shared(),
         }
+    }
+
+    /// The same counting in `metrics` (a server's) instead of a set of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> CheckingEmitter<E> {
+        self.metrics = metrics;
+        self
     }
 
     /// The same with another clock (tests, replays).
@@ -83,8 +95,8 @@ impl<E: Emitter> Emitter for CheckingEmitter<E> {
             Err(e) => Err(e),
         };
         match &r {
-            Ok(()) => crate::metrics::AUDIT_EMITTED_EVENTS.inc(),
-            Err(_) => crate::metrics::AUDIT_FAILED_EMIT_EVENTS.inc(),
+            Ok(()) => self.metrics.audit_emitted_events.inc(),
+            Err(_) => self.metrics.audit_failed_emit_events.inc(),
         }
         r
     }

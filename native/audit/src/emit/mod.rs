@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tapelog_core::AuditEvent;
 use thiserror::Error;
 
-pub use checking::{CheckingEmitter, Clock, IdSource, new_uuid, system_clock};
+pub use checking::{CheckingEmitter, Clock, IdSource, new_uuid, system_clock, wall_clock_of};
 pub use queue::{AsyncEmitter, AsyncEmitterStats, DEFAULT_BUFFER};
 pub use sinks::{
     CallbackEmitter, DiscardEmitter, JsonLinesEmitter, LoggingEmitter, MemoryEmitter, MultiEmitter,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
 use super::{EmitError, Emitter, lock};
-use crate::metrics::{AUDIT_DROPPED_EVENTS, AUDIT_FAILED_EMIT_EVENTS};
+use crate::metrics::Metrics;
 
 /// Upstream's default buffer (`defaults.AsyncBufferSize`).
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -33,13 +33,14 @@ struct Counters {
 }
 
 /// Emits through a bounded buffer: [`emit`](Emitter::emit) never blocks. When the buffer is
-/// full the event is dropped and counted (here and in the process-wide
-/// `audit_failed_emit_events` metric) and `emit` still returns `Ok`, as upstream: a caller
+/// full the event is dropped and counted (here and in its [`Metrics`]'
+/// `audit_dropped_events` and `audit_failed_emit_events`) and `emit` still returns `Ok`, as upstream: a caller
 /// recording a session must not stall because the audit log is slow. Failures of the inner
 /// emitter are counted the same way. [`close`](AsyncEmitter::close) delivers what is buffered.
 pub struct AsyncEmitter {
     tx: std::sync::Mutex<Option<mpsc::Sender<AuditEvent>>>,
     counters: Arc<Counters>,
+    metrics: Arc<Metrics>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -47,15 +48,25 @@ impl AsyncEmitter {
     /// An emitter in front of `inner` holding at most `buffer` events (at least 1). Spawns
     /// its task on the current tokio runtime.
     pub fn new<E: Emitter>(inner: E, buffer: usize) -> AsyncEmitter {
+        AsyncEmitter::with_metrics(inner, buffer, Metrics::shared())
+    }
+
+    /// The same, counting in `metrics` (a server's) instead of a set of its own.
+    pub fn with_metrics<E: Emitter>(
+        inner: E,
+        buffer: usize,
+        metrics: Arc<Metrics>,
+    ) -> AsyncEmitter {
         let (tx, mut rx) = mpsc::channel::<AuditEvent>(buffer.max(1));
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
+        let m = metrics.clone();
         let task = tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 match inner.emit(event).await {
                     Ok(()) => c.emitted.fetch_add(1, Ordering::Relaxed),
                     Err(_) => {
-                        AUDIT_FAILED_EMIT_EVENTS.inc();
+                        m.audit_failed_emit_events.inc();
                         c.failed.fetch_add(1, Ordering::Relaxed)
                     }
                 };
@@ -64,6 +75,7 @@ impl AsyncEmitter {
         AsyncEmitter {
             tx: std::sync::Mutex::new(Some(tx)),
             counters,
+            metrics,
             task: std::sync::Mutex::new(Some(task)),
         }
     }
@@ -98,8 +110,8 @@ impl Emitter for AsyncEmitter {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                AUDIT_FAILED_EMIT_EVENTS.inc();
-                AUDIT_DROPPED_EVENTS.inc();
+                self.metrics.audit_failed_emit_events.inc();
+                self.metrics.audit_dropped_events.inc();
                 Ok(())
             }
             Err(TrySendError::Closed(_)) => {

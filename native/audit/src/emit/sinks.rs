@@ -356,8 +356,8 @@ mod tests {
                 self.1.emit(e).await
             }
         }
-        let failed_before = crate::metrics::AUDIT_FAILED_EMIT_EVENTS.get();
-        let a = AsyncEmitter::new(Gated(gate.clone(), mem.clone()), 4);
+        let metrics = crate::metrics::Metrics::shared();
+        let a = AsyncEmitter::with_metrics(Gated(gate.clone(), mem.clone()), 4, metrics.clone());
         let started = std::time::Instant::now();
         for i in 0..100 {
             let mut e = typed("user.login", "T1000I");
@@ -369,7 +369,8 @@ mod tests {
         let s = a.stats();
         // The task may hold one event, the buffer four.
         assert!(s.dropped >= 95 && s.dropped <= 96, "{s:?}");
-        assert!(crate::metrics::AUDIT_FAILED_EMIT_EVENTS.get() >= failed_before + s.dropped);
+        assert_eq!(metrics.audit_failed_emit_events.get(), s.dropped);
+        assert_eq!(metrics.audit_dropped_events.get(), s.dropped);
         gate.add_permits(1000);
         let s = a.close().await;
         assert_eq!(s.emitted + s.dropped, 100, "{s:?}");

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tapelog_audit::clock::SharedClock;
+use tapelog_audit::metrics::{GaugeGuard, Metrics};
 
 use std::sync::Mutex;
 use tapelog_core::AuditEvent;
@@ -17,7 +19,7 @@ use tapelog_core::codec::{check_record, encode_record};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::{MultipartUploader, StreamPart, StreamUpload, UploadError, now_ms};
+use crate::{MultipartUploader, StreamPart, StreamUpload, UploadError};
 
 /// How the driver retries part uploads (upstream: linear 1 s steps up to 30 s).
 #[derive(Debug, Clone, Copy)]
@@ -40,13 +42,30 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Stream and retry settings.
-#[derive(Debug, Clone, Copy, Default)]
+/// Stream and retry settings, and where the stream counts.
+#[derive(Debug, Clone)]
 pub struct DriverConfig {
     /// The machine's settings (part size, concurrency, inactivity, level).
     pub stream: StreamConfig,
     /// Part upload retries.
     pub retry: RetryPolicy,
+    /// Where the stream counts (`streams_open`, `stream_parts_uploaded`, …): a server's, or
+    /// by default a set of its own.
+    pub metrics: Arc<Metrics>,
+    /// The machine's times (wall milliseconds) and the timer's (monotonic); the system's by
+    /// default.
+    pub clock: SharedClock,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            stream: StreamConfig::default(),
+            retry: RetryPolicy::default(),
+            metrics: Metrics::shared(),
+            clock: tapelog_audit::clock::system(),
+        }
+    }
 }
 
 /// Why a stream stopped.
@@ -146,8 +165,7 @@ impl Shared {
 }
 
 /// Feeds queued frames to the machine.
-fn feed(machine: &mut Stream, frames: &[u8], shared: &Shared) {
-    let now = now_ms();
+fn feed(machine: &mut Stream, frames: &[u8], shared: &Shared, now: u64) {
     let mut rest = frames;
     while rest.len() >= FRAME_HEADER {
         let mut index = [0u8; 8];
@@ -174,7 +192,7 @@ impl RecordingStream {
         config: DriverConfig,
     ) -> Result<RecordingStream, DriverError> {
         let upload = uploader.create_upload(session_id).await?;
-        let machine = Stream::new(upload.id.clone(), config.stream, now_ms());
+        let machine = Stream::new(upload.id.clone(), config.stream, config.clock.unix_ms());
         Ok(Self::spawn(uploader, upload, machine, config))
     }
 
@@ -189,7 +207,12 @@ impl RecordingStream {
         config: DriverConfig,
     ) -> Result<RecordingStream, DriverError> {
         let plan = plan_resume(uploader.as_ref(), &upload, config.retry).await?;
-        let machine = Stream::resume_planned(upload.id.clone(), config.stream, &plan, now_ms());
+        let machine = Stream::resume_planned(
+            upload.id.clone(),
+            config.stream,
+            &plan,
+            config.clock.unix_ms(),
+        );
         Ok(Self::spawn(uploader, upload, machine, config))
     }
 
@@ -200,7 +223,7 @@ impl RecordingStream {
         config: DriverConfig,
     ) -> RecordingStream {
         let (tx, rx) = mpsc::channel(4);
-        let (status_tx, status) = watch::channel(machine.status(now_ms()));
+        let (status_tx, status) = watch::channel(machine.status(config.clock.unix_ms()));
         let (ended_tx, ended) = watch::channel(None);
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Inbox::default()),
@@ -209,7 +232,7 @@ impl RecordingStream {
             failure: Mutex::new(None),
         });
         // Counted in `streams_open` until the task ends or is cancelled.
-        let open = tapelog_audit::metrics::GaugeGuard::new(&tapelog_audit::metrics::STREAMS_OPEN);
+        let open = GaugeGuard::new(&config.metrics.streams_open);
         let task = tokio::spawn(run(
             uploader,
             upload.clone(),
@@ -381,6 +404,7 @@ async fn upload_with_retry<U: MultipartUploader>(
     number: u32,
     part: Arc<tapelog_core::codec::EncodedPart>,
     retry: RetryPolicy,
+    metrics: Arc<Metrics>,
 ) -> Result<StreamPart, UploadError> {
     // Every attempt sends the same part value: same header, payload and padding.
     let mut attempts = 0u64;
@@ -389,13 +413,10 @@ async fn upload_with_retry<U: MultipartUploader>(
         uploader.upload_part(&upload, number, &part)
     })
     .await;
-    use tapelog_audit::metrics::{
-        STREAM_PART_RETRIES, STREAM_PARTS_UPLOADED, STREAM_UPLOADED_BYTES,
-    };
-    STREAM_PART_RETRIES.add(attempts.saturating_sub(1));
+    metrics.stream_part_retries.add(attempts.saturating_sub(1));
     if r.is_ok() {
-        STREAM_PARTS_UPLOADED.inc();
-        STREAM_UPLOADED_BYTES.add(part.len());
+        metrics.stream_parts_uploaded.inc();
+        metrics.stream_uploaded_bytes.add(part.len());
     }
     r
 }
@@ -433,8 +454,9 @@ async fn run<U: MultipartUploader>(
     status: watch::Sender<StreamStatus>,
     ended: watch::Sender<Ending>,
     shared: Arc<Shared>,
-    _open: tapelog_audit::metrics::GaugeGuard,
+    _open: GaugeGuard,
 ) {
+    let clock = config.clock.clone();
     let mut batch = Vec::new();
     let mut work: JoinSet<Done> = JoinSet::new();
     // Which part each upload task carries, so that a task that panics fails its part.
@@ -453,9 +475,10 @@ async fn run<U: MultipartUploader>(
             match action {
                 Action::UploadPart { number, part } => {
                     let (u, up) = (uploader.clone(), upload.clone());
-                    let retry = config.retry;
+                    let (retry, metrics) = (config.retry, config.metrics.clone());
                     let handle = work.spawn(async move {
-                        Done::Part(number, upload_with_retry(u, up, number, part, retry).await)
+                        let r = upload_with_retry(u, up, number, part, retry, metrics).await;
+                        Done::Part(number, r)
                     });
                     part_tasks.insert(handle.id(), number);
                 }
@@ -500,14 +523,14 @@ async fn run<U: MultipartUploader>(
         if let Some(d) = deadline
             && armed.is_none_or(|a| d < a)
         {
-            let wait = Duration::from_millis(d.saturating_sub(now_ms()));
-            timer.as_mut().reset(tokio::time::Instant::now() + wait);
+            let wait = Duration::from_millis(d.saturating_sub(clock.unix_ms()));
+            timer.as_mut().reset(clock.now_mono() + wait);
             armed = Some(d);
         }
         let accept = inbox_open && finisher.is_none() && machine.wants_events();
         // Queued records first, without waiting: a busy caller keeps the inbox full.
         if accept && shared.take(&mut batch) {
-            feed(&mut machine, &batch, &shared);
+            feed(&mut machine, &batch, &shared, clock.unix_ms());
             continue;
         }
         tokio::select! {
@@ -515,7 +538,7 @@ async fn run<U: MultipartUploader>(
             cmd = rx.recv(), if inbox_open && finisher.is_none() => {
                 // Records queued before the command belong before it.
                 if shared.take(&mut batch) {
-                    feed(&mut machine, &batch, &shared);
+                    feed(&mut machine, &batch, &shared, clock.unix_ms());
                 }
                 match cmd {
                     Some(Cmd::Complete(reply)) => {
@@ -537,7 +560,7 @@ async fn run<U: MultipartUploader>(
             Some(done) = work.join_next_with_id(), if !work.is_empty() => match done {
                 Ok((id, Done::Part(n, Ok(p)))) => {
                     part_tasks.remove(&id);
-                    let _ = machine.part_uploaded(n, p.etag, now_ms());
+                    let _ = machine.part_uploaded(n, p.etag, clock.unix_ms());
                 }
                 Ok((id, Done::Part(n, Err(e)))) => {
                     part_tasks.remove(&id);
@@ -553,7 +576,7 @@ async fn run<U: MultipartUploader>(
             },
             () = &mut timer, if armed.is_some() => {
                 armed = None;
-                machine.tick(now_ms());
+                machine.tick(clock.unix_ms());
             }
         }
     }

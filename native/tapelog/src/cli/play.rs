@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tapelog_audit::clock::SharedClock;
+use tokio::time::Instant;
 
 use tapelog_core::export::{FrameKind, Framer, IdleCap, PlayClock, TerminalSize};
 use tapelog_store::check_id;
@@ -151,6 +154,8 @@ struct Player<W: Write> {
     out: W,
     out_name: &'static str,
     clock: PlayClock,
+    /// Where the player's time comes from (monotonic), and its origin.
+    time: SharedClock,
     epoch: Instant,
     screen: Option<vt100::Parser>,
     timing: Option<(std::io::BufWriter<std::fs::File>, PathBuf)>,
@@ -160,7 +165,7 @@ struct Player<W: Write> {
 
 impl<W: Write> Player<W> {
     fn now(&self) -> Duration {
-        self.epoch.elapsed()
+        self.time.now_mono() - self.epoch
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), CliError> {
@@ -416,12 +421,14 @@ pub fn run(a: PlayArgs) -> Result<(), CliError> {
     if interactive {
         tapelog_term::pty::quit_on_signals();
     }
+    let time = tapelog_audit::clock::system();
     let mut player = Player {
         source,
         out: stdout.lock(),
         out_name: "standard output",
         clock: PlayClock::new(a.speed, Duration::ZERO),
-        epoch: Instant::now(),
+        time: time.clone(),
+        epoch: time.now_mono(),
         screen: interactive.then(new_screen),
         timing,
         last_at: 0,

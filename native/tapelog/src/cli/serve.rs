@@ -120,17 +120,25 @@ fn usage(e: impl std::fmt::Display) -> CliError {
     CliError::Usage(e.to_string())
 }
 
+/// A setting by the one precedence rule (`tapelog_api::layers`): clap has already merged the
+/// flag with its `TAPELOG_*` variable (the flag wins), then the file.
+fn layered<T>(flag_or_env: Option<T>, file: Option<T>) -> Option<T> {
+    tapelog_api::layers::pick(flag_or_env, || None, || file).map(|l| l.value)
+}
+
 /// The server's settings: flag or variable, else the file, else the default.
 pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
     let file = match &a.config {
         Some(p) => FileConfig::load(p).map_err(usage)?,
         None => FileConfig::default(),
     };
-    let data_dir = a
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("./tapelog-data"));
+    let data_dir = tapelog_api::layers::pick_or(
+        a.data_dir.clone(),
+        || None,
+        || file.data_dir.clone(),
+        || PathBuf::from("./tapelog-data"),
+    )
+    .value;
     let mut c = ServeConfig::new(data_dir);
     if let Some(l) = a.listen {
         c.listen = l;
@@ -139,19 +147,19 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
             .parse()
             .map_err(|e| usage(format!("listen = {l:?} in the config file: {e}")))?;
     }
-    c.storage = a.storage.clone().or(file.storage.clone());
+    c.storage = layered(a.storage.clone(), file.storage.clone());
     let mut opts = StorageOptions::from_env();
-    if let Some(e) = a.endpoint.clone().or(file.endpoint.clone()) {
+    if let Some(e) = layered(a.endpoint.clone(), file.endpoint.clone()) {
         opts.endpoint = Some(e);
     }
-    if let Some(r) = a.region.clone().or(file.region.clone()) {
+    if let Some(r) = layered(a.region.clone(), file.region.clone()) {
         opts.region = Some(r);
     }
     opts.allow_http |= a.allow_http || file.allow_http.unwrap_or(false);
     c.storage_options = opts;
-    let cert = a.tls_cert.clone().or(file.tls_cert.clone());
-    let key = a.tls_key.clone().or(file.tls_key.clone());
-    let client_ca = a.client_ca.clone().or(file.client_ca.clone());
+    let cert = layered(a.tls_cert.clone(), file.tls_cert.clone());
+    let key = layered(a.tls_key.clone(), file.tls_key.clone());
+    let client_ca = layered(a.client_ca.clone(), file.client_ca.clone());
     c.tls = match (cert, key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert,
@@ -175,30 +183,30 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
             .collect::<Result<_, _>>()?
     };
     c.allow_insecure = a.allow_insecure || file.allow_insecure.unwrap_or(false);
-    if let Some(m) = a.max_body.or(file.max_body) {
+    if let Some(m) = layered(a.max_body, file.max_body) {
         c.max_body = m;
     }
-    if let Some(s) = a.server_id.clone().or(file.server_id.clone()) {
+    if let Some(s) = layered(a.server_id.clone(), file.server_id.clone()) {
         c.server_id = s;
     }
-    if let Some(n) = a.cluster_name.clone().or(file.cluster_name.clone()) {
+    if let Some(n) = layered(a.cluster_name.clone(), file.cluster_name.clone()) {
         c.cluster_name = n;
     }
-    if let Some(d) = a.durability.clone().or(file.durability.clone()) {
+    if let Some(d) = layered(a.durability.clone(), file.durability.clone()) {
         c.durability = match d.as_str() {
             "write" => Durability::Write,
             "fsync" => Durability::Fsync,
             other => return Err(usage(format!("durability {other:?}: use write or fsync"))),
         };
     }
-    if let Some(g) = a.completer_grace.or(file.completer_grace) {
+    if let Some(g) = layered(a.completer_grace, file.completer_grace) {
         c.completer_grace = Duration::from_secs(g);
     }
-    if let Some(i) = a.completer_interval.or(file.completer_interval) {
+    if let Some(i) = layered(a.completer_interval, file.completer_interval) {
         c.completer_interval = Duration::from_secs(i);
     }
-    let rate = a.search_rate.or(file.search_rate);
-    let burst = a.search_burst.or(file.search_burst);
+    let rate = layered(a.search_rate, file.search_rate);
+    let burst = layered(a.search_burst, file.search_burst);
     if rate.is_some() || burst.is_some() {
         let rate = rate.unwrap_or(10);
         if rate == 0 {
@@ -210,13 +218,15 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
             burst: burst.unwrap_or(20),
         };
     }
-    if let Some(t) = a.shutdown_timeout.or(file.shutdown_timeout) {
+    if let Some(t) = layered(a.shutdown_timeout, file.shutdown_timeout) {
         c.shutdown_timeout = Duration::from_secs(t);
     }
-    c.web_dir =
-        tapelog_server::WebRoot::configured_or_default(a.web_dir.clone().or(file.web_dir.clone()))
-            .dir()
-            .map(Path::to_path_buf);
+    c.web_dir = tapelog_server::WebRoot::configured_or_default(layered(
+        a.web_dir.clone(),
+        file.web_dir.clone(),
+    ))
+    .dir()
+    .map(Path::to_path_buf);
     if let Some(p) = a.part_size {
         if p < MIN_PART_SIZE {
             return Err(usage(format!(

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use object_store::ObjectStoreExt as _;
 use tapelog_core::AuditEvent;
@@ -136,7 +136,8 @@ pub async fn run(a: UploadArgs) -> Result<(), CliError> {
 
     let mut stop = super::shutdown_signal();
     let bar = progress_bar(total, "uploading");
-    let started = Instant::now();
+    let clock = tapelog_audit::clock::system();
+    let started = clock.now_mono();
     let mut sent = 0u64;
     let mut pending = first;
     let interrupted = loop {
@@ -161,7 +162,7 @@ pub async fn run(a: UploadArgs) -> Result<(), CliError> {
         }
         if a.rate > 0 {
             let due = Duration::from_secs_f64(events.offset() as f64 / a.rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
+            if let Some(wait) = due.checked_sub(clock.now_mono() - started) {
                 tokio::time::sleep(wait).await;
             }
         }

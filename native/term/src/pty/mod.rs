@@ -2,19 +2,28 @@
 //! controlling terminal), window sizes, raw mode with a guaranteed restore ([`RawMode`]), and
 //! the keys a player reads ([`keys`]).
 //!
-//! Everything here is a thin, checked wrapper over libc calls; the terminal rules (sizes,
-//! timing) are in `tapelog_core::export`.
+//! Everything here is a thin, checked wrapper over `rustix`'s safe calls (the one call it
+//! has no safe form of is in `crate::sys`); the terminal rules (sizes, timing) are in
+//! `tapelog_core::export`.
 
 pub mod keys;
 mod raw;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::process::Pid;
+use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+use rustix::termios::{Winsize, tcgetattr, tcgetpgrp, tcgetwinsize, tcsetwinsize};
 
 use tapelog_core::export::TerminalSize;
 use thiserror::Error;
+
+pub use rustix::termios::{LocalModes, SpecialCodeIndex, Termios};
 
 pub use raw::{RawMode, quit_on_signals, quit_requested, restore_on_panic};
 
@@ -44,31 +53,15 @@ pub enum PtyError {
     },
 }
 
-fn check(what: &'static str, rc: libc::c_int) -> Result<libc::c_int, PtyError> {
-    if rc < 0 {
-        Err(PtyError::Setting {
-            what,
-            source: io::Error::last_os_error(),
-        })
-    } else {
-        Ok(rc)
+fn setting(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> PtyError {
+    move |e| PtyError::Setting {
+        what,
+        source: e.into(),
     }
 }
 
-fn set_cloexec(fd: BorrowedFd<'_>) -> Result<(), PtyError> {
-    // SAFETY: fcntl on a descriptor we own; no memory is passed.
-    let flags = check("fcntl(F_GETFD)", unsafe {
-        libc::fcntl(fd.as_raw_fd(), libc::F_GETFD)
-    })?;
-    // SAFETY: as above.
-    check("fcntl(F_SETFD)", unsafe {
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC)
-    })?;
-    Ok(())
-}
-
-fn winsize(size: TerminalSize) -> libc::winsize {
-    libc::winsize {
+fn winsize(size: TerminalSize) -> Winsize {
+    Winsize {
         ws_row: size.rows,
         ws_col: size.cols,
         ws_xpixel: 0,
@@ -86,28 +79,22 @@ pub struct Pty {
 impl Pty {
     /// Opens a pseudo-terminal of `size`.
     pub fn open(size: TerminalSize) -> Result<Pty, PtyError> {
-        let mut master: libc::c_int = -1;
-        let mut slave: libc::c_int = -1;
-        let ws = winsize(size);
-        // SAFETY: openpty writes two descriptors into the ints we pass; name and termios are
-        // null (allowed), the winsize pointer is valid for the call.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws,
-            )
-        };
-        if rc != 0 {
-            return Err(PtyError::Open(io::Error::last_os_error()));
-        }
-        // SAFETY: openpty succeeded: both are open descriptors that nothing else owns.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        set_cloexec(master.as_fd())?;
-        set_cloexec(slave.as_fd())?;
+        // What glibc's openpty does: a master from /dev/ptmx, its slave granted, unlocked and
+        // opened by name, then the window size set on the slave. Neither side becomes this
+        // process's controlling terminal.
+        let open = |e: rustix::io::Errno| PtyError::Open(e.into());
+        let master =
+            openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).map_err(open)?;
+        grantpt(&master).map_err(open)?;
+        unlockpt(&master).map_err(open)?;
+        let name = ptsname(&master, Vec::new()).map_err(open)?;
+        let slave = rustix::fs::open(
+            name.as_c_str(),
+            OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(open)?;
+        tcsetwinsize(&slave, winsize(size)).map_err(open)?;
         Ok(Pty { master, slave })
     }
 
@@ -134,20 +121,7 @@ impl Pty {
         cmd.stdin(stdio().map_err(spawn_err)?)
             .stdout(stdio().map_err(spawn_err)?)
             .stderr(stdio().map_err(spawn_err)?);
-        // SAFETY: the closure runs in the child between fork and exec and only calls
-        // async-signal-safe functions (setsid, ioctl). The standard streams are already the
-        // slave when it runs.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::sys::session_leader_on_stdin(cmd);
         cmd.spawn().map_err(spawn_err)
     }
 
@@ -160,80 +134,53 @@ impl Pty {
 
 /// Whether `fd` is a terminal.
 pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(fd.as_raw_fd()) == 1 }
+    rustix::termios::isatty(fd)
 }
 
 /// The window size of the terminal `fd`, if it is one and its size is set.
 pub fn window_size(fd: BorrowedFd<'_>) -> Option<TerminalSize> {
-    let mut ws = winsize(TerminalSize::DEFAULT);
-    // SAFETY: TIOCGWINSZ writes a winsize into the valid pointer we pass.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
-    if rc < 0 {
-        return None;
-    }
+    let ws = tcgetwinsize(fd).ok()?;
     TerminalSize::new(ws.ws_col, ws.ws_row)
 }
 
 /// Sets the window size of the terminal `fd` (on a PTY master: the kernel sends SIGWINCH to
 /// the foreground process group of the slave).
 pub fn set_window_size(fd: BorrowedFd<'_>, size: TerminalSize) -> Result<(), PtyError> {
-    let ws = winsize(size);
-    // SAFETY: TIOCSWINSZ reads a winsize from the valid pointer we pass.
-    check("ioctl(TIOCSWINSZ)", unsafe {
-        libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws)
-    })?;
-    Ok(())
+    tcsetwinsize(fd, winsize(size)).map_err(setting("ioctl(TIOCSWINSZ)"))
 }
 
 /// The terminal attributes of `fd` (`tcgetattr`).
-pub fn attributes(fd: BorrowedFd<'_>) -> Result<libc::termios, PtyError> {
-    // SAFETY: termios is plain data; tcgetattr fills it.
-    let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: the pointer is valid for the call.
-    check("tcgetattr", unsafe {
-        libc::tcgetattr(fd.as_raw_fd(), &mut t)
-    })?;
-    Ok(t)
+pub fn attributes(fd: BorrowedFd<'_>) -> Result<Termios, PtyError> {
+    tcgetattr(fd).map_err(setting("tcgetattr"))
 }
 
 /// The foreground process group of the terminal `fd` (on a PTY master: the slave's), if any.
-pub fn foreground_group(fd: BorrowedFd<'_>) -> Option<libc::pid_t> {
-    // SAFETY: tcgetpgrp only inspects the descriptor.
-    let pg = unsafe { libc::tcgetpgrp(fd.as_raw_fd()) };
-    (pg > 0).then_some(pg)
+pub fn foreground_group(fd: BorrowedFd<'_>) -> Option<Pid> {
+    tcgetpgrp(fd).ok()
 }
 
 /// Waits up to `timeout_ms` for `fd` to be readable (or closed: then a read tells which).
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let ms = i64::from(timeout_ms.max(0));
+    let timeout = Timespec {
+        tv_sec: ms / 1000,
+        tv_nsec: (ms % 1000) * 1_000_000,
     };
-    // SAFETY: one valid pollfd.
-    let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(e);
+    match poll(&mut fds, (timeout_ms >= 0).then_some(&timeout)) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    Ok(rc > 0)
 }
 
 /// One `read(2)` from `fd` into `buf`, retried on EINTR.
 pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -241,19 +188,12 @@ pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// Writes all of `data` to `fd`, retrying on EINTR and short writes.
 pub fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
-        // SAFETY: data is valid for data.len() bytes.
-        let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        match rustix::io::write(fd, data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        data = &data[n as usize..];
     }
     Ok(())
 }

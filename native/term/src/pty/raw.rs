@@ -3,21 +3,22 @@
 //! also covers panics on other threads; and [`quit_on_signals`], which turns SIGINT, SIGTERM
 //! and SIGHUP into a flag so that a program in raw mode ends through its normal path.
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 
-use super::{PtyError, attributes, check};
+use rustix::termios::{OptionalActions, Termios, tcsetattr};
 
-/// Terminals in raw mode and their saved attributes, for the panic hook.
-static SAVED: Mutex<Vec<(RawFd, libc::termios)>> = Mutex::new(Vec::new());
+use super::{PtyError, attributes, setting};
+
+/// Terminals in raw mode (a duplicate of each descriptor, so that the panic hook never
+/// writes to a number that was closed and reused) and their saved attributes.
+static SAVED: Mutex<Vec<(RawFd, OwnedFd, Termios)>> = Mutex::new(Vec::new());
 static HOOK: Once = Once::new();
 
-fn restore(fd: RawFd, t: &libc::termios) {
-    // SAFETY: tcsetattr reads the valid termios; a closed fd just fails.
-    unsafe {
-        libc::tcsetattr(fd, libc::TCSAFLUSH, t);
-    }
+fn restore(fd: BorrowedFd<'_>, t: &Termios) {
+    // A terminal gone meanwhile just fails; there is nothing else to do about it.
+    let _ = tcsetattr(fd, OptionalActions::Flush, t);
 }
 
 /// Installs (once) a panic hook that puts every terminal in raw mode back as it was before
@@ -27,8 +28,8 @@ pub fn restore_on_panic() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if let Ok(saved) = SAVED.try_lock() {
-                for (fd, t) in saved.iter() {
-                    restore(*fd, t);
+                for (_, fd, t) in saved.iter() {
+                    restore(fd.as_fd(), t);
                 }
             }
             previous(info);
@@ -40,7 +41,7 @@ pub fn restore_on_panic() {
 /// output processing) until this guard is dropped.
 pub struct RawMode {
     fd: RawFd,
-    saved: libc::termios,
+    saved: Termios,
 }
 
 impl RawMode {
@@ -48,17 +49,22 @@ impl RawMode {
     pub fn enable(fd: BorrowedFd<'_>) -> Result<RawMode, PtyError> {
         let saved = attributes(fd)?;
         restore_on_panic();
-        let mut raw = saved;
-        // SAFETY: cfmakeraw edits the valid termios in place.
-        unsafe { libc::cfmakeraw(&mut raw) };
-        SAVED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((fd.as_raw_fd(), saved));
-        // SAFETY: the pointer is valid for the call.
-        if let Err(e) = check("tcsetattr(raw)", unsafe {
-            libc::tcsetattr(fd.as_raw_fd(), libc::TCSAFLUSH, &raw)
-        }) {
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let copy = fd
+            .try_clone_to_owned()
+            .map_err(|source| PtyError::Setting {
+                what: "dup",
+                source,
+            })?;
+        SAVED.lock().unwrap_or_else(PoisonError::into_inner).push((
+            fd.as_raw_fd(),
+            copy,
+            saved.clone(),
+        ));
+        if let Err(e) =
+            tcsetattr(fd, OptionalActions::Flush, &raw).map_err(setting("tcsetattr(raw)"))
+        {
             forget(fd.as_raw_fd());
             return Err(e);
         }
@@ -71,37 +77,29 @@ impl RawMode {
 
 fn forget(fd: RawFd) {
     let mut saved = SAVED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(i) = saved.iter().rposition(|(f, _)| *f == fd) {
+    if let Some(i) = saved.iter().rposition(|(f, _, _)| *f == fd) {
         saved.remove(i);
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        restore(self.fd, &self.saved);
-        forget(self.fd);
+        // The terminal must stay open while the guard lives (see `enable`), so its copy in
+        // SAVED is still the same terminal: restore through that.
+        let mut saved = SAVED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = saved.iter().rposition(|(f, _, _)| *f == self.fd) {
+            let (_, copy, _) = saved.remove(i);
+            restore(copy.as_fd(), &self.saved);
+        }
     }
 }
 
 static QUIT: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn note_quit(_: libc::c_int) {
-    // An atomic store is async-signal-safe.
-    QUIT.store(true, Ordering::Release);
-}
-
 /// From now on SIGINT, SIGTERM and SIGHUP only set the flag that [`quit_requested`] reads
 /// (the program polls it and ends normally, restoring the terminal on its way out).
 pub fn quit_on_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            libc::signal(
-                sig,
-                note_quit as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            );
-        }
-    }
+    crate::sys::flag_on_quit_signals(&QUIT);
 }
 
 /// Whether one of the signals of [`quit_on_signals`] arrived.

@@ -166,24 +166,9 @@ pub fn current_user() -> String {
             return v;
         }
     }
-    // SAFETY: getuid has no failure mode.
-    let uid = unsafe { libc::getuid() };
-    let mut pwd: libc::passwd = unsafe {
-        // SAFETY: passwd is plain data; getpwuid_r fills it.
-        std::mem::zeroed()
-    };
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; the name points into `buf`.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-        // SAFETY: getpwuid_r succeeded: pw_name is a NUL-terminated string inside `buf`.
-        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        if let Ok(s) = name.to_str()
-            && !s.is_empty()
-        {
-            return s.to_string();
-        }
+    let uid = rustix::process::getuid().as_raw();
+    if let Some(name) = crate::sys::user_name(uid) {
+        return name;
     }
     uid.to_string()
 }

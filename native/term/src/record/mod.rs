@@ -21,6 +21,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use rustix::process::{Pid, Signal};
 use tapelog_core::AuditEvent;
 use tapelog_core::export::TerminalSize;
 use tapelog_core::session::{PreparerConfig, WriterStats};
@@ -117,7 +118,7 @@ pub async fn record(
     let mut cmd = Command::new(program);
     cmd.args(args);
     let mut child = pty.spawn(&mut cmd)?;
-    let child_pid = child.id() as libc::pid_t;
+    let child_pid = Pid::from_child(&child);
     // Our copy of the slave must go, or the end of the session is never seen on the master.
     let master = Arc::new(pty.into_master());
 
@@ -128,7 +129,7 @@ pub async fn record(
     let writer = match SessionWriter::new(SessionWriterConfig::new(preparer, streamer)).await {
         Ok(w) => Arc::new(w),
         Err(e) => {
-            signal_group(&master, child_pid, libc::SIGHUP);
+            signal_group(&master, child_pid, Signal::HUP);
             let _ = tokio::task::spawn_blocking(move || child.wait()).await;
             return Err(RecordError::Start(e));
         }
@@ -182,9 +183,9 @@ pub async fn record(
                 }
                 resizes += 1;
             }
-            Some(()) = recv(&mut int) => signal_group(&master, child_pid, libc::SIGINT),
-            Some(()) = recv(&mut term) => signal_group(&master, child_pid, libc::SIGTERM),
-            Some(()) = recv(&mut hup) => signal_group(&master, child_pid, libc::SIGHUP),
+            Some(()) = recv(&mut int) => signal_group(&master, child_pid, Signal::INT),
+            Some(()) = recv(&mut term) => signal_group(&master, child_pid, Signal::TERM),
+            Some(()) = recv(&mut hup) => signal_group(&master, child_pid, Signal::HUP),
         }
     };
     let exit_code = match status {
@@ -266,10 +267,8 @@ async fn both(
 
 /// Sends `sig` to the session's foreground process group (the command's own group when the
 /// terminal names none).
-fn signal_group(master: &OwnedFd, child: libc::pid_t, sig: libc::c_int) {
+fn signal_group(master: &OwnedFd, child: Pid, sig: Signal) {
     let group = foreground_group(master.as_fd()).unwrap_or(child);
-    // SAFETY: kill has no memory effects; a gone group just fails.
-    unsafe {
-        libc::kill(-group, sig);
-    }
+    // A group that is gone already just fails.
+    let _ = rustix::process::kill_process_group(group, sig);
 }

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::pty::{attributes, read_fd, wait_readable, write_all_fd};
+use crate::pty::{LocalModes, SpecialCodeIndex, attributes, read_fd, wait_readable, write_all_fd};
 use tapelog_session::SessionWriter;
 
 /// Longest wait of one `poll` in a pump.
@@ -90,9 +90,10 @@ pub fn input(
             Ok(0) => {
                 if !input_is_tty
                     && let Ok(t) = attributes(master.as_fd())
-                    && t.c_lflag & libc::ICANON != 0
+                    && t.local_modes.contains(LocalModes::ICANON)
                 {
-                    let _ = write_all_fd(master.as_fd(), &[t.c_cc[libc::VEOF]]);
+                    let _ =
+                        write_all_fd(master.as_fd(), &[t.special_codes[SpecialCodeIndex::VEOF]]);
                 }
                 break;
             }
