@@ -29,7 +29,7 @@ impl PlayClock {
     #[wasm_bindgen(constructor)]
     pub fn new(speed: f64, now_ms: f64) -> PlayClock {
         let mut inner = CoreClock::new(speed, at(now_ms));
-        inner.toggle_pause(at(now_ms));
+        inner.set_paused(true, at(now_ms));
         PlayClock { inner }
     }
 
@@ -58,16 +58,12 @@ impl PlayClock {
 
     /// Starts (or keeps) the clock running from its position at `nowMs`.
     pub fn play(&mut self, now_ms: f64) {
-        if self.inner.is_paused() {
-            self.inner.toggle_pause(at(now_ms));
-        }
+        self.inner.set_paused(false, at(now_ms));
     }
 
     /// Stops (or keeps) the clock at its position at `nowMs`.
     pub fn pause(&mut self, now_ms: f64) {
-        if !self.inner.is_paused() {
-            self.inner.toggle_pause(at(now_ms));
-        }
+        self.inner.set_paused(true, at(now_ms));
     }
 
     /// Moves the position to `toMs` at `nowMs`, paused or not. The position is kept in whole

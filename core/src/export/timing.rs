@@ -113,10 +113,15 @@ impl PlayClock {
 
     /// Pauses or resumes; returns whether it is now paused.
     pub fn toggle_pause(&mut self, now: Duration) -> bool {
+        self.set_paused(!self.paused, now);
+        self.paused
+    }
+
+    /// Pauses (`true`) or plays (`false`) from `now` on; the position up to `now` is kept.
+    pub fn set_paused(&mut self, paused: bool, now: Duration) {
         self.position_ms = self.position(now);
         self.anchor = now;
-        self.paused = !self.paused;
-        self.paused
+        self.paused = paused;
     }
 
     /// Moves playback to `to_ms` (at least 0) at `now`, paused or not.
@@ -185,5 +190,18 @@ mod tests {
         assert_eq!(c.speed(), 1.0);
         assert_eq!(PlayClock::new(f64::NAN, ms(0)).speed(), 1.0);
         assert_eq!(PlayClock::new(-3.0, ms(0)).speed(), 1.0);
+    }
+
+    #[test]
+    fn set_paused_is_idempotent() {
+        let mut c = PlayClock::new(1.0, ms(0));
+        c.set_paused(false, ms(500));
+        assert_eq!(c.position(ms(1000)), 1000.0);
+        c.set_paused(true, ms(1000));
+        c.set_paused(true, ms(3000));
+        assert!(c.is_paused());
+        assert_eq!(c.position(ms(5000)), 1000.0);
+        c.set_paused(false, ms(5000));
+        assert_eq!(c.position(ms(5500)), 1500.0);
     }
 }
