@@ -2,6 +2,7 @@
 # Runs every fuzz target for N seconds (default 20), from the committed seeds
 # (fuzz/seeds/<target>, written by `cargo run -p tapelog-tests --bin write-seeds -- fuzz/seeds`)
 # and the working corpus (fuzz/corpus/<target>, not in git, where new inputs go).
+# FUZZ_JOBS=N runs N targets at once (default: the cores, at most 4).
 # A long run: scripts/fuzz.sh 3600; one target: scripts/fuzz.sh 20 page_key (see docs/fuzzing.md).
 # FUZZ_RUNS=N runs each target for N executions instead of N seconds (the long run of
 # docs/fuzzing.md: FUZZ_RUNS=10000000 FUZZ_BUILD="--sanitizer none" bash scripts/fuzz.sh 0).
@@ -25,8 +26,37 @@ if rustup toolchain list | grep -q '^nightly'; then tc=+nightly; else tc=; expor
 if [ -n "${FUZZ_TARGET_DIR:-}" ]; then build="$build --target-dir $FUZZ_TARGET_DIR"; fi
 # One build of every target first, so that each run below starts at once.
 out=$(cargo $tc fuzz build $build 2>&1) || { echo "$out" | tail -40; exit 1; }
-for t in "${targets[@]}"; do
+# FUZZ_JOBS targets run at once (default: the number of cores, at most 4): libFuzzer runs one
+# process per target, so on 2 cores two targets at a time give the same dose in half the time.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+if [ "$jobs" -gt 4 ]; then jobs=4; fi
+if [ "$jobs" -lt 1 ]; then jobs=1; fi
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+run_one() {
+  local t=$1
   mkdir -p "fuzz/corpus/$t"
-  out=$(cargo $tc fuzz run $build "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- "${limit[@]}" -rss_limit_mb=2048 -max_len=65536 2>&1) || { echo "$out" | tail -40; exit 1; }
-  echo "fuzz $t: $(echo "$out" | grep -Eo 'Done [0-9]+ runs in [0-9]+ second' | tail -1)"
+  if cargo $tc fuzz run $build "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- "${limit[@]}" -rss_limit_mb=2048 -max_len=65536 >"$logs/$t.log" 2>&1; then
+    echo ok >"$logs/$t.rc"
+  else
+    echo failed >"$logs/$t.rc"
+  fi
+}
+running=0
+for t in "${targets[@]}"; do
+  run_one "$t" &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then wait -n || true; running=$((running - 1)); fi
 done
+wait
+status=0
+for t in "${targets[@]}"; do
+  if [ "$(cat "$logs/$t.rc" 2>/dev/null)" = ok ]; then
+    echo "fuzz $t: $(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$logs/$t.log" | tail -1)"
+  else
+    echo "fuzz $t: FAILED"
+    tail -40 "$logs/$t.log"
+    status=1
+  fi
+done
+exit $status

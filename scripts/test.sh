@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of tapelog. Installs what it needs first (scripts/setup.sh). The core's
 # wasm32 build is checked by the browser step (tapelog-wasm's tests build it for wasm32).
-# Environment: FUZZ_SECONDS (per fuzz target, default 20); TAPELOG_CACHE (below).
+# Environment: FUZZ_SECONDS (per fuzz target, default 15; two targets run at once on 2 cores); TAPELOG_CACHE (below).
 #
 # Build cache. With TAPELOG_CACHE=DIR (the default under CI=true:
 # ${XDG_CACHE_HOME:-~/.cache}/tapelog-ci), cargo builds into DIR/target and the fuzz targets
@@ -74,7 +74,7 @@ stage_setup() {
 stage_format() { cargo fmt --all -- --check; }
 stage_clippy() { cargo clippy --workspace --all-targets --quiet -- -D warnings; }
 stage_tests() { cargo test --workspace --no-fail-fast --quiet 2>&1 | tee target/test-output.txt; }
-stage_fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"; }
+stage_fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"; }
 # The browser tests print `browser: N passed, N failed` last and exit non-zero on a failure.
 stage_browser() { bash web-demo/test.sh 2>&1 | tee target/web-test-output.txt; }
 
@@ -158,7 +158,7 @@ if run_stage setup "setup (scripts/setup.sh)" stage_setup; then
   run_stage format "format" stage_format
   run_stage clippy "clippy" stage_clippy
   run_stage tests "unit and integration tests" stage_tests
-  run_stage fuzz "fuzz targets, ${FUZZ_SECONDS:-20} s each" stage_fuzz
+  run_stage fuzz "fuzz targets, ${FUZZ_SECONDS:-15} s each" stage_fuzz
   # ---- browser: tapelog-wasm in headless Chromium and the web player (web-demo/test.sh) ----
   run_stage browser "browser" stage_browser
 else

@@ -10,29 +10,44 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=target/web-demo
 mkdir -p "$out"
+# Each step's wall time, printed at the end (where the stage's time goes).
+steps=()
+mark=${EPOCHREALTIME:-0}
+step_done() {
+  local t=${EPOCHREALTIME:-0}
+  steps+=("$(awk -v a="$mark" -v b="$t" -v n="$1" 'BEGIN { printf "%-28s %7.1f s", n, b - a }')")
+  mark=$t
+}
 
 echo "== tapelog-wasm in headless Chromium (wasm-bindgen-test)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
   WASM_BINDGEN_TEST_TIMEOUT=120 \
   cargo test --target wasm32-unknown-unknown -p tapelog-wasm 2>&1 | tee "$out/wasm-test-output.txt"
 wasm_rc=${PIPESTATUS[0]}
+step_done "wasm tests (build + run)"
 
 echo "== web player end to end (Playwright, headless Chromium)"
 cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- target/web-fixtures --big "${WEB_BIG_MB:-12}"
+step_done "web fixtures"
 PROFILE=${PROFILE:-dev} bash web-demo/build.sh
+step_done "web player build"
 echo "== type check of the web player (tsc --checkJs --noEmit: web-demo/tsconfig*.json)"
 (cd web-demo && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.worker.json) 2>&1 \
   | tee "$out/tsc-output.txt"
 tsc_rc=${PIPESTATUS[0]}
 [ "$tsc_rc" -eq 0 ] && echo "type check: no errors"
+step_done "type check"
 node web-demo/tests/e2e.mjs web-demo/dist target/web-fixtures "$out/screenshots" 2>&1 | tee "$out/e2e-output.txt"
 e2e_rc=${PIPESTATUS[0]}
+step_done "player end to end"
 
 echo "== the player served by tapelog serve (Playwright, the real binary)"
 cargo build --quiet -p tapelog --bin tapelog
 bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/tapelog
 node web-demo/tests/daemon.mjs "$bin" web-demo/dist "$out/screenshots" 2>&1 | tee "$out/daemon-output.txt"
 daemon_rc=${PIPESTATUS[0]}
+step_done "player on tapelog serve"
+printf '%s\n' "${steps[@]}"
 
 passed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
