@@ -10,7 +10,7 @@
 //!   [`proto`], [`json`] and, with feature `random`, `random`).
 //! - [`codec`]: recording parts (reader, writer, format detection, legacy tar).
 //! - [`stream`]: the recording stream state machine; [`complete`]: the upload completer's rules.
-//! - [`fluent`]: Fluentd's Forward protocol (MessagePack messages and acks) for `tapelog forward`.
+//! - [`fluentd`]: Fluentd's Forward protocol (MessagePack messages and acks) for `tapelog forward`.
 //! - [`sample`]: the sample session `tapelog sample` writes; `vectors` (feature `testkit`):
 //!   the test vectors built from it, for tests, benches and fuzz seeds.
 //! - [`proto`], [`json`]: the wire and JSON primitives under them.
@@ -22,7 +22,7 @@ pub mod audit;
 pub mod codec;
 pub mod complete;
 pub mod export;
-pub mod fluent;
+pub mod fluentd;
 pub mod forward;
 pub mod playback;
 pub mod sample;

@@ -3,7 +3,7 @@
 //! first error as the bytes pushed at once, and nothing panics or allocates past the limits.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tapelog_core::fluent::forward::{AckDecoder, MessageDecoder};
+use tapelog_core::fluentd::forward_protocol::{AckDecoder, MessageDecoder};
 
 fn drain(d: &mut MessageDecoder, out: &mut Vec<String>) -> bool {
     loop {

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tapelog_api::Role;
 use tapelog_api::tls::certs::CertAuthority;
-use tapelog_core::fluent::{EventTime, ForwardMessage, MessageDecoder, Mode, encode_ack};
-use tapelog_forward::fluent::{FluentConfig, FluentOutput};
+use tapelog_core::fluentd::{EventTime, ForwardMessage, MessageDecoder, Mode, encode_ack};
 use tapelog_forward::output::{Destination, Output, SendError};
+use tapelog_forward::tcp::{TcpConfig, TcpOutput};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -186,8 +186,8 @@ impl Pki {
         Arc::new(config)
     }
 
-    fn output_config(&self, addr: SocketAddr) -> FluentConfig {
-        let mut c = FluentConfig::new(
+    fn output_config(&self, addr: SocketAddr) -> TcpConfig {
+        let mut c = TcpConfig::new(
             format!("forward+tls://{addr}/test.log"),
             format!("forward+tls://{addr}/session"),
         );
@@ -242,7 +242,7 @@ async fn events_arrive_over_mutual_tls_with_their_tags_times_and_records() {
     let clock = tapelog_audit::clock::ManualClock::at_unix_ms(1_700_000_123_456);
     let mut config = pki.output_config(rx.addr);
     config.clock = clock.clone();
-    let out = FluentOutput::new(config).unwrap();
+    let out = TcpOutput::new(config).unwrap();
 
     let audit: Vec<String> = (0..3).map(|n| event(n, "audit")).collect();
     out.send(Destination::Audit, &audit).await.unwrap();
@@ -295,7 +295,7 @@ async fn events_arrive_over_mutual_tls_with_their_tags_times_and_records() {
 #[tokio::test]
 async fn plain_tcp_works_too() {
     let mut rx = Receiver::start(None, None).await;
-    let out = FluentOutput::new(FluentConfig::new(
+    let out = TcpOutput::new(TcpConfig::new(
         format!("forward://{}/test.log", rx.addr),
         format!("forward://{}/session", rx.addr),
     ))
@@ -319,7 +319,7 @@ async fn clients_without_a_trusted_certificate_are_refused() {
     c.cert = None;
     c.key = None;
     c.timeout = Duration::from_secs(5);
-    let out = FluentOutput::new(c).unwrap();
+    let out = TcpOutput::new(c).unwrap();
     let m = transient(out.send(Destination::Audit, &events).await);
     assert!(m.contains("refused the TLS handshake"), "{m}");
 
@@ -328,7 +328,7 @@ async fn clients_without_a_trusted_certificate_are_refused() {
     c.cert = Some(other.path("client.crt"));
     c.key = Some(other.path("client.key"));
     c.timeout = Duration::from_secs(5);
-    let out = FluentOutput::new(c).unwrap();
+    let out = TcpOutput::new(c).unwrap();
     let m = transient(out.send(Destination::Audit, &events).await);
     assert!(m.contains("refused the TLS handshake"), "{m}");
 
@@ -336,7 +336,7 @@ async fn clients_without_a_trusted_certificate_are_refused() {
     let mut c = pki.output_config(rx.addr);
     c.ca = Some(other.path("ca.crt"));
     c.timeout = Duration::from_secs(5);
-    let out = FluentOutput::new(c).unwrap();
+    let out = TcpOutput::new(c).unwrap();
     let m = transient(out.send(Destination::Audit, &events).await);
     assert!(
         m.contains("TLS handshake failed") && m.contains("not trusted"),
@@ -345,7 +345,7 @@ async fn clients_without_a_trusted_certificate_are_refused() {
 
     assert!(rx.none_pending(), "nothing got through");
     // The right client still gets in.
-    let out = FluentOutput::new(pki.output_config(rx.addr)).unwrap();
+    let out = TcpOutput::new(pki.output_config(rx.addr)).unwrap();
     out.send(Destination::Audit, &events).await.unwrap();
     check_batch(&rx.next().await, &events);
 }
@@ -356,7 +356,7 @@ async fn a_missing_or_wrong_ack_is_transient_and_a_retry_succeeds() {
     let mut rx = Receiver::start(Some(pki.server_config()), None).await;
     let mut c = pki.output_config(rx.addr);
     c.timeout = Duration::from_millis(400);
-    let out = FluentOutput::new(c).unwrap();
+    let out = TcpOutput::new(c).unwrap();
     let events: Vec<String> = (0..3).map(|n| event(n, "acks")).collect();
 
     rx.set(WITHHOLD);
@@ -394,7 +394,7 @@ async fn a_receiver_that_goes_away_and_comes_back() {
     let mut rx = Receiver::start(Some(pki.server_config()), None).await;
     let mut c = pki.output_config(rx.addr);
     c.timeout = Duration::from_secs(5);
-    let out = FluentOutput::new(c).unwrap();
+    let out = TcpOutput::new(c).unwrap();
     let events: Vec<String> = (0..2).map(|n| event(n, "restart")).collect();
     out.send(Destination::Audit, &events).await.unwrap();
     check_batch(&rx.next().await, &events);
@@ -425,7 +425,7 @@ async fn concurrent_sends_share_the_pool_and_keep_each_batch_whole() {
     let mut rx = Receiver::start(Some(pki.server_config()), None).await;
     let mut c = pki.output_config(rx.addr);
     c.max_connections = 3;
-    let out = Arc::new(FluentOutput::new(c).unwrap());
+    let out = Arc::new(TcpOutput::new(c).unwrap());
     let batches: Vec<Vec<String>> = (0..12)
         .map(|b| (0..25).map(|n| event(n, &format!("b{b}"))).collect())
         .collect();
@@ -503,7 +503,7 @@ async fn the_files_configure_writes_work_end_to_end() {
         .unwrap();
     let fluentd = &toml["forward"]["fluentd"];
     let port = |url: &str| url.replace(":24224/", &format!(":{}/", rx.addr.port()));
-    let mut c = FluentConfig::new(
+    let mut c = TcpConfig::new(
         port(fluentd["url"].as_str().unwrap()),
         port(fluentd["session-url"].as_str().unwrap()),
     );
@@ -515,7 +515,7 @@ async fn the_files_configure_writes_work_end_to_end() {
         "{}",
         c.audit_url
     );
-    let out = FluentOutput::new(c).unwrap();
+    let out = TcpOutput::new(c).unwrap();
     let events = vec![event(1, "configured")];
     out.send(Destination::Session("abc"), &events)
         .await

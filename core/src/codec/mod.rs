@@ -3,7 +3,7 @@
 //! - [`writer`]: events → parts (`[24-byte header][gzip member of records][zero padding]`).
 //! - [`reader`]: bytes (pushed in chunks of any size) → events, with upstream's duplicate and
 //!   order counters.
-//! - [`records`]: framed records outside a part (a records request body), their indexes.
+//! - [`framed`]: framed records outside a part (a records request body), their indexes.
 //! - [`recording`]: any supported format, pushed in chunks ([`RecordingReader`]).
 //! - [`detect`]: which format a file is (`DetectFormat`).
 //! - [`legacy`]: pre-4.4 tar recordings (index + gzipped events + gzipped chunks).
@@ -12,20 +12,20 @@
 pub mod deflate;
 pub mod detect;
 mod error;
+pub mod framed;
 pub mod header;
 pub mod legacy;
 pub mod reader;
 pub mod recording;
-pub mod records;
 pub mod writer;
 
 pub use deflate::Backend;
 pub use detect::{Format, detect_format};
 pub use error::{CodecError, ErrorKind};
+pub use framed::{FrameError, FramedRecord, FramedRecords, frame_record, record_index};
 pub use header::PartHeader;
 pub use reader::{Polled, PolledRecord, ProtoReader, ReadAll, ReaderStats, ResumePoint, read_all};
 pub use recording::RecordingReader;
-pub use records::{FrameError, FramedRecord, FramedRecords, frame_record, record_index};
 pub use writer::{
     EncodedPart, MIN_UPLOAD_BYTES, PartBuilder, RecordingWriter, WriterConfig, check_record,
     encode_record, encode_recording,

@@ -7,7 +7,7 @@
 //!   bisection of a rejected batch down to the event at fault.
 //! - [`filter`]: `--types`, `--skip-event-types`, `--skip-session-types`.
 //!
-//! The native crate (`tapelog::forward`) drives these with tokio, files and HTTP.
+//! The native crate (`tapelog-forward`) drives these with tokio, files and HTTP.
 
 pub mod backoff;
 pub mod batch;

@@ -10,7 +10,7 @@
 //! - [`state`]: the state directory (crash-safe files, dead letters).
 //! - [`source`]: the audit log and session events, local or from a server.
 //! - [`output`]: the interface of outputs; [`http`]: Fluentd's `in_http` (and the dry run);
-//!   [`fluent`]: Fluentd's Forward protocol (`forward://`, `forward+tls://`).
+//!   [`tcp`]: Fluentd's Forward protocol (`forward://`, `forward+tls://`).
 //! - [`configure`]: `tapelog forward configure` (certificates, `fluent.conf`, TOML).
 //! - [`pipeline`]: the exporter loop (a reader, one ordered lane per source, commits,
 //!   sessions).
@@ -23,7 +23,6 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod configure;
-pub mod fluent;
 pub mod http;
 pub mod log;
 pub mod options;
@@ -31,6 +30,7 @@ pub mod output;
 pub mod pipeline;
 pub mod source;
 pub mod state;
+pub mod tcp;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,7 +94,7 @@ pub enum ForwardError {
     },
     /// The Forward-protocol output can't be set up (URL, certificates).
     #[error(transparent)]
-    Fluent(#[from] fluent::FluentError),
+    Fluent(#[from] tcp::TcpError),
     /// A session has no recording (yet).
     #[error("{0}")]
     NotFound(String),
@@ -114,7 +114,7 @@ impl ForwardError {
 }
 
 /// Opens the output `--fluentd-url`'s scheme names: `https://`/`http://` → in_http;
-/// `forward://`/`forward+tls://` → Fluentd's Forward protocol ([`fluent`]);
+/// `forward://`/`forward+tls://` → Fluentd's Forward protocol ([`tcp`]);
 /// `--dry-run` → an output that sends nothing. Both URLs must use the same kind.
 pub fn open_output(opts: &ForwardOptions) -> Result<Arc<dyn Output>, ForwardError> {
     if opts.dry_run {
@@ -149,17 +149,17 @@ pub fn open_output(opts: &ForwardOptions) -> Result<Arc<dyn Output>, ForwardErro
             Ok(Arc::new(http::HttpOutput::new(&config)?))
         }
         "forward" | "forward+tls" => {
-            let config = fluent::FluentConfig {
+            let config = tcp::TcpConfig {
                 audit_url: opts.fluentd_url.clone(),
                 session_url: opts.fluentd_session_url.clone(),
                 ca: opts.fluentd_ca.clone(),
                 cert: opts.fluentd_cert.clone(),
                 key: opts.fluentd_key.clone(),
                 max_connections: opts.fluentd_max_connections.max(1),
-                timeout: fluent::DEFAULT_TIMEOUT,
+                timeout: tcp::DEFAULT_TIMEOUT,
                 clock: tapelog_audit::clock::system(),
             };
-            Ok(Arc::new(fluent::FluentOutput::new(config)?))
+            Ok(Arc::new(tcp::TcpOutput::new(config)?))
         }
         _ => Err(ForwardError::UnsupportedScheme {
             option: "--fluentd-url".into(),

@@ -9,7 +9,7 @@ use tapelog_core::audit::key::{PageKey, Position};
 use tapelog_core::audit::lines::prepare_line;
 use tapelog_core::codec::{frame_record, legacy};
 use tapelog_core::event::{AuditEvent, EVENT_KINDS};
-use tapelog_core::fluent::forward::{EventTime, encode_ack, encode_packed_forward};
+use tapelog_core::fluentd::forward_protocol::{EventTime, encode_ack, encode_packed_forward};
 use tapelog_core::random::{self, Rng, UnknownBody};
 use tapelog_core::vectors;
 

@@ -1,14 +1,27 @@
-//! A small MessagePack encoder and a bounded decoder: the subset of the format that
-//! Fluentd's Forward protocol uses (every type of the spec except timestamps other than
-//! Fluentd's EventTime, which is just an `ext`).
+//! MessagePack for Fluentd's Forward protocol: encoding on the `rmp` crate, and a bounded,
+//! incremental decoder of our own (every type of the spec; timestamps other than Fluentd's
+//! EventTime are just an `ext`).
 //!
-//! The encoder always picks the shortest form (fixint, fixstr, fixarray, fixmap …), as the
-//! spec recommends and as Fluentd's Ruby encoder does. The decoder works on a byte slice that
-//! may end early: [`DecodeError::Incomplete`] means "push more bytes and try again", every
-//! other error means the input is not valid MessagePack (or breaks a [`Limits`] bound). It
-//! never allocates more than the input it has already seen, and never recurses deeper than
-//! [`Limits::max_depth`].
+//! The encoder is `rmp`'s low-level writer: it always picks the shortest form (fixint,
+//! fixstr, fixarray, fixmap …), as the spec recommends and as Fluentd's Ruby encoder does.
+//!
+//! Why the decoder is our own: it reads what a network peer sent, so it must (1) work on a
+//! byte slice that may end early — [`DecodeError::Incomplete`] means "push more bytes and try
+//! again", without consuming anything, which the incremental Forward-message and ack decoders
+//! need to resume cleanly at any split; (2) never allocate more than the input it has already
+//! seen (a `str 32` header announcing 4 GiB allocates nothing until the bytes are there) and
+//! never recurse deeper than [`Limits::max_depth`]; (3) tell those cases apart in a typed
+//! error. `rmp`'s readers (`rmp::decode`) read one marker or length at a time from a reader
+//! and leave the walk over nested values, the resumption after a short read and the bounds
+//! to the caller — which is this decoder; the value readers built on them (`rmpv`) read from
+//! `io::Read` and report a short input as an I/O error after consuming it.
+//!
+//! [`DecodeError::Incomplete`] aside, every decode error means the input is not valid
+//! MessagePack (or breaks a [`Limits`] bound).
 
+use std::convert::Infallible;
+
+use rmp::encode::{self, ByteBuf, ValueWriteError};
 use thiserror::Error;
 
 /// One MessagePack value.
@@ -93,74 +106,167 @@ impl Value {
 // Encoding
 // ---------------------------------------------------------------------------------------
 
+// The encoding is `rmp`'s (shortest forms throughout, as the spec recommends and as Fluentd's
+// Ruby encoder writes). rmp writes into its `ByteBuf`, whose writes cannot fail
+// (`Infallible`); these functions keep the `&mut Vec<u8>` signatures the callers use and
+// move the vector in and out of a `ByteBuf`, which costs no copy.
+
+/// Runs `f` on `out` as an rmp `ByteBuf`.
+fn with_buf(out: &mut Vec<u8>, f: impl FnOnce(&mut ByteBuf)) {
+    let mut buf = ByteBuf::from_vec(std::mem::take(out));
+    f(&mut buf);
+    *out = buf.into_vec();
+}
+
+/// The result of an rmp write into a `ByteBuf`, which cannot fail.
+fn done<T>(result: Result<T, ValueWriteError<Infallible>>) {
+    match result {
+        Ok(_) => {}
+        Err(ValueWriteError::InvalidMarkerWrite(e) | ValueWriteError::InvalidDataWrite(e)) => {
+            match e {}
+        }
+    }
+}
+
+/// A length as MessagePack's 32-bit length. Lengths beyond `u32` are not MessagePack; the
+/// callers' inputs (a batch of events) never come near them, and the length is saturated
+/// rather than wrapped so that a decoder fails instead of misreading.
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn nil(buf: &mut ByteBuf) {
+    let Ok(()) = encode::write_nil(buf);
+}
+
+fn boolean(buf: &mut ByteBuf, b: bool) {
+    let Ok(()) = encode::write_bool(buf, b);
+}
+
+fn uint(buf: &mut ByteBuf, n: u64) {
+    done(encode::write_uint(buf, n));
+}
+
+fn int(buf: &mut ByteBuf, n: i64) {
+    if n >= 0 {
+        uint(buf, n.unsigned_abs());
+    } else {
+        done(encode::write_sint(buf, n));
+    }
+}
+
+fn string(buf: &mut ByteBuf, s: &str) {
+    done(encode::write_str_len(buf, len32(s.len())));
+    buf.as_mut_vec().extend_from_slice(s.as_bytes());
+}
+
+fn array_len(buf: &mut ByteBuf, n: usize) {
+    done(encode::write_array_len(buf, len32(n)));
+}
+
+fn map_len(buf: &mut ByteBuf, n: usize) {
+    done(encode::write_map_len(buf, len32(n)));
+}
+
+fn json(buf: &mut ByteBuf, value: &serde_json::Value) {
+    use serde_json::Value as J;
+    match value {
+        J::Null => nil(buf),
+        J::Bool(b) => boolean(buf, *b),
+        J::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                uint(buf, u);
+            } else if let Some(i) = n.as_i64() {
+                int(buf, i);
+            } else {
+                done(encode::write_f64(buf, n.as_f64().unwrap_or(f64::NAN)));
+            }
+        }
+        J::String(s) => string(buf, s),
+        J::Array(items) => {
+            array_len(buf, items.len());
+            for item in items {
+                json(buf, item);
+            }
+        }
+        J::Object(map) => {
+            map_len(buf, map.len());
+            for (k, v) in map {
+                string(buf, k);
+                json(buf, v);
+            }
+        }
+    }
+}
+
+fn value(buf: &mut ByteBuf, v: &Value) {
+    match v {
+        Value::Nil => nil(buf),
+        Value::Bool(b) => boolean(buf, *b),
+        Value::Int(i) => int(buf, *i),
+        Value::UInt(u) => uint(buf, *u),
+        Value::F32(f) => done(encode::write_f32(buf, *f)),
+        Value::F64(f) => done(encode::write_f64(buf, *f)),
+        Value::Str(s) => string(buf, s),
+        Value::Bin(b) => {
+            done(encode::write_bin_len(buf, len32(b.len())));
+            buf.as_mut_vec().extend_from_slice(b);
+        }
+        Value::Array(items) => {
+            array_len(buf, items.len());
+            for item in items {
+                value(buf, item);
+            }
+        }
+        Value::Map(entries) => {
+            map_len(buf, entries.len());
+            for (k, v) in entries {
+                value(buf, k);
+                value(buf, v);
+            }
+        }
+        Value::Ext(kind, data) => ext(buf, *kind, data),
+    }
+}
+
+fn ext(buf: &mut ByteBuf, kind: i8, data: &[u8]) {
+    done(encode::write_ext_meta(buf, len32(data.len()), kind));
+    buf.as_mut_vec().extend_from_slice(data);
+}
+
 /// Appends `nil`.
 pub fn write_nil(out: &mut Vec<u8>) {
-    out.push(0xc0);
+    with_buf(out, nil);
 }
 
 /// Appends `true` or `false`.
 pub fn write_bool(out: &mut Vec<u8>, b: bool) {
-    out.push(if b { 0xc3 } else { 0xc2 });
+    with_buf(out, |buf| boolean(buf, b));
 }
 
 /// Appends a non-negative integer in its shortest form.
 pub fn write_uint(out: &mut Vec<u8>, n: u64) {
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n <= u64::from(u8::MAX) {
-        out.extend_from_slice(&[0xcc, n as u8]);
-    } else if n <= u64::from(u16::MAX) {
-        out.push(0xcd);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else if n <= u64::from(u32::MAX) {
-        out.push(0xce);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    } else {
-        out.push(0xcf);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
+    with_buf(out, |buf| uint(buf, n));
 }
 
 /// Appends a signed integer in its shortest form (non-negative values as unsigned ones).
 pub fn write_int(out: &mut Vec<u8>, n: i64) {
-    if n >= 0 {
-        write_uint(out, n as u64);
-    } else if n >= -32 {
-        out.push(n as i8 as u8);
-    } else if n >= i64::from(i8::MIN) {
-        out.extend_from_slice(&[0xd0, n as i8 as u8]);
-    } else if n >= i64::from(i16::MIN) {
-        out.push(0xd1);
-        out.extend_from_slice(&(n as i16).to_be_bytes());
-    } else if n >= i64::from(i32::MIN) {
-        out.push(0xd2);
-        out.extend_from_slice(&(n as i32).to_be_bytes());
-    } else {
-        out.push(0xd3);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
+    with_buf(out, |buf| int(buf, n));
 }
 
 /// Appends a 64-bit float (`float 64`, 0xcb).
 pub fn write_f64(out: &mut Vec<u8>, f: f64) {
-    out.push(0xcb);
-    out.extend_from_slice(&f.to_bits().to_be_bytes());
+    with_buf(out, |buf| done(encode::write_f64(buf, f)));
 }
 
 /// Appends a string (fixstr, str 8, str 16 or str 32).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let n = s.len();
-    if n < 32 {
-        out.push(0xa0 | n as u8);
-    } else {
-        write_len(out, n, [0xd9, 0xda, 0xdb]);
-    }
-    out.extend_from_slice(s.as_bytes());
+    with_buf(out, |buf| string(buf, s));
 }
 
 /// Appends the header of a `bin` of `n` bytes (bin 8, bin 16 or bin 32); the bytes follow.
 pub fn write_bin_header(out: &mut Vec<u8>, n: usize) {
-    write_len(out, n, [0xc4, 0xc5, 0xc6]);
+    with_buf(out, |buf| done(encode::write_bin_len(buf, len32(n))));
 }
 
 /// Appends a `bin`.
@@ -171,119 +277,29 @@ pub fn write_bin(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Appends the header of an array of `n` items (fixarray, array 16, array 32).
 pub fn write_array_len(out: &mut Vec<u8>, n: usize) {
-    if n < 16 {
-        out.push(0x90 | n as u8);
-    } else {
-        write_len(out, n, [0, 0xdc, 0xdd]);
-    }
+    with_buf(out, |buf| array_len(buf, n));
 }
 
 /// Appends the header of a map of `n` entries (fixmap, map 16, map 32).
 pub fn write_map_len(out: &mut Vec<u8>, n: usize) {
-    if n < 16 {
-        out.push(0x80 | n as u8);
-    } else {
-        write_len(out, n, [0, 0xde, 0xdf]);
-    }
+    with_buf(out, |buf| map_len(buf, n));
 }
 
 /// Appends an extension value (fixext 1/2/4/8/16 when the size fits, else ext 8/16/32).
 pub fn write_ext(out: &mut Vec<u8>, kind: i8, data: &[u8]) {
-    let fixed = match data.len() {
-        1 => Some(0xd4),
-        2 => Some(0xd5),
-        4 => Some(0xd6),
-        8 => Some(0xd7),
-        16 => Some(0xd8),
-        _ => None,
-    };
-    match fixed {
-        Some(marker) => out.push(marker),
-        None => write_len(out, data.len(), [0xc7, 0xc8, 0xc9]),
-    }
-    out.push(kind as u8);
-    out.extend_from_slice(data);
-}
-
-/// Writes a length with the 8-, 16- or 32-bit marker of `markers` (a zero marker means the
-/// 8-bit form does not exist for that type). Lengths beyond `u32` are not MessagePack; the
-/// callers' inputs (a batch of events) never come near them, and the 32-bit length is
-/// saturated rather than wrapped so a decoder fails instead of misreading.
-fn write_len(out: &mut Vec<u8>, n: usize, markers: [u8; 3]) {
-    if markers[0] != 0 && n <= usize::from(u8::MAX) {
-        out.extend_from_slice(&[markers[0], n as u8]);
-    } else if n <= usize::from(u16::MAX) {
-        out.push(markers[1]);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(markers[2]);
-        out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
-    }
+    with_buf(out, |buf| ext(buf, kind, data));
 }
 
 /// Appends a JSON value: objects become maps (every key kept), arrays arrays, strings
 /// strings, numbers integers when JSON wrote them as integers that fit 64 bits and 64-bit
 /// floats otherwise (`1.0` stays a float, as Fluentd's own JSON parser reads it).
-pub fn write_json(out: &mut Vec<u8>, value: &serde_json::Value) {
-    use serde_json::Value as J;
-    match value {
-        J::Null => write_nil(out),
-        J::Bool(b) => write_bool(out, *b),
-        J::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                write_uint(out, u);
-            } else if let Some(i) = n.as_i64() {
-                write_int(out, i);
-            } else {
-                write_f64(out, n.as_f64().unwrap_or(f64::NAN));
-            }
-        }
-        J::String(s) => write_str(out, s),
-        J::Array(items) => {
-            write_array_len(out, items.len());
-            for item in items {
-                write_json(out, item);
-            }
-        }
-        J::Object(map) => {
-            write_map_len(out, map.len());
-            for (k, v) in map {
-                write_str(out, k);
-                write_json(out, v);
-            }
-        }
-    }
+pub fn write_json(out: &mut Vec<u8>, v: &serde_json::Value) {
+    with_buf(out, |buf| json(buf, v));
 }
 
 /// Appends any [`Value`] (the receiver's ack and tests use it).
-pub fn write_value(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Nil => write_nil(out),
-        Value::Bool(b) => write_bool(out, *b),
-        Value::Int(i) => write_int(out, *i),
-        Value::UInt(u) => write_uint(out, *u),
-        Value::F32(f) => {
-            out.push(0xca);
-            out.extend_from_slice(&f.to_bits().to_be_bytes());
-        }
-        Value::F64(f) => write_f64(out, *f),
-        Value::Str(s) => write_str(out, s),
-        Value::Bin(b) => write_bin(out, b),
-        Value::Array(items) => {
-            write_array_len(out, items.len());
-            for item in items {
-                write_value(out, item);
-            }
-        }
-        Value::Map(entries) => {
-            write_map_len(out, entries.len());
-            for (k, v) in entries {
-                write_value(out, k);
-                write_value(out, v);
-            }
-        }
-        Value::Ext(kind, data) => write_ext(out, *kind, data),
-    }
+pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    with_buf(out, |buf| value(buf, v));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! `forward+tls://host:port/TAG` (TLS, server verified against `--fluentd-ca`, client
 //! certificate from `--fluentd-cert`/`--fluentd-key`).
 //!
-//! Each batch is one PackedForward message ([`tapelog_core::fluent`]) with a fresh `chunk`
+//! Each batch is one PackedForward message ([`tapelog_core::fluentd`]) with a fresh `chunk`
 //! id; the batch counts as delivered only when the server answers `{"ack": chunk}` on the
 //! same connection within the timeout. Anything else (no connection, a TLS failure, no ack,
 //! a wrong ack, a closed connection) is [`SendError::Transient`] and the connection is
@@ -23,7 +23,7 @@ use base64::Engine;
 use futures::future::BoxFuture;
 use rustls::pki_types::ServerName;
 use tapelog_audit::clock::{Clock, SharedClock};
-use tapelog_core::fluent::{AckDecoder, EventTime, encode_packed_forward};
+use tapelog_core::fluentd::{AckDecoder, EventTime, encode_packed_forward};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -39,9 +39,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The port `in_forward` listens on by default, used when a URL gives none.
 pub const DEFAULT_PORT: u16 = 24224;
 
-/// What [`FluentOutput::new`] needs.
+/// What [`TcpOutput::new`] needs.
 #[derive(Debug, Clone)]
-pub struct FluentConfig {
+pub struct TcpConfig {
     /// `--fluentd-url`: `forward://host:port/TAG` or `forward+tls://host:port/TAG`.
     pub audit_url: String,
     /// `--fluentd-session-url`: the same schemes; a session's tag is this path +
@@ -66,11 +66,11 @@ pub struct FluentConfig {
     pub clock: SharedClock,
 }
 
-impl FluentConfig {
+impl TcpConfig {
     /// A configuration for the two URLs with no TLS files, 10 connections and
     /// [`DEFAULT_TIMEOUT`].
-    pub fn new(audit_url: impl Into<String>, session_url: impl Into<String>) -> FluentConfig {
-        FluentConfig {
+    pub fn new(audit_url: impl Into<String>, session_url: impl Into<String>) -> TcpConfig {
+        TcpConfig {
             audit_url: audit_url.into(),
             session_url: session_url.into(),
             ca: None,
@@ -83,9 +83,9 @@ impl FluentConfig {
     }
 }
 
-/// Why a [`FluentOutput`] could not be made.
+/// Why a [`TcpOutput`] could not be made.
 #[derive(Debug, Error)]
-pub enum FluentError {
+pub enum TcpError {
     /// A URL that is not `forward://host[:port]/TAG` or `forward+tls://host[:port]/TAG`.
     #[error("Fluentd URL {url:?}: {what}")]
     Url {
@@ -131,8 +131,8 @@ struct Target {
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Target, FluentError> {
-        let bad = |what: &str| FluentError::Url {
+    fn parse(url: &str) -> Result<Target, TcpError> {
+        let bad = |what: &str| TcpError::Url {
             url: url.to_string(),
             what: what.to_string(),
         };
@@ -205,7 +205,7 @@ impl Target {
 }
 
 /// The Forward protocol output (see the module documentation).
-pub struct FluentOutput {
+pub struct TcpOutput {
     audit: Target,
     session: Target,
     audit_pool: Arc<Pool>,
@@ -213,28 +213,28 @@ pub struct FluentOutput {
     clock: SharedClock,
 }
 
-impl std::fmt::Debug for FluentOutput {
+impl std::fmt::Debug for TcpOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FluentOutput")
+        f.debug_struct("TcpOutput")
             .field("audit", &self.audit)
             .field("session", &self.session)
             .finish_non_exhaustive()
     }
 }
 
-impl FluentOutput {
+impl TcpOutput {
     /// Checks the URLs, reads the TLS files and makes the connection pools (no connection
     /// is opened until the first send). Needs a tokio runtime only to send.
-    pub fn new(config: FluentConfig) -> Result<FluentOutput, FluentError> {
+    pub fn new(config: TcpConfig) -> Result<TcpOutput, TcpError> {
         if config.max_connections == 0 {
-            return Err(FluentError::NoConnections);
+            return Err(TcpError::NoConnections);
         }
         let audit = Target::parse(&config.audit_url)?;
         let session = Target::parse(&config.session_url)?;
         let has_tls_files = config.ca.is_some() || config.cert.is_some() || config.key.is_some();
         for (t, url) in [(&audit, &config.audit_url), (&session, &config.session_url)] {
             if !t.tls && has_tls_files {
-                return Err(FluentError::TlsFilesWithoutTls { url: url.clone() });
+                return Err(TcpError::TlsFilesWithoutTls { url: url.clone() });
             }
         }
         let connector = if audit.tls || session.tls {
@@ -246,14 +246,13 @@ impl FluentOutput {
         } else {
             None
         };
-        let pool = |t: &Target| -> Result<Arc<Pool>, FluentError> {
+        let pool = |t: &Target| -> Result<Arc<Pool>, TcpError> {
             let tls = match (t.tls, &connector) {
                 (true, Some(c)) => {
-                    let name =
-                        ServerName::try_from(t.host.clone()).map_err(|_| FluentError::Url {
-                            url: t.server(),
-                            what: "the host is not a valid DNS name or IP address".into(),
-                        })?;
+                    let name = ServerName::try_from(t.host.clone()).map_err(|_| TcpError::Url {
+                        url: t.server(),
+                        what: "the host is not a valid DNS name or IP address".into(),
+                    })?;
                     Some((c.clone(), name))
                 }
                 _ => None,
@@ -275,7 +274,7 @@ impl FluentOutput {
         } else {
             pool(&session)?
         };
-        Ok(FluentOutput {
+        Ok(TcpOutput {
             audit,
             session,
             audit_pool,
@@ -306,7 +305,7 @@ impl FluentOutput {
     }
 }
 
-impl Output for FluentOutput {
+impl Output for TcpOutput {
     fn send<'a>(
         &'a self,
         to: Destination<'a>,
@@ -350,10 +349,10 @@ fn client_config(
     ca: Option<&Path>,
     cert: Option<&Path>,
     key: Option<&Path>,
-) -> Result<Arc<rustls::ClientConfig>, FluentError> {
+) -> Result<Arc<rustls::ClientConfig>, TcpError> {
     let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| FluentError::TlsConfig(e.to_string()))?;
+        .map_err(|e| TcpError::TlsConfig(e.to_string()))?;
     let builder = match ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -369,23 +368,23 @@ fn client_config(
             use rustls_platform_verifier::BuilderVerifierExt;
             builder
                 .with_platform_verifier()
-                .map_err(|e| FluentError::TlsConfig(format!("the system's CA roots: {e}")))?
+                .map_err(|e| TcpError::TlsConfig(format!("the system's CA roots: {e}")))?
         }
     };
     let config = match (cert, key) {
         (Some(cert), Some(key)) => builder
             .with_client_auth_cert(tls::read_certs(cert)?, tls::read_key(key)?)
             .map_err(|e| {
-                FluentError::TlsConfig(format!("{} and {}: {e}", cert.display(), key.display()))
+                TcpError::TlsConfig(format!("{} and {}: {e}", cert.display(), key.display()))
             })?,
         (None, None) => builder.with_no_client_auth(),
         (Some(_), None) => {
-            return Err(FluentError::CertWithoutKey {
+            return Err(TcpError::CertWithoutKey {
                 given: "--fluentd-cert",
             });
         }
         (None, Some(_)) => {
-            return Err(FluentError::CertWithoutKey {
+            return Err(TcpError::CertWithoutKey {
                 given: "--fluentd-key",
             });
         }
@@ -521,7 +520,7 @@ impl Pool {
                     });
                 }
                 received = true;
-                let bad = |e: tapelog_core::fluent::AckError| Failure {
+                let bad = |e: tapelog_core::fluentd::AckError| Failure {
                     message: format!("waiting for the ack of chunk {chunk}: {e}"),
                     stale: false,
                 };
@@ -585,7 +584,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn target(url: &str) -> Result<Target, FluentError> {
+    fn target(url: &str) -> Result<Target, TcpError> {
         Target::parse(url)
     }
 
@@ -622,30 +621,24 @@ mod tests {
             "forward://h/a b",
             "forward://[::1/t",
         ] {
-            assert!(matches!(target(bad), Err(FluentError::Url { .. })), "{bad}");
+            assert!(matches!(target(bad), Err(TcpError::Url { .. })), "{bad}");
         }
     }
 
     #[test]
     fn constructor_checks_its_options() {
-        let mut c = FluentConfig::new("forward://h/a", "forward://h/s");
+        let mut c = TcpConfig::new("forward://h/a", "forward://h/s");
         c.ca = Some("/nonexistent/ca.crt".into());
         assert!(matches!(
-            FluentOutput::new(c.clone()),
-            Err(FluentError::TlsFilesWithoutTls { .. })
+            TcpOutput::new(c.clone()),
+            Err(TcpError::TlsFilesWithoutTls { .. })
         ));
         c.audit_url = "forward+tls://h/a".into();
         c.session_url = "forward+tls://h/s".into();
-        assert!(matches!(
-            FluentOutput::new(c.clone()),
-            Err(FluentError::Tls(_))
-        ));
+        assert!(matches!(TcpOutput::new(c.clone()), Err(TcpError::Tls(_))));
         c.max_connections = 0;
-        assert!(matches!(
-            FluentOutput::new(c),
-            Err(FluentError::NoConnections)
-        ));
-        let out = FluentOutput::new(FluentConfig::new(
+        assert!(matches!(TcpOutput::new(c), Err(TcpError::NoConnections)));
+        let out = TcpOutput::new(TcpConfig::new(
             "forward://h:1/test.log",
             "forward://h:1/session",
         ))

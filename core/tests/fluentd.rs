@@ -6,8 +6,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value as Json};
-use tapelog_core::fluent::msgpack::{self, DecodeError, Limits};
-use tapelog_core::fluent::{
+use tapelog_core::fluentd::msgpack::{self, DecodeError, Limits};
+use tapelog_core::fluentd::{
     AckDecoder, EventTime, MessageDecoder, decode_message, encode_packed_forward,
 };
 
