@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Browser benchmark: decode throughput of tapelog-wasm in Chromium as a ratio to the native
 # decode of the same file, time to first output and JS heap of the player on a large
-# recording. Figures go to docs/benchmarks.md (wasm section).
+# recording, and events into JS objects by JSON.parse against serde-wasm-bindgen. Figures go
+# to docs/benchmarks.md (wasm section).
 # Environment: BENCH_MB (recording size, default 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${BENCH_MB:-100}
 fixtures=target/web-fixtures
 cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- "$fixtures" --big "$mb"
-PROFILE=release bash web-demo/build.sh
+WASM_FEATURES=serde-bench PROFILE=release bash web-demo/build.sh
 native=$(cargo bench --quiet -p tapelog-wasm --bench native_decode -- "$PWD/$fixtures/big.tlog" | tee /dev/stderr | awk -F= '/^native_decode_mb_s=/{print $2}')
 node web-demo/tests/bench.mjs web-demo/dist "$fixtures" big.tlog "$native"

@@ -3,7 +3,8 @@
 # (wasm-bindgen --target web) and xterm.js, all self-contained (no CDN): any static server can
 # serve dist/.
 # Installs what it needs (npm packages under web-demo/, the wasm target, wasm-bindgen-cli at
-# the version of Cargo.lock) if missing. Environment: PROFILE=release|dev (default release).
+# the version of Cargo.lock) if missing. Environment: PROFILE=release|dev (default release);
+# WASM_FEATURES: tapelog-wasm features (bench.sh: serde-bench).
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
@@ -27,7 +28,7 @@ fi
 
 echo "build: tapelog-wasm ($profile)"
 flag=$([ "$profile" = release ] && echo --release || true)
-(cd "$root" && cargo build $flag --quiet -p tapelog-wasm --lib --target wasm32-unknown-unknown)
+(cd "$root" && cargo build $flag --quiet -p tapelog-wasm --lib --target wasm32-unknown-unknown ${WASM_FEATURES:+--features "$WASM_FEATURES"})
 dir=$([ "$profile" = release ] && echo release || echo debug)
 target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 

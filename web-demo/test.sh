@@ -27,9 +27,15 @@ wasm_rc=${PIPESTATUS[0]}
 step_done "wasm tests (build + run)"
 
 echo "== web player end to end (Playwright, headless Chromium)"
-cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- target/web-fixtures --big "${WEB_BIG_MB:-12}"
+# The binaries come from one `cargo build --workspace --bins`: after scripts/test.sh's test
+# stage it has nothing to compile (tests/Cargo.toml makes the features of the two builds the
+# same), where `cargo run -p ...` would build every crate again with other features.
+cargo build --quiet --workspace --bins
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+"$target_dir/debug/write-web-fixtures" target/web-fixtures --big "${WEB_BIG_MB:-12}"
 step_done "web fixtures"
-PROFILE=${PROFILE:-dev} bash web-demo/build.sh
+# testkit: the features the wasm tests above were built with, so the page's wasm reuses them.
+WASM_FEATURES=${WASM_FEATURES-testkit} PROFILE=${PROFILE:-dev} bash web-demo/build.sh
 step_done "web player build"
 echo "== type check of the web player (tsc --checkJs --noEmit: web-demo/tsconfig*.json)"
 (cd web-demo && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.worker.json) 2>&1 \
@@ -42,8 +48,7 @@ e2e_rc=${PIPESTATUS[0]}
 step_done "player end to end"
 
 echo "== the player served by tapelog serve (Playwright, the real binary)"
-cargo build --quiet -p tapelog --bin tapelog
-bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/tapelog
+bin=$target_dir/debug/tapelog
 node web-demo/tests/daemon.mjs "$bin" web-demo/dist "$out/screenshots" 2>&1 | tee "$out/daemon-output.txt"
 daemon_rc=${PIPESTATUS[0]}
 step_done "player on tapelog serve"

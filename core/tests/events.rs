@@ -281,3 +281,79 @@ fn unknown_data_is_marshalled_as_go_does() {
         r#"{"event":"x.y","f":1.5e+300,"l":[true,null,-0,100],"n":12345678901234567000,"s":"\u003ca\u0026b\u003e\u2028\b\f\u0001é","small":0.000001,"tiny":1e-7,"uid":"u"}"#
     );
 }
+
+/// Whether a JSON value holds a float anywhere (Go and serde_json spell some floats apart).
+fn has_float(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.is_f64(),
+        serde_json::Value::Array(items) => items.iter().any(has_float),
+        serde_json::Value::Object(m) => m.values().any(has_float),
+        _ => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// serde: `serde_json` writes the JSON writer's document (text equal unless a float is in
+    /// it, then equal as values), and an event read back through serde — from JSON text, from a
+    /// `serde_json::Value` and from MessagePack (`rmp-serde`, a binary format) — is what the
+    /// JSON reader makes of the same JSON.
+    #[test]
+    fn every_kind_goes_through_serde_as_teleport_json(seed in any::<u64>()) {
+        for &(field, name) in EVENT_KINDS {
+            let mut r = Rng::new(seed.rotate_left(13) ^ u64::from(field));
+            let e = AuditEvent::random_of(field, &mut r).unwrap();
+            let json = e.to_json();
+            let via_serde = serde_json::to_string(&e).unwrap();
+            let expected: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let got: serde_json::Value = serde_json::from_str(&via_serde).unwrap();
+            prop_assert_eq!(&got, &expected, "{}", name);
+            if !has_float(&expected) {
+                prop_assert_eq!(&via_serde, &json, "{}", name);
+            }
+            // What the JSON reader makes of the text: an event, or an error (a random event
+            // may have no usable `event` type), which serde must then give too.
+            let reader = AuditEvent::from_json(&json)
+                .map(|r| serde_json::from_str::<serde_json::Value>(&r.to_json()).unwrap());
+            let from_text = serde_json::from_str::<AuditEvent>(&via_serde).map_err(|e| e.to_string());
+            let from_value =
+                serde_json::from_value::<AuditEvent>(got.clone()).map_err(|e| e.to_string());
+            let packed = rmp_serde::to_vec(&e).unwrap();
+            let from_msgpack =
+                rmp_serde::from_slice::<AuditEvent>(&packed).map_err(|e| e.to_string());
+            for back in [from_text, from_value, from_msgpack] {
+                match (&reader, back) {
+                    (Ok(expected), Ok(back)) => {
+                        let v: serde_json::Value = serde_json::from_str(&back.to_json()).unwrap();
+                        prop_assert_eq!(&v, expected, "{}", name);
+                    }
+                    (Err(r), Err(s)) => prop_assert!(s.contains(&r.to_string()), "{}: {} / {}", name, r, s),
+                    (r, s) => prop_assert!(false, "{}: the reader gave {:?}, serde {:?}", name, r.is_ok(), s.is_ok()),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn teleport_json_goes_through_serde_byte_for_byte() {
+    for line in GOLDEN {
+        let e: AuditEvent = serde_json::from_str(line).unwrap();
+        assert_ne!(e.message_name(), "Unknown", "{line}");
+        assert_eq!(serde_json::to_string(&e).unwrap(), *line);
+        // A generated message on its own: the session.start body.
+        if let AuditEvent::SessionStart(m) = &e {
+            let text = serde_json::to_string(m.as_ref()).unwrap();
+            assert_eq!(text, *line);
+            let back: tapelog_core::event::schema::SessionStart =
+                serde_json::from_str(&text).unwrap();
+            assert_eq!(&back, m.as_ref());
+        }
+    }
+    // A value that is not an event is a serde error that says why.
+    let err = serde_json::from_str::<AuditEvent>(r#"{"time":"2021-11-18T15:33:59.792Z"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("event"), "{err}");
+}

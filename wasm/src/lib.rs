@@ -33,8 +33,12 @@ mod convert;
 mod decoder;
 mod export;
 mod player;
+#[cfg(feature = "serde-bench")]
+mod serde_bench;
 
 pub use clock::PlayClock;
 pub use decoder::{Decoder, decode_recording};
 pub use export::{Exporter, to_asciicast, to_json_lines};
 pub use player::{Checkpoint, PlayerDecoder};
+#[cfg(feature = "serde-bench")]
+pub use serde_bench::SerdeBench;

@@ -57,6 +57,45 @@ fig('chromium', browser.version());
   await page.close();
 }
 
+// 1b. Events into JavaScript objects: one JSON text parsed by JSON.parse (the shipped way)
+//     against serde-wasm-bindgen, on the same decoded events (SerdeBench: build feature
+//     serde-bench), best of 5 each, interleaved; both must give equal objects.
+if (process.env.SERDE_BENCH !== '0') {
+  const page = await browser.newPage();
+  await page.goto(server.origin);
+  const r = await page.evaluate(async (path) => {
+    const wasm = await import('./pkg/tapelog_wasm.js');
+    await wasm.default();
+    if (!wasm.SerdeBench) return { missing: true };
+    const bytes = new Uint8Array(await (await fetch(path)).arrayBuffer());
+    const bench = new wasm.SerdeBench(bytes);
+    const strip = (o) => { const c = { ...o }; delete c.data; return JSON.stringify(c); };
+    const a = bench.viaJson(), b = bench.viaSerde();
+    let same = a.length === b.length;
+    for (let i = 0; same && i < a.length; i += Math.max(1, Math.floor(a.length / 2000))) {
+      same = strip(a[i]) === strip(b[i]) && (a[i].data?.length ?? -1) === (b[i].data?.length ?? -1);
+    }
+    let json = Infinity, serde = Infinity;
+    for (let run = 0; run < 5; run++) {
+      let t0 = performance.now(); bench.viaJson(); json = Math.min(json, performance.now() - t0);
+      t0 = performance.now(); bench.viaSerde(); serde = Math.min(serde, performance.now() - t0);
+    }
+    const count = bench.count;
+    bench.free();
+    return { count, json, serde, same };
+  }, `/fixtures/${file}`);
+  if (r.missing) {
+    fig('serde_bench', 'not built (WASM_FEATURES=serde-bench)');
+  } else {
+    fig('objects_events', r.count);
+    fig('objects_json_parse_ms', r.json.toFixed(1));
+    fig('objects_serde_wasm_bindgen_ms', r.serde.toFixed(1));
+    fig('objects_serde_to_json_ratio', (r.serde / r.json).toFixed(2));
+    fig('objects_equal', r.same);
+  }
+  await page.close();
+}
+
 // 2. The player, streaming from the server.
 {
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });

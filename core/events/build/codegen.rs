@@ -1067,6 +1067,7 @@ impl Gen<'_> {
             names.join(", ")
         );
         let _ = writeln!(o, "}}\n");
+        let _ = writeln!(o, "crate::json::serde_via_json!({});", m.rust_name);
         let _ = writeln!(o, "impl crate::json::ToJson for {} {{", m.rust_name);
         let _ = writeln!(o, "    fn write_json(&self, out: &mut String) {{");
         let _ = writeln!(

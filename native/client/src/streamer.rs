@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 
 use super::{Client, ClientError};
 use tapelog_api::{ErrorCode, StreamStatusBody};
+use tapelog_audit::clock::SharedClock;
 use tapelog_session::{AuditStreamer, SessionStream, StreamFailure};
 
 /// How a [`RemoteStream`] batches records.
@@ -62,6 +63,8 @@ pub struct RemoteStreamer {
     client: Client,
     config: RemoteStreamConfig,
     refused: Arc<AtomicU64>,
+    /// Stamps the streams' statuses (the system clock unless [`RemoteStreamer::with_clock`]).
+    clock: SharedClock,
 }
 
 impl RemoteStreamer {
@@ -71,7 +74,14 @@ impl RemoteStreamer {
             client,
             config,
             refused: Arc::new(AtomicU64::new(0)),
+            clock: tapelog_audit::clock::system(),
         }
+    }
+
+    /// The same streamer stamping its streams' statuses with `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> RemoteStreamer {
+        self.clock = clock;
+        self
     }
 
     /// The client.
@@ -91,6 +101,7 @@ impl RemoteStreamer {
             status,
             self.config,
             self.refused.clone(),
+            self.clock.clone(),
         ))
     }
 }
@@ -202,17 +213,18 @@ struct Shared {
     /// A record was added to an empty batch.
     queued: Notify,
     refused: Arc<AtomicU64>,
+    clock: SharedClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn to_status(body: &StreamStatusBody) -> StreamStatus {
+fn to_status(body: &StreamStatusBody, clock: &SharedClock) -> StreamStatus {
     StreamStatus {
         upload_id: body.upload_id.clone(),
         last_event_index: body.last_event_index,
-        last_upload_time_ms: tapelog_store::now_ms(),
+        last_upload_time_ms: clock.unix_ms(),
     }
 }
 
@@ -222,8 +234,9 @@ impl RemoteStream {
         status: StreamStatusBody,
         config: RemoteStreamConfig,
         refused: Arc<AtomicU64>,
+        clock: SharedClock,
     ) -> RemoteStream {
-        let (tx, rx) = watch::channel(to_status(&status));
+        let (tx, rx) = watch::channel(to_status(&status, &clock));
         let shared = Arc::new(Shared {
             client,
             upload_id: status.upload_id,
@@ -236,6 +249,7 @@ impl RemoteStream {
             status: Mutex::new(Some(tx)),
             queued: Notify::new(),
             refused,
+            clock,
         });
         let flusher = tokio::spawn(flush_after_delay(shared.clone()));
         RemoteStream {
@@ -281,7 +295,7 @@ impl Shared {
 
     fn publish(&self, body: &StreamStatusBody) {
         if let Some(tx) = lock(&self.status).as_ref() {
-            tx.send_replace(to_status(body));
+            tx.send_replace(to_status(body, &self.clock));
         }
     }
 

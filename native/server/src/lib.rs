@@ -130,6 +130,7 @@ impl App {
             config,
         )
         .with_tracker(self.streams.clone())
+        .with_clock(self.stream_config.clock.clone())
     }
 }
 

@@ -27,7 +27,7 @@ use tapelog_api::{
 use tapelog_audit::emit::Emitter;
 use tapelog_audit::{AuditLog, Condition, Order, SearchPage, SearchQuery, SessionQuery};
 use tapelog_store::playback::RecordingSource;
-use tapelog_store::{MultipartUploader, check_id, now_ms};
+use tapelog_store::{MultipartUploader, check_id};
 
 /// `GET /healthz`.
 pub(crate) async fn healthz() -> &'static str {
@@ -116,8 +116,8 @@ fn time(name: &str, value: Option<&str>, default: Timestamp) -> Result<Timestamp
 
 /// The default end of a search: now, plus a second, so that an event written just now (its
 /// time rounded to the millisecond, possibly up) is found.
-fn search_now() -> Timestamp {
-    Timestamp::from_unix_nanos(tapelog_audit::emit::system_clock().unix_nanos() + 1_000_000_000)
+fn search_now(app: &App) -> Timestamp {
+    Timestamp::from_unix_nanos(app.stream_config.clock.timestamp().unix_nanos() + 1_000_000_000)
 }
 
 fn order(value: Option<&str>) -> Result<Order, ApiError> {
@@ -156,7 +156,7 @@ pub(crate) async fn search(
     let p = query(params)?;
     let q = SearchQuery {
         from: time("from", p.from.as_deref(), Timestamp::from_unix_nanos(0))?,
-        to: time("to", p.to.as_deref(), search_now())?,
+        to: time("to", p.to.as_deref(), search_now(&app))?,
         event_types: p
             .types
             .as_deref()
@@ -196,7 +196,7 @@ pub(crate) async fn sessions(
     }
     let q = SessionQuery {
         from: time("from", p.from.as_deref(), Timestamp::from_unix_nanos(0))?,
-        to: time("to", p.to.as_deref(), search_now())?,
+        to: time("to", p.to.as_deref(), search_now(&app))?,
         limit: p.limit.unwrap_or(0),
         order: order(p.order.as_deref())?,
         start_key: p.start_key.unwrap_or_default(),
@@ -418,7 +418,7 @@ pub(crate) async fn complete_uploads(
             Duration::from_secs(grace),
             super::DEFAULT_COMPLETER_INTERVAL,
         )
-        .run_once(now_ms())
+        .run_once(app.stream_config.clock.unix_ms())
         .await
         .map_err(|e| ApiError::internal(format!("upload completer: {e}")))?;
     let note = |u: &tapelog_store::StreamUpload, reason: String| UploadNoteBody {

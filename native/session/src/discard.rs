@@ -11,14 +11,16 @@ use tapelog_core::stream::StreamStatus;
 use tokio::sync::watch;
 
 use super::streamer::{AuditStreamer, SessionStream, StreamFailure};
+use tapelog_audit::clock::SharedClock;
 use tapelog_audit::emit::{EmitError, Emitter, new_uuid};
-use tapelog_store::now_ms;
 
 /// Opens [`DiscardStream`]s, and drops the events emitted on it (upstream's `DiscardEmitter`
 /// is both; so is this, a [`StreamEmitter`](super::StreamEmitter)). Counts what it dropped.
 #[derive(Debug, Default, Clone)]
 pub struct DiscardStreamer {
     dropped: Arc<AtomicU64>,
+    /// Stamps the streams' statuses (the system clock unless [`DiscardStreamer::with_clock`]).
+    clock: Option<SharedClock>,
 }
 
 impl DiscardStreamer {
@@ -27,13 +29,27 @@ impl DiscardStreamer {
         DiscardStreamer::default()
     }
 
+    /// The same streamer stamping its streams' statuses with `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> DiscardStreamer {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Events dropped so far, by every stream of this streamer and by `emit`.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
     fn open(&self, upload_id: String) -> Box<dyn SessionStream> {
-        Box::new(DiscardStream::with_counter(upload_id, self.dropped.clone()))
+        let clock = self
+            .clock
+            .clone()
+            .unwrap_or_else(tapelog_audit::clock::system);
+        Box::new(DiscardStream::with_counter(
+            upload_id,
+            self.dropped.clone(),
+            clock,
+        ))
     }
 }
 
@@ -70,21 +86,34 @@ impl Emitter for DiscardStreamer {
 pub struct DiscardStream {
     status: watch::Sender<StreamStatus>,
     dropped: Arc<AtomicU64>,
+    clock: SharedClock,
 }
 
 impl DiscardStream {
     /// A stream of `upload_id` (any text: nothing is stored).
     pub fn new(upload_id: &str) -> DiscardStream {
-        DiscardStream::with_counter(upload_id.to_string(), Arc::default())
+        DiscardStream::with_counter(
+            upload_id.to_string(),
+            Arc::default(),
+            tapelog_audit::clock::system(),
+        )
     }
 
-    fn with_counter(upload_id: String, dropped: Arc<AtomicU64>) -> DiscardStream {
+    fn with_counter(
+        upload_id: String,
+        dropped: Arc<AtomicU64>,
+        clock: SharedClock,
+    ) -> DiscardStream {
         let (status, _) = watch::channel(StreamStatus {
             upload_id,
             last_event_index: -1,
-            last_upload_time_ms: now_ms(),
+            last_upload_time_ms: clock.unix_ms(),
         });
-        DiscardStream { status, dropped }
+        DiscardStream {
+            status,
+            dropped,
+            clock,
+        }
     }
 
     /// Events this stream (and the others of its streamer) dropped so far.
@@ -99,7 +128,7 @@ impl SessionStream for DiscardStream {
         let index = event.index();
         self.status.send_modify(|s| {
             s.last_event_index = s.last_event_index.max(index);
-            s.last_upload_time_ms = now_ms();
+            s.last_upload_time_ms = self.clock.unix_ms();
         });
         Box::pin(async { Ok(()) })
     }

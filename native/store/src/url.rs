@@ -4,9 +4,16 @@
 //! |---|---|
 //! | `file:///abs/dir` or `/abs/dir` | a directory on local disk (created if missing) |
 //! | `memory://` | a fresh in-memory store (tests, dry runs) |
-//! | `s3://bucket[/prefix]` | Amazon S3 or an S3-compatible server (`endpoint`) |
-//! | `az://container[/prefix]` (or `azure://`) | Azure Blob Storage (or azurite) |
+//! | `s3://bucket[/prefix]` (or `s3a://`) | Amazon S3 or an S3-compatible server (`endpoint`) |
+//! | `az://container[/prefix]` (or `azure://`, `adl://`) | Azure Blob Storage (or azurite) |
 //! | `gs://bucket[/prefix]` | Google Cloud Storage |
+//!
+//! The cloud URLs are read as `object_store` reads them: parsed by the `url` crate, the store
+//! chosen and the prefix taken by [`ObjectStoreScheme::parse`] (percent-decoded, checked
+//! segment by segment as an object path). On top, tapelog checks the bucket name against the
+//! service's naming rules, refuses a user, password or port, and refuses the forms whose host
+//! names an account or region (`https://…`, `abfs://container@account…`): those settings are
+//! options here. [`StorageUrl::base`] percent-encodes what the parser would not give back.
 //!
 //! The cloud stores are features of this crate (`s3`, `azure`, `gcp`); a build without the
 //! one a URL needs parses the URL but refuses to open it ([`StorageError::NoBackend`]).
@@ -19,14 +26,13 @@ use std::net::IpAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
-use object_store::ObjectStore;
 #[cfg(feature = "s3")]
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 #[cfg(feature = "azure")]
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 #[cfg(feature = "gcp")]
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreScheme};
 use thiserror::Error;
 
 use super::StoreUploader;
@@ -342,16 +348,24 @@ impl StorageUrl {
                 "query strings and fragments are not supported (pass options separately)",
             ));
         }
-        let (what, example) = match scheme_lc.as_str() {
+        let (what, example, canonical) = match scheme_lc.as_str() {
             "memory" => {
                 if !rest.trim_matches('/').is_empty() {
                     return Err(malformed("memory:// takes no bucket or path"));
                 }
                 return Ok(StorageUrl::Memory);
             }
-            "s3" => ("bucket", "s3://bucket/prefix"),
-            "gs" => ("bucket", "gs://bucket/prefix"),
-            "az" | "azure" => ("container", "az://container/prefix"),
+            "s3" | "s3a" => ("bucket", "s3://bucket/prefix", "s3"),
+            "gs" => ("bucket", "gs://bucket/prefix", "gs"),
+            "az" | "azure" | "adl" => ("container", "az://container/prefix", "az"),
+            // object_store reads these too, but they name an account or a region in the host,
+            // which tapelog takes as options (--endpoint, AZURE_STORAGE_ACCOUNT_NAME …).
+            "abfs" | "abfss" | "https" | "http" => {
+                return Err(malformed(
+                    "name the store as s3://bucket/prefix, az://container/prefix or \
+                     gs://bucket/prefix, and pass the endpoint or account as options",
+                ));
+            }
             _ => {
                 return Err(StorageError::UnknownScheme {
                     url: url.to_string(),
@@ -359,15 +373,29 @@ impl StorageUrl {
                 });
             }
         };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(StorageError::MissingBucket {
-                url: url.to_string(),
-                what,
-                example,
-            });
+        let missing = || StorageError::MissingBucket {
+            url: url.to_string(),
+            what,
+            example,
+        };
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(missing());
         }
-        if let Err(reason) = check_bucket(&scheme_lc, bucket) {
+        // object_store's own reading of the URL: the `url` crate's parser, then
+        // `ObjectStoreScheme::parse` for the store and the object path (percent-decoded,
+        // checked segment by segment).
+        let parsed =
+            url::Url::parse(url).map_err(|e| malformed(&format!("not a valid URL: {e}")))?;
+        let bucket = parsed.host_str().unwrap_or_default();
+        if bucket.is_empty() {
+            return Err(missing());
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() || parsed.port().is_some() {
+            return Err(malformed(
+                "a bucket or container name takes no user, password or port",
+            ));
+        }
+        if let Err(reason) = check_bucket(canonical, bucket) {
             return Err(StorageError::BadBucket {
                 url: url.to_string(),
                 what,
@@ -375,12 +403,10 @@ impl StorageUrl {
                 reason,
             });
         }
-        let prefix = prefix.trim_matches('/');
-        if !prefix.is_empty() {
-            Path::parse(prefix).map_err(|e| malformed(&format!("bad prefix {prefix:?}: {e}")))?;
-        }
-        let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
-        Ok(match scheme_lc.as_str() {
+        let (_, prefix) = ObjectStoreScheme::parse(&parsed)
+            .map_err(|e| malformed(&format!("bad prefix {:?}: {e}", parsed.path())))?;
+        let (bucket, prefix) = (bucket.to_string(), prefix.as_ref().to_string());
+        Ok(match canonical {
             "s3" => StorageUrl::S3 { bucket, prefix },
             "gs" => StorageUrl::Gcs { bucket, prefix },
             _ => StorageUrl::Azure {
@@ -397,7 +423,7 @@ impl StorageUrl {
             if prefix.is_empty() {
                 format!("{scheme}://{bucket}")
             } else {
-                format!("{scheme}://{bucket}/{prefix}")
+                format!("{scheme}://{bucket}/{}", encode_prefix(prefix))
             }
         };
         match self {
@@ -426,6 +452,21 @@ fn file_base(path: &str) -> String {
     }
     while out.len() > "file:///".len() && out.ends_with('/') {
         out.pop();
+    }
+    out
+}
+
+/// A prefix as a URL path: every byte but the unreserved characters, `/` and the
+/// sub-delimiters percent-encoded, so that the URL parser (which drops tabs and newlines and
+/// trims spaces) and object_store's decoding give the same prefix back.
+fn encode_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len());
+    for b in prefix.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
     out
 }
@@ -853,7 +894,10 @@ mod tests {
             ("/x?y#z/", "file:///x%3Fy%23z"),
             ("file:///a%3Fb", "file:///a%3Fb"),
             ("/ü b", "file:///ü b"),
-            ("s3://abc//p/", "s3://abc/p"),
+            ("s3://abc/p/", "s3://abc/p"),
+            ("s3://abc/a%20b/%25x", "s3://abc/a%20b/%25x"),
+            ("s3://abc/a%20b%20", "s3://abc/a%20b%20"),
+            ("gs://abc/ü", "gs://abc/%C3%BC"),
             ("memory:///", "memory://"),
         ] {
             let u = parse(url);
@@ -886,7 +930,15 @@ mod tests {
             ("s3://bucket/p?x=1", "query"),
             ("memory://bucket", "memory://"),
             ("s3://bucket/a//b", "bad prefix"),
-            ("gs://bucket/a/../b", "bad prefix"),
+            ("s3://abc//p/", "bad prefix"),
+            ("s3://abc/a%09b", "bad prefix"),
+            ("az://user@acct", "no user"),
+            ("gs://a:b", "not a valid URL"),
+            ("s3://user@bucket/p", "no user"),
+            ("s3://bucket:9000/p", "no user, password or port"),
+            ("https://bucket.s3.amazonaws.com/p", "as options"),
+            ("abfs://recs@account.dfs.core.windows.net/p", "as options"),
+            ("s3://buck et/p", "not a valid URL"),
         ] {
             let e = err(url);
             assert!(matches!(e, StorageError::Malformed { .. }), "{url}: {e}");
@@ -918,6 +970,18 @@ mod tests {
         };
         assert_eq!(parse("az://recs/teleport"), az);
         assert_eq!(parse("azure://recs/teleport"), az);
+        assert_eq!(parse("adl://recs/teleport"), az);
+        assert_eq!(parse("s3a://my-bucket/a"), parse("s3://my-bucket/a"));
+        // Dot segments are resolved by the URL parser, as in any URL.
+        assert_eq!(parse("gs://b_1/a/../x"), parse("gs://b_1/x"));
+        // The prefix is percent-decoded, as object_store reads a URL's path.
+        assert_eq!(
+            parse("s3://my-bucket/a%20b"),
+            StorageUrl::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "a b".into()
+            }
+        );
         assert_eq!(az.base(), "az://recs/teleport");
         assert_eq!(
             parse("gs://b_1/x"),
@@ -932,7 +996,7 @@ mod tests {
 
     #[test]
     fn unknown_schemes() {
-        for url in ["ftp://host/x", "http://example.com/x", "s4://b"] {
+        for url in ["ftp://host/x", "s4://b"] {
             let e = err(url);
             assert!(
                 matches!(e, StorageError::UnknownScheme { .. }),
@@ -959,8 +1023,6 @@ mod tests {
             "s3://under_score",
             "s3://-dash",
             "az://dot.ted",
-            "az://user@acct",
-            "gs://a:b",
         ] {
             let e = err(url);
             assert!(matches!(e, StorageError::BadBucket { .. }), "{url}: {e}");

@@ -378,6 +378,22 @@ macro_rules! define_audit_event {
 
 schema::with_event_kinds!(define_audit_event);
 
+/// Teleport's JSON in any serde format (see `json/serde_impl.rs`): what [`AuditEvent::to_json`]
+/// writes, member for member.
+impl serde::Serialize for AuditEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::json::serialize_json_text(&self.to_json(), s)
+    }
+}
+
+/// Reads what [`AuditEvent::from_json`] reads, from any self-describing serde format.
+impl<'de> serde::Deserialize<'de> for AuditEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = crate::json::deserialize_json_value(d)?;
+        AuditEvent::from_json_value(&v, None).map_err(crate::json::de_error)
+    }
+}
+
 impl AuditEvent {
     /// Decodes one `OneOf` record.
     ///

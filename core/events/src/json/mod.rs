@@ -3,11 +3,15 @@
 //! decoder accepts (exact keys first, then ASCII case-insensitively; `null` leaves a field as is).
 
 mod read;
+mod serde_impl;
 mod write;
 
 pub use read::{
     FromJson, JsonError, JsonFields, base64_list_from_json, base64_map_from_json, bytes_from_json,
     from_json_value, message_map_from_json, messages_from_json,
+};
+pub(crate) use serde_impl::{
+    de_error, deserialize_json_value, serde_via_json, serialize_json_text,
 };
 pub use write::{
     Base64List, List, ObjectWriter, StrMap, ToJson, write_go_float, write_go_marshal_value,

@@ -21,7 +21,8 @@ use tapelog_core::proto::Timestamp;
 use thiserror::Error;
 
 use crate::playback::{PlaybackError, SessionReader};
-use crate::{MultipartUploader, StreamUpload, UploadError, now_ms};
+use crate::{MultipartUploader, StreamUpload, UploadError};
+use tapelog_audit::clock::SharedClock;
 use tapelog_audit::emit::{EmitError, Emitter};
 
 /// Whether a session is still being recorded (upstream's session trackers).
@@ -237,6 +238,8 @@ pub struct UploadCompleter<U, E, T = NoSessionTracker> {
     emitter: E,
     tracker: T,
     config: CompleterConfig,
+    /// The wall clock of [`run`](Self::run)'s passes (the system's unless [`with_clock`](Self::with_clock)).
+    clock: SharedClock,
 }
 
 fn random_u64() -> u64 {
@@ -263,6 +266,7 @@ where
             emitter,
             tracker: NoSessionTracker,
             config,
+            clock: tapelog_audit::clock::system(),
         }
     }
 }
@@ -280,7 +284,14 @@ where
             emitter: self.emitter,
             tracker,
             config: self.config,
+            clock: self.clock,
         }
+    }
+
+    /// The same completer taking the time of its periodic passes from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The settings.
@@ -486,7 +497,7 @@ where
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
             }
-            on_pass(self.run_once(now_ms()).await);
+            on_pass(self.run_once(self.clock.unix_ms()).await);
             delay = rules::seventh_jitter_ms(period, random_u64()).max(1);
         }
     }
