@@ -175,9 +175,34 @@ fn describe_io(e: &std::io::Error) -> String {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
         Some(tls) => describe_tls(tls),
-        None => format!("TLS handshake failed: {e}"),
+        None => describe_alert_text(&e.to_string())
+            .unwrap_or_else(|| format!("TLS handshake failed: {e}")),
     }
 }
+
+/// A TLS alert that reaches us only as text (rustls errors read after the handshake come
+/// through hyper as I/O errors holding the message).
+fn describe_alert_text(text: &str) -> Option<String> {
+    const REFUSED: [&str; 7] = [
+        "BadCertificate",
+        "CertificateExpired",
+        "CertificateUnknown",
+        "UnknownCA",
+        "CertificateRevoked",
+        "CertificateRequired",
+        "AccessDenied",
+    ];
+    if !text.contains("received fatal alert") {
+        return None;
+    }
+    if REFUSED.iter().any(|a| text.contains(a)) {
+        return Some(format!("TLS: {text}: {REFUSED_ADVICE}"));
+    }
+    Some(format!("TLS: {text}"))
+}
+
+const REFUSED_ADVICE: &str = "the server refused the client certificate (expired identity, or \
+    an identity of another cluster: renew it with `tctl auth sign`)";
 
 /// What a TLS failure means for a Teleport connection.
 pub fn describe_tls(e: &rustls::Error) -> String {
@@ -202,9 +227,7 @@ pub fn describe_tls(e: &rustls::Error) -> String {
             | A::CertificateRequired
             | A::AccessDenied
             | A::DecryptError,
-        ) => "the server refused the client certificate (expired identity, or an identity \
-              of another cluster: renew it with `tctl auth sign`)"
-            .to_string(),
+        ) => REFUSED_ADVICE.to_string(),
         E::NoApplicationProtocol | E::AlertReceived(A::NoApplicationProtocol) => {
             format!("the server does not speak HTTP/2 (ALPN h2): {PROXY_NOTE}")
         }
@@ -227,10 +250,13 @@ pub fn describe_chain(e: &(dyn StdError + 'static)) -> Option<String> {
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
             return Some(describe_tls(t));
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
-        {
-            return Some(describe_tls(t));
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Some(describe_tls(t));
+            }
+            if let Some(what) = describe_alert_text(&io.to_string()) {
+                return Some(what);
+            }
         }
         cur = err.source();
     }

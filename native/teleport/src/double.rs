@@ -76,6 +76,7 @@ struct State {
     events: Vec<(u64, AuditEvent)>,
     next_seq: u64,
     sessions: HashMap<String, Vec<AuditEvent>>,
+    raw_sessions: HashMap<String, Vec<Bytes>>,
     chunk_size: usize,
     export_unimplemented: bool,
     fail_next: u32,
@@ -212,6 +213,15 @@ impl Double {
         self.state().sessions.insert(session_id.to_string(), events);
     }
 
+    /// Stores a recording for the typed `StreamSessionEvents` only, as raw `events.OneOf`
+    /// records (to test how clients handle items that do not decode).
+    pub fn add_raw_session(&self, session_id: &str, records: Vec<Vec<u8>>) {
+        self.state().raw_sessions.insert(
+            session_id.to_string(),
+            records.into_iter().map(Bytes::from).collect(),
+        );
+    }
+
     /// Events per export chunk (at least 1).
     pub fn set_chunk_size(&self, n: usize) {
         self.state().chunk_size = n.max(1);
@@ -345,7 +355,16 @@ impl Pki {
         let user = "teleport-event-handler";
         let ec = KeyPair::generate()?;
         let ec_cert = ca.issue(user, Some("teleport-event-handler"), &[], &ec)?;
-        let rsa = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+        // rcgen cannot generate RSA keys; aws-lc-rs (rustls' provider) can.
+        let rsa_pkcs8 = {
+            use aws_lc_rs::encoding::AsDer as _;
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .and_then(|k| k.as_der())
+                .map_err(|_| io::Error::other("RSA key generation failed"))?
+                .as_ref()
+                .to_vec()
+        };
+        let rsa = KeyPair::try_from(rsa_pkcs8.as_slice())?;
         let rsa_cert = ca.issue(user, Some("teleport-event-handler"), &[], &rsa)?;
         let foreign = KeyPair::generate()?;
         let foreign_cert = other.issue(user, None, &[], &foreign)?;
@@ -891,10 +910,13 @@ impl tonic::server::ServerStreamingService<Bytes> for StreamSessionSvc {
             let r = StreamSessionEventsRequest::decode(req.into_inner()).map_err(|e| {
                 Status::invalid_argument(format!("StreamSessionEventsRequest: {e}"))
             })?;
-            let items: Vec<Result<Bytes, Status>> = session(&s, &r.session_id, r.start_index)?
-                .into_iter()
-                .map(|e| Ok(Bytes::from(e.to_oneof_bytes())))
-                .collect();
+            let items: Vec<Result<Bytes, Status>> = match s.raw_sessions.get(&r.session_id) {
+                Some(raw) => raw.iter().cloned().map(Ok).collect(),
+                None => session(&s, &r.session_id, r.start_index)?
+                    .into_iter()
+                    .map(|e| Ok(Bytes::from(e.to_oneof_bytes())))
+                    .collect(),
+            };
             let out: Self::ResponseStream = Box::pin(stream::iter(items));
             Ok(Response::new(out))
         })
