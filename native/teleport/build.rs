@@ -1,5 +1,6 @@
 //! Compiles the Teleport protocol subset in `proto/` with protox (no system protoc) and
-//! generates prost messages, tonic clients and tonic servers (servers serve the test double).
+//! generates prost messages, tonic clients and tonic servers (servers only with feature
+//! `testkit`, for the test double).
 
 fn main() {
     println!("cargo:rerun-if-changed=proto");
@@ -11,6 +12,8 @@ fn main() {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Servers exist for the test double only.
+        .server_mod_attribute(".", r#"#[cfg(feature = "testkit")]"#)
         .compile_fds(fds)
         .unwrap_or_else(|e| panic!("codegen: {e}"));
 }
