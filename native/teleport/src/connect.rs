@@ -95,12 +95,22 @@ pub fn tls_config(addr: &str, creds: &Credentials) -> Result<rustls::ClientConfi
 }
 
 /// Opens the connection (TCP and TLS now; fails fast when the server is unreachable or the
-/// handshake fails).
+/// handshake fails), with the `version` header on every call.
 pub async fn connect(
     addr: &str,
     creds: &Credentials,
     opts: &ConnectOptions,
 ) -> Result<AuthChannel, TeleportError> {
+    let channel = connect_without_header(addr, creds, opts).await?;
+    Ok(InterceptedService::new(channel, VersionHeader))
+}
+
+/// As [`connect`], without the `version` header (for tests of servers that check it).
+pub async fn connect_without_header(
+    addr: &str,
+    creds: &Credentials,
+    opts: &ConnectOptions,
+) -> Result<Channel, TeleportError> {
     let config = Arc::new(tls_config(addr, creds)?);
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| TeleportError::Connect {
@@ -125,7 +135,7 @@ pub async fn connect(
             addr: addr.to_string(),
             what: describe_chain(&e).unwrap_or_else(|| e.to_string()),
         })?;
-    Ok(InterceptedService::new(channel, VersionHeader))
+    Ok(channel)
 }
 
 /// A failure of [`dial`], found again in tonic's error chains by [`describe_chain`].

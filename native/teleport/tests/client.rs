@@ -87,6 +87,26 @@ async fn ping_sends_version_header_and_counts_calls() {
 }
 
 #[tokio::test]
+async fn the_double_counts_calls_without_the_version_header() {
+    use tapelog_teleport::pb::proto::{PingRequest, auth_service_client::AuthServiceClient};
+    let double = Double::start().await.expect("double");
+    let creds = Credentials::identity_file(&double.identity_file()).expect("identity");
+    let channel = tapelog_teleport::connect::connect_without_header(
+        &double.addr(),
+        &creds,
+        &ConnectOptions::default(),
+    )
+    .await
+    .expect("connect");
+    AuthServiceClient::new(channel)
+        .ping(PingRequest {})
+        .await
+        .expect("ping without header");
+    assert_eq!(double.calls("Ping"), 1);
+    assert_eq!(double.calls_without_version(), 1);
+}
+
+#[tokio::test]
 async fn unstructured_pages_in_both_orders_with_range_and_type_filter() {
     let (double, client) = start().await;
     let events: Vec<AuditEvent> = (0..25)
