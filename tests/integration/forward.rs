@@ -878,7 +878,7 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
         let mut args: Vec<String> = vec![
             "forward".into(),
             "--teleport-addr".into(),
-            serve.addr(),
+            format!("https://{}", serve.addr()),
             "--storage".into(),
             p(&storage),
             "--fluentd-url".into(),
@@ -982,7 +982,7 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
     let args: Vec<String> = vec![
         "forward".into(),
         "--teleport-addr".into(),
-        serve.addr(),
+        format!("https://{}", serve.addr()),
         "--teleport-identity".into(),
         p(&refreshed),
         "--teleport-refresh-enabled".into(),
@@ -1302,4 +1302,129 @@ fn sigterm_stops_after_the_request_in_flight_and_a_restart_resends_nothing() {
     // nothing comes twice, everything once, in order.
     let want: Vec<String> = (0..n).map(|i| format!("ev-{i:06}")).collect();
     assert_eq!(audit_uids(&f), want);
+}
+
+/// `tapelog forward` against a Teleport cluster: the Auth API test double of tapelog-teleport
+/// (tonic, mutual TLS with Teleport-shaped certificates, an identity file in Teleport's
+/// layout), `--teleport-addr HOST:PORT` as teleport-event-handler takes it. Polling mode
+/// (`GetUnstructuredEvents` pages of `--batch`), the session of a `session.upload` through
+/// `StreamUnstructuredSessionEvents` without `print`, upstream's state directory name; a
+/// second run sends nothing again; a server failing calls for a while (`Unavailable`) is
+/// waited out.
+#[test]
+fn forward_reads_a_teleport_cluster_in_polling_mode() {
+    use tapelog_core::AuditEvent;
+    use tapelog_teleport::double::Double;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let double = rt.block_on(Double::start()).unwrap();
+    let sid = "5f0fbb5c-0c2f-4b8e-9d1e-2d8f5a3b9c11";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |s: i64| {
+        tapelog_core::Timestamp::from_unix_nanos(i128::from(s) * 1_000_000_000).to_rfc3339()
+    };
+    let ev = |v: serde_json::Value| AuditEvent::from_json(&v.to_string()).unwrap();
+    let base = now - 1800;
+    let mut audit: Vec<AuditEvent> = (0..45)
+        .map(|i| {
+            ev(serde_json::json!({"event": "user.login", "code": "T1000I",
+                "uid": format!("tp-{i:03}"), "time": at(base + i), "user": format!("u{i}"),
+                "success": true}))
+        })
+        .collect();
+    audit.push(ev(
+        serde_json::json!({"event": "session.upload", "code": "T2005I",
+        "uid": "tp-upload", "time": at(base + 100), "sid": sid,
+        "url": format!("s3://bucket/{sid}")}),
+    ));
+    double.add_events(audit);
+    let session = vec![
+        ev(
+            serde_json::json!({"event": "session.start", "code": "T2000I", "ei": 0,
+            "uid": "s0", "time": at(base + 50), "sid": sid, "user": "alice"}),
+        ),
+        ev(
+            serde_json::json!({"event": "print", "ei": 1, "time": at(base + 51), "ci": 0,
+            "bytes": 3, "ms": 1000, "offset": 0}),
+        ),
+        ev(
+            serde_json::json!({"event": "session.end", "code": "T2004I", "ei": 2,
+            "uid": "s2", "time": at(base + 60), "sid": sid, "user": "alice"}),
+        ),
+    ];
+    double.add_session(sid, session);
+
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let storage = tmp.path().join("storage");
+    let p = |x: &Path| x.display().to_string();
+    let args: Vec<String> = vec![
+        "forward".into(),
+        "--teleport-addr".into(),
+        double.addr(),
+        "--teleport-identity".into(),
+        p(&double.identity_file()),
+        "--storage".into(),
+        p(&storage),
+        "--fluentd-url".into(),
+        format!("{}/test.log", f.url),
+        "--fluentd-session-url".into(),
+        format!("{}/session", f.url),
+        "--fluentd-ca".into(),
+        p(&pki.ca),
+        "--fluentd-cert".into(),
+        p(&pki.client.0),
+        "--fluentd-key".into(),
+        p(&pki.client.1),
+        "--start-time".into(),
+        at(base - 3600),
+        "--batch".into(),
+        "20".into(),
+        "--exit-on-last-event".into(),
+    ];
+    // The first two calls fail as an Auth server that is restarting would.
+    double.fail_next(2);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut expected: Vec<String> = (0..45).map(|i| format!("tp-{i:03}")).collect();
+    expected.push("tp-upload".into());
+    assert_eq!(audit_uids(&f), expected, "every event once, in order");
+    assert!(double.calls("GetUnstructuredEvents") >= 3, "pages of 20");
+    let session: Vec<String> = f
+        .records()
+        .into_iter()
+        .filter(|(tag, _)| *tag == format!("session.{sid}.log"))
+        .map(|(_, v)| v["event"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        session,
+        ["session.start", "session.end"],
+        "print is skipped"
+    );
+    assert_eq!(double.calls_without_version(), 0);
+    let port = double.addr().rsplit(':').next().unwrap().to_string();
+    let state = storage.join(format!("127.0.0.1_{port}"));
+    assert!(state.join("start_time").exists(), "{}", state.display());
+    assert!(
+        !state.join(format!("session{sid}")).exists(),
+        "session done"
+    );
+
+    // Again: nothing new to send.
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(audit_uids(&f), expected, "a second run sends nothing again");
+    drop(double);
 }

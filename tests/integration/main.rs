@@ -26,3 +26,4 @@ mod serve;
 mod session_writer;
 mod stream;
 mod streamers;
+mod teleport;

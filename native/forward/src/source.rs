@@ -3,10 +3,14 @@
 //!
 //! - [`Source::Local`]: a tapelog data directory (`--data-dir`): the file audit log under
 //!   `DIR/log/` and the recordings under `DIR/log/records` (and legacy session files).
-//! - [`Source::Remote`]: a `tapelog serve` over mutual TLS (`--teleport-addr`), with the
-//!   client certificate from `--teleport-cert/--teleport-key/--teleport-ca` or from one
-//!   identity PEM (`--teleport-identity`: certificate, key and CA in one file), re-read every
+//! - [`Source::Teleport`]: a Teleport cluster's Auth Service over gRPC (`--teleport-addr
+//!   HOST:PORT`, as teleport-event-handler), through [`tapelog_teleport::AuthClient`]: pages of
+//!   `GetUnstructuredEvents` (the handler's polling mode) and sessions from
+//!   `StreamUnstructuredSessionEvents`, with an identity file (`--teleport-identity`) or
+//!   `--teleport-cert/--teleport-key/--teleport-ca`, re-read every
 //!   `--teleport-refresh-interval` when `--teleport-refresh-enabled`.
+//! - [`Source::Remote`]: a `tapelog serve` over mutual TLS (`--teleport-addr https://HOST:PORT`:
+//!   a URL), with the same credentials (an identity PEM here is certificate, key and CA).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -20,9 +24,10 @@ use tapelog_core::{AuditEvent, EventFields};
 use super::ForwardError;
 use super::options::ForwardOptions;
 use tapelog_audit::{FileLog, FileLogConfig, SearchQuery, default_server_id};
-use tapelog_client::{Client, ClientConfig, ClientError, Credentials};
+use tapelog_client::{Client, ClientConfig, ClientError};
 use tapelog_store::StoreUploader;
 use tapelog_store::playback::{Playback, PlaybackError};
+use tapelog_teleport::{AuthClient, Credentials, CredentialsSource, EventQuery, TeleportError};
 
 /// One audit event as read.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +83,72 @@ pub enum Source {
     },
     /// A `tapelog serve`.
     Remote(RemoteSource),
+    /// A Teleport cluster.
+    Teleport(Box<TeleportSource>),
+}
+
+/// A Teleport Auth Service: the credentials' source and a connection made on first use, made
+/// again after a failure and, with `--teleport-refresh-enabled`, after each
+/// `--teleport-refresh-interval` (with the credentials read again).
+pub struct TeleportSource {
+    addr: String,
+    credentials: CredentialsSource,
+    refresh: Option<Duration>,
+    conn: tokio::sync::Mutex<Option<(AuthClient, tokio::time::Instant)>>,
+}
+
+impl TeleportSource {
+    /// The connection, made (again) when there is none or the refresh interval has passed.
+    async fn client(&self) -> Result<AuthClient, ForwardError> {
+        let mut conn = self.conn.lock().await;
+        if let Some((c, made)) = conn.as_ref()
+            && self.refresh.is_none_or(|every| made.elapsed() < every)
+        {
+            return Ok(c.clone());
+        }
+        let creds = Credentials::load(&self.credentials).map_err(|e| ForwardError::Source {
+            message: e.to_string(),
+            // A renewed identity may be on its way when it is re-read.
+            transient: self.refresh.is_some(),
+        })?;
+        let c = AuthClient::connect(&self.addr, &creds)
+            .await
+            .map_err(|e| self.error(e))?;
+        *conn = Some((c.clone(), tokio::time::Instant::now()));
+        Ok(c)
+    }
+
+    /// A failed call as the exporter sees it; the connection is dropped after a transient
+    /// failure, so the next call connects again.
+    async fn fail(&self, e: TeleportError) -> ForwardError {
+        let e = self.error(e);
+        if matches!(
+            e,
+            ForwardError::Source {
+                transient: true,
+                ..
+            }
+        ) {
+            *self.conn.lock().await = None;
+        }
+        e
+    }
+
+    fn error(&self, e: TeleportError) -> ForwardError {
+        use tapelog_teleport::ErrorKind as K;
+        let kind = e.kind();
+        if kind == K::NotFound {
+            return ForwardError::NotFound(e.to_string());
+        }
+        // Refused credentials are worth waiting for only when the identity is re-read.
+        let refused = matches!(kind, K::AccessDenied | K::Credentials);
+        let transient = matches!(kind, K::Unavailable | K::Connect | K::LimitExceeded)
+            || (refused && self.refresh.is_some());
+        ForwardError::Source {
+            message: e.to_string(),
+            transient,
+        }
+    }
 }
 
 /// A server, with a client that an identity refresh may replace.
@@ -146,7 +217,7 @@ pub fn split_identity(pem: &str) -> Result<(Vec<u8>, Vec<u8>), ForwardError> {
     Ok((identity.into_bytes(), ca.into_bytes()))
 }
 
-fn credentials(opts: &ForwardOptions) -> Result<Credentials, ForwardError> {
+fn credentials(opts: &ForwardOptions) -> Result<tapelog_client::Credentials, ForwardError> {
     let read = |what: &str, p: &Path| {
         std::fs::read(p)
             .map_err(|e| ForwardError::Credentials(format!("{what} {}: {e}", p.display())))
@@ -154,13 +225,13 @@ fn credentials(opts: &ForwardOptions) -> Result<Credentials, ForwardError> {
     if let Some(id) = &opts.teleport_identity {
         let text = String::from_utf8_lossy(&read("--teleport-identity", id)?).to_string();
         let (identity, ca) = split_identity(&text)?;
-        return Ok(Credentials {
+        return Ok(tapelog_client::Credentials {
             token: None,
             identity_pem: Some(identity),
             ca_pem: Some(ca),
         });
     }
-    let mut creds = Credentials::default();
+    let mut creds = tapelog_client::Credentials::default();
     if let (Some(cert), Some(key)) = (&opts.teleport_cert, &opts.teleport_key) {
         let mut pem = read("--teleport-cert", cert)?;
         pem.push(b'\n');
@@ -178,12 +249,48 @@ fn client(opts: &ForwardOptions) -> Result<Client, ForwardError> {
     Client::new(config).map_err(ForwardError::from)
 }
 
+/// Whether `--teleport-addr` names a `tapelog serve` (a URL) rather than a Teleport Auth
+/// Service (`HOST:PORT`, as teleport-event-handler takes it).
+pub fn is_tapelog_server(addr: &str) -> bool {
+    addr.contains("://")
+}
+
 impl Source {
-    /// The source `opts` names: `--data-dir`, else the server at `--teleport-addr`. Starts
-    /// the identity refresh task (on the current tokio runtime) when asked.
+    /// The source `opts` names: `--data-dir`; else `--teleport-addr`: a Teleport cluster for
+    /// `HOST:PORT`, a `tapelog serve` for a URL (`https://HOST:PORT`). Starts the identity
+    /// refresh task of a `tapelog serve` source (on the current tokio runtime) when asked.
     pub fn open(opts: &ForwardOptions) -> Result<Source, ForwardError> {
         if let Some(dir) = &opts.data_dir {
             return Source::local(dir);
+        }
+        if !is_tapelog_server(&opts.teleport_addr) {
+            let credentials = match (
+                &opts.teleport_identity,
+                &opts.teleport_cert,
+                &opts.teleport_key,
+                &opts.teleport_ca,
+            ) {
+                (Some(id), ..) => CredentialsSource::IdentityFile(id.clone()),
+                (None, Some(cert), Some(key), Some(ca)) => CredentialsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: ca.clone(),
+                },
+                _ => {
+                    return Err(ForwardError::Credentials(format!(
+                        "--teleport-addr {}: a Teleport cluster needs --teleport-identity, or --teleport-cert, --teleport-key and --teleport-ca",
+                        opts.teleport_addr
+                    )));
+                }
+            };
+            return Ok(Source::Teleport(Box::new(TeleportSource {
+                addr: opts.teleport_addr.clone(),
+                credentials,
+                refresh: opts
+                    .teleport_refresh_enabled
+                    .then(|| opts.teleport_refresh_interval.max(Duration::from_secs(1))),
+                conn: tokio::sync::Mutex::new(None),
+            })));
         }
         let shared = Arc::new(RwLock::new(client(opts)?));
         let refresher =
@@ -304,6 +411,39 @@ impl Source {
                     .collect();
                 Ok(SourcePage { events, next_key })
             }
+            Source::Teleport(t) => {
+                let client = t.client().await?;
+                let query = EventQuery {
+                    start: q.from,
+                    end: q.to,
+                    event_types: q.event_types.clone(),
+                    limit: i32::try_from(q.limit).unwrap_or(i32::MAX),
+                    start_key: q.start_key.clone(),
+                    ascending: q.order == tapelog_audit::Order::Ascending,
+                };
+                let page = match client.get_unstructured_events(&query).await {
+                    Ok(p) => p,
+                    Err(e) => return Err(t.fail(e).await),
+                };
+                let events = page
+                    .items
+                    .into_iter()
+                    .map(|e| {
+                        let fields = EventFields::parse(&e.json).unwrap_or_default();
+                        SourceEvent {
+                            event_type: e.event_type,
+                            session_id: fields.get_session_id().to_string(),
+                            // The server's id: the event's own, or its hash of the payload.
+                            checkpoint: e.id,
+                            json: e.json,
+                        }
+                    })
+                    .collect();
+                Ok(SourcePage {
+                    events,
+                    next_key: page.last_key,
+                })
+            }
         }
     }
 
@@ -330,7 +470,43 @@ impl Source {
                     .map_err(|e| Self::remote_error(r, e))?;
                 Ok(s.map(|r| r.map_err(ForwardError::from)).boxed())
             }
+            Source::Teleport(t) => {
+                let client = t.client().await?;
+                let start = i32::try_from(from).unwrap_or(i32::MAX);
+                let s = match client
+                    .stream_unstructured_session_events(session_id, start)
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => return Err(t.fail(e).await),
+                };
+                let addr = t.addr.clone();
+                Ok(s
+                    .map(move |r| {
+                        let e = r.map_err(|e| teleport_error(&addr, e))?;
+                        AuditEvent::from_json(&e.json).map_err(|err| ForwardError::Source {
+                            message: format!(
+                                "StreamUnstructuredSessionEvents on {addr}: event {} of type {:?}: {err}",
+                                e.index, e.event_type
+                            ),
+                            transient: false,
+                        })
+                    })
+                    .boxed())
+            }
         }
+    }
+}
+
+/// An error inside a Teleport stream (no connection to drop: the next call makes one).
+fn teleport_error(_addr: &str, e: TeleportError) -> ForwardError {
+    use tapelog_teleport::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => ForwardError::NotFound(e.to_string()),
+        k => ForwardError::Source {
+            transient: matches!(k, K::Unavailable | K::Connect | K::LimitExceeded),
+            message: e.to_string(),
+        },
     }
 }
 
