@@ -76,6 +76,13 @@ fn as_toml(o: &ForwardOptions) -> String {
     put("dry-run", o.dry_run.to_string());
     put("exit-on-last-event", o.exit_on_last_event.to_string());
     put("debug", o.debug.to_string());
+    put("lock-enabled", o.lock_enabled.to_string());
+    put(
+        "lock-failed-attempts-count",
+        o.lock_failed_attempts_count.to_string(),
+    );
+    put("lock-period", nanos(o.lock_period));
+    put("lock-for", nanos(o.lock_for));
     t.to_string()
 }
 

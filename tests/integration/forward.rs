@@ -1336,6 +1336,14 @@ fn forward_reads_a_teleport_cluster_in_polling_mode() {
                 "success": true}))
         })
         .collect();
+    // Four failed logins of mallory as root: the fourth finds the bucket (3 a minute) empty.
+    for i in 0..4 {
+        audit.push(ev(
+            serde_json::json!({"event": "user.login", "code": "T1000W",
+            "uid": format!("tp-fail-{i}"), "time": at(base + 70 + i), "user": "mallory",
+            "login": "root", "success": false, "error": "bad password"}),
+        ));
+    }
     audit.push(ev(
         serde_json::json!({"event": "session.upload", "code": "T2005I",
         "uid": "tp-upload", "time": at(base + 100), "sid": sid,
@@ -1385,6 +1393,9 @@ fn forward_reads_a_teleport_cluster_in_polling_mode() {
         "--batch".into(),
         "20".into(),
         "--exit-on-last-event".into(),
+        "--lock-enabled".into(),
+        "--lock-for".into(),
+        "1h".into(),
     ];
     // The first two calls fail as an Auth server that is restarting would.
     double.fail_next(2);
@@ -1395,6 +1406,7 @@ fn forward_reads_a_teleport_cluster_in_polling_mode() {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut expected: Vec<String> = (0..45).map(|i| format!("tp-{i:03}")).collect();
+    expected.extend((0..4).map(|i| format!("tp-fail-{i}")));
     expected.push("tp-upload".into());
     assert_eq!(audit_uids(&f), expected, "every event once, in order");
     assert!(double.calls("GetUnstructuredEvents") >= 3, "pages of 20");
@@ -1410,6 +1422,29 @@ fn forward_reads_a_teleport_cluster_in_polling_mode() {
         "print is skipped"
     );
     assert_eq!(double.calls_without_version(), 0);
+    // Auto-lock: one UpsertLock, upstream's name, target, message and expiry.
+    let locks = double.locks();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    let lock = &locks[0];
+    assert_eq!(
+        lock.metadata.as_ref().unwrap().name,
+        "event-handler-auto-lock-mallory-root"
+    );
+    let spec = lock.spec.as_ref().unwrap();
+    let target = spec.target.as_ref().unwrap();
+    assert_eq!(
+        (target.user.as_str(), target.login.as_str()),
+        ("mallory", "root")
+    );
+    assert_eq!(
+        spec.message,
+        "User is locked due to too many failed login attempts"
+    );
+    let expires = spec.expires.as_ref().unwrap().seconds;
+    assert!(
+        (now + 3500..now + 3700 + 120).contains(&expires),
+        "{expires} vs {now}"
+    );
     let port = double.addr().rsplit(':').next().unwrap().to_string();
     let state = storage.join(format!("127.0.0.1_{port}"));
     assert!(state.join("start_time").exists(), "{}", state.display());
@@ -1426,5 +1461,10 @@ fn forward_reads_a_teleport_cluster_in_polling_mode() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(audit_uids(&f), expected, "a second run sends nothing again");
+    assert_eq!(
+        double.locks().len(),
+        1,
+        "nothing new read, nothing locked again"
+    );
     drop(double);
 }

@@ -6,12 +6,14 @@
 //! - [`batch`]: request bodies (a JSON array of event objects) cut to a byte limit, and the
 //!   bisection of a rejected batch down to the event at fault.
 //! - [`filter`]: `--types`, `--skip-event-types`, `--skip-session-types`.
+//! - [`lock`]: auto-lock (`--lock-*`): failed logins per login, the lock to upsert.
 //!
 //! The native crate (`tapelog-forward`) drives these with tokio, files and HTTP.
 
 pub mod backoff;
 pub mod batch;
 pub mod filter;
+pub mod lock;
 pub mod state;
 
 pub use backoff::Backoff;

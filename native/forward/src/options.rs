@@ -160,6 +160,20 @@ pub struct ForwardArgs {
     /// Debug logging (FDFWD_DEBUG).
     #[arg(short = 'd', long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub debug: Option<String>,
+    /// Lock a user's login after too many failed logins (`UpsertLock` on a Teleport cluster;
+    /// FDFWD_LOCKING_ENABLED).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub lock_enabled: Option<String>,
+    /// Failed logins allowed per login and --lock-period (FDFWD_LOCKING_FAILED_ATTEMPTS;
+    /// default 3).
+    #[arg(long, value_name = "N")]
+    pub lock_failed_attempts_count: Option<String>,
+    /// The period failed logins are counted over (FDFWD_LOCKING_PERIOD; default 1m).
+    #[arg(long, value_name = "DURATION")]
+    pub lock_period: Option<String>,
+    /// How long a lock lasts; 0 = for ever (FDFWD_LOCKING_FOR; default 0).
+    #[arg(long, value_name = "DURATION")]
+    pub lock_for: Option<String>,
 }
 
 /// The resolved options.
@@ -219,6 +233,14 @@ pub struct ForwardOptions {
     pub exit_on_last_event: bool,
     /// `--debug`.
     pub debug: bool,
+    /// `--lock-enabled`.
+    pub lock_enabled: bool,
+    /// `--lock-failed-attempts-count`.
+    pub lock_failed_attempts_count: u32,
+    /// `--lock-period`.
+    pub lock_period: Duration,
+    /// `--lock-for` (zero: for ever).
+    pub lock_for: Duration,
 }
 
 /// The options and their defaults, in the order of [`ForwardArgs`].
@@ -231,6 +253,9 @@ const DEFAULTS: &[(&str, Option<&str>)] = &[
     ("timeout", Some("5s")),
     ("concurrency", Some("5")),
     ("window-size", Some("24h")),
+    ("lock-failed-attempts-count", Some("3")),
+    ("lock-period", Some("1m")),
+    ("lock-for", Some("0")),
 ];
 
 /// The environment variable names of `--name`: `FDFWD_NAME`, `FDWRD_NAME` (and upstream's
@@ -241,6 +266,18 @@ pub fn env_names(name: &str) -> Vec<String> {
     if name == "fluentd-max-connections" {
         out.push("FDFWD_MAX_CONNECTIONS".into());
         out.push("FDWRD_MAX_CONNECTIONS".into());
+    }
+    // Upstream's lock variables are named LOCKING_* (its flags lock-*).
+    let locking = match name {
+        "lock-enabled" => Some("LOCKING_ENABLED"),
+        "lock-failed-attempts-count" => Some("LOCKING_FAILED_ATTEMPTS"),
+        "lock-period" => Some("LOCKING_PERIOD"),
+        "lock-for" => Some("LOCKING_FOR"),
+        _ => None,
+    };
+    if let Some(l) = locking {
+        out.insert(0, format!("FDWRD_{l}"));
+        out.insert(0, format!("FDFWD_{l}"));
     }
     out
 }
@@ -364,6 +401,10 @@ impl ForwardArgs {
             "dry-run" => self.dry_run.as_ref(),
             "exit-on-last-event" => self.exit_on_last_event.as_ref(),
             "debug" => self.debug.as_ref(),
+            "lock-enabled" => self.lock_enabled.as_ref(),
+            "lock-failed-attempts-count" => self.lock_failed_attempts_count.as_ref(),
+            "lock-period" => self.lock_period.as_ref(),
+            "lock-for" => self.lock_for.as_ref(),
             _ => None,
         }
     }
@@ -517,6 +558,11 @@ impl ForwardArgs {
             dry_run: boolean("dry-run")?,
             exit_on_last_event: boolean("exit-on-last-event")?,
             debug: boolean("debug")?,
+            lock_enabled: boolean("lock-enabled")?,
+            lock_failed_attempts_count: u32::try_from(number("lock-failed-attempts-count")?)
+                .unwrap_or(u32::MAX),
+            lock_period: duration("lock-period")?,
+            lock_for: duration("lock-for")?,
         };
         opts.check()?;
         Ok(opts)

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tapelog_core::Timestamp;
+use tapelog_core::forward::lock::{self, AutoLock};
 use tapelog_core::forward::state::{self as core_state, DoneSessions, Position, format_seconds};
 use tapelog_core::forward::{Backoff, Bisector, TypeFilter, Verdict, split_by_bytes};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -98,6 +99,8 @@ struct Ctx {
     /// The last finished sessions (oldest first), as in `done_sessions`.
     done_sessions: Mutex<DoneSessions>,
     shutdown: watch::Receiver<bool>,
+    /// Auto-lock's counts (`--lock-enabled`, not in a dry run).
+    auto_lock: Option<Mutex<AutoLock>>,
 }
 
 impl Ctx {
@@ -124,6 +127,39 @@ impl Ctx {
             }
         }
         self.state.remove_session(sid)
+    }
+
+    /// Auto-lock: counts a failed login among `events` and upserts the lock it calls for.
+    /// A lock that cannot be sent is logged; the export goes on.
+    async fn check_logins(&self, events: &[SourceEvent]) {
+        let Some(auto_lock) = &self.auto_lock else {
+            return;
+        };
+        for e in events {
+            if e.event_type != "user.login" {
+                continue;
+            }
+            let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&e.json) else {
+                continue;
+            };
+            let Some((user, login)) = lock::failed_login(&fields) else {
+                continue;
+            };
+            let now_ms = u64::try_from(now().unix_nanos() / 1_000_000).unwrap_or(0);
+            let request = match auto_lock.lock() {
+                Ok(mut g) => g.failed_login(&user, &login, now_ms),
+                Err(poisoned) => poisoned.into_inner().failed_login(&user, &login, now_ms),
+            };
+            if let Some(request) = request {
+                match self.source.upsert_lock(&request).await {
+                    Ok(()) => log::info(&format!(
+                        "locked login {:?} of user {:?} ({}) after too many failed logins",
+                        request.login, request.user, request.name
+                    )),
+                    Err(err) => log::warn(&format!("auto-lock of {}: {err}", request.name)),
+                }
+            }
+        }
     }
 }
 
@@ -293,6 +329,14 @@ pub async fn run_with_output(
         output.describe(Destination::Audit),
         state.path().display()
     ));
+    let auto_lock = (opts.lock_enabled && !opts.dry_run).then(|| {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Mutex::new(AutoLock::new(lock::LockConfig {
+            attempts: opts.lock_failed_attempts_count,
+            period_ms: ms(opts.lock_period),
+            lock_for_ms: ms(opts.lock_for),
+        }))
+    });
     let ctx = Arc::new(Ctx {
         session_filter: TypeFilter::skipping(&opts.skip_session_types),
         session_slots: Semaphore::new(opts.concurrency.max(1)),
@@ -304,6 +348,7 @@ pub async fn run_with_output(
         active_sessions: Mutex::new(HashSet::new()),
         done_sessions: Mutex::new(done_sessions),
         shutdown,
+        auto_lock,
     });
     let mut sessions = tokio::task::JoinSet::new();
     for (sid, _) in ctx.state.sessions()? {
@@ -548,6 +593,7 @@ async fn read_audit(
             }
         } else {
             caught_up_logged = false;
+            ctx.check_logins(&page.events[start..]).await;
             // Sessions first: registered before their upload event can be committed.
             let mut sids = Vec::new();
             for e in &page.events[start..] {

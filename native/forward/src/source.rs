@@ -19,6 +19,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
+use tapelog_core::forward::lock::LockRequest;
 use tapelog_core::{AuditEvent, EventFields};
 
 use super::ForwardError;
@@ -494,6 +495,29 @@ impl Source {
                     })
                     .boxed())
             }
+        }
+    }
+}
+
+impl Source {
+    /// Upserts an auto-lock (`UpsertLock`): only a Teleport cluster can lock a user.
+    pub async fn upsert_lock(&self, request: &LockRequest) -> Result<(), ForwardError> {
+        let Source::Teleport(t) = self else {
+            return Err(ForwardError::Source {
+                message: "auto-lock needs a Teleport cluster (--teleport-addr HOST:PORT); this source cannot lock users".into(),
+                transient: false,
+            });
+        };
+        let client = t.client().await?;
+        let expires = request
+            .expires_ms
+            .map(|ms| tapelog_core::Timestamp::from_unix_nanos(i128::from(ms) * 1_000_000));
+        match client
+            .upsert_lock(&request.user, &request.login, request.message, expires)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(t.fail(e).await),
         }
     }
 }
