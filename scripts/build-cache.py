@@ -10,7 +10,8 @@ what STATE recorded, its modification time is set back to the one STATE recorded
 the one the cache was built from); any other file keeps its new time, so cargo rebuilds what
 depends on it. `restore` then writes STATE anew from the files as they are now, before
 anything is built: if the build that follows is interrupted, the next run still sees which
-files the cache may have been built from, never an older content under an old time.
+files the cache may have been built from, never an older content under an old time. Last,
+every directory gets the newest time of the tracked files under it (`restore_dirs`).
 
 Standard library only: the project's Python needs are this file and the asciinema venv.
 """
@@ -56,6 +57,7 @@ def restore(state_path):
         else:
             changed += 1
         now[path] = [h, os.stat(path).st_mtime_ns]
+    restore_dirs(now)
     tmp = state_path + ".tmp"
     os.makedirs(os.path.dirname(os.path.abspath(state_path)), exist_ok=True)
     with open(tmp, "w", encoding="utf-8") as f:
@@ -64,6 +66,29 @@ def restore(state_path):
         os.fsync(f.fileno())
     os.replace(tmp, state_path)
     print(f"build cache: {restored} files as cached, {changed} new or changed")
+
+
+def restore_dirs(files):
+    """Gives every directory that holds tracked files the newest time of what it holds.
+
+    A build script's `rerun-if-changed=DIR` makes cargo compare the newest time found under
+    DIR, directories included, with its last run; a fresh clone's directories are as new as
+    the clone, so without this the build script would run again (and the crate, with all that
+    depends on it, be rebuilt) although nothing in DIR changed. A changed file's new time still
+    reaches every directory above it.
+    """
+    newest = {}
+    for path, (_, mtime) in files.items():
+        parent = os.path.dirname(path)
+        while parent:
+            if newest.get(parent, -1) < mtime:
+                newest[parent] = mtime
+            parent = os.path.dirname(parent)
+    for d in sorted(newest, key=lambda p: p.count(os.sep), reverse=True):
+        try:
+            os.utime(d, ns=(newest[d], newest[d]))
+        except OSError:
+            pass
 
 
 def main():
