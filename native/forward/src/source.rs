@@ -136,19 +136,7 @@ impl TeleportSource {
     }
 
     fn error(&self, e: TeleportError) -> ForwardError {
-        use tapelog_teleport::ErrorKind as K;
-        let kind = e.kind();
-        if kind == K::NotFound {
-            return ForwardError::NotFound(e.to_string());
-        }
-        // Refused credentials are worth waiting for only when the identity is re-read.
-        let refused = matches!(kind, K::AccessDenied | K::Credentials);
-        let transient = matches!(kind, K::Unavailable | K::Connect | K::LimitExceeded)
-            || (refused && self.refresh.is_some());
-        ForwardError::Source {
-            message: e.to_string(),
-            transient,
-        }
+        teleport_error(e, self.refresh.is_some())
     }
 }
 
@@ -163,15 +151,6 @@ impl Drop for RemoteSource {
         if let Some(h) = self.refresher.take() {
             h.abort();
         }
-    }
-}
-
-/// The URL of `--teleport-addr`: `HOST:PORT` means `https://HOST:PORT`.
-pub fn server_url(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("https://{addr}")
     }
 }
 
@@ -246,7 +225,7 @@ fn credentials(opts: &ForwardOptions) -> Result<tapelog_client::Credentials, For
 }
 
 fn client(opts: &ForwardOptions) -> Result<Client, ForwardError> {
-    let config = ClientConfig::new(&server_url(&opts.teleport_addr), credentials(opts)?);
+    let config = ClientConfig::new(&opts.teleport_addr, credentials(opts)?);
     Client::new(config).map_err(ForwardError::from)
 }
 
@@ -482,9 +461,10 @@ impl Source {
                     Err(e) => return Err(t.fail(e).await),
                 };
                 let addr = t.addr.clone();
+                let reread = t.refresh.is_some();
                 Ok(s
                     .map(move |r| {
-                        let e = r.map_err(|e| teleport_error(&addr, e))?;
+                        let e = r.map_err(|e| teleport_error(e, reread))?;
                         AuditEvent::from_json(&e.json).map_err(|err| ForwardError::Source {
                             message: format!(
                                 "StreamUnstructuredSessionEvents on {addr}: event {} of type {:?}: {err}",
@@ -522,15 +502,20 @@ impl Source {
     }
 }
 
-/// An error inside a Teleport stream (no connection to drop: the next call makes one).
-fn teleport_error(_addr: &str, e: TeleportError) -> ForwardError {
+/// A Teleport error as the exporter sees it (`identity_reread`: `--teleport-refresh-enabled`).
+/// Inside a stream there is no connection to drop: the next call makes one.
+fn teleport_error(e: TeleportError, identity_reread: bool) -> ForwardError {
     use tapelog_teleport::ErrorKind as K;
-    match e.kind() {
-        K::NotFound => ForwardError::NotFound(e.to_string()),
-        k => ForwardError::Source {
-            transient: matches!(k, K::Unavailable | K::Connect | K::LimitExceeded),
-            message: e.to_string(),
-        },
+    let kind = e.kind();
+    if kind == K::NotFound {
+        return ForwardError::NotFound(e.to_string());
+    }
+    // Refused credentials are worth waiting for only when the identity is re-read.
+    let refused = matches!(kind, K::AccessDenied | K::Credentials);
+    ForwardError::Source {
+        transient: matches!(kind, K::Unavailable | K::Connect | K::LimitExceeded)
+            || (refused && identity_reread),
+        message: e.to_string(),
     }
 }
 
@@ -589,7 +574,6 @@ mod tests {
         assert!(
             split_identity("-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n").is_err()
         );
-        assert_eq!(server_url("h:1"), "https://h:1");
-        assert_eq!(server_url("http://h:1"), "http://h:1");
+        assert!(is_tapelog_server("https://h:1") && !is_tapelog_server("h:3025"));
     }
 }
