@@ -16,7 +16,7 @@ use tapelog_forward::http::{HttpConfig, HttpOutput};
 use tapelog_forward::pipeline::MAX_POST_EVENTS;
 use tapelog_forward::{Destination, ForwardArgs, Output as _, SendError};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tapelog");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tapelog");
 
 fn event(i: usize) -> String {
     format!(
@@ -76,11 +76,11 @@ fn forward_args(data: &Path, storage: &Path, f: &Fluentd, pki: &Pki) -> Vec<Stri
     ]
 }
 
-fn run(args: &[String]) -> Output {
+pub(crate) fn run(args: &[String]) -> Output {
     TestCommand::new().args(args).output()
 }
 
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
         if ok() {
@@ -91,7 +91,7 @@ fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     ok()
 }
 
-fn audit_uids(f: &Fluentd) -> Vec<String> {
+pub(crate) fn audit_uids(f: &Fluentd) -> Vec<String> {
     f.records()
         .into_iter()
         .filter(|(tag, _)| tag == "test.log")
@@ -631,7 +631,7 @@ fn receiver_down_across_retries_loses_nothing() {
     assert_eq!(uids, want, "all of them, once each, in order");
 }
 
-fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let end = Instant::now() + limit;
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -1397,6 +1397,8 @@ fn forward_reads_a_teleport_cluster_in_polling_mode() {
         "--lock-for".into(),
         "1h".into(),
     ];
+    // An older cluster: the export probe answers Unimplemented, so the exporter polls.
+    double.set_export_unimplemented(true);
     // The first two calls fail as an Auth server that is restarting would.
     double.fail_next(2);
     let out = run(&args);
@@ -1410,6 +1412,11 @@ fn forward_reads_a_teleport_cluster_in_polling_mode() {
     expected.push("tp-upload".into());
     assert_eq!(audit_uids(&f), expected, "every event once, in order");
     assert!(double.calls("GetUnstructuredEvents") >= 3, "pages of 20");
+    assert!(
+        double.calls("GetEventExportChunks") >= 1,
+        "the export API was probed"
+    );
+    assert_eq!(double.calls("ExportUnstructuredEvents"), 0);
     let session: Vec<String> = f
         .records()
         .into_iter()

@@ -19,6 +19,7 @@ mod daemon;
 mod forward;
 mod forward_configure;
 mod forward_protocol;
+mod forward_teleport;
 mod play;
 mod playback;
 mod record;

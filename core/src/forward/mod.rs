@@ -7,13 +7,17 @@
 //!   bisection of a rejected batch down to the event at fault.
 //! - [`filter`]: `--types`, `--skip-event-types`, `--skip-session-types`.
 //! - [`lock`]: auto-lock (`--lock-*`): failed logins per login, the lock to upsert.
+//! - [`export`]: the bulk export mode (dates, backlog, chunk cursor files).
+//! - [`missing`]: missing recordings: upstream's retry and give-up rules and state file.
 //!
 //! The native crate (`tapelog-forward`) drives these with tokio, files and HTTP.
 
 pub mod backoff;
 pub mod batch;
+pub mod export;
 pub mod filter;
 pub mod lock;
+pub mod missing;
 pub mod state;
 
 pub use backoff::Backoff;

@@ -57,6 +57,9 @@ pub enum StateError {
         /// Its content (cut to 100 characters).
         value: String,
     },
+    /// A missing-recording file can't be read.
+    #[error(transparent)]
+    Missing(#[from] crate::forward::missing::MissingError),
 }
 
 /// The last sessions exported to the end, oldest first, at most [`DoneSessions::KEPT`]: a

@@ -95,9 +95,12 @@ pub enum ForwardError {
     /// The Forward-protocol output can't be set up (URL, certificates).
     #[error(transparent)]
     Fluent(#[from] tcp::TcpError),
-    /// A session has no recording (yet).
+    /// A session has no recording (yet), or an export chunk is gone.
     #[error("{0}")]
     NotFound(String),
+    /// The source lacks a call (`Unimplemented`: an older Teleport cluster).
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 impl ForwardError {

@@ -241,7 +241,15 @@ pub struct ForwardOptions {
     pub lock_period: Duration,
     /// `--lock-for` (zero: for ever).
     pub lock_for: Duration,
+    /// When a missing recording is tried again: after the first wait, then after every
+    /// second one (upstream: about 1 m, then about 3 m). Not a flag: the environment
+    /// variable `TAPELOG_MISSING_RECORDING_RETRY=FIRST,EVERY` (e.g. `1m,3m`), for tests and
+    /// for clusters whose uploads take longer.
+    pub missing_retry: (Duration, Duration),
 }
+
+/// The environment variable of [`ForwardOptions::missing_retry`].
+pub const MISSING_RETRY_ENV: &str = "TAPELOG_MISSING_RECORDING_RETRY";
 
 /// The options and their defaults, in the order of [`ForwardArgs`].
 const DEFAULTS: &[(&str, Option<&str>)] = &[
@@ -530,7 +538,23 @@ impl ForwardArgs {
         if window_size.is_zero() {
             return Err(bad("window-size", "0", "must be longer than zero"));
         }
+        let missing_retry = match env(MISSING_RETRY_ENV).filter(|v| !v.trim().is_empty()) {
+            None => (Duration::from_secs(60), Duration::from_secs(180)),
+            Some(v) => {
+                let parsed = v.split_once(',').and_then(|(a, b)| {
+                    Some((parse_go_duration(a.trim())?, parse_go_duration(b.trim())?))
+                });
+                parsed
+                    .filter(|(_, every)| !every.is_zero())
+                    .ok_or_else(|| OptionsError::Value {
+                        option: MISSING_RETRY_ENV.into(),
+                        value: v.clone(),
+                        reason: "is not FIRST,EVERY durations like 1m,3m (EVERY above zero)".into(),
+                    })?
+            }
+        };
         let opts = ForwardOptions {
+            missing_retry,
             teleport_addr: get("teleport-addr").unwrap_or_default(),
             teleport_ca: path("teleport-ca"),
             teleport_cert: path("teleport-cert"),

@@ -36,13 +36,14 @@
 //! `shutdown` channel) stop reading, give the requests in flight up to 5 s, keep the stored
 //! position and return.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tapelog_core::Timestamp;
 use tapelog_core::forward::lock::{self, AutoLock};
+use tapelog_core::forward::missing;
 use tapelog_core::forward::state::{self as core_state, DoneSessions, Position, format_seconds};
 use tapelog_core::forward::{Backoff, Bisector, TypeFilter, Verdict, split_by_bytes};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -54,6 +55,8 @@ use super::source::{Source, SourceEvent};
 use super::state::{StateDir, addr_dir_name, data_dir_name};
 use super::{ForwardError, open_output};
 use tapelog_audit::{Order, SearchQuery};
+
+mod export;
 
 /// The most events one request carries.
 pub const MAX_POST_EVENTS: usize = 1000;
@@ -101,9 +104,36 @@ struct Ctx {
     shutdown: watch::Receiver<bool>,
     /// Auto-lock's counts (`--lock-enabled`, not in a dry run).
     auto_lock: Option<Mutex<AutoLock>>,
+    /// The time of each registered session's `session.upload` (for the missing-recording
+    /// rule; unknown for sessions registered before a restart).
+    upload_times: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl Ctx {
+    /// Registers the session of a `session.upload` event (`session<sid>` = 0 unless it is
+    /// registered or was finished recently); returns its id when it is to be exported.
+    fn register_upload(&self, e: &SourceEvent) -> Result<Option<String>, ForwardError> {
+        if e.event_type != "session.upload"
+            || e.session_id.is_empty()
+            || self.is_done(&e.session_id)
+        {
+            return Ok(None);
+        }
+        if self.state.session_index(&e.session_id)?.is_none() {
+            self.state.save_session(&e.session_id, 0)?;
+        }
+        if let Ok(f) = tapelog_core::EventFields::parse(&e.json)
+            && let Ok(mut times) = self.upload_times.lock()
+        {
+            // Go's zero time (no `time`) is unknown, not 2,000 years old.
+            let t = f.get_time("time");
+            if t.unix_nanos() > 0 {
+                times.insert(e.session_id.clone(), t);
+            }
+        }
+        Ok(Some(e.session_id.clone()))
+    }
+
     /// Whether `sid` was exported to the end recently.
     fn is_done(&self, sid: &str) -> bool {
         let done = match self.done_sessions.lock() {
@@ -349,6 +379,7 @@ pub async fn run_with_output(
         done_sessions: Mutex::new(done_sessions),
         shutdown,
         auto_lock,
+        upload_times: Mutex::new(HashMap::new()),
     });
     let mut sessions = tokio::task::JoinSet::new();
     for (sid, _) in ctx.state.sessions()? {
@@ -359,7 +390,13 @@ pub async fn run_with_output(
         }
         spawn_session(&ctx, &mut sessions, sid);
     }
-    let result = audit_loop(&ctx, position, &mut sessions).await;
+    let retries = tokio::spawn(missing_loop(ctx.clone()));
+    let result = match export::choose(&ctx).await {
+        Ok(true) => export::export_loop(&ctx, &position, &mut sessions).await,
+        Ok(false) => audit_loop(&ctx, position, &mut sessions).await,
+        Err(e) => Err(e),
+    };
+    retries.abort();
     if result.is_err() {
         // The audit lane failed for good: stop the sessions too (they keep their index).
         sessions.abort_all();
@@ -597,15 +634,7 @@ async fn read_audit(
             // Sessions first: registered before their upload event can be committed.
             let mut sids = Vec::new();
             for e in &page.events[start..] {
-                if e.event_type == "session.upload"
-                    && !e.session_id.is_empty()
-                    && !ctx.is_done(&e.session_id)
-                {
-                    if ctx.state.session_index(&e.session_id)?.is_none() {
-                        ctx.state.save_session(&e.session_id, 0)?;
-                    }
-                    sids.push(e.session_id.clone());
-                }
+                sids.extend(ctx.register_upload(e)?);
             }
             chunks = batches(
                 &page.events,
@@ -722,28 +751,112 @@ async fn send_audit(
 }
 
 fn spawn_session(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<()>, sid: String) {
+    if let Some(task) = session_task(ctx, sid) {
+        set.spawn(task);
+    }
+}
+
+/// The export of one session as a task (`None` when it is running already): waits for a
+/// `--concurrency` slot, exports, and on `NotFound` applies the missing-recording rule.
+fn session_task(
+    ctx: &Arc<Ctx>,
+    sid: String,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
     match ctx.active_sessions.lock() {
         Ok(mut active) => {
             if !active.insert(sid.clone()) {
-                return;
+                return None;
             }
         }
-        Err(_) => return,
+        Err(_) => return None,
     }
     let ctx = ctx.clone();
-    set.spawn(async move {
-        let Ok(_slot) = ctx.session_slots.acquire().await else {
-            return;
-        };
-        if let Err(e) = export_session(&ctx, &sid).await {
-            log::warn(&format!(
-                "session {sid}: {e}; it stays registered and is retried on the next start"
-            ));
+    Some(async move {
+        if let Ok(_slot) = ctx.session_slots.acquire().await {
+            match export_session(&ctx, &sid).await {
+                Ok(()) => {
+                    if let Err(e) = ctx.state.remove_missing(&sid) {
+                        log::warn(&format!("session {sid}: {e}"));
+                    }
+                }
+                Err(ForwardError::NotFound(why)) => {
+                    if let Err(e) = recording_missing(&ctx, &sid, &why) {
+                        log::warn(&format!("session {sid}: {e}"));
+                    }
+                }
+                Err(e) => log::warn(&format!(
+                    "session {sid}: {e}; it stays registered and is retried on the next start"
+                )),
+            }
         }
         if let Ok(mut active) = ctx.active_sessions.lock() {
             active.remove(&sid);
         }
-    });
+    })
+}
+
+/// The session's recording is not there (yet): note it for the background retries, or give
+/// the session up (upstream's rule, `core::forward::missing`).
+fn recording_missing(ctx: &Ctx, sid: &str, why: &str) -> Result<(), ForwardError> {
+    let previous = ctx.state.missing_recording(sid)?;
+    let index = ctx.state.session_index(sid)?.unwrap_or(0);
+    let uploaded = ctx
+        .upload_times
+        .lock()
+        .ok()
+        .and_then(|t| t.get(sid).copied());
+    match missing::on_not_found(previous.as_ref(), uploaded, index, now()) {
+        missing::Outcome::Retry(m) => {
+            log::warn(&format!(
+                "session {sid}: {why}; retrying in the background (attempt {} failed)",
+                m.attempt
+            ));
+            ctx.state.save_missing(sid, &m)?;
+            ctx.state.remove_session(sid)
+        }
+        missing::Outcome::Drop(reason) => {
+            log::warn(&format!("session {sid}: {why}; given up: {reason}"));
+            ctx.state.remove_session(sid)?;
+            ctx.state.remove_missing(sid)
+        }
+    }
+}
+
+/// The background retries of missing recordings: after the first wait, then after every
+/// second one, up to [`missing::RETRY_BATCH`] sessions a round (each registered again at its
+/// stored index, so a crash mid-retry resumes it as a normal session).
+async fn missing_loop(ctx: Arc<Ctx>) {
+    let (first, every) = ctx.opts.missing_retry;
+    let mut shutdown = ctx.shutdown.clone();
+    if sleep_or_shutdown(first, &mut shutdown).await {
+        return;
+    }
+    loop {
+        let missing = match ctx.state.missing_recordings() {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn(&format!("missing recordings: {e}"));
+                Vec::new()
+            }
+        };
+        let mut round = tokio::task::JoinSet::new();
+        for (sid, m) in missing.into_iter().take(missing::RETRY_BATCH) {
+            if let Err(e) = ctx.state.save_session(&sid, m.index) {
+                log::warn(&format!("session {sid}: {e}"));
+                continue;
+            }
+            log::debug(&format!(
+                "session {sid}: trying the missing recording again"
+            ));
+            if let Some(task) = session_task(&ctx, sid) {
+                round.spawn(task);
+            }
+        }
+        while round.join_next().await.is_some() {}
+        if sleep_or_shutdown(every, &mut shutdown).await {
+            return;
+        }
+    }
 }
 
 /// Exports one session from its stored index to the end, then forgets it. Requests go one

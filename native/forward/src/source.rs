@@ -408,16 +408,7 @@ impl Source {
                 let events = page
                     .items
                     .into_iter()
-                    .map(|e| {
-                        let fields = EventFields::parse(&e.json).unwrap_or_default();
-                        SourceEvent {
-                            event_type: e.event_type,
-                            session_id: fields.get_session_id().to_string(),
-                            // The server's id: the event's own, or its hash of the payload.
-                            checkpoint: e.id,
-                            json: e.json,
-                        }
-                    })
+                    .map(SourceEvent::from_teleport)
                     .collect();
                 Ok(SourcePage {
                     events,
@@ -479,6 +470,107 @@ impl Source {
     }
 }
 
+/// One event of an export chunk and the cursor that resumes after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportItem {
+    /// The event.
+    pub event: SourceEvent,
+    /// The chunk's cursor after this event.
+    pub cursor: String,
+}
+
+/// A chunk's events as they are read.
+pub type ExportEvents = BoxStream<'static, Result<ExportItem, ForwardError>>;
+
+impl SourceEvent {
+    /// An event as a Teleport cluster gives it (its id is the server's checkpoint).
+    fn from_teleport(e: tapelog_teleport::UnstructuredEvent) -> SourceEvent {
+        let fields = EventFields::parse(&e.json).unwrap_or_default();
+        SourceEvent {
+            event_type: e.event_type,
+            session_id: fields.get_session_id().to_string(),
+            // The server's id: the event's own, or its hash of the payload.
+            checkpoint: e.id,
+            json: e.json,
+        }
+    }
+}
+
+impl Source {
+    /// The cluster, for the calls only a Teleport cluster has.
+    fn teleport(&self, what: &str) -> Result<&TeleportSource, ForwardError> {
+        match self {
+            Source::Teleport(t) => Ok(t),
+            _ => Err(ForwardError::Source {
+                message: format!("{what} needs a Teleport cluster (--teleport-addr HOST:PORT)"),
+                transient: false,
+            }),
+        }
+    }
+
+    /// Whether the source has the bulk export API, asked as upstream asks: the chunks of the
+    /// date two days ahead, read to the end. `Unimplemented` (an older cluster, or an audit
+    /// backend without export) means no; so does any source that is not a cluster.
+    pub async fn probe_export(&self, now: tapelog_core::Timestamp) -> Result<bool, ForwardError> {
+        let Source::Teleport(_) = self else {
+            return Ok(false);
+        };
+        let ahead =
+            tapelog_core::Timestamp::from_unix_nanos(now.unix_nanos() + 2 * 86_400 * 1_000_000_000);
+        let day = tapelog_core::audit::files::day_of(ahead);
+        match self.export_chunks(day).await {
+            Ok(_) => Ok(true),
+            Err(ForwardError::NotImplemented(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The chunk names of a UTC date (`GetEventExportChunks`, read to the end).
+    pub async fn export_chunks(&self, day: i64) -> Result<Vec<String>, ForwardError> {
+        let t = self.teleport("the export API")?;
+        let client = t.client().await?;
+        let date = tapelog_core::forward::export::date_start(day);
+        let mut stream = match client.get_event_export_chunks(date).await {
+            Ok(s) => s,
+            Err(e) => return Err(t.fail(e).await),
+        };
+        let mut chunks = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(c) => chunks.push(c),
+                Err(e) => return Err(t.fail(e).await),
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// A chunk's events from `cursor` ("" = its start), each with the cursor after it
+    /// (`ExportUnstructuredEvents`).
+    pub async fn export_events(
+        &self,
+        day: i64,
+        chunk: &str,
+        cursor: &str,
+    ) -> Result<ExportEvents, ForwardError> {
+        let t = self.teleport("the export API")?;
+        let client = t.client().await?;
+        let date = tapelog_core::forward::export::date_start(day);
+        let s = match client.export_unstructured_events(date, chunk, cursor).await {
+            Ok(s) => s,
+            Err(e) => return Err(t.fail(e).await),
+        };
+        let reread = t.refresh.is_some();
+        Ok(s.map(move |r| {
+            let e = r.map_err(|e| teleport_error(e, reread))?;
+            Ok(ExportItem {
+                event: SourceEvent::from_teleport(e.event),
+                cursor: e.cursor,
+            })
+        })
+        .boxed())
+    }
+}
+
 impl Source {
     /// Upserts an auto-lock (`UpsertLock`): only a Teleport cluster can lock a user.
     pub async fn upsert_lock(&self, request: &LockRequest) -> Result<(), ForwardError> {
@@ -510,11 +602,13 @@ fn teleport_error(e: TeleportError, identity_reread: bool) -> ForwardError {
     if kind == K::NotFound {
         return ForwardError::NotFound(e.to_string());
     }
+    if kind == K::NotImplemented {
+        return ForwardError::NotImplemented(e.to_string());
+    }
     // Refused credentials are worth waiting for only when the identity is re-read.
     let refused = matches!(kind, K::AccessDenied | K::Credentials);
     ForwardError::Source {
-        transient: matches!(kind, K::Unavailable | K::Connect | K::LimitExceeded)
-            || (refused && identity_reread),
+        transient: e.is_retryable() || (refused && identity_reread),
         message: e.to_string(),
     }
 }

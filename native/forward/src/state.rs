@@ -11,16 +11,28 @@
 //! Dead letters go to `dead-letter.jsonl` in the same directory: one JSON object per line
 //! with `time`, `destination`, `reason` and `event` (the event's JSON as sent).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use tapelog_core::forward::missing::{self, Missing};
 use tapelog_core::forward::state::{
     self, DoneSessions, Position, decode_session_index, encode_session_index, session_key,
     session_of_key,
 };
+use tapelog_core::forward::{export, state::StateError};
 
 use super::ForwardError;
+
+/// A date's export state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportDate {
+    /// Chunks read to the end.
+    pub completed: BTreeSet<String>,
+    /// Chunks in progress and their cursors.
+    pub cursors: BTreeMap<String, String>,
+}
 
 /// The dead-letter file's name.
 pub const DEAD_LETTERS: &str = "dead-letter.jsonl";
@@ -58,6 +70,25 @@ pub fn data_dir_name(data_dir: &Path) -> String {
     let digest = Sha256::digest(abs.as_os_str().as_encoded_bytes());
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("data-dir_{hex}")
+}
+
+/// Replaces `dir/name`: temporary file, fsync, rename, fsync of `dir`.
+fn write_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ForwardError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ForwardError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 /// A state directory.
@@ -110,21 +141,11 @@ impl StateDir {
 
     /// Replaces a file: temporary file, fsync, rename, fsync of the directory.
     pub fn write(&self, key: &str, bytes: &[u8]) -> Result<(), ForwardError> {
-        let path = self.dir.join(key);
-        let tmp = self.dir.join(format!(".{key}.tmp"));
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(bytes).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        self.sync_dir()
+        write_in(&self.dir, key, bytes)
     }
 
     fn sync_dir(&self) -> Result<(), ForwardError> {
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))
+        sync_dir(&self.dir)
     }
 
     /// Removes a file (a missing one is fine).
@@ -208,6 +229,134 @@ impl StateDir {
     /// Replaces the list of finished sessions.
     pub fn save_done_sessions(&self, done: &DoneSessions) -> Result<(), ForwardError> {
         self.write(DONE_SESSIONS, done.encode().as_bytes())
+    }
+
+    /// The dates with export state (`cursor_v2/<date>/`), oldest first.
+    pub fn export_dates(&self) -> Result<Vec<i64>, ForwardError> {
+        let root = self.dir.join(export::CURSOR_DIR);
+        let entries = match std::fs::read_dir(&root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&root)(e)),
+        };
+        let mut days = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io(&root))?;
+            if let Some(day) = export::parse_date(&entry.file_name().to_string_lossy()) {
+                days.push(day);
+            }
+        }
+        days.sort_unstable();
+        Ok(days)
+    }
+
+    /// A date's completed chunks and the cursors of its chunks in progress.
+    pub fn export_date(&self, day: i64) -> Result<ExportDate, ForwardError> {
+        let dir = self.dir.join(export::date_dir(day));
+        let mut date = ExportDate::default();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(date),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name == export::COMPLETED_CHUNKS {
+                let path = entry.path();
+                let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+                date.completed = export::parse_completed(&text).into_iter().collect();
+            } else if let Some(chunk) = export::chunk_of_file(&name) {
+                let path = entry.path();
+                let cursor = std::fs::read_to_string(&path).map_err(io(&path))?;
+                date.cursors.insert(chunk, cursor.trim().to_string());
+            }
+        }
+        Ok(date)
+    }
+
+    /// Stores the cursor of a chunk in progress.
+    pub fn save_chunk_cursor(
+        &self,
+        day: i64,
+        chunk: &str,
+        cursor: &str,
+    ) -> Result<(), ForwardError> {
+        let dir = self.dir.join(export::date_dir(day));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        write_in(&dir, &export::chunk_file(chunk), cursor.as_bytes())
+    }
+
+    /// Stores a date's completed chunks (all of them, one a line), then removes the cursor
+    /// file of `chunk`, the one that just completed.
+    pub fn save_completed(
+        &self,
+        day: i64,
+        completed: &BTreeSet<String>,
+        chunk: &str,
+    ) -> Result<(), ForwardError> {
+        let dir = self.dir.join(export::date_dir(day));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut text = String::new();
+        for c in completed {
+            text.push_str(c);
+            text.push('\n');
+        }
+        write_in(&dir, export::COMPLETED_CHUNKS, text.as_bytes())?;
+        let cursor = dir.join(export::chunk_file(chunk));
+        match std::fs::remove_file(&cursor) {
+            Ok(()) => sync_dir(&dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&cursor)(e)),
+        }
+    }
+
+    /// Removes a date's export state (a date out of the backlog).
+    pub fn remove_export_date(&self, day: i64) -> Result<(), ForwardError> {
+        let dir = self.dir.join(export::date_dir(day));
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&dir)(e)),
+        }
+    }
+
+    /// Every missing recording, sorted by session id.
+    pub fn missing_recordings(&self) -> Result<Vec<(String, Missing)>, ForwardError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let entry = entry.map_err(io(&self.dir))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some(sid) = missing::session_of_missing_key(&name) {
+                let bytes = self.read(&name)?.unwrap_or_default();
+                let m = Missing::decode(&name, &bytes)
+                    .map_err(|e| ForwardError::StateFile(StateError::from(e)))?;
+                out.push((sid.to_string(), m));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// A session's missing-recording record, if any.
+    pub fn missing_recording(&self, session_id: &str) -> Result<Option<Missing>, ForwardError> {
+        let key = missing::missing_key(session_id);
+        match self.read(&key)? {
+            None => Ok(None),
+            Some(b) => Missing::decode(&key, &b)
+                .map(Some)
+                .map_err(|e| ForwardError::StateFile(StateError::from(e))),
+        }
+    }
+
+    /// Stores a missing recording.
+    pub fn save_missing(&self, session_id: &str, m: &Missing) -> Result<(), ForwardError> {
+        self.write(&missing::missing_key(session_id), &m.encode())
+    }
+
+    /// Forgets a missing recording.
+    pub fn remove_missing(&self, session_id: &str) -> Result<(), ForwardError> {
+        self.remove(&missing::missing_key(session_id))
     }
 
     /// Appends a dead letter and syncs the file.

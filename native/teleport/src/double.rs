@@ -7,7 +7,8 @@
 //! files); client certificates of another CA refused in the handshake; a list of audit events
 //! (added at any time, also while clients read) served by the page API (limit 0 → 500,
 //! above 10,000 → InvalidArgument, opaque page keys, both orders, time range and type
-//! filter), by the export API (chunks of a few events per UTC date, `a1:<skip>` cursors that
+//! filter), by the export API (chunks of a few events per UTC date, sealed when first listed,
+//! so late events land in new chunks; `a1:<skip>` cursors that
 //! resume inside a chunk; `Unimplemented` when configured as an old cluster) and by the typed
 //! `GetEvents`; session recordings for both session streams (start index inclusive,
 //! NotFound for a missing recording); `UpsertLock` calls recorded; the next N calls failing
@@ -67,6 +68,7 @@ pub struct Double {
     addr: SocketAddr,
     dir: tempfile::TempDir,
     state: Arc<Mutex<State>>,
+    tls: Arc<rustls::ServerConfig>,
     shutdown: Option<oneshot::Sender<()>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -78,12 +80,19 @@ struct State {
     sessions: HashMap<String, Vec<AuditEvent>>,
     raw_sessions: HashMap<String, Vec<Bytes>>,
     chunk_size: usize,
+    /// Export chunks per UTC day, sealed when a listing first sees their events: a chunk
+    /// never changes once listed (as in Teleport's export backends); events added later,
+    /// late ones included, go to new chunks of their own day.
+    sealed: BTreeMap<i64, Vec<Vec<AuditEvent>>>,
+    /// How many of `events` are in sealed chunks.
+    chunked: usize,
     export_unimplemented: bool,
     fail_next: u32,
     calls: BTreeMap<&'static str, u64>,
     without_version: u64,
     locks: Vec<LockV2>,
     handshake_failures: u64,
+    restarts: u64,
 }
 
 /// Identity files the double writes (all in its temp dir).
@@ -131,52 +140,33 @@ impl Double {
         }));
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_config()?));
-        let (tx, rx) = mpsc::channel::<Result<TlsConn, io::Error>>(16);
-        let accept_state = state.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                let state = accept_state.clone();
-                tokio::spawn(async move {
-                    match acceptor.accept(tcp).await {
-                        Ok(tls) => {
-                            let _ = tx.send(Ok(TlsConn(tls))).await;
-                        }
-                        Err(_) => lock(&state).handshake_failures += 1,
-                    }
-                });
-            }
-        });
-        let incoming = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-        let svc = Svc {
-            state: state.clone(),
-        };
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder()
-            .add_service(AuditLogServiceServer::new(svc.clone()))
-            .add_service(AuthRouter {
-                inner: AuthServiceServer::new(svc.clone()),
-                svc,
-            });
-        tokio::spawn(async move {
-            let _ = router
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stop.await;
-                })
-                .await;
-        });
+        let tls = Arc::new(pki.server_config()?);
+        let (shutdown, accept) = serve(listener, tls.clone(), state.clone());
         Ok(Double {
             addr,
             dir,
             state,
+            tls,
             shutdown: Some(shutdown),
             accept,
         })
+    }
+
+    /// Stops serving (connections and streams in flight are cut, as when an Auth server
+    /// restarts), waits `down`, then serves again on the same address with the same
+    /// certificates and data.
+    pub async fn restart(&mut self, down: std::time::Duration) -> Result<(), DoubleError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.accept.abort();
+        tokio::time::sleep(down).await;
+        let listener = TcpListener::bind(self.addr).await?;
+        let (shutdown, accept) = serve(listener, self.tls.clone(), self.state.clone());
+        self.shutdown = Some(shutdown);
+        self.accept = accept;
+        lock(&self.state).restarts += 1;
+        Ok(())
     }
 
     /// `127.0.0.1:<port>`.
@@ -192,6 +182,11 @@ impl Double {
     /// The default identity file (PKCS#8 key).
     pub fn identity_file(&self) -> PathBuf {
         self.file(files::IDENTITY)
+    }
+
+    /// How many times [`Double::restart`] ran.
+    pub fn restarts(&self) -> u64 {
+        self.state().restarts
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -265,6 +260,57 @@ impl Drop for Double {
         }
         self.accept.abort();
     }
+}
+
+/// Serves both services on `listener` until the returned sender fires (or is dropped);
+/// the handle is the accept loop's, aborted to close the listener.
+fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<Mutex<State>>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (tx, rx) = mpsc::channel::<Result<TlsConn, io::Error>>(16);
+    let accept_state = state.clone();
+    let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
+    let accept = tokio::spawn(async move {
+        // Dropped with this task: every connection it accepted is cut.
+        let _cut = cut_tx;
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            let state = accept_state.clone();
+            let cut = cut_rx.clone();
+            tokio::spawn(async move {
+                match acceptor.accept(tcp).await {
+                    Ok(tls) => {
+                        let _ = tx.send(Ok(TlsConn::new(tls, cut))).await;
+                    }
+                    Err(_) => lock(&state).handshake_failures += 1,
+                }
+            });
+        }
+    });
+    let incoming = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let svc = Svc { state };
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder()
+        .add_service(AuditLogServiceServer::new(svc.clone()))
+        .add_service(AuthRouter {
+            inner: AuthServiceServer::new(svc.clone()),
+            svc,
+        });
+    tokio::spawn(async move {
+        let _ = router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop.await;
+            })
+            .await;
+    });
+    (shutdown, accept)
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -492,7 +538,33 @@ fn pkcs8_inner(der: &[u8]) -> Option<Vec<u8>> {
 
 // ---- the connection type tonic serves ----
 
-struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+/// A TLS connection of the double, cut (reads and writes fail) once its accept loop is gone,
+/// as a process restart cuts its connections.
+struct TlsConn(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+);
+
+impl TlsConn {
+    fn new(
+        tls: tokio_rustls::server::TlsStream<TcpStream>,
+        mut cut: tokio::sync::watch::Receiver<bool>,
+    ) -> TlsConn {
+        // `changed` fails once the sender (held by the accept loop) is dropped.
+        TlsConn(
+            tls,
+            Box::pin(async move { while cut.changed().await.is_ok() {} }),
+        )
+    }
+
+    fn is_cut(&mut self, cx: &mut Context<'_>) -> bool {
+        std::future::Future::poll(self.1.as_mut(), cx).is_ready()
+    }
+}
+
+fn cut_error() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, "the double restarted")
+}
 
 impl Connected for TlsConn {
     type ConnectInfo = TcpConnectInfo;
@@ -507,7 +579,11 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.is_cut(cx) {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut this.0).poll_read(cx, buf)
     }
 }
 
@@ -517,7 +593,11 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.is_cut(cx) {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut this.0).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll_flush(cx)
@@ -654,17 +734,22 @@ pub fn unstructured(e: &AuditEvent) -> EventUnstructured {
     }
 }
 
-fn chunks_of(s: &State, day: i64) -> Vec<Vec<AuditEvent>> {
-    let of_day: Vec<AuditEvent> = s
-        .events
-        .iter()
-        .filter(|(_, e)| utc_day(e.time()) == day)
-        .map(|(_, e)| e.clone())
-        .collect();
-    of_day
-        .chunks(s.chunk_size)
-        .map(<[AuditEvent]>::to_vec)
-        .collect()
+/// Seals the events not yet in a chunk into new chunks of their days (in arrival order, at
+/// most `chunk_size` events each), then gives the chunks of `day`.
+fn chunks_of(s: &mut State, day: i64) -> Vec<Vec<AuditEvent>> {
+    let mut fresh: BTreeMap<i64, Vec<AuditEvent>> = BTreeMap::new();
+    for (_, e) in s.events.iter().skip(s.chunked) {
+        fresh.entry(utc_day(e.time())).or_default().push(e.clone());
+    }
+    s.chunked = s.events.len();
+    for (d, events) in fresh {
+        let size = s.chunk_size.max(1);
+        s.sealed
+            .entry(d)
+            .or_default()
+            .extend(events.chunks(size).map(<[AuditEvent]>::to_vec));
+    }
+    s.sealed.get(&day).cloned().unwrap_or_default()
 }
 
 fn session<'a>(s: &'a State, sid: &str, start: i32) -> Result<Vec<&'a AuditEvent>, Status> {
@@ -690,14 +775,14 @@ impl AuditLogService for Svc {
         &self,
         req: Request<GetEventExportChunksRequest>,
     ) -> Result<Response<Self::GetEventExportChunksStream>, Status> {
-        let s = self.enter("GetEventExportChunks", req.metadata())?;
+        let mut s = self.enter("GetEventExportChunks", req.metadata())?;
         if s.export_unimplemented {
             return Err(Status::unimplemented(
                 "GetEventExportChunks is not implemented",
             ));
         }
         let day = utc_day(req.get_ref().date.as_ref().map_or(Timestamp::ZERO, from_pb));
-        let names: Vec<Result<EventExportChunk, Status>> = (0..chunks_of(&s, day).len())
+        let names: Vec<Result<EventExportChunk, Status>> = (0..chunks_of(&mut s, day).len())
             .map(|i| {
                 Ok(EventExportChunk {
                     chunk: format!("{CHUNK_PREFIX}{i}"),
@@ -711,7 +796,7 @@ impl AuditLogService for Svc {
         &self,
         req: Request<ExportUnstructuredEventsRequest>,
     ) -> Result<Response<Self::ExportUnstructuredEventsStream>, Status> {
-        let s = self.enter("ExportUnstructuredEvents", req.metadata())?;
+        let mut s = self.enter("ExportUnstructuredEvents", req.metadata())?;
         if s.export_unimplemented {
             return Err(Status::unimplemented(
                 "ExportUnstructuredEvents is not implemented",
@@ -719,7 +804,7 @@ impl AuditLogService for Svc {
         }
         let r = req.get_ref();
         let day = utc_day(r.date.as_ref().map_or(Timestamp::ZERO, from_pb));
-        let chunks = chunks_of(&s, day);
+        let chunks = chunks_of(&mut s, day);
         let chunk = r
             .chunk
             .strip_prefix(CHUNK_PREFIX)

@@ -126,6 +126,28 @@ impl TeleportError {
         }
     }
 
+    /// Whether trying again may work: the server unreachable, restarting or overloaded
+    /// (`Unavailable`, a failed connection, `ResourceExhausted`), or a call cut or failed on
+    /// its side (`Unknown` — a connection reset mid-stream —, `Internal`, `Aborted`,
+    /// `Cancelled`, `DeadlineExceeded`). Upstream's handler retries every error of its events
+    /// loop; refused credentials and invalid requests are left to the caller here.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TeleportError::Connect { .. } => true,
+            TeleportError::Rpc { code, .. } => matches!(
+                code,
+                Code::Unavailable
+                    | Code::ResourceExhausted
+                    | Code::Unknown
+                    | Code::Internal
+                    | Code::Aborted
+                    | Code::Cancelled
+                    | Code::DeadlineExceeded
+            ),
+            TeleportError::Credentials(_) | TeleportError::BadItem { .. } => false,
+        }
+    }
+
     /// The error of a failed call.
     pub(crate) fn from_status(addr: &str, rpc: &'static str, s: &tonic::Status) -> TeleportError {
         if let Some(what) = crate::connect::dial_failure(s) {
