@@ -129,8 +129,10 @@ impl TeleportError {
     /// Whether trying again may work: the server unreachable, restarting or overloaded
     /// (`Unavailable`, a failed connection, `ResourceExhausted`), or a call cut or failed on
     /// its side (`Unknown` — a connection reset mid-stream —, `Internal`, `Aborted`,
-    /// `Cancelled`, `DeadlineExceeded`). Upstream's handler retries every error of its events
-    /// loop; refused credentials and invalid requests are left to the caller here.
+    /// `DeadlineExceeded`). Upstream's handler retries every error of its events loop;
+    /// refused credentials and invalid requests are left to the caller here, and so is
+    /// `Cancelled`, which is how a client certificate refused after the TLS 1.3 handshake
+    /// shows.
     pub fn is_retryable(&self) -> bool {
         match self {
             TeleportError::Connect { .. } => true,
@@ -141,7 +143,6 @@ impl TeleportError {
                     | Code::Unknown
                     | Code::Internal
                     | Code::Aborted
-                    | Code::Cancelled
                     | Code::DeadlineExceeded
             ),
             TeleportError::Credentials(_) | TeleportError::BadItem { .. } => false,
