@@ -21,8 +21,7 @@ use tapelog_core::EventFields;
 use tapelog_core::audit::SESSION_RECORDING_EVENTS;
 use tapelog_core::codec::WriterConfig;
 use tapelog_teleport::{
-    AuthClient, Credentials, CredentialsSource, ErrorKind, EventQuery, ResultStream,
-    TeleportError,
+    AuthClient, Credentials, CredentialsSource, ErrorKind, EventQuery, ResultStream, TeleportError,
 };
 
 use super::App;
@@ -111,7 +110,11 @@ impl Cluster {
 
     /// The session's typed events from `from` on; an error the cluster sends as the first
     /// item (a missing recording) is returned here, before any answer has started.
-    async fn session(&self, sid: &str, from: i32) -> Result<ResultStream<tapelog_core::AuditEvent>, TeleportError> {
+    async fn session(
+        &self,
+        sid: &str,
+        from: i32,
+    ) -> Result<ResultStream<tapelog_core::AuditEvent>, TeleportError> {
         let r = match self.client().await {
             Ok(c) => c.stream_session_events(sid, from).await,
             Err(e) => Err(e),
@@ -301,7 +304,10 @@ mod tests {
         for (m, p) in [
             (Method::POST, "/v1/events"),
             (Method::POST, "/v1/streams"),
-            (Method::GET, "/v1/streams/0b6f1c1e-2c6a-4c3e-9d43-2d6a1f0e6a11"),
+            (
+                Method::GET,
+                "/v1/streams/0b6f1c1e-2c6a-4c3e-9d43-2d6a1f0e6a11",
+            ),
             (Method::POST, "/v1/streams/x/records"),
             (Method::GET, "/v1/uploads"),
             (Method::POST, "/v1/uploads/complete"),

@@ -292,9 +292,10 @@ impl Server {
         let log_root = log.log_root().to_path_buf();
         let cluster = match &config.teleport {
             None => None,
-            Some(g) => Some(gateway::Cluster::new(g.clone()).map_err(|e| {
-                ServeError::Config(format!("--teleport {}: {e}", g.addr))
-            })?),
+            Some(g) => Some(
+                gateway::Cluster::new(g.clone())
+                    .map_err(|e| ServeError::Config(format!("--teleport {}: {e}", g.addr)))?,
+            ),
         };
         let app = Arc::new(App {
             playback: Playback::new(uploader.clone(), Some(&log_root)),
@@ -336,16 +337,17 @@ impl Server {
             config.shutdown_timeout,
         ));
         // A gateway completes nothing: its uploads are the cluster's.
-        let completer = (!config.completer_interval.is_zero() && app.cluster.is_none()).then(|| {
-            let app = app.clone();
-            let mut stop_rx = stop_rx;
-            let (grace, period) = (config.completer_grace, config.completer_interval);
-            tokio::spawn(async move {
-                app.completer(grace, period)
-                    .run(async move { stopped(&mut stop_rx).await })
-                    .await;
-            })
-        });
+        let completer =
+            (!config.completer_interval.is_zero() && app.cluster.is_none()).then(|| {
+                let app = app.clone();
+                let mut stop_rx = stop_rx;
+                let (grace, period) = (config.completer_grace, config.completer_interval);
+                tokio::spawn(async move {
+                    app.completer(grace, period)
+                        .run(async move { stopped(&mut stop_rx).await })
+                        .await;
+                })
+            });
         Ok(RunningServer {
             addr,
             https,

@@ -192,7 +192,10 @@ fn search_teleport_follows_the_clusters_keys_across_pages() {
         .args(["--from", &at(base + 20), "--to", &at(base + 22)])
         .stdout();
     assert_eq!(table.matches("user.login").count(), 3, "{table}");
-    assert!(table.contains("u21") && table.ends_with("(end of results)\n"), "{table}");
+    assert!(
+        table.contains("u21") && table.ends_with("(end of results)\n"),
+        "{table}"
+    );
 }
 
 fn session_end(sid: &str, user: &str, time: i64) -> AuditEvent {
@@ -210,21 +213,30 @@ fn sessions_list_teleport_lists_the_clusters_session_ends() {
     let mut events = logins(base, 5);
     events.push(session_end(&s1, "alice", base + 10));
     events.push(session_end(&s2, "bob", base + 20));
-    events.push(event(serde_json::json!({"event": "db.session.end", "code": "TDB01I",
+    events.push(event(
+        serde_json::json!({"event": "db.session.end", "code": "TDB01I",
         "uid": "db-end", "time": at(base + 30), "sid": "db-session", "user": "carol",
-        "db_user": "postgres", "db_service": "pg"})));
+        "db_user": "postgres", "db_service": "pg"}),
+    ));
     c.double.add_events(events);
 
     let json = tapelog(["sessions", "list", "--json", "--all", "--limit", "2"])
         .args(c.args())
         .stdout();
     // Newest first by default.
-    let want = vec!["db-end".to_string(), format!("end-{s2}"), format!("end-{s1}")];
+    let want = vec![
+        "db-end".to_string(),
+        format!("end-{s2}"),
+        format!("end-{s1}"),
+    ];
     assert_eq!(uids(&json), want);
 
     let table = tapelog(["sessions", "list"]).args(c.args()).stdout();
     assert!(table.contains(&s1) && table.contains(&s2), "{table}");
-    assert!(table.contains("alice") && table.contains("1m05s"), "{table}");
+    assert!(
+        table.contains("alice") && table.contains("1m05s"),
+        "{table}"
+    );
     assert!(table.contains("(3 session(s), end of results)"), "{table}");
 
     // `search --sessions` with a condition, applied to the cluster's pages.
@@ -274,10 +286,16 @@ fn teleport_errors_say_what_and_where() {
     );
 
     // Usage: one source per command, credentials required, an address not a URL.
-    let mut args = with(files::IDENTITY, &["search", "--server", "http://127.0.0.1:1"]);
+    let mut args = with(
+        files::IDENTITY,
+        &["search", "--server", "http://127.0.0.1:1"],
+    );
     let e = stderr_of(&args);
     assert!(e.contains("--teleport") && e.contains("--server"), "{e}");
-    args = with(files::IDENTITY, &["sessions", "list", "--data-dir", "/tmp/elsewhere"]);
+    args = with(
+        files::IDENTITY,
+        &["sessions", "list", "--data-dir", "/tmp/elsewhere"],
+    );
     let e = stderr_of(&args);
     assert!(e.contains("--data-dir /tmp/elsewhere"), "{e}");
     let e = stderr_of(&["search".into(), "--teleport".into(), addr.clone()]);

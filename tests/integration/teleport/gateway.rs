@@ -53,13 +53,20 @@ fn serve_teleport_is_a_read_only_gateway_to_the_cluster() {
     let r = get("/healthz");
     assert_eq!(r.status(), 200);
     let text = String::from_utf8(body(r)).unwrap();
-    assert!(text.contains(CLUSTER_NAME) && text.contains(&addr), "{text}");
+    assert!(
+        text.contains(CLUSTER_NAME) && text.contains(&addr),
+        "{text}"
+    );
 
     // The web player's list: the cluster's session ends, newest first.
     let r = get("/v1/sessions?order=desc&limit=50");
     assert_eq!(r.status(), 200);
     let page: EventsPage = serde_json::from_slice(&body(r)).unwrap();
-    let sids: Vec<&str> = page.events.iter().map(|e| e["sid"].as_str().unwrap()).collect();
+    let sids: Vec<&str> = page
+        .events
+        .iter()
+        .map(|e| e["sid"].as_str().unwrap())
+        .collect();
     assert_eq!(sids, [s2.as_str(), s1.as_str()]);
     assert_eq!(page.next_key, "");
 

@@ -61,7 +61,9 @@ async fn run(prints: usize) -> ExitCode {
         double.add_events([end.clone()]);
     }
     double.add_session(SESSION_ID, events);
-    let last = String::from_utf8_lossy(&line(prints - 1)).trim_end().to_string();
+    let last = String::from_utf8_lossy(&line(prints - 1))
+        .trim_end()
+        .to_string();
     let hello = serde_json::json!({
         "addr": double.addr(),
         "identity": double.identity_file().display().to_string(),

@@ -10,8 +10,8 @@ use tapelog_audit::{
     default_server_id,
 };
 use tapelog_client::Client;
-use tapelog_core::audit::files::DAY_SECONDS;
 use tapelog_core::audit::SESSION_RECORDING_EVENTS;
+use tapelog_core::audit::files::DAY_SECONDS;
 use tapelog_core::{EventFields, Timestamp};
 use tapelog_teleport::EventQuery;
 
