@@ -4,7 +4,9 @@
 # 2. the web player: its type check (tsc over the JSDoc types of web-demo/src, against the
 #    declarations build.sh generates; a type error fails the stage), then end to end with
 #    Playwright (recordings from `write-web-fixtures`), screenshots in target/web-demo/screenshots/;
-# 3. the player served by the real `tapelog serve`, listing and playing a recorded session.
+# 3. the player served by the real `tapelog serve`, listing and playing a recorded session;
+# 4. the player on `tapelog serve --teleport` (a read-only gateway) in front of the Teleport
+#    Auth double run as a process (`teleport-double`), playing the cluster's session.
 # Prints `browser: N passed, N failed` last; exits non-zero when a test failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,13 +54,20 @@ bin=$target_dir/debug/tapelog
 node web-demo/tests/daemon.mjs "$bin" web-demo/dist "$out/screenshots" 2>&1 | tee "$out/daemon-output.txt"
 daemon_rc=${PIPESTATUS[0]}
 step_done "player on tapelog serve"
+
+echo "== the player on tapelog serve --teleport, a gateway to the Auth double (Playwright)"
+node web-demo/tests/gateway.mjs "$bin" "$target_dir/debug/teleport-double" web-demo/dist "$out/screenshots" 2>&1 \
+  | tee "$out/gateway-output.txt"
+gateway_rc=${PIPESTATUS[0]}
+step_done "player on serve --teleport"
 printf '%s\n' "${steps[@]}"
 
-passed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
-failed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+passed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" "$out/gateway-output.txt" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(cat "$out/wasm-test-output.txt" "$out/e2e-output.txt" "$out/daemon-output.txt" "$out/gateway-output.txt" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 if [ "$wasm_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # a build failure counts
 if [ "$e2e_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$tsc_rc" -ne 0 ]; then failed=$((failed + 1)); fi  # type errors (not a test: not in passed)
 if [ "$daemon_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+if [ "$gateway_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "browser: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

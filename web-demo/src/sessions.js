@@ -28,11 +28,11 @@ const token = () => sessionStorage.getItem(KEY) || '';
 /** @param {string} text */
 function say(text) { $('sessions-status').textContent = text; }
 
-/** `/healthz` answers `ok`: the page comes from `tapelog serve`. */
+/** `/healthz` answers `ok` (a gateway adds its cluster on a second line): the page comes from `tapelog serve`. */
 async function servedByTapelog() {
   try {
     const r = await fetch('/healthz');
-    return r.ok && (await r.text()).trim() === 'ok';
+    return r.ok && (await r.text()).split('\n')[0].trim() === 'ok';
   } catch {
     return false;
   }

@@ -179,6 +179,10 @@ pub enum ErrorCode {
     Internal,
     /// 503: shutting down.
     Unavailable,
+    /// 405: a write to a read-only gateway (`tapelog serve --teleport`).
+    ReadOnly,
+    /// 502: the Teleport cluster behind a gateway failed, refused or did not answer.
+    BadGateway,
 }
 
 impl ErrorCode {
@@ -196,6 +200,8 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::ReadOnly => 405,
+            ErrorCode::BadGateway => 502,
         }
     }
 }

@@ -82,6 +82,8 @@ pub struct ServeConfig {
     pub stream: DriverConfig,
     /// The web player's files, served at `/`; `None`: a page that says how to build it.
     pub web_dir: Option<PathBuf>,
+    /// A read-only gateway to this Teleport cluster instead of the local audit log and store.
+    pub teleport: Option<super::TeleportGateway>,
 }
 
 impl ServeConfig {
@@ -105,6 +107,7 @@ impl ServeConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             stream: DriverConfig::default(),
             web_dir: None,
+            teleport: None,
         }
     }
 
@@ -126,6 +129,8 @@ impl ServeConfig {
 /// client_ca = "ca.pem"
 /// max_body = 16777216
 /// completer_grace = 3600        # seconds
+/// # teleport = "auth.example.com:3025"   # a read-only gateway to a Teleport cluster
+/// # teleport_identity = "identity"
 /// [[tokens]]
 /// role = "recorder"
 /// name = "host1"
@@ -177,6 +182,16 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<u64>,
     /// `web_dir`: the web player's files.
     pub web_dir: Option<PathBuf>,
+    /// `teleport`: `HOST:PORT` of a Teleport Auth Service (a read-only gateway to it).
+    pub teleport: Option<String>,
+    /// `teleport_identity`: its identity file.
+    pub teleport_identity: Option<PathBuf>,
+    /// `teleport_cert`: a client certificate for it (with `teleport_key`, `teleport_ca`).
+    pub teleport_cert: Option<PathBuf>,
+    /// `teleport_key`.
+    pub teleport_key: Option<PathBuf>,
+    /// `teleport_ca`: the cluster's CA certificates.
+    pub teleport_ca: Option<PathBuf>,
 }
 
 /// A `[[tokens]]` entry.

@@ -145,3 +145,18 @@ impl From<PlaybackError> for ApiError {
         ApiError::new(code, e.to_string())
     }
 }
+
+/// A Teleport cluster's answer (`serve --teleport`): a missing recording is 404, a bad
+/// parameter 400, a limit 429; everything else (refused, unreachable, undecodable) is 502.
+impl From<tapelog_teleport::TeleportError> for ApiError {
+    fn from(e: tapelog_teleport::TeleportError) -> ApiError {
+        use tapelog_teleport::ErrorKind as K;
+        let code = match e.kind() {
+            K::NotFound => ErrorCode::NotFound,
+            K::BadParameter => ErrorCode::BadRequest,
+            K::LimitExceeded => ErrorCode::TooManyRequests,
+            _ => ErrorCode::BadGateway,
+        };
+        ApiError::new(code, format!("the Teleport cluster: {e}"))
+    }
+}

@@ -10,13 +10,17 @@
 //! upload stays resumable. Connections are served by hyper directly (plain TCP or rustls),
 //! so that a client certificate's identity reaches the handlers.
 //!
+//! With [`ServeConfig::teleport`] it is a read-only gateway to a Teleport cluster instead
+//! (`gateway`): searches, session events and recordings come from the cluster's Auth
+//! Service, writes are refused.
+//!
 //! - `auth`: tokens, certificate identities, roles; `error`: the JSON errors;
 //!   `body`: content types and size limits; `streams`: the open streams and their
 //!   handlers; `routes`: every other handler; `config`: [`ServeConfig`], the TOML file, the
 //!   admin token file.
 //!
-//! Depends on `tapelog-core`, `tapelog-api`, `tapelog-audit` and `tapelog-store` (with its
-//! cloud features `s3`, `azure`, `gcp`); not on the session writer, the client or the
+//! Depends on `tapelog-core`, `tapelog-api`, `tapelog-audit`, `tapelog-store` (with its
+//! cloud features `s3`, `azure`, `gcp`) and `tapelog-teleport` (the gateway); not on the session writer, the client or the
 //! terminal crates.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -25,6 +29,7 @@ mod auth;
 mod body;
 mod config;
 mod error;
+mod gateway;
 mod routes;
 mod streams;
 mod web;
@@ -54,6 +59,7 @@ pub use config::{
     DEFAULT_SHUTDOWN_TIMEOUT, FileConfig, FileToken, ServeConfig, TlsFiles, admin_token,
 };
 pub use error::ApiError;
+pub use gateway::TeleportGateway;
 pub use web::{DEFAULT_WEB_DIR, WebRoot};
 
 use streams::Registry;
@@ -110,6 +116,8 @@ pub(crate) struct App {
     cluster_name: String,
     shutting_down: AtomicBool,
     web: WebRoot,
+    /// `serve --teleport`: the read routes answer from this cluster, the others refuse.
+    cluster: Option<gateway::Cluster>,
 }
 
 impl App {
@@ -183,6 +191,10 @@ fn router(app: Arc<App>) -> Router {
         .nest("/v1", v1)
         .fallback(web_or_not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            gateway::refuse_writes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             refuse_when_stopping,
@@ -278,6 +290,13 @@ impl Server {
             None => None,
         };
         let log_root = log.log_root().to_path_buf();
+        let cluster = match &config.teleport {
+            None => None,
+            Some(g) => Some(
+                gateway::Cluster::new(g.clone())
+                    .map_err(|e| ServeError::Config(format!("--teleport {}: {e}", g.addr)))?,
+            ),
+        };
         let app = Arc::new(App {
             playback: Playback::new(uploader.clone(), Some(&log_root)),
             uploader,
@@ -296,6 +315,7 @@ impl Server {
             cluster_name: config.cluster_name.clone(),
             shutting_down: AtomicBool::new(false),
             web: WebRoot::new(config.web_dir.clone()),
+            cluster,
         });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -316,16 +336,18 @@ impl Server {
             stop_rx.clone(),
             config.shutdown_timeout,
         ));
-        let completer = (!config.completer_interval.is_zero()).then(|| {
-            let app = app.clone();
-            let mut stop_rx = stop_rx;
-            let (grace, period) = (config.completer_grace, config.completer_interval);
-            tokio::spawn(async move {
-                app.completer(grace, period)
-                    .run(async move { stopped(&mut stop_rx).await })
-                    .await;
-            })
-        });
+        // A gateway completes nothing: its uploads are the cluster's.
+        let completer =
+            (!config.completer_interval.is_zero() && app.cluster.is_none()).then(|| {
+                let app = app.clone();
+                let mut stop_rx = stop_rx;
+                let (grace, period) = (config.completer_grace, config.completer_interval);
+                tokio::spawn(async move {
+                    app.completer(grace, period)
+                        .run(async move { stopped(&mut stop_rx).await })
+                        .await;
+                })
+            });
         Ok(RunningServer {
             addr,
             https,

@@ -29,9 +29,12 @@ use tapelog_audit::{AuditLog, Condition, Order, SearchPage, SearchQuery, Session
 use tapelog_store::playback::RecordingSource;
 use tapelog_store::{MultipartUploader, check_id};
 
-/// `GET /healthz`.
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
+/// `GET /healthz`: `ok`; a gateway (`serve --teleport`) pings its cluster first.
+pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match &app.cluster {
+        Some(c) => super::gateway::healthz(c).await,
+        None => "ok".into_response(),
+    }
 }
 
 /// `GET /metrics`: this server's counters and gauge in the Prometheus text format.
@@ -170,6 +173,9 @@ pub(crate) async fn search(
         order: order(p.order.as_deref())?,
         start_key: p.start_key.unwrap_or_default(),
     };
+    if let Some(c) = &app.cluster {
+        return super::gateway::search(c, q).await;
+    }
     page_body(app.search.search_events(q).await?)
 }
 
@@ -203,6 +209,9 @@ pub(crate) async fn sessions(
         condition,
         session_id,
     };
+    if let Some(c) = &app.cluster {
+        return super::gateway::sessions(c, q).await;
+    }
     page_body(app.search.search_session_events(q).await?)
 }
 
@@ -225,6 +234,9 @@ pub(crate) async fn session_events(
     let sid = path_id(sid)?;
     check_id("session id", &sid)?;
     let from = query(params)?.from_index.unwrap_or(0);
+    if let Some(c) = &app.cluster {
+        return super::gateway::session_events(c, &sid, from).await;
+    }
     let events = app.playback.stream_session_events(&sid, from).await?;
     let lines = events.map(|r| match r {
         Ok(e) => {
@@ -256,6 +268,9 @@ pub(crate) async fn recording(
     caller.require(Role::Auditor, "download recordings")?;
     let sid = path_id(sid)?;
     check_id("session id", &sid)?;
+    if let Some(c) = &app.cluster {
+        return super::gateway::recording(c, &sid).await;
+    }
     let octets = HeaderValue::from_static("application/octet-stream");
     let range = headers
         .get(header::RANGE)

@@ -1,7 +1,8 @@
 //! Client of a Teleport Auth server's audit-log gRPC API: the calls `teleport-event-handler`
 //! makes (bulk export, page polling, session streams, locks), over mutual TLS with a Teleport
 //! identity, plus the typed `GetEvents`/`StreamSessionEvents` calls whose `events.OneOf`
-//! items become [`tapelog_core::AuditEvent`]s. Feature `testkit` adds [`double`], a test
+//! items become [`tapelog_core::AuditEvent`]s, and [`recording`] writes those back into a
+//! ProtoStream recording. Feature `testkit` adds [`double`], a test
 //! double of the server.
 //!
 //! Depends on tapelog-core (events), tonic/prost (gRPC, code generated from `proto/` at
@@ -13,6 +14,7 @@ pub mod credentials;
 #[cfg(feature = "testkit")]
 pub mod double;
 pub mod error;
+pub mod recording;
 pub mod structjson;
 
 /// Messages, clients and servers generated from `proto/`.

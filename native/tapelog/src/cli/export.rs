@@ -57,7 +57,12 @@ pub struct ExportArgs {
     /// downloaded to a temporary file first.
     #[command(flatten)]
     pub remote: super::remote::RemoteArgs,
-    /// The recording (`-` for standard input), or with `--server` a session id.
+    /// With `--teleport`: export session INPUT (its id) of that Teleport cluster: its events
+    /// from `StreamSessionEvents`, print data included, written into a temporary recording by
+    /// tapelog's writer first (`--format proto` gives that rebuilt recording).
+    #[command(flatten)]
+    pub teleport: super::remote::TeleportArgs,
+    /// The recording (`-` for standard input), or with `--server`/`--teleport` a session id.
     pub input: PathBuf,
 }
 
@@ -85,9 +90,15 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         path: out_name.clone(),
         source,
     };
-    let downloaded = match a.remote.client(None)? {
-        None => None,
-        Some(client) => {
+    let cluster = a.teleport.open(None, &a.remote)?;
+    let downloaded = match (cluster, a.remote.client(None)?) {
+        (Some(cluster), _) => {
+            let sid = a.input.to_string_lossy().into_owned();
+            tapelog_store::check_id("session id", &sid)?;
+            Some(cluster.download_recording(&sid)?)
+        }
+        (None, None) => None,
+        (None, Some(client)) => {
             let sid = a.input.to_string_lossy().into_owned();
             tapelog_store::check_id("session id", &sid)?;
             let rt = super::remote::runtime()?;

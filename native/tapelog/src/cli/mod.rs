@@ -98,6 +98,10 @@ pub enum CliError {
     /// The Fluentd exporter failed.
     #[error(transparent)]
     Forward(#[from] tapelog_forward::ForwardError),
+    /// A Teleport cluster (`--teleport`) could not be read: the message names its address,
+    /// the call and what to check. Every `TeleportError` becomes a `CliError` here.
+    #[error(transparent)]
+    Teleport(#[from] tapelog_teleport::TeleportError),
     /// Some input lines were rejected (each was reported).
     #[error("{rejected} of {total} lines rejected")]
     Rejected {

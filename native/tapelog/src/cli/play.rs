@@ -34,6 +34,10 @@ pub struct PlayArgs {
     /// first, so that seeking back can re-read it).
     #[command(flatten)]
     pub remote: super::remote::RemoteArgs,
+    /// With `--teleport`: play session SID of that Teleport cluster (its events from
+    /// `StreamSessionEvents`, written into a temporary recording first).
+    #[command(flatten)]
+    pub teleport: super::remote::TeleportArgs,
     /// Playback speed: 2 plays twice as fast, 0.5 at half speed.
     #[arg(long, default_value_t = 1.0, value_name = "X")]
     pub speed: f64,
@@ -45,7 +49,8 @@ pub struct PlayArgs {
     #[arg(long, value_name = "FILE")]
     pub timing: Option<PathBuf>,
     /// A recording file (`-` for standard input), or a session id: its recording
-    /// `DIR/log/records/SID.tar`, or on the server given by `--server`.
+    /// `DIR/log/records/SID.tar`, on the server given by `--server`, or on the cluster given
+    /// by `--teleport`.
     pub recording: String,
 }
 
@@ -373,9 +378,14 @@ pub fn run(a: PlayArgs) -> Result<(), CliError> {
             )));
         }
     };
-    let downloaded = match a.remote.client(Some(&a.data.data_dir))? {
-        None => None,
-        Some(client) => {
+    let cluster = a.teleport.open(Some(&a.data.data_dir), &a.remote)?;
+    let downloaded = match (cluster, a.remote.client(Some(&a.data.data_dir))?) {
+        (Some(cluster), _) => {
+            check_id("session id", &a.recording)?;
+            Some(cluster.download_recording(&a.recording)?)
+        }
+        (None, None) => None,
+        (None, Some(client)) => {
             check_id("session id", &a.recording)?;
             let rt = super::remote::runtime()?;
             Some(rt.block_on(super::remote::download_recording(&client, &a.recording))?)

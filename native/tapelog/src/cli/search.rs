@@ -1,5 +1,6 @@
-//! `tapelog search`: one page (or every page) of the file audit log, or of a server's
-//! (`--server`). [`Source`] is the audit log either way (also used by `sessions list`).
+//! `tapelog search`: one page (or every page) of the file audit log, of a server's
+//! (`--server`) or of a Teleport cluster's (`--teleport`). [`Source`] is the audit log in each
+//! case (also used by `sessions list`).
 
 use std::io::Write;
 
@@ -9,12 +10,14 @@ use tapelog_audit::{
     default_server_id,
 };
 use tapelog_client::Client;
+use tapelog_core::audit::SESSION_RECORDING_EVENTS;
 use tapelog_core::audit::files::DAY_SECONDS;
 use tapelog_core::{EventFields, Timestamp};
+use tapelog_teleport::EventQuery;
 
 use super::CliError;
 use super::emit::DataDirArgs;
-use super::remote::RemoteArgs;
+use super::remote::{Cluster, RemoteArgs, TeleportArgs};
 
 /// Result order.
 #[derive(Clone, Copy, ValueEnum)]
@@ -32,6 +35,8 @@ pub struct SearchArgs {
     pub data: DataDirArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub teleport: TeleportArgs,
     /// Earliest event time, RFC 3339 or a date (`2024-01-15` = its midnight, UTC). Default:
     /// the Unix epoch.
     #[arg(long, value_name = "TIME")]
@@ -123,11 +128,21 @@ pub enum Source {
     Local(FileLog),
     /// A `tapelog serve` (with the runtime its calls run on).
     Remote(Client, tokio::runtime::Runtime),
+    /// A Teleport cluster's Auth Service (`GetUnstructuredEvents` pages, the cluster's keys).
+    Teleport(Cluster),
 }
 
 impl Source {
-    /// The server of `--server`, else the file log under `--data-dir`.
-    pub fn open(data: &DataDirArgs, remote: &RemoteArgs) -> Result<Source, CliError> {
+    /// The cluster of `--teleport`, else the server of `--server`, else the file log under
+    /// `--data-dir`.
+    pub fn open(
+        data: &DataDirArgs,
+        remote: &RemoteArgs,
+        teleport: &TeleportArgs,
+    ) -> Result<Source, CliError> {
+        if let Some(cluster) = teleport.open(Some(&data.data_dir), remote)? {
+            return Ok(Source::Teleport(cluster));
+        }
         if let Some(client) = remote.client(Some(&data.data_dir))? {
             return Ok(Source::Remote(client, super::remote::runtime()?));
         }
@@ -144,6 +159,11 @@ impl Source {
         match self {
             Source::Local(log) => Ok(local_page(log.search_events_blocking(q)?)),
             Source::Remote(client, rt) => Ok(remote_page(rt.block_on(client.search_events(q))?)),
+            Source::Teleport(c) => {
+                let types = q.event_types.clone();
+                let cq = cluster_query(q.from, q.to, types, q.limit, q.order, &q.start_key)?;
+                cluster_page(c, &cq, |_| true)
+            }
         }
     }
 
@@ -152,8 +172,69 @@ impl Source {
         match self {
             Source::Local(log) => Ok(local_page(log.search_session_events_blocking(q)?)),
             Source::Remote(client, rt) => Ok(remote_page(rt.block_on(client.search_sessions(q))?)),
+            Source::Teleport(c) => {
+                let types = SESSION_RECORDING_EVENTS.map(String::from).to_vec();
+                let cq = cluster_query(q.from, q.to, types, q.limit, q.order, &q.start_key)?;
+                // The cluster filters by type; the session id and `--where` are applied here,
+                // page by page (a page may come out shorter; its key still leads on).
+                cluster_page(c, &cq, |f| {
+                    (q.session_id.is_empty() || f.get_session_id() == q.session_id)
+                        && q.condition.as_ref().is_none_or(|cond| cond.matches(f))
+                })
+            }
         }
     }
+}
+
+/// A page query of the cluster (`limit`: 0 = the server's 500, at most 10,000), from the
+/// page key `start_key` (the cluster's `last_key`; "" for the first page).
+fn cluster_query(
+    from: Timestamp,
+    to: Timestamp,
+    event_types: Vec<String>,
+    limit: usize,
+    order: Order,
+    start_key: &str,
+) -> Result<EventQuery, CliError> {
+    let limit = i32::try_from(limit)
+        .ok()
+        .filter(|l| *l <= 10_000)
+        .ok_or_else(|| CliError::Usage(format!("--limit {limit}: at most 10000")))?;
+    Ok(EventQuery {
+        start: from,
+        end: to,
+        event_types,
+        limit,
+        start_key: start_key.to_string(),
+        ascending: order == Order::Ascending,
+    })
+}
+
+/// One page of the cluster, the events `keep` accepts, with the cluster's next key.
+fn cluster_page(
+    c: &Cluster,
+    q: &EventQuery,
+    keep: impl Fn(&EventFields) -> bool,
+) -> Result<Page, CliError> {
+    let page = c.page(q)?;
+    let mut events = Vec::with_capacity(page.items.len());
+    for (position, item) in page.items.into_iter().enumerate() {
+        let fields = EventFields::parse(&item.json).map_err(|e| {
+            tapelog_teleport::TeleportError::BadItem {
+                addr: c.client.addr().to_string(),
+                rpc: "GetUnstructuredEvents",
+                position,
+                what: format!("its JSON is not an event: {e}"),
+            }
+        })?;
+        if keep(&fields) {
+            events.push((item.json, fields));
+        }
+    }
+    Ok(Page {
+        events,
+        next_key: page.last_key,
+    })
 }
 
 fn local_page(page: SearchPage) -> Page {
@@ -204,7 +285,7 @@ impl From<OrderArg> for Order {
 pub fn run(a: SearchArgs) -> Result<(), CliError> {
     let (from, to) = time_range(&a.from, &a.to)?;
     let order = Order::from(a.order);
-    let source = Source::open(&a.data, &a.remote)?;
+    let source = Source::open(&a.data, &a.remote, &a.teleport)?;
     let cond = condition(&a.conditions)?;
     let mut key = a.start_key.clone();
     let stdout = std::io::stdout();

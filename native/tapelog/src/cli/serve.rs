@@ -107,6 +107,24 @@ pub struct ServeArgs {
     /// Default: `web-demo/dist` under the working directory when it holds an `index.html`.
     #[arg(long, env = "TAPELOG_WEB_DIR", value_name = "DIR")]
     pub web_dir: Option<PathBuf>,
+    /// A read-only gateway to this Teleport cluster: HOST:PORT of its Auth Service. Searches,
+    /// sessions, session events and recordings (rebuilt from its events) come from the
+    /// cluster; every write is refused. Needs --teleport-identity, or --teleport-cert,
+    /// --teleport-key and --teleport-ca.
+    #[arg(long, env = "TAPELOG_TELEPORT", value_name = "HOST:PORT")]
+    pub teleport: Option<String>,
+    /// With --teleport: a Teleport identity file (read again whenever the gateway reconnects).
+    #[arg(long, env = "TAPELOG_TELEPORT_IDENTITY", value_name = "FILE")]
+    pub teleport_identity: Option<PathBuf>,
+    /// With --teleport: a client certificate (PEM).
+    #[arg(long, env = "TAPELOG_TELEPORT_CERT", value_name = "FILE")]
+    pub teleport_cert: Option<PathBuf>,
+    /// With --teleport: the key of --teleport-cert (PEM).
+    #[arg(long, env = "TAPELOG_TELEPORT_KEY", value_name = "FILE")]
+    pub teleport_key: Option<PathBuf>,
+    /// With --teleport: the cluster's CA certificates (PEM).
+    #[arg(long, env = "TAPELOG_TELEPORT_CA", value_name = "FILE")]
+    pub teleport_ca: Option<PathBuf>,
 }
 
 /// How the second line of standard output starts: the web player's login URL follows
@@ -227,6 +245,7 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
     ))
     .dir()
     .map(Path::to_path_buf);
+    c.teleport = teleport(a, &file)?;
     if let Some(p) = a.part_size {
         if p < MIN_PART_SIZE {
             return Err(usage(format!(
@@ -241,10 +260,38 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
     Ok(c)
 }
 
+/// `--teleport` and its credentials (flag or variable, else the file).
+fn teleport(
+    a: &ServeArgs,
+    file: &FileConfig,
+) -> Result<Option<tapelog_server::TeleportGateway>, CliError> {
+    let identity = layered(a.teleport_identity.clone(), file.teleport_identity.clone());
+    let cert = layered(a.teleport_cert.clone(), file.teleport_cert.clone());
+    let key = layered(a.teleport_key.clone(), file.teleport_key.clone());
+    let ca = layered(a.teleport_ca.clone(), file.teleport_ca.clone());
+    let Some(addr) = layered(a.teleport.clone(), file.teleport.clone()) else {
+        if identity.is_some() || cert.is_some() || key.is_some() || ca.is_some() {
+            return Err(usage(
+                "--teleport-identity, --teleport-cert, --teleport-key and --teleport-ca need --teleport HOST:PORT",
+            ));
+        }
+        return Ok(None);
+    };
+    super::remote::check_teleport_addr("--teleport", &addr)?;
+    let credentials = super::remote::teleport_credentials(
+        identity.as_deref(),
+        cert.as_deref(),
+        key.as_deref(),
+        ca.as_deref(),
+    )?;
+    Ok(Some(tapelog_server::TeleportGateway { addr, credentials }))
+}
+
 /// Runs `tapelog serve` until SIGTERM or SIGINT.
 pub async fn run(a: ServeArgs) -> Result<(), CliError> {
     let config = config(&a)?;
     let insecure = config.tls.is_none() && !config.listen.ip().is_loopback();
+    let gateway = config.teleport.as_ref().map(|g| g.addr.clone());
     let stop = super::shutdown_signal();
     let server = Server::start(config)
         .await
@@ -262,6 +309,11 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
         eprintln!(
             "WARNING: serving plain HTTP on {}: tokens and data cross the network unencrypted (use --tls-cert/--tls-key)",
             server.local_addr()
+        );
+    }
+    if let Some(g) = &gateway {
+        eprintln!(
+            "read-only gateway to the Teleport cluster at {g}: searches, sessions and recordings come from it, writes are refused"
         );
     }
     if let Some(p) = server.admin_token_file() {

@@ -1,5 +1,5 @@
-//! `tapelog sessions list`: completed sessions (their end events) from the local audit log
-//! or from a server, as a table for people or Teleport JSON lines for scripts.
+//! `tapelog sessions list`: completed sessions (their end events) from the local audit log,
+//! a server (`--server`) or a Teleport cluster (`--teleport`), as a table for people or Teleport JSON lines for scripts.
 
 use std::io::Write;
 
@@ -8,7 +8,7 @@ use tapelog_core::EventFields;
 
 use super::CliError;
 use super::emit::DataDirArgs;
-use super::remote::RemoteArgs;
+use super::remote::{RemoteArgs, TeleportArgs};
 use super::search::{OrderArg, Source, time_range};
 
 /// `tapelog sessions ...`
@@ -26,6 +26,8 @@ pub struct ListArgs {
     pub data: DataDirArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub teleport: TeleportArgs,
     /// Sessions that ended at or after this time (RFC 3339 or a date). Default: the epoch.
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
@@ -120,7 +122,7 @@ fn row(f: &EventFields) -> Row {
 
 fn list(a: ListArgs) -> Result<(), CliError> {
     let (from, to) = time_range(&a.from, &a.to)?;
-    let source = Source::open(&a.data, &a.remote)?;
+    let source = Source::open(&a.data, &a.remote, &a.teleport)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let write_err = |source| CliError::Write {
