@@ -72,8 +72,11 @@ pub fn date_dir(day: i64) -> String {
 
 /// The cursor file of a chunk. A chunk name made of letters, digits, `-`, `_` and `.` (not
 /// starting with `.`) is used as it is, as upstream does; any other byte is written `%XX`, so
-/// a name from the server can never leave the date directory.
+/// a name from the server can never leave the date directory; the empty name is `%.chunk`.
 pub fn chunk_file(chunk: &str) -> String {
+    if chunk.is_empty() {
+        return format!("%{CHUNK_EXT}");
+    }
     let mut out = String::with_capacity(chunk.len() + CHUNK_EXT.len());
     for (i, b) in chunk.bytes().enumerate() {
         let plain = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
@@ -90,6 +93,9 @@ pub fn chunk_file(chunk: &str) -> String {
 /// The chunk a cursor file name stands for (the inverse of [`chunk_file`]).
 pub fn chunk_of_file(name: &str) -> Option<String> {
     let stem = name.strip_suffix(CHUNK_EXT)?;
+    if stem == "%" {
+        return Some(String::new());
+    }
     let b = stem.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
