@@ -1,7 +1,9 @@
 //! `tapelog forward` against a receiver that answers as Fluentd's `in_http` does
 //! (`util/fluentd.rs`): client certificates, the options, the start-time guard, dry run,
 //! audit and session events end to end with the real binary, dead letters, a receiver down
-//! across several retries, and SIGKILL in the middle of an export.
+//! across several retries, SIGKILL in the middle of an export, and late events (appended
+//! with an old time after the exporter passed it: the arrival-order feed of a data
+//! directory or a `tapelog serve`, and the migration of a time reader's state).
 
 use crate::util::TestCommand;
 use std::collections::{BTreeMap, HashSet};
@@ -761,6 +763,335 @@ fn killed_with_sigkill_mid_export_resumes_without_loss_in_order() {
     assert!(!state.join(format!("session{sid}")).exists());
     let done = std::fs::read_to_string(state.join("done_sessions")).unwrap();
     assert_eq!(done.trim(), sid, "the finished session is remembered");
+}
+
+/// A `user.login` event with this uid and time, as a line of Teleport's JSON.
+fn login_at(uid: &str, time: &str) -> String {
+    format!(
+        r#"{{"event":"user.login","code":"T1000I","uid":"{uid}","time":"{time}","user":"u","success":true}}"#
+    )
+}
+
+/// `tapelog forward` running in the background; killed (SIGKILL) when dropped.
+struct Running(Child);
+
+impl Running {
+    fn start(args: &[String]) -> Running {
+        Running(
+            Command::new(BIN)
+                .args(args)
+                .env_clear()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn sigkill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every uid in `want` arrived exactly once, and nothing else did.
+fn assert_once_each(got: &[String], want: &[String]) {
+    let mut a = got.to_vec();
+    a.sort();
+    let mut b = want.to_vec();
+    b.sort();
+    assert_eq!(a, b, "each once: got {got:?}");
+}
+
+#[test]
+fn a_late_event_appended_to_a_data_dir_is_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    let first: Vec<String> = (0..20)
+        .map(|i| login_at(&format!("d2-{i:02}"), &format!("2024-05-02T10:00:{i:02}Z")))
+        .collect();
+    emit(&data, &first);
+    let mut args = forward_args(&data, &storage, &f, &pki);
+    let running = Running::start(&args);
+    assert!(
+        wait_until(Duration::from_secs(60), || audit_uids(&f).len() >= 20),
+        "the first events: {:?}",
+        audit_uids(&f)
+    );
+    // The exporter has passed 2024-05-02T10:00. A late event a day older than that, one
+    // older than the start time (not exported), and a new one.
+    emit(
+        &data,
+        &[
+            login_at("too-old", "2024-04-30T10:00:00Z"),
+            login_at("late", "2024-05-01T10:00:00Z"),
+            login_at("new", "2024-05-02T12:00:00Z"),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let u = audit_uids(&f);
+            u.contains(&"late".to_string()) && u.contains(&"new".to_string())
+        }),
+        "the late event is exported: {:?}",
+        audit_uids(&f)
+    );
+    running.sigkill();
+    let mut want: Vec<String> = (0..20).map(|i| format!("d2-{i:02}")).collect();
+    want.extend(["late".into(), "new".into()]);
+    let got = audit_uids(&f);
+    assert_once_each(&got, &want);
+    assert_eq!(&got[..20], &want[..20], "the first ones in order");
+    let state = the_state_dir(&storage);
+    let cursor = std::fs::read_to_string(state.join("cursor")).unwrap();
+    assert!(cursor.starts_with("f1:"), "the feed key: {cursor}");
+    assert_eq!(
+        std::fs::read_to_string(state.join("id")).unwrap_or_default(),
+        ""
+    );
+    // A second run has nothing new.
+    args.push("--exit-on-last-event".into());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(audit_uids(&f).len(), 22);
+}
+
+#[test]
+fn a_late_event_posted_to_a_serve_is_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    TestCommand::new()
+        .args(["certs", "init"])
+        .arg(&certs)
+        .args(["--host", "127.0.0.1"])
+        .run();
+    let data = tmp.path().join("serve-data");
+    let serve = start_tls_serve(&data, &certs);
+    let c = |name: &str| certs.join(name).display().to_string();
+    let mut identity = std::fs::read(certs.join("recorder.pem")).unwrap();
+    identity.push(b'\n');
+    identity.extend(std::fs::read(certs.join("recorder-key.pem")).unwrap());
+    let client = tapelog_client::Client::new(tapelog_client::ClientConfig::new(
+        &serve.url,
+        tapelog_client::Credentials {
+            token: None,
+            identity_pem: Some(identity),
+            ca_pem: Some(std::fs::read(certs.join("ca.pem")).unwrap()),
+        },
+    ))
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let post = |lines: &[String]| {
+        let body = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+        let n = rt
+            .block_on(client.emit_json_lines(body.into_bytes()))
+            .unwrap();
+        assert_eq!(n as usize, lines.len());
+    };
+    post(
+        &(0..10)
+            .map(|i| login_at(&format!("s-{i:02}"), &format!("2024-05-02T10:00:{i:02}Z")))
+            .collect::<Vec<_>>(),
+    );
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let p = |x: &Path| x.display().to_string();
+    let args: Vec<String> = vec![
+        "forward".into(),
+        "--teleport-addr".into(),
+        format!("https://{}", serve.addr()),
+        "--teleport-cert".into(),
+        c("auditor.pem"),
+        "--teleport-key".into(),
+        c("auditor-key.pem"),
+        "--teleport-ca".into(),
+        c("ca.pem"),
+        "--storage".into(),
+        p(&tmp.path().join("storage")),
+        "--fluentd-url".into(),
+        format!("{}/test.log", f.url),
+        "--fluentd-session-url".into(),
+        format!("{}/session", f.url),
+        "--fluentd-ca".into(),
+        p(&pki.ca),
+        "--fluentd-cert".into(),
+        p(&pki.client.0),
+        "--fluentd-key".into(),
+        p(&pki.client.1),
+        "--start-time".into(),
+        "2024-05-01T00:00:00Z".into(),
+        "--window-size".into(),
+        "1h".into(),
+        "--timeout".into(),
+        "200ms".into(),
+    ];
+    let running = Running::start(&args);
+    assert!(
+        wait_until(Duration::from_secs(60), || audit_uids(&f).len() >= 10),
+        "the first events: {:?}",
+        audit_uids(&f)
+    );
+    post(&[
+        login_at("late", "2024-05-01T10:00:00Z"),
+        login_at("new", "2024-05-02T12:00:00Z"),
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(60), || audit_uids(&f).len() >= 12),
+        "the late event is exported: {:?}",
+        audit_uids(&f)
+    );
+    running.sigkill();
+    let mut want: Vec<String> = (0..10).map(|i| format!("s-{i:02}")).collect();
+    want.extend(["late".into(), "new".into()]);
+    assert_once_each(&audit_uids(&f), &want);
+    drop(serve);
+}
+
+#[test]
+fn sigkill_while_late_events_arrive_then_restart_delivers_every_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    f.set_latency(Duration::from_millis(200));
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    let at = |day: u32, i: usize| {
+        format!(
+            "2024-05-{day:02}T10:{:02}:{:02}.{:03}Z",
+            (i / 60_000) % 60,
+            (i / 1000) % 60,
+            i % 1000
+        )
+    };
+    let n = 20_000;
+    let mut want: Vec<String> = (0..n).map(|i| format!("d3-{i:05}")).collect();
+    emit(
+        &data,
+        &(0..n)
+            .map(|i| login_at(&want[i], &at(3, i)))
+            .collect::<Vec<_>>(),
+    );
+    let args = forward_args(&data, &storage, &f, &pki);
+    let running = Running::start(&args);
+    assert!(wait_until(Duration::from_secs(120), || audit_uids(&f)
+        .len()
+        >= 2000));
+    // Late events (two days older) and new ones arrive during the export.
+    let late: Vec<String> = (0..300).map(|i| format!("late-{i:03}")).collect();
+    let new: Vec<String> = (0..300).map(|i| format!("new-{i:03}")).collect();
+    let mut lines = Vec::new();
+    for i in 0..300 {
+        lines.push(login_at(&late[i], &at(1, i)));
+        lines.push(login_at(&new[i], &at(4, i)));
+    }
+    emit(&data, &lines);
+    let seen = audit_uids(&f).len();
+    assert!(wait_until(Duration::from_secs(60), || audit_uids(&f).len()
+        >= seen + 1000));
+    running.sigkill();
+    let before = audit_uids(&f).len();
+    assert!(
+        before < n + 600,
+        "killed mid-export ({before} of {})",
+        n + 600
+    );
+    let mut args = args;
+    args.push("--exit-on-last-event".into());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    want.extend(late);
+    want.extend(new);
+    let got = audit_uids(&f);
+    let got_set: HashSet<&String> = got.iter().collect();
+    let missing: Vec<&String> = want.iter().filter(|u| !got_set.contains(u)).collect();
+    assert!(
+        missing.is_empty(),
+        "skipped: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(got_set.len(), want.len(), "nothing else");
+    assert!(
+        got.len() - want.len() <= MAX_POST_EVENTS,
+        "{} duplicates: more than the request in flight",
+        got.len() - want.len()
+    );
+}
+
+#[test]
+fn a_time_readers_state_migrates_to_the_feed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    let data = tmp.path().join("data");
+    let storage = tmp.path().join("storage");
+    let mut lines: Vec<String> = (0..10)
+        .map(|i| login_at(&format!("a-{i}"), &format!("2024-05-01T10:00:0{i}Z")))
+        .collect();
+    lines.extend((0..10).map(|i| login_at(&format!("b-{i}"), &format!("2024-05-03T10:00:0{i}Z"))));
+    emit(&data, &lines);
+    // What the time reader left: everything before 2024-05-02 exported, a page key in the
+    // window after.
+    let state = storage.join(tapelog_forward::state::data_dir_name(&data));
+    std::fs::create_dir_all(&state).unwrap();
+    for (file, text) in [
+        ("start_time", "2024-05-01T00:00:00Z"),
+        ("window_time", "2024-05-02T00:00:00Z"),
+        ("cursor", "tl1.eyJ0IjoxfQ"),
+        ("id", "ev-old"),
+    ] {
+        std::fs::write(state.join(file), text).unwrap();
+    }
+    let mut args = forward_args(&data, &storage, &f, &pki);
+    args.push("--exit-on-last-event".into());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<String> = (0..10).map(|i| format!("b-{i}")).collect();
+    assert_eq!(
+        audit_uids(&f),
+        want,
+        "what the old reader had not reached, once each"
+    );
+    let read = |file: &str| std::fs::read_to_string(state.join(file)).unwrap();
+    assert!(read("cursor").starts_with("f1:"), "{}", read("cursor"));
+    assert_eq!(read("id"), "");
+    assert_eq!(
+        read("window_time"),
+        "2024-05-01T00:00:00Z",
+        "caught up: only the start time holds events back now"
+    );
+    // From now on a late event is exported whatever its time (after the start time).
+    emit(&data, &[login_at("late", "2024-05-01T12:00:00Z")]);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(audit_uids(&f).last().map(String::as_str), Some("late"));
+    assert_eq!(audit_uids(&f).len(), 11);
 }
 
 /// `tapelog serve --tls-cert --tls-key --client-ca` over `data` on a free loopback port,

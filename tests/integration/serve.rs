@@ -190,6 +190,22 @@ async fn bad_input_gets_documented_errors_while_a_healthy_client_keeps_going() {
             "needs the auditor role",
         ),
         (
+            "recorder reads the feed",
+            c.get(format!("{events_url}/feed")).bearer_auth(RECORDER),
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "needs the auditor role",
+        ),
+        (
+            "malformed feed key",
+            c.get(format!("{events_url}/feed"))
+                .query(&[("after", "tl1.not-a-feed-key")])
+                .bearer_auth(AUDITOR),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "malformed feed key \"tl1.not-a-feed-key\"",
+        ),
+        (
             "malformed JSON",
             c.post(&events_url)
                 .bearer_auth(RECORDER)
@@ -1305,4 +1321,79 @@ fn certs_init_writes_a_pki_whose_client_certs_name_their_roles() {
         Some(&dir.path().join("ca.pem")),
     )
     .unwrap();
+}
+
+/// `GET /v1/events/feed`: the audit log in arrival order, an event posted late with an old
+/// time included, the key unchanged when nothing is new; the same through the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_feed_returns_what_was_appended_whatever_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start(support::config(dir.path())).await;
+    let base = server.url();
+    let c = http();
+    let post = |events: Vec<Value>| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            let r = c
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(RECORDER)
+                .json(&events)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        }
+    };
+    let at = |marker: &str, time: &str| {
+        let mut e = login(marker);
+        e["time"] = json!(time);
+        e
+    };
+    post(
+        (0..5)
+            .map(|i| at(&format!("u{i}"), &format!("2024-01-16T10:00:0{i}Z")))
+            .collect(),
+    )
+    .await;
+    let feed = |after: String, limit: &'static str| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            let r = c
+                .get(format!("{base}/v1/events/feed"))
+                .query(&[("after", after.as_str()), ("limit", limit)])
+                .bearer_auth(AUDITOR)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<EventsPage>().await.unwrap()
+        }
+    };
+    let users = |p: &EventsPage| -> Vec<String> {
+        p.events
+            .iter()
+            .map(|e| e["user"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let p1 = feed(String::new(), "3").await;
+    assert_eq!(users(&p1), ["u0", "u1", "u2"]);
+    assert!(p1.next_key.starts_with("f1:"), "{}", p1.next_key);
+    let p2 = feed(p1.next_key.clone(), "3").await;
+    assert_eq!(users(&p2), ["u3", "u4"]);
+    let p3 = feed(p2.next_key.clone(), "3").await;
+    assert!(p3.events.is_empty());
+    assert_eq!(p3.next_key, p2.next_key, "nothing new: the same key");
+    // A day older than everything read, posted now.
+    post(vec![at("late", "2024-01-15T10:00:00Z")]).await;
+    let p4 = feed(p3.next_key.clone(), "3").await;
+    assert_eq!(users(&p4), ["late"]);
+    // The client reads the same.
+    let client = tapelog_client::Client::new(tapelog_client::ClientConfig::new(
+        &base,
+        tapelog_client::Credentials::token(tapelog_client::Token::new(AUDITOR).unwrap()),
+    ))
+    .unwrap();
+    let page = client.events_feed(&p2.next_key, 0).await.unwrap();
+    assert_eq!(users(&page), ["late"]);
+    assert_eq!(page.next_key, p4.next_key);
 }

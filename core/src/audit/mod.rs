@@ -14,9 +14,12 @@
 //! - [`page`]: page assembly (the limit and the 1 MiB cap);
 //! - [`merge`]: the k-way merge of sorted sources (one per day file);
 //! - [`condition`]: the predicate of session searches;
+//! - [`feed`]: the arrival-order feed (`FileLog::read_feed`): its key (per server directory
+//!   and day file, the byte offset read up to) and which file ranges to read next;
 //! - [`limiter`]: the token bucket of upstream's `SearchEventsLimiter`.
 
 pub mod condition;
+pub mod feed;
 pub mod files;
 pub mod index;
 pub mod key;

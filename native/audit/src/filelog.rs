@@ -141,7 +141,7 @@ pub(crate) struct Inner {
 /// pages. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct FileLog {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

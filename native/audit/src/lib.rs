@@ -12,6 +12,10 @@
 //! order, keys, pages, index encoding) are the core's (`tapelog_core::audit`); this module
 //! does the file work. See `docs/audit-log.md`.
 //!
+//! [`FileLog::read_feed`] reads the same files in arrival order instead (byte offsets per day
+//! file, the core's `audit::feed`), so that an exporter misses no event appended late with
+//! an old time.
+//!
 //! [`AuditLog`] is the search interface that [`FileLog`] implements and [`SearchLimiter`]
 //! wraps. [`AuditLogger`] (`logger.rs`) is a whole audit log in one value (emit, search,
 //! close), implemented by [`FileLog`], [`DiscardAuditLog`] and [`WriterLog`].
@@ -28,6 +32,7 @@ pub mod clock;
 pub mod emit;
 pub mod metrics;
 
+mod feed;
 mod filelog;
 mod index;
 mod limiter;
@@ -39,6 +44,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tapelog_core::audit::QueryError;
+use tapelog_core::audit::feed::FeedKeyError;
 use tapelog_core::audit::files::RotationError;
 use tapelog_core::audit::key::KeyError;
 use tapelog_core::audit::limiter::LimiterError;
@@ -46,6 +52,7 @@ use tapelog_core::audit::lines::LineError;
 use tapelog_core::{AuditEvent, EventError, EventFields, Timestamp};
 use thiserror::Error;
 
+pub use feed::FeedPage;
 pub use filelog::{Durability, FileLog, FileLogConfig, FileLogStats, default_server_id};
 pub use limiter::{LimiterClock, SearchLimiter};
 pub use logger::{AuditLogger, DiscardAuditLog, WriterLog};
@@ -65,6 +72,9 @@ pub enum AuditError {
     /// The start key can't be read.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The feed key can't be read.
+    #[error(transparent)]
+    FeedKey(#[from] FeedKeyError),
     /// The start key names an event that is no longer there.
     #[error(
         "resume key {key:?} no longer matches an event ({reason}); start the search again without it"
@@ -131,6 +141,7 @@ impl AuditError {
             AuditError::Event(_)
                 | AuditError::Query(_)
                 | AuditError::Key(_)
+                | AuditError::FeedKey(_)
                 | AuditError::KeyNoLongerMatches { .. }
                 | AuditError::Config(_)
                 | AuditError::Decode { .. }

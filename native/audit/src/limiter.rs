@@ -45,6 +45,12 @@ impl<L: AuditLog> SearchLimiter<L> {
         &self.inner
     }
 
+    /// Takes a token as a search does, for reads that are not [`AuditLog`] searches (the
+    /// feed): [`AuditError::RateLimited`] when none is left.
+    pub fn take_token(&self) -> Result<(), AuditError> {
+        self.take()
+    }
+
     fn take(&self) -> Result<(), AuditError> {
         let now = (self.clock)();
         let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());

@@ -374,7 +374,10 @@ impl<'a> Run<'a> {
 /// `teleport_audit_queried_trimmed_events`). Where trimming can't make it fit, upstream fails
 /// the search; tapelog returns it whole and alone in its page (core `audit::page`), so that a
 /// search always moves forward.
-fn trimmed_for_response(stored: StoredEvent, metrics: &Metrics) -> Result<StoredEvent, AuditError> {
+pub(crate) fn trimmed_for_response(
+    stored: StoredEvent,
+    metrics: &Metrics,
+) -> Result<StoredEvent, AuditError> {
     let Ok(json) = trim_for_response(&stored.json, MAX_EVENT_BYTES_IN_RESPONSE) else {
         return Ok(stored);
     };

@@ -568,6 +568,23 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/events/feed`: the audit log in arrival order after the feed key `after` (""
+    /// for the beginning), at most `limit` events (0: the server's 500). The answer's
+    /// `next_key` is never empty: it is the `after` of the next call, and equals `after`
+    /// (with no events) when nothing new was there. Retried once on a new connection when
+    /// its kept-alive one was closed (a `GET` changes nothing).
+    pub async fn events_feed(&self, after: &str, limit: usize) -> Result<EventsPage, ClientError> {
+        let mut q: Query = Vec::new();
+        if !after.is_empty() {
+            q.push(("after", after.to_string()));
+        }
+        if limit > 0 {
+            q.push(("limit", limit.to_string()));
+        }
+        self.json(Method::GET, "/v1/events/feed", q, None, Replay::Safe)
+            .await
+    }
+
     /// `GET /v1/sessions`: one page of session end events. The condition must be field
     /// equalities (`FIELD=VALUE`, several joined by `And`): that is what the API takes.
     /// Retried once on a new connection when its kept-alive one was closed.

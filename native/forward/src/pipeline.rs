@@ -16,6 +16,10 @@
 //! next page's key), to the sender through a bounded queue. The sender posts, and after each
 //! accepted request stores the position of its last event before sending the next one. A
 //! crash therefore resends at most the one request that was in flight, and skips nothing.
+//! That is how a Teleport cluster is read (`read_audit`). A data directory or a `tapelog
+//! serve` is read in arrival order instead (`read_feed`): reads of `--batch` events from the
+//! audit log's feed, `cursor` = the feed key, so that an event appended late with an old
+//! time is not passed over; docs/forward.md says why and how a time reader's state migrates.
 //!
 //! **Failures.** A transient failure (connection, timeout, 5xx) is retried forever with
 //! decorrelated-jitter backoff (1 s base, 10 s cap): nothing is skipped. A rejection (400,
@@ -42,6 +46,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tapelog_core::Timestamp;
+use tapelog_core::audit::feed::is_feed_key;
 use tapelog_core::forward::lock::{self, AutoLock};
 use tapelog_core::forward::missing;
 use tapelog_core::forward::state::{self as core_state, DoneSessions, Position, format_seconds};
@@ -534,6 +539,16 @@ fn batches(
         .collect()
 }
 
+/// Registers the sessions of the `session.upload` events among `events` (not finished yet)
+/// before anything after them can be committed; returns their ids, to export.
+fn register_uploads(ctx: &Ctx, events: &[SourceEvent]) -> Result<Vec<String>, ForwardError> {
+    let mut sids = Vec::new();
+    for e in events {
+        sids.extend(ctx.register_upload(e)?);
+    }
+    Ok(sids)
+}
+
 /// Reads the audit log from `read` on and hands the pages to the sender, in order, until
 /// caught up with `--exit-on-last-event`, a shutdown, or the sender going away.
 async fn read_audit(
@@ -631,11 +646,7 @@ async fn read_audit(
         } else {
             caught_up_logged = false;
             ctx.check_logins(&page.events[start..]).await;
-            // Sessions first: registered before their upload event can be committed.
-            let mut sids = Vec::new();
-            for e in &page.events[start..] {
-                sids.extend(ctx.register_upload(e)?);
-            }
+            let sids = register_uploads(&ctx, &page.events[start..])?;
             chunks = batches(
                 &page.events,
                 start,
@@ -654,6 +665,160 @@ async fn read_audit(
                 sent = tx.send(chunk) => if sent.is_err() { return Ok(()) },
                 Ok(()) = shutdown.changed() => return Ok(()),
             }
+        }
+    }
+}
+
+/// Where the feed reader starts, from the stored position: a feed key resumes as it is; any
+/// other `cursor` (a time reader's page key, or none) starts the feed from the beginning,
+/// and events older than the later of `start_time` and the stored `window_time` are skipped
+/// until the feed first catches up (the old reader exported those, as far as it had got).
+fn feed_start(stored: &Position, start_time: &str) -> Position {
+    if is_feed_key(&stored.cursor) {
+        return stored.clone();
+    }
+    let start = core_state::parse_stored_time(core_state::START_TIME, start_time).ok();
+    let window = core_state::parse_stored_time(core_state::WINDOW_TIME, &stored.window_time).ok();
+    let since = match (start, window) {
+        (Some(s), Some(w)) => Some(if w > s { w } else { s }),
+        (s, w) => s.or(w),
+    };
+    Position {
+        window_time: since.map_or_else(|| start_time.to_string(), format_seconds),
+        cursor: String::new(),
+        id: String::new(),
+    }
+}
+
+/// Cuts one feed read's events (`read` → `next_key`) into chunks of at most a request each.
+/// A read has one key, after its last event: the chunks before the last one leave the
+/// position where the read began (a crash resends from there).
+fn feed_chunks(
+    events: &[SourceEvent],
+    read: &Position,
+    next_key: &str,
+    filter: &TypeFilter,
+) -> Vec<Chunk> {
+    let mut chunks = batches(events, 0, &read.cursor, next_key, &read.window_time, filter);
+    let n = chunks.len();
+    for c in &mut chunks[..n.saturating_sub(1)] {
+        c.after = Position {
+            window_time: read.window_time.clone(),
+            cursor: read.cursor.clone(),
+            id: String::new(),
+        };
+    }
+    chunks
+}
+
+/// Reads the audit log's arrival-order feed (a data directory or a `tapelog serve`) from
+/// `read` on and hands what it reads to the sender, in order, until caught up with
+/// `--exit-on-last-event`, a shutdown, or the sender going away. The position's `cursor` is
+/// the feed key, `id` stays empty, and `window_time` is the time before which events are
+/// skipped: `start_time`, or while a time reader's position is being migrated the later
+/// `window_time` it had reached (lowered to `start_time` once the feed catches up).
+async fn read_feed(
+    ctx: Arc<Ctx>,
+    stored: Position,
+    tx: mpsc::Sender<Chunk>,
+) -> Result<(), ForwardError> {
+    let opts = &ctx.opts;
+    let filter = TypeFilter::new(&opts.types, &opts.skip_event_types);
+    let allowed = filter.allowed_types();
+    let start_time = ctx
+        .state
+        .read_text(core_state::START_TIME)?
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| stored.window_time.clone());
+    let start = core_state::parse_stored_time(core_state::START_TIME, &start_time)?;
+    let mut read = feed_start(&stored, &start_time);
+    if read != stored {
+        log::info(&format!(
+            "the stored position is not a feed key: reading the audit log from its beginning, skipping events before {}",
+            read.window_time
+        ));
+    }
+    let mut shutdown = ctx.shutdown.clone();
+    let mut backoff = Backoff::default();
+    let mut caught_up_logged = false;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let since = core_state::parse_stored_time(core_state::WINDOW_TIME, &read.window_time)?;
+        let page = match ctx.source.feed(&read.cursor, opts.batch).await {
+            Ok(p) => {
+                backoff.reset();
+                p
+            }
+            Err(e) if e.is_transient() => {
+                let wait = backoff.next_wait(unit_random());
+                log::warn(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
+                sleep_or_shutdown(wait, &mut shutdown).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut chunks = Vec::new();
+        let caught_up = page.events.is_empty() && page.next_key == read.cursor;
+        if caught_up {
+            if since > start {
+                // Everything there was when the migration began is read: from now on only
+                // the start time holds events back.
+                chunks.push(Chunk::new(
+                    Vec::new(),
+                    Position {
+                        window_time: start_time.clone(),
+                        cursor: read.cursor.clone(),
+                        id: String::new(),
+                    },
+                ));
+            }
+        } else {
+            caught_up_logged = false;
+            // What the time reader would have seen: in time, of an allowed type.
+            let seen: Vec<SourceEvent> = page
+                .events
+                .into_iter()
+                .filter(|(e, t)| {
+                    *t >= since && (allowed.is_empty() || allowed.contains(&e.event_type))
+                })
+                .map(|(e, _)| e)
+                .collect();
+            if seen.is_empty() {
+                chunks.push(Chunk::new(
+                    Vec::new(),
+                    Position {
+                        window_time: read.window_time.clone(),
+                        cursor: page.next_key.clone(),
+                        id: String::new(),
+                    },
+                ));
+            } else {
+                ctx.check_logins(&seen).await;
+                let sids = register_uploads(&ctx, &seen)?;
+                chunks = feed_chunks(&seen, &read, &page.next_key, &filter);
+                if let Some(first) = chunks.first_mut() {
+                    first.sessions = sids;
+                }
+            }
+        }
+        for chunk in chunks {
+            read = chunk.after.clone();
+            tokio::select! {
+                sent = tx.send(chunk) => if sent.is_err() { return Ok(()) },
+                Ok(()) = shutdown.changed() => return Ok(()),
+            }
+        }
+        if caught_up {
+            if !caught_up_logged {
+                log::debug("no new events");
+                caught_up_logged = true;
+            }
+            if opts.exit_on_last_event {
+                return Ok(());
+            }
+            sleep_or_shutdown(opts.timeout, &mut shutdown).await;
         }
     }
 }
@@ -679,7 +844,11 @@ async fn audit_loop(
     // Room for about two full requests read ahead.
     let capacity = (2 * MAX_POST_EVENTS / ctx.opts.batch.max(1)).clamp(4, 1024);
     let (tx, mut rx) = mpsc::channel::<Chunk>(capacity);
-    let reader = tokio::spawn(read_audit(ctx.clone(), committed.clone(), tx));
+    let reader = if ctx.source.reads_feed() {
+        tokio::spawn(read_feed(ctx.clone(), committed.clone(), tx))
+    } else {
+        tokio::spawn(read_audit(ctx.clone(), committed.clone(), tx))
+    };
     let sent = send_audit(ctx, committed, &mut rx, sessions).await;
     drop(rx);
     if sent.is_err() {
@@ -988,6 +1157,77 @@ mod tests {
         let b = batches(&only_skipped, 0, "k", "", "w", &f);
         assert!(b[0].events.is_empty());
         assert_eq!(b[0].after.id, "id0");
+    }
+
+    #[test]
+    fn feed_reads_are_cut_to_requests_with_one_key_at_the_end() {
+        let read = Position {
+            window_time: "2024-05-01T00:00:00Z".into(),
+            cursor: "f1:AQ".into(),
+            id: String::new(),
+        };
+        let events: Vec<SourceEvent> = (0..2500)
+            .map(|i| ev(i, if i == 2499 { "skip" } else { "x" }))
+            .collect();
+        let f = TypeFilter::new(Vec::<String>::new(), ["skip"]);
+        let c = feed_chunks(&events, &read, "f1:next", &f);
+        let sizes: Vec<usize> = c.iter().map(|c| c.events.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 499]);
+        assert_eq!(
+            c[0].after, read,
+            "before the last chunk: where the read began"
+        );
+        assert_eq!(c[1].after, read);
+        assert_eq!(c[2].after.cursor, "f1:next");
+        assert_eq!(c[2].after.id, "");
+        assert_eq!(c[2].after.window_time, read.window_time);
+        // Only skipped events: one empty chunk that moves the key.
+        let c = feed_chunks(&[ev(0, "skip")], &read, "f1:next", &f);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].events.is_empty());
+        assert_eq!(c[0].after.cursor, "f1:next");
+    }
+
+    #[test]
+    fn a_time_readers_position_starts_the_feed_over_from_its_window() {
+        let feed = Position {
+            window_time: "2024-05-01T00:00:00Z".into(),
+            cursor: "f1:AA".into(),
+            id: "stale".into(),
+        };
+        assert_eq!(
+            feed_start(&feed, "2024-05-01T00:00:00Z"),
+            feed,
+            "a feed key resumes"
+        );
+        let old = Position {
+            window_time: "2024-05-03T00:00:00Z".into(),
+            cursor: "tl1.abc".into(),
+            id: "ev-1".into(),
+        };
+        let p = feed_start(&old, "2024-05-01T00:00:00Z");
+        assert_eq!(p.cursor, "", "from the beginning");
+        assert_eq!(p.id, "");
+        assert_eq!(
+            p.window_time, "2024-05-03T00:00:00Z",
+            "skipping what it had passed"
+        );
+        // A window before the start time (never, but): the start time wins.
+        let early = Position {
+            window_time: "2024-04-01T00:00:00Z".into(),
+            cursor: String::new(),
+            id: String::new(),
+        };
+        assert_eq!(
+            feed_start(&early, "2024-05-01T00:00:00Z").window_time,
+            "2024-05-01T00:00:00Z"
+        );
+        // Fresh: the window is the start time.
+        let fresh = Position {
+            window_time: "2024-05-01T00:00:00Z".into(),
+            ..Position::default()
+        };
+        assert_eq!(feed_start(&fresh, "2024-05-01T00:00:00Z"), fresh);
     }
 
     #[test]

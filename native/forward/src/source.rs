@@ -1,5 +1,6 @@
-//! Where `tapelog forward` reads: the audit log in order (pages with resumable keys) and the
-//! events of one session from an index.
+//! Where `tapelog forward` reads: the audit log in order (pages with resumable keys by time,
+//! [`Source::page`], for a Teleport cluster; the arrival-order feed, [`Source::feed`], for a
+//! data directory or a `tapelog serve`) and the events of one session from an index.
 //!
 //! - [`Source::Local`]: a tapelog data directory (`--data-dir`): the file audit log under
 //!   `DIR/log/` and the recordings under `DIR/log/records` (and legacy session files).
@@ -20,7 +21,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
 use tapelog_core::forward::lock::LockRequest;
-use tapelog_core::{AuditEvent, EventFields};
+use tapelog_core::{AuditEvent, EventFields, Timestamp};
 
 use super::ForwardError;
 use super::options::ForwardOptions;
@@ -67,6 +68,16 @@ pub struct SourcePage {
     /// The events, in order.
     pub events: Vec<SourceEvent>,
     /// The key of the next page; "" on the last.
+    pub next_key: String,
+}
+
+/// A read of the audit log's arrival-order feed ([`Source::feed`]).
+#[derive(Debug, Clone, Default)]
+pub struct SourceFeed {
+    /// The events in the order read, each with its time (`time`; Go's zero time when it has
+    /// none).
+    pub events: Vec<(SourceEvent, Timestamp)>,
+    /// The feed key after them; the key read from (with no events) when nothing was new.
     pub next_key: String,
 }
 
@@ -572,6 +583,61 @@ impl Source {
 }
 
 impl Source {
+    /// Whether the audit log is read as an arrival-order feed ([`Source::feed`]: a data
+    /// directory, a `tapelog serve`) rather than by time windows ([`Source::page`]: a
+    /// Teleport cluster).
+    pub fn reads_feed(&self) -> bool {
+        !matches!(self, Source::Teleport(_))
+    }
+
+    /// One read of the audit log's arrival-order feed after the feed key `after` ("" for
+    /// the beginning), at most `limit` events. Only for sources that [`reads_feed`](Self::reads_feed).
+    pub async fn feed(&self, after: &str, limit: usize) -> Result<SourceFeed, ForwardError> {
+        let with_time = |json: String, fields: &EventFields| {
+            let time = fields.get_timestamp();
+            (SourceEvent::new(json, fields), time)
+        };
+        match self {
+            Source::Local { log, .. } => {
+                let page = log.feed(after.to_string(), limit).await?;
+                Ok(SourceFeed {
+                    events: page
+                        .events
+                        .into_iter()
+                        .map(|e| with_time(e.json, &e.fields))
+                        .collect(),
+                    next_key: page.next_key,
+                })
+            }
+            Source::Remote(r) => {
+                let client = Self::remote_client(r)?;
+                let page = match client.events_feed(after, limit).await {
+                    Ok(p) => p,
+                    Err(e) if e.status() == Some(404) => {
+                        return Err(ForwardError::Source {
+                            message: format!(
+                                "{e} (the server has no event feed, GET /v1/events/feed: a tapelog serve older than this exporter; upgrade it)"
+                            ),
+                            transient: false,
+                        });
+                    }
+                    Err(e) => return Err(Self::remote_error(r, e)),
+                };
+                let next_key = page.next_key.clone();
+                let events = page
+                    .into_events()
+                    .into_iter()
+                    .map(|(json, fields)| with_time(json, &fields))
+                    .collect();
+                Ok(SourceFeed { events, next_key })
+            }
+            Source::Teleport(_) => Err(ForwardError::Source {
+                message: "a Teleport cluster is read by time windows, not as a feed".into(),
+                transient: false,
+            }),
+        }
+    }
+
     /// Upserts an auto-lock (`UpsertLock`): only a Teleport cluster can lock a user.
     pub async fn upsert_lock(&self, request: &LockRequest) -> Result<(), ForwardError> {
         let Source::Teleport(t) = self else {

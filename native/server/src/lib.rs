@@ -174,6 +174,7 @@ async fn refuse_when_stopping(
 fn router(app: Arc<App>) -> Router {
     let v1 = Router::new()
         .route("/events", post(routes::emit).get(routes::search))
+        .route("/events/feed", get(routes::feed))
         .route("/streams", post(streams::create))
         .route("/streams/{upload_id}", get(streams::status))
         .route("/streams/{upload_id}/resume", post(streams::resume))

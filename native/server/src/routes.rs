@@ -179,6 +179,33 @@ pub(crate) async fn search(
     page_body(app.search.search_events(q).await?)
 }
 
+/// The query of `GET /v1/events/feed`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FeedParams {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events/feed`: the audit log in arrival order after a feed key (the search
+/// limiter counts it as a search).
+pub(crate) async fn feed(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    params: Result<Query<FeedParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Auditor, "read the event feed")?;
+    let p = query(params)?;
+    app.search.take_token()?;
+    let page = app
+        .log
+        .feed(p.after.unwrap_or_default(), p.limit.unwrap_or(0))
+        .await?;
+    page_body(SearchPage {
+        events: page.events,
+        next_key: page.next_key,
+    })
+}
+
 /// `GET /v1/sessions`: one page of session end events.
 pub(crate) async fn sessions(
     State(app): State<Arc<App>>,
