@@ -364,3 +364,70 @@ fn missing_recordings_are_retried_in_the_background_then_given_up() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Identity rotation with `--teleport-refresh-enabled`: the file first holds a certificate the
+/// cluster refuses (another CA: the exporter waits instead of stopping), then a good one (the
+/// export starts), then, mid-export, another good identity with a new key, as tbot renews
+/// it: the export goes on and every event arrives.
+#[test]
+fn identity_rotation_is_picked_up_without_loss() {
+    use tapelog_teleport::double::files;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let double = rt.block_on(Double::start()).unwrap();
+    double.set_chunk_size(100);
+    let now = now_s();
+    let n = 1500;
+    let uids: Vec<String> = (0..n).map(|i| format!("i-{i:05}")).collect();
+    double.add_events(
+        uids.iter()
+            .enumerate()
+            .map(|(i, u)| login(u, now - 2000 + i as i64 / 2)),
+    );
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let f = Fluentd::start(&pki);
+    f.set_latency(Duration::from_millis(30));
+    let identity = tmp.path().join("identity");
+    std::fs::copy(double.file(files::IDENTITY_FOREIGN), &identity).unwrap();
+    let storage = tmp.path().join("storage");
+    let mut args = teleport_args(&double, &storage, &f, &pki, now - 3600);
+    let at_identity = args.iter().position(|a| a == "--teleport-identity").unwrap();
+    args[at_identity + 1] = identity.display().to_string();
+    args.extend([
+        "--exit-on-last-event".into(),
+        "--teleport-refresh-enabled".into(),
+        "--teleport-refresh-interval".into(),
+        "1s".into(),
+    ]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(child.try_wait().unwrap().is_none(), "a refused identity is waited out");
+    assert!(audit_uids(&f).is_empty());
+    std::fs::copy(double.file(files::IDENTITY), &identity).unwrap();
+    assert!(wait_until(Duration::from_secs(60), || audit_uids(&f).len()
+        >= n / 4));
+    std::fs::copy(double.file(files::IDENTITY_SEC1), &identity).unwrap();
+    let status = wait_child(&mut child, Duration::from_secs(180));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        e.read_to_string(&mut stderr).unwrap();
+    }
+    assert!(status.success(), "{stderr}");
+    let got = counts(&audit_uids(&f));
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        uids,
+        "every event at least once"
+    );
+    assert!(
+        stderr.contains("refused the client certificate") || double.handshake_failures() > 0,
+        "the refusal was seen: {stderr}"
+    );
+}

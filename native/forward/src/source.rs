@@ -672,9 +672,8 @@ fn teleport_error(e: TeleportError, identity_reread: bool) -> ForwardError {
         return ForwardError::NotImplemented(e.to_string());
     }
     // Refused credentials are worth waiting for only when the identity is re-read.
-    let refused = matches!(kind, K::AccessDenied | K::Credentials);
     ForwardError::Source {
-        transient: e.is_retryable() || (refused && identity_reread),
+        transient: e.is_retryable() || (e.is_refused_identity() && identity_reread),
         message: e.to_string(),
     }
 }

@@ -149,6 +149,21 @@ impl TeleportError {
         }
     }
 
+    /// Whether the server may have refused the identity: `PermissionDenied`,
+    /// `Unauthenticated`, credentials that do not load, or `Cancelled` — how a client
+    /// certificate refused after the TLS 1.3 handshake (expired, or of another cluster's CA)
+    /// shows. A renewed identity file may mend these.
+    pub fn is_refused_identity(&self) -> bool {
+        match self {
+            TeleportError::Credentials(_) => true,
+            TeleportError::Rpc { code, .. } => matches!(
+                code,
+                Code::PermissionDenied | Code::Unauthenticated | Code::Cancelled
+            ),
+            TeleportError::Connect { .. } | TeleportError::BadItem { .. } => false,
+        }
+    }
+
     /// The error of a failed call.
     pub(crate) fn from_status(addr: &str, rpc: &'static str, s: &tonic::Status) -> TeleportError {
         if let Some(what) = crate::connect::dial_failure(s) {
@@ -158,6 +173,12 @@ impl TeleportError {
             };
         }
         let mut message = s.message().to_string();
+        if s.code() == Code::Cancelled {
+            message.push_str(
+                " (the server may have refused the client certificate: check that the identity \
+                 is not expired and was issued by this cluster's CA)",
+            );
+        }
         if looks_like_http1(&message) {
             message.push_str(&format!(
                 " (the server did not answer as a gRPC Auth server: {PROXY_NOTE})"
