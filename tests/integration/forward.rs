@@ -53,12 +53,31 @@ fn emit(data: &Path, lines: &[String]) {
 
 fn forward_args(data: &Path, storage: &Path, f: &Fluentd, pki: &Pki) -> Vec<String> {
     let p = |x: &Path| x.display().to_string();
+    [
+        vec![
+            "forward".into(),
+            "--data-dir".into(),
+            p(data),
+            "--storage".into(),
+            p(storage),
+        ],
+        fluentd_args(f, pki),
+        vec![
+            "--start-time".into(),
+            "2024-05-01T00:00:00Z".into(),
+            "--window-size".into(),
+            "87600h".into(),
+            "--timeout".into(),
+            "200ms".into(),
+        ],
+    ]
+    .concat()
+}
+
+/// The flags that point an exporter at the receiver `f` with the client certificate of `pki`.
+pub(crate) fn fluentd_args(f: &Fluentd, pki: &Pki) -> Vec<String> {
+    let p = |x: &Path| x.display().to_string();
     vec![
-        "forward".into(),
-        "--data-dir".into(),
-        p(data),
-        "--storage".into(),
-        p(storage),
         "--fluentd-url".into(),
         format!("{}/test.log", f.url),
         "--fluentd-session-url".into(),
@@ -69,12 +88,6 @@ fn forward_args(data: &Path, storage: &Path, f: &Fluentd, pki: &Pki) -> Vec<Stri
         p(&pki.client.0),
         "--fluentd-key".into(),
         p(&pki.client.1),
-        "--start-time".into(),
-        "2024-05-01T00:00:00Z".into(),
-        "--window-size".into(),
-        "87600h".into(),
-        "--timeout".into(),
-        "200ms".into(),
     ]
 }
 
@@ -911,35 +924,31 @@ fn a_late_event_posted_to_a_serve_is_exported() {
     let pki = Pki::new(&tmp.path().join("pki"));
     let f = Fluentd::start(&pki);
     let p = |x: &Path| x.display().to_string();
-    let args: Vec<String> = vec![
-        "forward".into(),
-        "--teleport-addr".into(),
-        format!("https://{}", serve.addr()),
-        "--teleport-cert".into(),
-        c("auditor.pem"),
-        "--teleport-key".into(),
-        c("auditor-key.pem"),
-        "--teleport-ca".into(),
-        c("ca.pem"),
-        "--storage".into(),
-        p(&tmp.path().join("storage")),
-        "--fluentd-url".into(),
-        format!("{}/test.log", f.url),
-        "--fluentd-session-url".into(),
-        format!("{}/session", f.url),
-        "--fluentd-ca".into(),
-        p(&pki.ca),
-        "--fluentd-cert".into(),
-        p(&pki.client.0),
-        "--fluentd-key".into(),
-        p(&pki.client.1),
-        "--start-time".into(),
-        "2024-05-01T00:00:00Z".into(),
-        "--window-size".into(),
-        "1h".into(),
-        "--timeout".into(),
-        "200ms".into(),
-    ];
+    let args: Vec<String> = [
+        vec![
+            "forward".into(),
+            "--teleport-addr".into(),
+            format!("https://{}", serve.addr()),
+            "--teleport-cert".into(),
+            c("auditor.pem"),
+            "--teleport-key".into(),
+            c("auditor-key.pem"),
+            "--teleport-ca".into(),
+            c("ca.pem"),
+            "--storage".into(),
+            p(&tmp.path().join("storage")),
+        ],
+        fluentd_args(&f, &pki),
+        vec![
+            "--start-time".into(),
+            "2024-05-01T00:00:00Z".into(),
+            "--window-size".into(),
+            "1h".into(),
+            "--timeout".into(),
+            "200ms".into(),
+        ],
+    ]
+    .concat();
     let running = Running::start(&args);
     assert!(
         wait_until(Duration::from_secs(60), || audit_uids(&f).len() >= 10),
@@ -1206,26 +1215,22 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
         let f = Fluentd::start(&pki);
         let storage = tmp.path().join(format!("storage{k}"));
         let p = |x: &Path| x.display().to_string();
-        let mut args: Vec<String> = vec![
-            "forward".into(),
-            "--teleport-addr".into(),
-            format!("https://{}", serve.addr()),
-            "--storage".into(),
-            p(&storage),
-            "--fluentd-url".into(),
-            format!("{}/test.log", f.url),
-            "--fluentd-session-url".into(),
-            format!("{}/session", f.url),
-            "--fluentd-ca".into(),
-            p(&pki.ca),
-            "--fluentd-cert".into(),
-            p(&pki.client.0),
-            "--fluentd-key".into(),
-            p(&pki.client.1),
-            "--start-time".into(),
-            start.clone(),
-            "--exit-on-last-event".into(),
-        ];
+        let mut args: Vec<String> = [
+            vec![
+                "forward".into(),
+                "--teleport-addr".into(),
+                format!("https://{}", serve.addr()),
+                "--storage".into(),
+                p(&storage),
+            ],
+            fluentd_args(&f, &pki),
+            vec![
+                "--start-time".into(),
+                start.clone(),
+                "--exit-on-last-event".into(),
+            ],
+        ]
+        .concat();
         args.extend(creds.iter().cloned());
         let out = run(&args);
         assert!(
@@ -1310,33 +1315,29 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
     let pki = Pki::new(&tmp.path().join("pki-refresh"));
     let f = Fluentd::start(&pki);
     let p = |x: &Path| x.display().to_string();
-    let args: Vec<String> = vec![
-        "forward".into(),
-        "--teleport-addr".into(),
-        format!("https://{}", serve.addr()),
-        "--teleport-identity".into(),
-        p(&refreshed),
-        "--teleport-refresh-enabled".into(),
-        "--teleport-refresh-interval".into(),
-        "1s".into(),
-        "--storage".into(),
-        p(&tmp.path().join("storage-refresh")),
-        "--fluentd-url".into(),
-        format!("{}/test.log", f.url),
-        "--fluentd-session-url".into(),
-        format!("{}/session", f.url),
-        "--fluentd-ca".into(),
-        p(&pki.ca),
-        "--fluentd-cert".into(),
-        p(&pki.client.0),
-        "--fluentd-key".into(),
-        p(&pki.client.1),
-        "--start-time".into(),
-        start.clone(),
-        "--timeout".into(),
-        "200ms".into(),
-        "--exit-on-last-event".into(),
-    ];
+    let args: Vec<String> = [
+        vec![
+            "forward".into(),
+            "--teleport-addr".into(),
+            format!("https://{}", serve.addr()),
+            "--teleport-identity".into(),
+            p(&refreshed),
+            "--teleport-refresh-enabled".into(),
+            "--teleport-refresh-interval".into(),
+            "1s".into(),
+            "--storage".into(),
+            p(&tmp.path().join("storage-refresh")),
+        ],
+        fluentd_args(&f, &pki),
+        vec![
+            "--start-time".into(),
+            start.clone(),
+            "--timeout".into(),
+            "200ms".into(),
+            "--exit-on-last-event".into(),
+        ],
+    ]
+    .concat();
     let log = tmp.path().join("refresh.log");
     let mut child = Command::new(BIN)
         .args(&args)
@@ -1701,33 +1702,29 @@ fn forward_reads_a_teleport_cluster_in_polling_mode() {
     let f = Fluentd::start(&pki);
     let storage = tmp.path().join("storage");
     let p = |x: &Path| x.display().to_string();
-    let args: Vec<String> = vec![
-        "forward".into(),
-        "--teleport-addr".into(),
-        double.addr(),
-        "--teleport-identity".into(),
-        p(&double.identity_file()),
-        "--storage".into(),
-        p(&storage),
-        "--fluentd-url".into(),
-        format!("{}/test.log", f.url),
-        "--fluentd-session-url".into(),
-        format!("{}/session", f.url),
-        "--fluentd-ca".into(),
-        p(&pki.ca),
-        "--fluentd-cert".into(),
-        p(&pki.client.0),
-        "--fluentd-key".into(),
-        p(&pki.client.1),
-        "--start-time".into(),
-        at(base - 3600),
-        "--batch".into(),
-        "20".into(),
-        "--exit-on-last-event".into(),
-        "--lock-enabled".into(),
-        "--lock-for".into(),
-        "1h".into(),
-    ];
+    let args: Vec<String> = [
+        vec![
+            "forward".into(),
+            "--teleport-addr".into(),
+            double.addr(),
+            "--teleport-identity".into(),
+            p(&double.identity_file()),
+            "--storage".into(),
+            p(&storage),
+        ],
+        fluentd_args(&f, &pki),
+        vec![
+            "--start-time".into(),
+            at(base - 3600),
+            "--batch".into(),
+            "20".into(),
+            "--exit-on-last-event".into(),
+            "--lock-enabled".into(),
+            "--lock-for".into(),
+            "1h".into(),
+        ],
+    ]
+    .concat();
     // An older cluster: the export probe answers Unimplemented, so the exporter polls.
     double.set_export_unimplemented(true);
     // The first two calls fail as an Auth server that is restarting would.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tapelog_core::{AuditEvent, Timestamp};
 use tapelog_teleport::double::Double;
 
-use super::forward::{BIN, audit_uids, run, wait_child, wait_until};
+use super::forward::{BIN, audit_uids, fluentd_args, run, wait_child, wait_until};
 use crate::util::fluentd::{Fluentd, Pki};
 
 const DAY: i64 = 86_400;
@@ -50,29 +50,25 @@ fn teleport_args(
     start: i64,
 ) -> Vec<String> {
     let p = |x: &Path| x.display().to_string();
-    vec![
-        "forward".into(),
-        "--teleport-addr".into(),
-        double.addr(),
-        "--teleport-identity".into(),
-        p(&double.identity_file()),
-        "--storage".into(),
-        p(storage),
-        "--fluentd-url".into(),
-        format!("{}/test.log", f.url),
-        "--fluentd-session-url".into(),
-        format!("{}/session", f.url),
-        "--fluentd-ca".into(),
-        p(&pki.ca),
-        "--fluentd-cert".into(),
-        p(&pki.client.0),
-        "--fluentd-key".into(),
-        p(&pki.client.1),
-        "--start-time".into(),
-        at(start),
-        "--timeout".into(),
-        "300ms".into(),
+    [
+        vec![
+            "forward".into(),
+            "--teleport-addr".into(),
+            double.addr(),
+            "--teleport-identity".into(),
+            p(&double.identity_file()),
+            "--storage".into(),
+            p(storage),
+        ],
+        fluentd_args(f, pki),
+        vec![
+            "--start-time".into(),
+            at(start),
+            "--timeout".into(),
+            "300ms".into(),
+        ],
     ]
+    .concat()
 }
 
 fn counts(uids: &[String]) -> BTreeMap<String, usize> {
@@ -93,6 +89,95 @@ fn ok(out: &std::process::Output) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A cluster holding `n` logins of the last hour (chunks of `chunk`), a receiver answering
+/// each request after `latency`, and a state directory.
+struct Busy {
+    tmp: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    double: Double,
+    uids: Vec<String>,
+    pki: Pki,
+    f: Fluentd,
+    now: i64,
+}
+
+impl Busy {
+    fn new(n: usize, chunk: usize, prefix: &str, latency: Duration) -> Busy {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let double = rt.block_on(Double::start()).unwrap();
+        double.set_chunk_size(chunk);
+        let now = now_s();
+        let uids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
+        double.add_events(
+            uids.iter()
+                .enumerate()
+                .map(|(i, u)| login(u, now - 3000 + i as i64 / 2)),
+        );
+        let pki = Pki::new(&tmp.path().join("pki"));
+        let f = Fluentd::start(&pki);
+        f.set_latency(latency);
+        Busy {
+            tmp,
+            rt,
+            double,
+            uids,
+            pki,
+            f,
+            now,
+        }
+    }
+
+    /// `teleport_args` exporting the last hour, with `--exit-on-last-event`.
+    fn args(&self) -> Vec<String> {
+        let storage = self.tmp.path().join("storage");
+        let mut args = teleport_args(&self.double, &storage, &self.f, &self.pki, self.now - 3600);
+        args.push("--exit-on-last-event".into());
+        args
+    }
+
+    /// Starts the exporter (stderr piped).
+    fn spawn(&self, args: &[String]) -> std::process::Child {
+        Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits until a quarter of the events (at least) arrived.
+    fn wait_for_a_part(&self, part: usize) {
+        let n = self.uids.len();
+        assert!(wait_until(Duration::from_secs(120), || audit_uids(&self.f)
+            .len()
+            >= n / part));
+    }
+
+    /// How many times each event arrived, after checking every event did.
+    fn every_event_arrived(&self, context: &str) -> BTreeMap<String, usize> {
+        let got = counts(&audit_uids(&self.f));
+        assert_eq!(
+            got.keys().cloned().collect::<Vec<_>>(),
+            self.uids,
+            "every event at least once: {context}"
+        );
+        got
+    }
+}
+
+/// Waits for the exporter to end successfully (its stderr in the failure message).
+fn succeeds(child: &mut std::process::Child) -> String {
+    let status = wait_child(child, Duration::from_secs(180));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        e.read_to_string(&mut stderr).unwrap();
+    }
+    assert!(status.success(), "{stderr}");
+    stderr
 }
 
 /// Three UTC dates of events, chunks of four: every event once, the dates walked in turn,
@@ -201,46 +286,19 @@ fn bulk_export_walks_the_dates_and_a_late_event_still_arrives() {
 /// one request each).
 #[test]
 fn bulk_export_killed_with_sigkill_resumes_without_loss() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let double = rt.block_on(Double::start()).unwrap();
     let chunk = 50;
-    double.set_chunk_size(chunk);
-    let now = now_s();
-    let n = 3000;
-    let uids: Vec<String> = (0..n).map(|i| format!("k-{i:05}")).collect();
-    double.add_events(
-        uids.iter()
-            .enumerate()
-            .map(|(i, u)| login(u, now - 3000 + i as i64 / 2)),
-    );
-    let pki = Pki::new(&tmp.path().join("pki"));
-    let f = Fluentd::start(&pki);
-    f.set_latency(Duration::from_millis(40));
-    let storage = tmp.path().join("storage");
-    let mut args = teleport_args(&double, &storage, &f, &pki, now - 3600);
-    args.extend(["--exit-on-last-event".into(), "--batch".into(), "20".into()]);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(120), || audit_uids(&f)
-        .len()
-        >= n / 4));
+    let b = Busy::new(3000, chunk, "k", Duration::from_millis(40));
+    let mut args = b.args();
+    args.extend(["--batch".into(), "20".into()]);
+    let mut child = b.spawn(&args);
+    b.wait_for_a_part(4);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let first = audit_uids(&f).len();
-    assert!(first < n, "killed mid-export ({first} of {n})");
-    double.fail_next(3);
+    let first = audit_uids(&b.f).len();
+    assert!(first < b.uids.len(), "killed mid-export ({first})");
+    b.double.fail_next(3);
     ok(&run(&args));
-    let got = counts(&audit_uids(&f));
-    assert_eq!(
-        got.keys().cloned().collect::<Vec<_>>(),
-        uids,
-        "every event at least once"
-    );
+    let got = b.every_event_arrived("after SIGKILL");
     let twice: usize = got.values().map(|c| c - 1).sum();
     assert!(
         twice <= 3 * chunk,
@@ -252,49 +310,14 @@ fn bulk_export_killed_with_sigkill_resumes_without_loss() {
 /// export: the exporter reconnects and nothing is lost.
 #[test]
 fn bulk_export_survives_an_auth_restart_mid_stream() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut double = rt.block_on(Double::start()).unwrap();
-    double.set_chunk_size(200);
-    let now = now_s();
-    let n = 2000;
-    let uids: Vec<String> = (0..n).map(|i| format!("r-{i:05}")).collect();
-    double.add_events(
-        uids.iter()
-            .enumerate()
-            .map(|(i, u)| login(u, now - 2000 + i as i64 / 2)),
-    );
-    let pki = Pki::new(&tmp.path().join("pki"));
-    let f = Fluentd::start(&pki);
-    f.set_latency(Duration::from_millis(30));
-    let storage = tmp.path().join("storage");
-    let mut args = teleport_args(&double, &storage, &f, &pki, now - 3600);
-    args.extend(["--exit-on-last-event".into()]);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    let mut b = Busy::new(2000, 200, "r", Duration::from_millis(30));
+    let mut child = b.spawn(&b.args());
+    b.wait_for_a_part(5);
+    b.rt.block_on(b.double.restart(Duration::from_millis(700)))
         .unwrap();
-    assert!(wait_until(Duration::from_secs(120), || audit_uids(&f)
-        .len()
-        >= n / 5));
-    rt.block_on(double.restart(Duration::from_millis(700)))
-        .unwrap();
-    assert_eq!(double.restarts(), 1);
-    let status = wait_child(&mut child, Duration::from_secs(180));
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        e.read_to_string(&mut stderr).unwrap();
-    }
-    assert!(status.success(), "{stderr}");
-    let got = counts(&audit_uids(&f));
-    assert_eq!(
-        got.keys().cloned().collect::<Vec<_>>(),
-        uids,
-        "every event at least once: {stderr}"
-    );
+    assert_eq!(b.double.restarts(), 1);
+    let stderr = succeeds(&mut child);
+    b.every_event_arrived(&stderr);
 }
 
 /// A `session.upload` whose recording the cluster does not have yet: noted as upstream does
@@ -373,61 +396,34 @@ fn missing_recordings_are_retried_in_the_background_then_given_up() {
 fn identity_rotation_is_picked_up_without_loss() {
     use tapelog_teleport::double::files;
 
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let double = rt.block_on(Double::start()).unwrap();
-    double.set_chunk_size(100);
-    let now = now_s();
-    let n = 1500;
-    let uids: Vec<String> = (0..n).map(|i| format!("i-{i:05}")).collect();
-    double.add_events(
-        uids.iter()
-            .enumerate()
-            .map(|(i, u)| login(u, now - 2000 + i as i64 / 2)),
-    );
-    let pki = Pki::new(&tmp.path().join("pki"));
-    let f = Fluentd::start(&pki);
-    f.set_latency(Duration::from_millis(30));
-    let identity = tmp.path().join("identity");
-    std::fs::copy(double.file(files::IDENTITY_FOREIGN), &identity).unwrap();
-    let storage = tmp.path().join("storage");
-    let mut args = teleport_args(&double, &storage, &f, &pki, now - 3600);
-    let at_identity = args.iter().position(|a| a == "--teleport-identity").unwrap();
+    let b = Busy::new(1500, 100, "i", Duration::from_millis(30));
+    let identity = b.tmp.path().join("identity");
+    std::fs::copy(b.double.file(files::IDENTITY_FOREIGN), &identity).unwrap();
+    let mut args = b.args();
+    let at_identity = args
+        .iter()
+        .position(|a| a == "--teleport-identity")
+        .unwrap();
     args[at_identity + 1] = identity.display().to_string();
     args.extend([
-        "--exit-on-last-event".into(),
         "--teleport-refresh-enabled".into(),
         "--teleport-refresh-interval".into(),
         "1s".into(),
     ]);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = b.spawn(&args);
     std::thread::sleep(Duration::from_secs(2));
-    assert!(child.try_wait().unwrap().is_none(), "a refused identity is waited out");
-    assert!(audit_uids(&f).is_empty());
-    std::fs::copy(double.file(files::IDENTITY), &identity).unwrap();
-    assert!(wait_until(Duration::from_secs(60), || audit_uids(&f).len()
-        >= n / 4));
-    std::fs::copy(double.file(files::IDENTITY_SEC1), &identity).unwrap();
-    let status = wait_child(&mut child, Duration::from_secs(180));
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        e.read_to_string(&mut stderr).unwrap();
-    }
-    assert!(status.success(), "{stderr}");
-    let got = counts(&audit_uids(&f));
-    assert_eq!(
-        got.keys().cloned().collect::<Vec<_>>(),
-        uids,
-        "every event at least once"
-    );
     assert!(
-        stderr.contains("refused the client certificate") || double.handshake_failures() > 0,
+        child.try_wait().unwrap().is_none(),
+        "a refused identity is waited out"
+    );
+    assert!(audit_uids(&b.f).is_empty());
+    std::fs::copy(b.double.file(files::IDENTITY), &identity).unwrap();
+    b.wait_for_a_part(4);
+    std::fs::copy(b.double.file(files::IDENTITY_SEC1), &identity).unwrap();
+    let stderr = succeeds(&mut child);
+    b.every_event_arrived(&stderr);
+    assert!(
+        stderr.contains("refused the client certificate") || b.double.handshake_failures() > 0,
         "the refusal was seen: {stderr}"
     );
 }

@@ -218,6 +218,24 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) ->
     }
 }
 
+/// Logs a transient failure (`what` says where; "" for nothing) and waits the backoff's next
+/// wait, or less if `shutdown` fires; returns whether it fired.
+async fn retry_after(
+    what: &str,
+    e: &ForwardError,
+    backoff: &mut Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let wait = backoff.next_wait(unit_random());
+    let at = if what.is_empty() {
+        String::new()
+    } else {
+        format!("{what}: ")
+    };
+    log::warn(&format!("{at}{e}; retrying in {:.1}s", wait.as_secs_f64()));
+    sleep_or_shutdown(wait, shutdown).await
+}
+
 /// The destination of a batch, owned so that a task can carry it.
 #[derive(Clone)]
 enum Dest {
@@ -592,9 +610,7 @@ async fn read_audit(
                 p
             }
             Err(e) if e.is_transient() => {
-                let wait = backoff.next_wait(unit_random());
-                log::warn(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
-                sleep_or_shutdown(wait, &mut shutdown).await;
+                retry_after("", &e, &mut backoff, &mut shutdown).await;
                 continue;
             }
             Err(e) => return Err(e),
@@ -752,9 +768,7 @@ async fn read_feed(
                 p
             }
             Err(e) if e.is_transient() => {
-                let wait = backoff.next_wait(unit_random());
-                log::warn(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
-                sleep_or_shutdown(wait, &mut shutdown).await;
+                retry_after("", &e, &mut backoff, &mut shutdown).await;
                 continue;
             }
             Err(e) => return Err(e),
@@ -1043,12 +1057,7 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
         let mut stream = match ctx.source.session_events(sid, index).await {
             Ok(s) => s,
             Err(e) if e.is_transient() => {
-                let wait = backoff.next_wait(unit_random());
-                log::warn(&format!(
-                    "session {sid}: {e}; retrying in {:.1}s",
-                    wait.as_secs_f64()
-                ));
-                sleep_or_shutdown(wait, &mut shutdown).await;
+                retry_after(&format!("session {sid}"), &e, &mut backoff, &mut shutdown).await;
                 continue;
             }
             Err(e) => return Err(e),
@@ -1083,12 +1092,7 @@ async fn export_session(ctx: &Ctx, sid: &str) -> Result<(), ForwardError> {
                     if !e.is_transient() {
                         return Err(e);
                     }
-                    let wait = backoff.next_wait(unit_random());
-                    log::warn(&format!(
-                        "session {sid}: {e}; retrying in {:.1}s",
-                        wait.as_secs_f64()
-                    ));
-                    sleep_or_shutdown(wait, &mut shutdown).await;
+                    retry_after(&format!("session {sid}"), &e, &mut backoff, &mut shutdown).await;
                     continue 'attempt;
                 }
                 None => {}

@@ -31,8 +31,7 @@ use tapelog_core::forward::{Backoff, Position, TypeFilter};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{
-    Ctx, Dest, MAX_POST_BYTES, MAX_POST_EVENTS, deliver, log, now, sleep_or_shutdown,
-    spawn_session, unit_random,
+    Ctx, Dest, MAX_POST_BYTES, MAX_POST_EVENTS, deliver, log, now, retry_after, spawn_session,
 };
 use crate::ForwardError;
 use crate::source::Source;
@@ -61,12 +60,7 @@ pub(super) async fn choose(ctx: &Ctx) -> Result<bool, ForwardError> {
                 return Ok(false);
             }
             Err(e) if e.is_transient() => {
-                let wait = backoff.next_wait(unit_random());
-                log::warn(&format!(
-                    "probing the export API: {e}; retrying in {:.1}s",
-                    wait.as_secs_f64()
-                ));
-                if sleep_or_shutdown(wait, &mut shutdown).await {
+                if retry_after("probing the export API", &e, &mut backoff, &mut shutdown).await {
                     return Ok(false);
                 }
             }
@@ -138,13 +132,13 @@ pub(super) async fn export_loop(
             let list = match ctx.source.export_chunks(day).await {
                 Ok(l) => l,
                 Err(e) if e.is_transient() => {
-                    let wait = backoff.next_wait(unit_random());
-                    log::warn(&format!(
-                        "listing the chunks of {}: {e}; retrying in {:.1}s",
-                        format_date(day),
-                        wait.as_secs_f64()
-                    ));
-                    sleep_or_shutdown(wait, &mut shutdown).await;
+                    retry_after(
+                        &format!("listing the chunks of {}", format_date(day)),
+                        &e,
+                        &mut backoff,
+                        &mut shutdown,
+                    )
+                    .await;
                     continue 'pass;
                 }
                 Err(e) => return Err(e),
@@ -270,12 +264,13 @@ async fn export_chunk(
                 break 'attempt;
             }
             Err(e) if e.is_transient() => {
-                let wait = backoff.next_wait(unit_random());
-                log::warn(&format!(
-                    "chunk {chunk} of {date}: {e}; retrying in {:.1}s",
-                    wait.as_secs_f64()
-                ));
-                sleep_or_shutdown(wait, &mut shutdown).await;
+                retry_after(
+                    &format!("chunk {chunk} of {date}"),
+                    &e,
+                    &mut backoff,
+                    &mut shutdown,
+                )
+                .await;
                 continue;
             }
             Err(e) => return Err(e),
@@ -311,12 +306,13 @@ async fn export_chunk(
                         return Err(e);
                     }
                     // What was read and not sent is read again from the stored cursor.
-                    let wait = backoff.next_wait(unit_random());
-                    log::warn(&format!(
-                        "chunk {chunk} of {date}: {e}; retrying in {:.1}s",
-                        wait.as_secs_f64()
-                    ));
-                    sleep_or_shutdown(wait, &mut shutdown).await;
+                    retry_after(
+                        &format!("chunk {chunk} of {date}"),
+                        &e,
+                        &mut backoff,
+                        &mut shutdown,
+                    )
+                    .await;
                     continue 'attempt;
                 }
                 None => {}
