@@ -13,13 +13,12 @@ use tapelog_core::EventFields;
 use tapelog_core::audit::MAX_EVENT_BYTES_IN_RESPONSE;
 use tapelog_core::audit::effective_limit;
 use tapelog_core::audit::feed::{FeedFile, FeedKey, FeedRead, plan};
-use tapelog_core::audit::files::is_search_dir;
 use tapelog_core::audit::lines::{LineScanner, ScannedLine};
 use tapelog_core::audit::page::{Admit, PageBuilder};
 
 use super::filelog::{Counters, FileLog, Inner};
 use super::index::MAX_READ_LINE;
-use super::search::trimmed_for_response;
+use super::search::{server_files, trimmed_for_response};
 use super::{AuditError, StoredEvent};
 
 /// Bytes read at first from a file range (doubling up to [`MAX_CHUNK`]): a small page reads
@@ -41,47 +40,18 @@ pub struct FeedPage {
 
 /// The server directories' day files with their lengths, as the feed lists them.
 fn list(inner: &Inner) -> Result<Vec<FeedFile>, AuditError> {
-    let root = &inner.log_root;
-    let dirs = match std::fs::read_dir(root) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(AuditError::io(root)(e)),
-    };
     let mut out = Vec::new();
-    for d in dirs {
-        let d = d.map_err(AuditError::io(root))?;
-        let Some(server) = d.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if !is_search_dir(&server) || !d.path().is_dir() {
+    for (server, name, f) in server_files(&inner.log_root)? {
+        if !tapelog_core::audit::feed::is_feed_file(&name) {
             continue;
         }
-        let dir = d.path();
-        let files = match std::fs::read_dir(&dir) {
-            Ok(f) => f,
+        let size = match f.metadata() {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(AuditError::io(&dir)(e)),
+            Err(e) => return Err(AuditError::io(f.path())(e)),
         };
-        for f in files {
-            let f = f.map_err(AuditError::io(&dir))?;
-            let Some(name) = f.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if !tapelog_core::audit::feed::is_feed_file(&name) {
-                continue;
-            }
-            let size = match f.metadata() {
-                Ok(m) if m.is_file() => m.len(),
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(AuditError::io(f.path())(e)),
-            };
-            out.push(FeedFile {
-                server: server.clone(),
-                name,
-                size,
-            });
-        }
+        out.push(FeedFile { server, name, size });
     }
     Ok(out)
 }

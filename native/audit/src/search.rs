@@ -79,10 +79,12 @@ pub(crate) fn checkpoint(fields: &EventFields) -> String {
     checkpoint_with(fields, |b| Sha256::digest(b).into())
 }
 
-/// The day files of every server directory that may hold events of `[from, to]`, sorted by
-/// id (`server/day file`).
-fn candidates(inner: &Inner, from: Timestamp, to: Timestamp) -> Result<Vec<DayFile>, AuditError> {
-    let root = &inner.log_root;
+/// Every file of every server directory under `root` (skipping what is not a search
+/// directory, and files or directories that vanish meanwhile), as (server, file name, entry),
+/// in directory order.
+pub(crate) fn server_files(
+    root: &Path,
+) -> Result<Vec<(String, String, std::fs::DirEntry)>, AuditError> {
     let dirs = match std::fs::read_dir(root) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -108,12 +110,22 @@ fn candidates(inner: &Inner, from: Timestamp, to: Timestamp) -> Result<Vec<DayFi
             let Some(name) = f.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            let Some(t) = parse_log_file_name(&name) else {
-                continue;
-            };
-            if is_candidate(t, from, to, inner.config.rotation_period) {
-                out.push(day_file(&inner.log_root, &server, &name));
-            }
+            out.push((server.clone(), name, f));
+        }
+    }
+    Ok(out)
+}
+
+/// The day files of every server directory that may hold events of `[from, to]`, sorted by
+/// id (`server/day file`).
+fn candidates(inner: &Inner, from: Timestamp, to: Timestamp) -> Result<Vec<DayFile>, AuditError> {
+    let mut out = Vec::new();
+    for (server, name, _) in server_files(&inner.log_root)? {
+        let Some(t) = parse_log_file_name(&name) else {
+            continue;
+        };
+        if is_candidate(t, from, to, inner.config.rotation_period) {
+            out.push(day_file(&inner.log_root, &server, &name));
         }
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
