@@ -164,6 +164,23 @@ fn main() {
     });
     let base_rate = sent as f64 / begun.elapsed().as_secs_f64();
 
+    // What one page of 20 costs the source alone (it bounds the polling mode: one page is
+    // read at a time).
+    let pages = if bench { 50 } else { 5 };
+    let page_ms = rt.block_on(async {
+        let client = AuthClient::connect(&double.addr(), &creds)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let begun = Instant::now();
+        for _ in 0..pages {
+            client
+                .get_unstructured_events(&EventQuery::new(midnight, now, 20))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        begun.elapsed().as_secs_f64() * 1000.0 / f64::from(pages)
+    });
+
     // 2. Polling mode.
     double.set_export_unimplemented(true);
     let fp = fluentd::Fluentd::start(&pki);
@@ -197,6 +214,7 @@ fn main() {
     println!(
         "forward from a Teleport cluster (Auth API double): {events} events, 25 ms per request"
     );
+    println!("  one GetUnstructuredEvents page of 20 from the double:  {page_ms:>6.1} ms");
     println!(
         "  upstream shape (pages of 20, one event a request): {base_rate:>9.1} events/s ({sent} events)"
     );

@@ -280,6 +280,9 @@ fn serve(
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
+            // As Go's net package does by default (and Teleport with it): without it, small
+            // replies wait for the client's delayed ACK (≈ 40 ms a call).
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let state = accept_state.clone();
@@ -736,20 +739,22 @@ pub fn unstructured(e: &AuditEvent) -> EventUnstructured {
 
 /// Seals the events not yet in a chunk into new chunks of their days (in arrival order, at
 /// most `chunk_size` events each), then gives the chunks of `day`.
-fn chunks_of(s: &mut State, day: i64) -> Vec<Vec<AuditEvent>> {
-    let mut fresh: BTreeMap<i64, Vec<AuditEvent>> = BTreeMap::new();
-    for (_, e) in s.events.iter().skip(s.chunked) {
-        fresh.entry(utc_day(e.time())).or_default().push(e.clone());
-    }
-    s.chunked = s.events.len();
-    for (d, events) in fresh {
+fn chunks_of(s: &mut State, day: i64) -> &[Vec<AuditEvent>] {
+    if s.chunked < s.events.len() {
+        let mut fresh: BTreeMap<i64, Vec<AuditEvent>> = BTreeMap::new();
+        for (_, e) in s.events.iter().skip(s.chunked) {
+            fresh.entry(utc_day(e.time())).or_default().push(e.clone());
+        }
+        s.chunked = s.events.len();
         let size = s.chunk_size.max(1);
-        s.sealed
-            .entry(d)
-            .or_default()
-            .extend(events.chunks(size).map(<[AuditEvent]>::to_vec));
+        for (d, events) in fresh {
+            s.sealed
+                .entry(d)
+                .or_default()
+                .extend(events.chunks(size).map(<[AuditEvent]>::to_vec));
+        }
     }
-    s.sealed.get(&day).cloned().unwrap_or_default()
+    s.sealed.get(&day).map_or(&[], Vec::as_slice)
 }
 
 fn session<'a>(s: &'a State, sid: &str, start: i32) -> Result<Vec<&'a AuditEvent>, Status> {
@@ -804,12 +809,11 @@ impl AuditLogService for Svc {
         }
         let r = req.get_ref();
         let day = utc_day(r.date.as_ref().map_or(Timestamp::ZERO, from_pb));
-        let chunks = chunks_of(&mut s, day);
         let chunk = r
             .chunk
             .strip_prefix(CHUNK_PREFIX)
             .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| chunks.get(n))
+            .and_then(|n| chunks_of(&mut s, day).get(n))
             .ok_or_else(|| Status::not_found(format!("export chunk {:?} not found", r.chunk)))?;
         let skip = if r.cursor.is_empty() {
             0
