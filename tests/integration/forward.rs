@@ -806,6 +806,16 @@ impl Running {
         self.0.kill().unwrap();
         self.0.wait().unwrap();
     }
+
+    /// Stops it as a service manager does: the request in flight finishes and its position
+    /// is stored.
+    fn sigterm(mut self) {
+        let pid = i32::try_from(self.0.id()).unwrap();
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = wait_child(&mut self.0, Duration::from_secs(30));
+        assert!(status.success(), "stopped by SIGTERM: {status:?}");
+    }
 }
 
 impl Drop for Running {
@@ -860,7 +870,7 @@ fn a_late_event_appended_to_a_data_dir_is_exported() {
         "the late event is exported: {:?}",
         audit_uids(&f)
     );
-    running.sigkill();
+    running.sigterm();
     let mut want: Vec<String> = (0..20).map(|i| format!("d2-{i:02}")).collect();
     want.extend(["late".into(), "new".into()]);
     let got = audit_uids(&f);
