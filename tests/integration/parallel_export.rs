@@ -53,9 +53,9 @@ fn every_vector_exports_the_same_with_any_number_of_jobs() {
 
 /// A session of many small parts (more than the in-flight window of 2 × jobs).
 fn many_parts() -> Vec<u8> {
-    let events = tapelog_core::sample::sample_session(4000);
+    let events = tapelog_core::sample::sample_session(12000);
     let config = WriterConfig {
-        min_upload_bytes: 8 * 1024,
+        min_upload_bytes: 4 * 1024,
         ..WriterConfig::default()
     };
     encode_recording(&events, config).unwrap()
@@ -104,13 +104,21 @@ fn many_parts_with_replays_and_damage_export_the_same() {
 
     // The damaged ones: every event before the damage is written, and the error names the
     // byte the sequential reader names.
-    for (name, bytes, part) in [("deflate", &deflate, 11), ("header", &header, 13), ("cut", &cut, 15)] {
+    for (name, bytes, part) in [
+        ("deflate", &deflate, 11),
+        ("header", &header, 13),
+        ("cut", &cut, 15),
+    ] {
         let want = read_all(bytes);
         let err = want.error.clone().unwrap();
         assert_eq!(err.part, part as u64, "{name}");
         let out = export(dir.path().join(name).to_str().unwrap(), "json", "4");
         assert_eq!(out.status.code(), Some(1), "{name}");
-        let lines = out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+        let lines = out
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
         assert_eq!(lines, want.events.len(), "{name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 
 use tapelog_core::AuditEvent;
+use tapelog_core::codec::ReaderStats;
 use tapelog_core::codec::deflate::Backend;
 use tapelog_core::codec::parallel::{
     DecodedPart, Extent, HEADER_PEEK, PartMerger, decode_part, part_extent,
 };
-use tapelog_core::codec::ReaderStats;
 
 use super::ReadError;
 
@@ -148,7 +148,13 @@ pub fn read_parallel<T: Send, E>(
                         Err(_) => return,
                     };
                     let Ok((piece, done)) = job else { return };
-                    let d = decode_part(&piece.bytes, piece.offset, piece.part, Backend::default(), map);
+                    let d = decode_part(
+                        &piece.bytes,
+                        piece.offset,
+                        piece.part,
+                        Backend::default(),
+                        map,
+                    );
                     drop(piece);
                     // The merger may have stopped (error or sink failure): nothing to do then.
                     let _ = done.send(d);

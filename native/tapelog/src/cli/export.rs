@@ -109,7 +109,10 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
     let input = downloaded.as_ref().map_or(a.input.as_path(), |d| d.path());
     // A progress bar on a terminal for a file (its size is known); none for standard input.
     let bar = super::progress_bar(std::fs::metadata(input).map_or(0, |m| m.len()), "exporting");
-    let jobs = a.jobs.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = a
+        .jobs
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut out = Output {
         format: a.format,
         sink,
