@@ -372,16 +372,17 @@ fn text_sequential(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Parallel text export on `workers` threads: parts split from their headers, decoded and
-/// rendered on the workers (taking the next part as they finish one), merged in part order.
+/// rendered on the workers (taking the next part as they finish one; each event's output is
+/// a range of one buffer per part), merged in part order.
 fn text_parallel(bytes: &[u8], workers: usize) -> Vec<u8> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tapelog_core::codec::parallel::{DecodedPart, PartMerger, decode_part, split};
     use tapelog_core::export::{TextFormat, export_event};
+    type Rendered = (DecodedPart<std::ops::Range<usize>>, Vec<u8>);
     let pieces = split(bytes);
     let next = AtomicUsize::new(0);
-    let done: Vec<Mutex<Option<DecodedPart<Vec<u8>>>>> =
-        pieces.iter().map(|_| Mutex::new(None)).collect();
+    let done: Vec<Mutex<Option<Rendered>>> = pieces.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -390,12 +391,13 @@ fn text_parallel(bytes: &[u8], workers: usize) -> Vec<u8> {
                     let Some(&(offset, part, piece)) = pieces.get(i) else {
                         return;
                     };
+                    let mut buf = Vec::new();
                     let d = decode_part(piece, offset, part, Backend::default(), |e| {
-                        let mut b = Vec::new();
-                        export_event(TextFormat::Terminal, &e, &mut b);
-                        b
+                        let start = buf.len();
+                        export_event(TextFormat::Terminal, &e, &mut buf);
+                        start..buf.len()
                     });
-                    *done[i].lock().unwrap() = Some(d);
+                    *done[i].lock().unwrap() = Some((d, buf));
                 }
             });
         }
@@ -403,10 +405,10 @@ fn text_parallel(bytes: &[u8], workers: usize) -> Vec<u8> {
     let mut merger = PartMerger::new();
     let mut out = Vec::new();
     for slot in done {
-        let d = slot.into_inner().unwrap().unwrap();
+        let (d, buf) = slot.into_inner().unwrap().unwrap();
         let (kept, err) = merger.merge(d);
-        for b in kept {
-            out.extend_from_slice(&b);
+        for r in kept {
+            out.extend_from_slice(&buf[r]);
         }
         assert!(err.is_none());
     }
