@@ -112,16 +112,18 @@ impl Splitter<'_> {
 }
 
 /// Reads the ProtoStream recording `src` (`path` names it in errors) on `jobs` threads:
-/// `map` runs on the workers for every decoded event (duplicates included), `sink` on the
-/// calling thread for every kept one, in the recording's order. Events, counters and error are
+/// `map` runs on the workers for every decoded event (duplicates included) and may append
+/// bytes to its part's buffer (rendered output: one buffer per part, not one per event);
+/// `sink` runs on the calling thread for every kept event, in the recording's order, with
+/// what `map` returned and that buffer. Events, counters and error are
 /// those of [`super::EventStream`] on the same bytes. A sink error stops the read and is
 /// returned as is.
 pub fn read_parallel<T: Send, E>(
     src: &mut dyn Read,
     path: &Path,
     jobs: usize,
-    map: &(dyn Fn(AuditEvent) -> T + Sync),
-    mut sink: impl FnMut(T) -> Result<(), E>,
+    map: &(dyn Fn(AuditEvent, &mut Vec<u8>) -> T + Sync),
+    mut sink: impl FnMut(T, &[u8]) -> Result<(), E>,
 ) -> Result<ParallelRead, E> {
     let jobs = jobs.max(1);
     let mut splitter = Splitter {
@@ -132,7 +134,7 @@ pub fn read_parallel<T: Send, E>(
         part: 0,
         done: false,
     };
-    type Job<T> = (Piece, mpsc::SyncSender<DecodedPart<T>>);
+    type Job<T> = (Piece, mpsc::SyncSender<(DecodedPart<T>, Vec<u8>)>);
     let (job_tx, job_rx) = mpsc::channel::<Job<T>>();
     let job_rx = Mutex::new(job_rx);
     std::thread::scope(|s| {
@@ -148,21 +150,22 @@ pub fn read_parallel<T: Send, E>(
                         Err(_) => return,
                     };
                     let Ok((piece, done)) = job else { return };
+                    let mut buf = Vec::new();
                     let d = decode_part(
                         &piece.bytes,
                         piece.offset,
                         piece.part,
                         Backend::default(),
-                        map,
+                        |e| map(e, &mut buf),
                     );
                     drop(piece);
                     // The merger may have stopped (error or sink failure): nothing to do then.
-                    let _ = done.send(d);
+                    let _ = done.send((d, buf));
                 }
             });
         }
         let mut merger = PartMerger::new();
-        let mut window: VecDeque<mpsc::Receiver<DecodedPart<T>>> = VecDeque::new();
+        let mut window: VecDeque<mpsc::Receiver<(DecodedPart<T>, Vec<u8>)>> = VecDeque::new();
         let mut read_error = None;
         loop {
             while read_error.is_none() && window.len() < jobs * WINDOW_PER_JOB {
@@ -185,7 +188,7 @@ pub fn read_parallel<T: Send, E>(
                     error: read_error,
                 });
             };
-            let Ok(decoded) = rx.recv() else {
+            let Ok((decoded, buf)) = rx.recv() else {
                 // A worker died (a panic, re-raised when the scope ends).
                 return Ok(ParallelRead {
                     stats: merger.stats(),
@@ -197,7 +200,7 @@ pub fn read_parallel<T: Send, E>(
             };
             let (kept, error) = merger.merge(decoded);
             for item in kept {
-                sink(item)?;
+                sink(item, &buf)?;
             }
             if let Some(source) = error {
                 return Ok(ParallelRead {

@@ -135,13 +135,17 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         // Text and JSON lines are rendered on the workers; the other formats keep state
         // across events and take the events in order here.
         let format = a.format;
-        let map = move |e: AuditEvent| match format {
-            Format::Text => Item::Bytes(render(TextFormat::Terminal, &e)),
-            Format::Json => Item::Bytes(render(TextFormat::JsonLines, &e)),
-            Format::Proto | Format::Asciicast => Item::Event(e),
+        let map = move |e: AuditEvent, buf: &mut Vec<u8>| {
+            let start = buf.len();
+            match format {
+                Format::Text => export_event(TextFormat::Terminal, &e, buf),
+                Format::Json => export_event(TextFormat::JsonLines, &e, buf),
+                Format::Proto | Format::Asciicast => return Item::Event(Box::new(e)),
+            }
+            Item::Bytes(start..buf.len())
         };
-        let r = read_parallel(&mut src, input, jobs, &map, |item| match item {
-            Item::Bytes(b) => out.write(&b),
+        let r = read_parallel(&mut src, input, jobs, &map, |item, buf| match item {
+            Item::Bytes(range) => out.write(buf.get(range).unwrap_or_default()),
             Item::Event(e) => out.event(&e),
         })?;
         (r.stats, r.error)
@@ -200,16 +204,10 @@ fn is_protostream(path: &std::path::Path) -> Result<bool, CliError> {
     ))
 }
 
-/// An event rendered on a worker, or the event itself.
+/// An event rendered on a worker (its bytes in the part's buffer), or the event itself.
 enum Item {
-    Bytes(Vec<u8>),
-    Event(AuditEvent),
-}
-
-fn render(format: TextFormat, e: &AuditEvent) -> Vec<u8> {
-    let mut b = Vec::new();
-    export_event(format, e, &mut b);
-    b
+    Bytes(std::ops::Range<usize>),
+    Event(Box<AuditEvent>),
 }
 
 /// Where exported events go, in order.
