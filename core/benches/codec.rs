@@ -8,6 +8,11 @@
 //! and the peak RSS of a streaming decode of a ~40 MB recording (target <= 32 MiB), measured
 //! in a child process that reads the file in 64 KiB chunks.
 //!
+//! Then, on a recording of the same size cut into 20 parts: raw single-core inflate,
+//! sequential decode + terminal-text render (`export --format text`'s work), and the same with
+//! parts decoded on 2 worker threads (`codec::parallel`), as ratios to the raw inflate.
+//! `TAPELOG_BENCH_ONLY=parallel` runs only this part.
+//!
 //! `TAPELOG_BENCH_MB` sets the recording size (default 40).
 
 use std::io::Read as _;
@@ -280,6 +285,10 @@ fn main() {
         println!("{what}: {mbps:.1} MB/s");
         return;
     }
+    if std::env::var("TAPELOG_BENCH_ONLY").as_deref() == Ok("parallel") {
+        parallel_section(&evs, mb, raw_bytes);
+        return;
+    }
     let mut recording_for_rss = Vec::new();
     for backend in Backend::ALL {
         let (enc_t, bytes) = best_of(3, || encode(&evs, backend));
@@ -346,4 +355,95 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+    parallel_section(&evs, mb, raw_bytes);
+}
+
+/// Sequential text export: the reader, then the terminal bytes of every event.
+fn text_sequential(bytes: &[u8]) -> Vec<u8> {
+    use tapelog_core::export::{TextFormat, export_event};
+    let mut r = ProtoReader::new(Backend::default());
+    r.push(bytes);
+    r.finish();
+    let mut out = Vec::new();
+    while let Ok(Polled::Event(e)) = r.poll() {
+        export_event(TextFormat::Terminal, &e, &mut out);
+    }
+    out
+}
+
+/// Parallel text export on `workers` threads: parts split from their headers, decoded and
+/// rendered on the workers (taking the next part as they finish one; each event's output is
+/// a range of one buffer per part), merged in part order.
+fn text_parallel(bytes: &[u8], workers: usize) -> Vec<u8> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tapelog_core::codec::parallel::{DecodedPart, PartMerger, decode_part, split};
+    use tapelog_core::export::{TextFormat, export_event};
+    type Rendered = (DecodedPart<std::ops::Range<usize>>, Vec<u8>);
+    let pieces = split(bytes);
+    let next = AtomicUsize::new(0);
+    let done: Vec<Mutex<Option<Rendered>>> = pieces.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(offset, part, piece)) = pieces.get(i) else {
+                        return;
+                    };
+                    let mut buf = Vec::new();
+                    let d = decode_part(piece, offset, part, Backend::default(), |e| {
+                        let start = buf.len();
+                        export_event(TextFormat::Terminal, &e, &mut buf);
+                        start..buf.len()
+                    });
+                    *done[i].lock().unwrap() = Some((d, buf));
+                }
+            });
+        }
+    });
+    let mut merger = PartMerger::new();
+    let mut out = Vec::new();
+    for slot in done {
+        let (d, buf) = slot.into_inner().unwrap().unwrap();
+        let (kept, err) = merger.merge(d);
+        for r in kept {
+            out.extend_from_slice(&buf[r]);
+        }
+        assert!(err.is_none());
+    }
+    out
+}
+
+/// The parallel decode figures (issue 19): a recording of ~`mb` MB in 20 parts.
+fn parallel_section(evs: &[AuditEvent], mb: usize, raw_bytes: usize) {
+    let mut w = RecordingWriter::new(WriterConfig {
+        min_upload_bytes: mb * 1024 * 1024 / 20,
+        ..WriterConfig::default()
+    });
+    let mut bytes = Vec::new();
+    for e in evs {
+        w.add(e).unwrap();
+        append_parts(&mut bytes, w.take_parts());
+    }
+    append_parts(&mut bytes, w.finish());
+    let parts = tapelog_core::codec::parallel::split(&bytes).len();
+    let (inf_t, _) = best_of(3, || raw_inflate(&bytes, Backend::default()));
+    let (seq_t, seq) = best_of(3, || text_sequential(&bytes));
+    let (par1_t, par1) = best_of(3, || text_parallel(&bytes, 1));
+    let (par2_t, par2) = best_of(3, || text_parallel(&bytes, 2));
+    assert!(seq == par1 && seq == par2, "parallel output differs");
+    let mbps = |t: f64| raw_bytes as f64 / t / 1e6;
+    println!(
+        "parallel: recording {:.1} MB in {parts} parts, {} cores | raw inflate (1 core) {:.1} MB/s | text export sequential {:.1} MB/s, ratio {:.2} | parts, 1 worker {:.1} MB/s, ratio {:.2} | parts, 2 workers {:.1} MB/s, ratio {:.2}",
+        bytes.len() as f64 / 1e6,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        mbps(inf_t),
+        mbps(seq_t),
+        inf_t / seq_t,
+        mbps(par1_t),
+        inf_t / par1_t,
+        mbps(par2_t),
+        inf_t / par2_t,
+    );
 }

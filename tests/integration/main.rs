@@ -20,6 +20,7 @@ mod forward;
 mod forward_configure;
 mod forward_protocol;
 mod forward_teleport;
+mod parallel_export;
 mod play;
 mod playback;
 mod record;

@@ -7,6 +7,8 @@
 //! - [`recording`]: any supported format, pushed in chunks ([`RecordingReader`]).
 //! - [`detect`]: which format a file is (`DetectFormat`).
 //! - [`legacy`]: pre-4.4 tar recordings (index + gzipped events + gzipped chunks).
+//! - [`parallel`]: a recording cut at its part boundaries, parts decoded independently and
+//!   merged in order with the reader's cross-part rules.
 //! - [`deflate`]: the two deflate back ends.
 
 pub mod deflate;
@@ -15,6 +17,7 @@ mod error;
 pub mod framed;
 pub mod header;
 pub mod legacy;
+pub mod parallel;
 pub mod reader;
 pub mod recording;
 pub mod writer;

@@ -141,6 +141,11 @@ pub struct ProtoReader {
     failed: Option<CodecError>,
     /// The start of the part being read (the last header parsed).
     resume: ResumePoint,
+    /// Keep every event (no duplicate rule): the per-part decode of [`super::parallel`],
+    /// whose merge step applies the rule across parts instead.
+    keep_all: bool,
+    /// The index of the last event [`poll`](Self::poll) returned.
+    polled_index: i64,
 }
 
 impl Default for ProtoReader {
@@ -181,7 +186,32 @@ impl ProtoReader {
                 part: 0,
                 last_index: -1,
             },
+            keep_all: false,
+            polled_index: 0,
         }
+    }
+
+    /// A reader of the one part (or the damaged rest of a recording) that starts at `offset`,
+    /// the `part`-th (zero-based), which returns every event it decodes, duplicates included:
+    /// the duplicate and order rules are left to the caller ([`super::parallel::PartMerger`]).
+    /// Errors name the same offsets as a reader of the whole recording.
+    pub fn for_part(backend: Backend, offset: u64, part: u64) -> ProtoReader {
+        let mut r = ProtoReader::resume(
+            backend,
+            ResumePoint {
+                offset,
+                part,
+                last_index: -1,
+            },
+        );
+        r.keep_all = true;
+        r
+    }
+
+    /// The index (as the duplicate rule reads it) of the last event [`poll`](Self::poll)
+    /// returned.
+    pub fn polled_index(&self) -> i64 {
+        self.polled_index
     }
 
     /// A reader that starts at `point` (see [`ResumePoint`]): push the recording's bytes from
@@ -300,6 +330,7 @@ impl ProtoReader {
                     e => e.index(),
                 };
                 if self.dedup(index) {
+                    self.polled_index = index;
                     return Ok(Polled::Event(event));
                 }
                 continue;
@@ -482,16 +513,11 @@ impl ProtoReader {
 
     /// Upstream's duplicate and order rules: whether the event with this index is kept.
     fn dedup(&mut self, idx: i64) -> bool {
-        self.stats.total += 1;
-        if idx <= self.last_index {
-            self.stats.skipped += 1;
-            return false;
+        if self.keep_all {
+            self.stats.total += 1;
+            return true;
         }
-        if self.last_index > 0 && idx != self.last_index + 1 {
-            self.stats.out_of_order += 1;
-        }
-        self.last_index = idx;
-        true
+        dedup_rule(&mut self.stats, &mut self.last_index, idx)
     }
 
     /// A complete record from the decompressed buffer, if there is one.
@@ -739,6 +765,21 @@ impl ProtoReader {
         }
         Gz::Body
     }
+}
+
+/// Upstream's duplicate and order rules for the event with index `idx`, given the index of the
+/// last event kept: whether it is kept (counted in `stats`; `last_index` moves on if so).
+pub(crate) fn dedup_rule(stats: &mut ReaderStats, last_index: &mut i64, idx: i64) -> bool {
+    stats.total += 1;
+    if idx <= *last_index {
+        stats.skipped += 1;
+        return false;
+    }
+    if *last_index > 0 && idx != *last_index + 1 {
+        stats.out_of_order += 1;
+    }
+    *last_index = idx;
+    true
 }
 
 /// Everything read from a complete recording in memory.

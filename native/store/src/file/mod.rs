@@ -1,5 +1,8 @@
 //! Recordings on disk: read any supported format as a stream of events, write clean V1 files.
 
+mod parallel;
 mod read;
+
+pub use parallel::{ParallelRead, read_parallel};
 
 pub use read::{EventStream, ReadError, open_path, open_reader};

@@ -1,13 +1,14 @@
 //! `tapelog export` and `tapelog sample`: recordings to JSON lines, terminal text, asciicast v2
 //! or clean V1.
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use tapelog_core::codec::{RecordingWriter, WriterConfig};
+use tapelog_core::AuditEvent;
+use tapelog_core::codec::{Format as CoreFormat, RecordingWriter, WriterConfig, detect_format};
 use tapelog_core::export::{AsciicastWriter, TextFormat, export_event};
-use tapelog_store::file::open_path;
+use tapelog_store::file::{ReadError, open_path, read_parallel};
 
 use super::CliError;
 
@@ -50,6 +51,12 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Threads that inflate and decode a ProtoStream file's parts at once (default 1: one
+    /// part after the other). Output is the same whatever the number. Off by default while
+    /// the parallel path holds each part's decoded output whole (several times the memory of
+    /// the sequential reader) and measures no faster under load (docs/benchmarks.md).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
     /// Print total/skipped/out-of-order event counts to standard error.
     #[arg(long)]
     pub stats: bool,
@@ -85,11 +92,7 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         })?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut sink = std::io::BufWriter::with_capacity(256 * 1024, sink);
-    let wr = |source| CliError::Write {
-        path: out_name.clone(),
-        source,
-    };
+    let sink = std::io::BufWriter::with_capacity(256 * 1024, sink);
     let cluster = a.teleport.open(None, &a.remote)?;
     let downloaded = match (cluster, a.remote.client(None)?) {
         (Some(cluster), _) => {
@@ -108,77 +111,167 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
     let input = downloaded.as_ref().map_or(a.input.as_path(), |d| d.path());
     // A progress bar on a terminal for a file (its size is known); none for standard input.
     let bar = super::progress_bar(std::fs::metadata(input).map_or(0, |m| m.len()), "exporting");
-    let mut events = if input.as_os_str() == "-" {
-        open_path(input)?
+    let jobs = a.jobs.map_or(1, usize::from);
+    let mut out = Output {
+        format: a.format,
+        sink,
+        out_name: &out_name,
+        buf: Vec::with_capacity(64 * 1024),
+        proto: matches!(a.format, Format::Proto).then(|| {
+            RecordingWriter::new(WriterConfig {
+                min_upload_bytes: a.part_size,
+                ..WriterConfig::default()
+            })
+        }),
+        cast: matches!(a.format, Format::Asciicast).then(AsciicastWriter::new),
+    };
+    let (stats, failure) = if jobs > 1 && input.as_os_str() != "-" && is_protostream(input)? {
+        let file = std::fs::File::open(input).map_err(|source| ReadError::Io {
+            path: input.to_path_buf(),
+            source,
+        })?;
+        let mut src = bar.wrap_read(file);
+        // Text and JSON lines are rendered on the workers; the other formats keep state
+        // across events and take the events in order here.
+        let format = a.format;
+        let map = move |e: AuditEvent, buf: &mut Vec<u8>| {
+            let start = buf.len();
+            match format {
+                Format::Text => export_event(TextFormat::Terminal, &e, buf),
+                Format::Json => export_event(TextFormat::JsonLines, &e, buf),
+                Format::Proto | Format::Asciicast => return Item::Event(Box::new(e)),
+            }
+            Item::Bytes(start..buf.len())
+        };
+        let r = read_parallel(&mut src, input, jobs, &map, |item, buf| match item {
+            Item::Bytes(range) => out.write(buf.get(range).unwrap_or_default()),
+            Item::Event(e) => out.event(&e),
+        })?;
+        (r.stats, r.error)
     } else {
-        let file =
-            std::fs::File::open(input).map_err(|source| tapelog_store::file::ReadError::Io {
+        let mut events = if input.as_os_str() == "-" {
+            open_path(input)?
+        } else {
+            let file = std::fs::File::open(input).map_err(|source| ReadError::Io {
                 path: input.to_path_buf(),
                 source,
             })?;
-        tapelog_store::file::open_reader(Box::new(bar.wrap_read(file)), input)?
-    };
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut proto = matches!(a.format, Format::Proto).then(|| {
-        RecordingWriter::new(WriterConfig {
-            min_upload_bytes: a.part_size,
-            ..WriterConfig::default()
-        })
-    });
-    let mut cast = matches!(a.format, Format::Asciicast).then(AsciicastWriter::new);
-    let mut failure = None;
-    for item in events.by_ref() {
-        let event = match item {
-            Ok(e) => e,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
+            tapelog_store::file::open_reader(Box::new(bar.wrap_read(file)), input)?
         };
-        buf.clear();
-        match (&mut proto, a.format) {
-            (Some(w), _) => {
-                w.add(&event).map_err(|source| CliError::Event {
-                    index: event.index(),
-                    event_type: event.event_type().to_string(),
-                    source,
-                })?;
-                for p in w.take_parts() {
-                    sink.write_all(&p.to_vec()).map_err(wr)?;
+        let mut failure = None;
+        for item in events.by_ref() {
+            match item {
+                Ok(e) => out.event(&e)?,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
             }
-            (None, Format::Text) => export_event(TextFormat::Terminal, &event, &mut buf),
-            (None, Format::Asciicast) => {
-                if let Some(c) = &mut cast {
-                    c.push(&event, &mut buf);
-                }
-            }
-            (None, _) => export_event(TextFormat::JsonLines, &event, &mut buf),
         }
-        sink.write_all(&buf).map_err(wr)?;
-    }
-    if let Some(c) = &mut cast {
-        buf.clear();
-        c.finish(&mut buf);
-        sink.write_all(&buf).map_err(wr)?;
-    }
-    if let Some(w) = proto {
-        for p in w.finish() {
-            sink.write_all(&p.to_vec()).map_err(wr)?;
-        }
-    }
-    sink.flush().map_err(wr)?;
+        (events.stats(), failure)
+    };
+    out.finish()?;
     bar.finish_and_clear();
     if a.stats {
-        let s = events.stats();
         eprintln!(
             "total={} skipped={} out-of-order={} parts={}",
-            s.total, s.skipped, s.out_of_order, s.parts
+            stats.total, stats.skipped, stats.out_of_order, stats.parts
         );
     }
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+/// Whether the file starts with a ProtoStream header (the parallel path's input; anything
+/// else takes the sequential path, which names what is wrong).
+fn is_protostream(path: &std::path::Path) -> Result<bool, CliError> {
+    let io = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = Vec::with_capacity(8);
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(8)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    Ok(matches!(
+        detect_format(&head),
+        CoreFormat::ProtoV1 | CoreFormat::ProtoV2
+    ))
+}
+
+/// An event rendered on a worker (its bytes in the part's buffer), or the event itself.
+enum Item {
+    Bytes(std::ops::Range<usize>),
+    Event(Box<AuditEvent>),
+}
+
+/// Where exported events go, in order.
+struct Output<'a> {
+    format: Format,
+    sink: std::io::BufWriter<Box<dyn Write>>,
+    out_name: &'a str,
+    buf: Vec<u8>,
+    proto: Option<RecordingWriter>,
+    cast: Option<AsciicastWriter>,
+}
+
+impl Output<'_> {
+    fn write(&mut self, b: &[u8]) -> Result<(), CliError> {
+        self.sink.write_all(b).map_err(|source| CliError::Write {
+            path: self.out_name.to_string(),
+            source,
+        })
+    }
+
+    /// Exports one event.
+    fn event(&mut self, event: &AuditEvent) -> Result<(), CliError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        match (&mut self.proto, self.format) {
+            (Some(w), _) => {
+                w.add(event).map_err(|source| CliError::Event {
+                    index: event.index(),
+                    event_type: event.event_type().to_string(),
+                    source,
+                })?;
+                for p in w.take_parts() {
+                    buf.extend_from_slice(&p.to_vec());
+                }
+            }
+            (None, Format::Text) => export_event(TextFormat::Terminal, event, &mut buf),
+            (None, Format::Asciicast) => {
+                if let Some(c) = &mut self.cast {
+                    c.push(event, &mut buf);
+                }
+            }
+            (None, _) => export_event(TextFormat::JsonLines, event, &mut buf),
+        }
+        let r = self.write(&buf);
+        self.buf = buf;
+        r
+    }
+
+    /// Writes what the stateful formats hold back, and flushes.
+    fn finish(mut self) -> Result<(), CliError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        if let Some(c) = &mut self.cast {
+            c.finish(&mut buf);
+        }
+        if let Some(w) = self.proto.take() {
+            for p in w.finish() {
+                buf.extend_from_slice(&p.to_vec());
+            }
+        }
+        self.write(&buf)?;
+        self.sink.flush().map_err(|source| CliError::Write {
+            path: self.out_name.to_string(),
+            source,
+        })
     }
 }
 
