@@ -906,18 +906,7 @@ fn a_late_event_posted_to_a_serve_is_exported() {
     let data = tmp.path().join("serve-data");
     let serve = start_tls_serve(&data, &certs);
     let c = |name: &str| certs.join(name).display().to_string();
-    let mut identity = std::fs::read(certs.join("recorder.pem")).unwrap();
-    identity.push(b'\n');
-    identity.extend(std::fs::read(certs.join("recorder-key.pem")).unwrap());
-    let client = tapelog_client::Client::new(tapelog_client::ClientConfig::new(
-        &serve.url,
-        tapelog_client::Credentials {
-            token: None,
-            identity_pem: Some(identity),
-            ca_pem: Some(std::fs::read(certs.join("ca.pem")).unwrap()),
-        },
-    ))
-    .unwrap();
+    let client = recorder_client(&certs, &serve.url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let post = |lines: &[String]| {
         let body = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
@@ -1113,6 +1102,23 @@ fn a_time_readers_state_migrates_to_the_feed() {
     assert_eq!(audit_uids(&f).len(), 11);
 }
 
+/// A client of the serve at `url` with the recorder certificate `tapelog certs init` wrote
+/// in `certs`.
+fn recorder_client(certs: &Path, url: &str) -> tapelog_client::Client {
+    let mut identity = std::fs::read(certs.join("recorder.pem")).unwrap();
+    identity.push(b'\n');
+    identity.extend(std::fs::read(certs.join("recorder-key.pem")).unwrap());
+    tapelog_client::Client::new(tapelog_client::ClientConfig::new(
+        url,
+        tapelog_client::Credentials {
+            token: None,
+            identity_pem: Some(identity),
+            ca_pem: Some(std::fs::read(certs.join("ca.pem")).unwrap()),
+        },
+    ))
+    .unwrap()
+}
+
 /// `tapelog serve --tls-cert --tls-key --client-ca` over `data` on a free loopback port,
 /// with the certificates of `tapelog certs init` in `certs`.
 fn start_tls_serve(data: &Path, certs: &Path) -> ServeProcess {
@@ -1178,18 +1184,7 @@ fn exports_from_a_real_serve_over_mutual_tls_with_cert_files_and_an_identity_fil
     ));
     lines.push('\n');
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut identity = std::fs::read(certs.join("recorder.pem")).unwrap();
-    identity.push(b'\n');
-    identity.extend(std::fs::read(certs.join("recorder-key.pem")).unwrap());
-    let client = tapelog_client::Client::new(tapelog_client::ClientConfig::new(
-        &serve.url,
-        tapelog_client::Credentials {
-            token: None,
-            identity_pem: Some(identity),
-            ca_pem: Some(std::fs::read(certs.join("ca.pem")).unwrap()),
-        },
-    ))
-    .unwrap();
+    let client = recorder_client(&certs, &serve.url);
     let stored = rt
         .block_on(client.emit_json_lines(lines.into_bytes()))
         .unwrap();

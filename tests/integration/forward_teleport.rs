@@ -358,13 +358,12 @@ fn missing_recordings_are_retried_in_the_background_then_given_up() {
     assert!(wait_until(Duration::from_secs(60), || missing(late_sid)
         .exists()
         && missing(never_sid).exists()));
-    let text = std::fs::read_to_string(missing(late_sid)).unwrap_or_default();
-    if !text.is_empty() {
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["Index"], 0, "{text}");
-        assert!(v["Attempt"].as_u64().unwrap() >= 1, "{text}");
-        assert_eq!(v["Timestamp"].as_str().unwrap(), at(now - 60), "{text}");
-    }
+    // Rewritten by rename at each failure, so it is always there to read.
+    let text = std::fs::read_to_string(missing(late_sid)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["Index"], 0, "{text}");
+    assert!(v["Attempt"].as_u64().unwrap() >= 1, "{text}");
+    assert_eq!(v["Timestamp"].as_str().unwrap(), at(now - 60), "{text}");
     // The recording arrives: the next background round exports it.
     double.add_session(
         late_sid,

@@ -65,6 +65,12 @@ pub fn date_start(day: i64) -> Timestamp {
     }
 }
 
+/// The date upstream probes the export API with: two days after `now`'s (a date with no
+/// events, so the probe reads next to nothing).
+pub fn probe_day(now: Timestamp) -> i64 {
+    day_of(now) + 2
+}
+
 /// The state directory of a date, relative to the state directory: `cursor_v2/<date>`.
 pub fn date_dir(day: i64) -> String {
     format!("{CURSOR_DIR}/{}", format_date(day))
@@ -191,6 +197,7 @@ mod tests {
         assert_eq!(parse_date("completed"), None);
         assert_eq!(date_dir(19_737), "cursor_v2/2024-01-15");
         assert_eq!(date_start(19_737).to_rfc3339(), "2024-01-15T00:00:00Z");
+        assert_eq!(probe_day(date_start(19_737)), 19_739);
     }
 
     #[test]

@@ -675,12 +675,8 @@ async fn read_audit(
                 first.sessions = sids;
             }
         }
-        for chunk in chunks {
-            read = chunk.after.clone();
-            tokio::select! {
-                sent = tx.send(chunk) => if sent.is_err() { return Ok(()) },
-                Ok(()) = shutdown.changed() => return Ok(()),
-            }
+        if !hand_over(chunks, &mut read, &tx, &mut shutdown).await {
+            return Ok(());
         }
     }
 }
@@ -817,12 +813,8 @@ async fn read_feed(
                 }
             }
         }
-        for chunk in chunks {
-            read = chunk.after.clone();
-            tokio::select! {
-                sent = tx.send(chunk) => if sent.is_err() { return Ok(()) },
-                Ok(()) = shutdown.changed() => return Ok(()),
-            }
+        if !hand_over(chunks, &mut read, &tx, &mut shutdown).await {
+            return Ok(());
         }
         if caught_up {
             if !caught_up_logged {
@@ -835,6 +827,24 @@ async fn read_feed(
             sleep_or_shutdown(opts.timeout, &mut shutdown).await;
         }
     }
+}
+
+/// Queues a reader's chunks for the sender, advancing `read` past each; `false` when the
+/// sender is gone or a shutdown was asked for (the reader then stops).
+async fn hand_over(
+    chunks: Vec<Chunk>,
+    read: &mut Position,
+    tx: &mpsc::Sender<Chunk>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    for chunk in chunks {
+        *read = chunk.after.clone();
+        tokio::select! {
+            sent = tx.send(chunk) => if sent.is_err() { return false },
+            Ok(()) = shutdown.changed() => return false,
+        }
+    }
+    true
 }
 
 /// Resolves once a shutdown was asked for and the grace period has passed.

@@ -526,10 +526,10 @@ impl Source {
         let Source::Teleport(_) = self else {
             return Ok(false);
         };
-        let ahead =
-            tapelog_core::Timestamp::from_unix_nanos(now.unix_nanos() + 2 * 86_400 * 1_000_000_000);
-        let day = tapelog_core::audit::files::day_of(ahead);
-        match self.export_chunks(day).await {
+        match self
+            .export_chunks(tapelog_core::forward::export::probe_day(now))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(ForwardError::NotImplemented(_)) => Ok(false),
             Err(e) => Err(e),
