@@ -17,6 +17,8 @@
 //! - [`feed`]: the arrival-order feed (`FileLog::read_feed`): its key (per server directory
 //!   and day file, the byte offset read up to) and which file ranges to read next;
 //! - [`limiter`]: the token bucket of upstream's `SearchEventsLimiter`.
+//!
+//! [`pg`] holds the rules of the PostgreSQL/CockroachDB audit log (upstream's `pgevents`).
 
 pub mod condition;
 pub mod feed;
@@ -27,6 +29,7 @@ pub mod limiter;
 pub mod lines;
 pub mod merge;
 pub mod page;
+pub mod pg;
 
 use thiserror::Error;
 
