@@ -177,8 +177,12 @@ pub enum ErrorCode {
     TooManyRequests,
     /// 500: the store or the disk failed.
     Internal,
-    /// 503: shutting down.
+    /// 503: shutting down, or the audit database can't be reached (`Retry-After` says when
+    /// to try again).
     Unavailable,
+    /// 501: this server's configuration can't do that (the event feed without a file audit
+    /// log).
+    NotImplemented,
     /// 405: a write to a read-only gateway (`tapelog serve --teleport`).
     ReadOnly,
     /// 502: the Teleport cluster behind a gateway failed, refused or did not answer.
@@ -200,6 +204,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::NotImplemented => 501,
             ErrorCode::ReadOnly => 405,
             ErrorCode::BadGateway => 502,
         }

@@ -37,6 +37,8 @@ mod filelog;
 mod index;
 mod limiter;
 mod logger;
+mod multi;
+pub mod pg;
 mod search;
 
 use std::future::Future;
@@ -56,6 +58,8 @@ pub use feed::FeedPage;
 pub use filelog::{Durability, FileLog, FileLogConfig, FileLogStats, default_server_id};
 pub use limiter::{LimiterClock, SearchLimiter};
 pub use logger::{AuditLogger, DiscardAuditLog, WriterLog};
+pub use multi::{AuditBackend, AuditUri, MultiLog, OpenOptions};
+pub use pg::{PgLog, PgLogConfig};
 pub use tapelog_core::audit::Order;
 pub use tapelog_core::audit::condition::Condition;
 pub use tapelog_core::audit::limiter::LimiterConfig;
@@ -116,6 +120,15 @@ pub enum AuditError {
     /// This log can't do that (a [`WriterLog`] can't search). Permanent.
     #[error("not supported: {0}")]
     NotSupported(&'static str),
+    /// The database can't be reached now (refused, closed, restarting); try again later.
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the statement (permissions, a schema it does not know).
+    #[error("audit database: {0}")]
+    Database(String),
+    /// A database page key can't be read.
+    #[error(transparent)]
+    PgKey(#[from] tapelog_core::audit::pg::PgKeyError),
     /// The writer of a [`WriterLog`] failed.
     #[error("writing the audit log: {0}")]
     Writer(#[source] std::io::Error),
@@ -146,6 +159,7 @@ impl AuditError {
                 | AuditError::Config(_)
                 | AuditError::Decode { .. }
                 | AuditError::NotSupported(_)
+                | AuditError::PgKey(_)
         )
     }
 

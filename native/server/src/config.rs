@@ -21,6 +21,9 @@ pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 /// Default grace before the in-server completer takes an upload as abandoned (1 h: a stream
 /// of this server is never taken, it is live; the grace covers writers of other servers).
 pub const DEFAULT_COMPLETER_GRACE: Duration = Duration::from_secs(3600);
+/// Default length of the completer lease among replicas sharing a database (30 s).
+pub const DEFAULT_COMPLETER_LEASE: Duration = Duration::from_secs(30);
+
 /// Default time between completer passes (5 min, upstream's check period).
 pub const DEFAULT_COMPLETER_INTERVAL: Duration = Duration::from_secs(300);
 /// Default time the server waits on shutdown for open streams to flush.
@@ -72,6 +75,14 @@ pub struct ServeConfig {
     pub durability: Durability,
     /// Uploads younger than this are left alone by the completer.
     pub completer_grace: Duration,
+    /// With a database audit log (replicas sharing it): how long the completer lease lasts;
+    /// one replica at a time completes uploads, and a leader that dies loses the lease
+    /// within this time.
+    pub completer_lease: Duration,
+    /// The audit logs, as URIs (`--audit`): `file://DIR`, `postgres://…`, `stdout://`,
+    /// `discard://`; events go to every one, searches to the first. Empty:
+    /// `file://<data_dir>`.
+    pub audit: Vec<String>,
     /// Time between completer passes; zero: the completer does not run periodically.
     pub completer_interval: Duration,
     /// The search limiter.
@@ -103,6 +114,8 @@ impl ServeConfig {
             durability: Durability::Write,
             completer_grace: DEFAULT_COMPLETER_GRACE,
             completer_interval: DEFAULT_COMPLETER_INTERVAL,
+            completer_lease: DEFAULT_COMPLETER_LEASE,
+            audit: Vec::new(),
             search_limit: DEFAULT_SEARCH_LIMIT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             stream: DriverConfig::default(),
@@ -124,6 +137,7 @@ impl ServeConfig {
 /// data_dir = "/var/lib/tapelog"
 /// listen = "0.0.0.0:7450"
 /// storage = "s3://bucket/recordings"
+/// audit = ["postgresql://tapelog@db/teleport_audit?sslmode=verify-full", "file:///var/lib/tapelog"]
 /// tls_cert = "server.pem"
 /// tls_key = "server-key.pem"
 /// client_ca = "ca.pem"
@@ -174,6 +188,11 @@ pub struct FileConfig {
     pub completer_grace: Option<u64>,
     /// `completer_interval` in seconds (0: off).
     pub completer_interval: Option<u64>,
+    /// `completer_lease` (seconds).
+    pub completer_lease: Option<u64>,
+    /// `audit`: a list of audit log URIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<String>,
     /// `search_rate`: searches a second.
     pub search_rate: Option<u64>,
     /// `search_burst`: searches at once.

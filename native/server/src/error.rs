@@ -72,6 +72,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.code == ErrorCode::Unavailable {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
         r
     }
 }
@@ -118,6 +122,7 @@ impl From<AuditError> for ApiError {
                 ErrorCode::TooLarge
             }
             AuditError::RateLimited => ErrorCode::TooManyRequests,
+            AuditError::Unavailable(_) => ErrorCode::Unavailable,
             e if e.is_permanent() => ErrorCode::BadRequest,
             _ => ErrorCode::Internal,
         };

@@ -30,6 +30,7 @@ mod body;
 mod config;
 mod error;
 mod gateway;
+mod leader;
 mod routes;
 mod streams;
 mod web;
@@ -55,7 +56,7 @@ use tokio::task::JoinHandle;
 pub use auth::{Caller, MIN_TOKEN_LEN, TokenSpec, Tokens, constant_time_eq, parse_role};
 pub use body::{decode_events, decode_json, decode_records};
 pub use config::{
-    DEFAULT_COMPLETER_GRACE, DEFAULT_COMPLETER_INTERVAL, DEFAULT_MAX_BODY, DEFAULT_SEARCH_LIMIT,
+    DEFAULT_COMPLETER_GRACE, DEFAULT_COMPLETER_INTERVAL, DEFAULT_COMPLETER_LEASE, DEFAULT_MAX_BODY, DEFAULT_SEARCH_LIMIT,
     DEFAULT_SHUTDOWN_TIMEOUT, FileConfig, FileToken, ServeConfig, TlsFiles, admin_token,
 };
 pub use error::ApiError;
@@ -67,7 +68,7 @@ use tapelog_api::tls::{CertIdentity, TlsError};
 use tapelog_api::{ErrorCode, Role};
 use tapelog_audit::emit::CheckingEmitter;
 use tapelog_audit::metrics::Metrics;
-use tapelog_audit::{FileLog, FileLogConfig, SearchLimiter};
+use tapelog_audit::{MultiLog, OpenOptions, SearchLimiter};
 use tapelog_store::complete::{CompleterConfig, UploadCompleter};
 use tapelog_store::playback::Playback;
 use tapelog_store::stream::DriverConfig;
@@ -104,9 +105,10 @@ pub enum ServeError {
 /// What the handlers share.
 pub(crate) struct App {
     uploader: Arc<StoreUploader>,
-    log: FileLog,
-    emitter: CheckingEmitter<FileLog>,
-    search: SearchLimiter<FileLog>,
+    /// The audit logs (`--audit`): events go to all, searches to the first that can.
+    logs: MultiLog,
+    emitter: CheckingEmitter<MultiLog>,
+    search: SearchLimiter<MultiLog>,
     playback: Playback<Arc<StoreUploader>>,
     streams: Arc<Registry>,
     tokens: Tokens,
@@ -114,6 +116,7 @@ pub(crate) struct App {
     stream_config: DriverConfig,
     metrics: Arc<Metrics>,
     cluster_name: String,
+    server_id: String,
     shutting_down: AtomicBool,
     web: WebRoot,
     /// `serve --teleport`: the read routes answer from this cluster, the others refuse.
@@ -127,13 +130,13 @@ impl App {
         &self,
         grace: Duration,
         period: Duration,
-    ) -> UploadCompleter<StoreUploader, CheckingEmitter<FileLog>, Arc<Registry>> {
+    ) -> UploadCompleter<StoreUploader, CheckingEmitter<MultiLog>, Arc<Registry>> {
         let mut config = CompleterConfig::new(&self.cluster_name);
         config.grace = grace;
         config.check_period = period;
         UploadCompleter::new(
             self.uploader.clone(),
-            CheckingEmitter::new(self.log.clone(), &self.cluster_name)
+            CheckingEmitter::new(self.logs.clone(), &self.cluster_name)
                 .with_metrics(self.metrics.clone()),
             config,
         )
@@ -265,11 +268,17 @@ impl Server {
         let uploader = Arc::new(open_store(&config)?);
         // This server's metrics: its log, emitters and streams count here, `/metrics` shows them.
         let metrics = Metrics::shared();
-        let mut log_config = FileLogConfig::new(&config.data_dir, &config.server_id);
-        log_config.durability = config.durability;
-        log_config.metrics = metrics.clone();
-        let log = FileLog::open(log_config)?;
-        let search = SearchLimiter::new(log.clone(), config.search_limit)?;
+        let logs = MultiLog::open(
+            &config.audit,
+            &OpenOptions {
+                data_dir: config.data_dir.clone(),
+                server_id: config.server_id.clone(),
+                durability: config.durability,
+                metrics: metrics.clone(),
+            },
+        )
+        .await?;
+        let search = SearchLimiter::new(logs.clone(), config.search_limit)?;
         let mut tokens = config.tokens.clone();
         let mut admin_token_file = None;
         let mut login_token = None;
@@ -290,7 +299,7 @@ impl Server {
             )),
             None => None,
         };
-        let log_root = log.log_root().to_path_buf();
+        let log_root = logs.file_log().map(|f| f.log_root().to_path_buf());
         let cluster = match &config.teleport {
             None => None,
             Some(g) => Some(
@@ -299,11 +308,11 @@ impl Server {
             ),
         };
         let app = Arc::new(App {
-            playback: Playback::new(uploader.clone(), Some(&log_root)),
+            playback: Playback::new(uploader.clone(), log_root.as_deref()),
             uploader,
-            emitter: CheckingEmitter::new(log.clone(), &config.cluster_name)
+            emitter: CheckingEmitter::new(logs.clone(), &config.cluster_name)
                 .with_metrics(metrics.clone()),
-            log,
+            logs,
             search,
             streams: Arc::new(Registry::default()),
             tokens: Tokens::new(tokens),
@@ -314,6 +323,7 @@ impl Server {
             },
             metrics,
             cluster_name: config.cluster_name.clone(),
+            server_id: config.server_id.clone(),
             shutting_down: AtomicBool::new(false),
             web: WebRoot::new(config.web_dir.clone()),
             cluster,
@@ -343,10 +353,19 @@ impl Server {
                 let app = app.clone();
                 let mut stop_rx = stop_rx;
                 let (grace, period) = (config.completer_grace, config.completer_interval);
+                let lease = config.completer_lease;
                 tokio::spawn(async move {
-                    app.completer(grace, period)
-                        .run(async move { stopped(&mut stop_rx).await })
-                        .await;
+                    match app.logs.postgres().cloned() {
+                        None => {
+                            app.completer(grace, period)
+                                .run(async move { stopped(&mut stop_rx).await })
+                                .await
+                        }
+                        Some(db) => {
+                            leader::run_completer(&app, db, grace, period, lease, &mut stop_rx)
+                                .await
+                        }
+                    }
                 })
             });
         Ok(RunningServer {

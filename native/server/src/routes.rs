@@ -29,11 +29,16 @@ use tapelog_audit::{AuditLog, Condition, Order, SearchPage, SearchQuery, Session
 use tapelog_store::playback::RecordingSource;
 use tapelog_store::{MultipartUploader, check_id};
 
-/// `GET /healthz`: `ok`; a gateway (`serve --teleport`) pings its cluster first.
+/// `GET /healthz`: `ok`; a gateway (`serve --teleport`) pings its cluster first, a server
+/// with a database audit log pings the database (503 `unavailable` naming it when it does not
+/// answer).
 pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
     match &app.cluster {
         Some(c) => super::gateway::healthz(c).await,
-        None => "ok".into_response(),
+        None => match app.logs.check().await {
+            Ok(()) => "ok".into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        },
     }
 }
 
@@ -58,7 +63,10 @@ pub(crate) async fn emit(
     let media = require_content_type(&headers, &["application/json", NDJSON_CONTENT_TYPE])?;
     let bytes = read_body(body, app.max_body).await?;
     let events = decode_events(&media, &bytes)?;
-    let max_line = app.log.config().max_line_size;
+    let max_line = app
+        .logs
+        .file_log()
+        .map_or(tapelog_core::audit::MAX_SCAN_TOKEN_SIZE, |f| f.config().max_line_size);
     let mut checked = Vec::with_capacity(events.len());
     for (i, mut e) in events.into_iter().enumerate() {
         app.emitter
@@ -74,13 +82,18 @@ pub(crate) async fn emit(
         checked.push(e);
     }
     let total = checked.len();
-    for (i, e) in checked.into_iter().enumerate() {
-        app.emitter.emit(e).await.map_err(|err| {
+    app.emitter.emit_batch(checked).await.map_err(|err| {
+        if err.is_unavailable() {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the audit log can't store events now ({err}); none of the {total} is acknowledged: send them again"),
+            )
+        } else {
             ApiError::internal(format!(
-                "writing event {i} of {total} to the audit log failed ({i} written): {err}"
+                "writing {total} events to the audit log failed: {err}"
             ))
-        })?;
-    }
+        }
+    })?;
     Ok(json_response(&AcceptedBody {
         accepted: total as u64,
     }))
@@ -196,8 +209,13 @@ pub(crate) async fn feed(
     caller.require(Role::Auditor, "read the event feed")?;
     let p = query(params)?;
     app.search.take_token()?;
-    let page = app
-        .log
+    let file_log = app.logs.file_log().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotImplemented,
+            "the event feed reads a file audit log, and this server has none (--audit file://DIR)",
+        )
+    })?;
+    let page = file_log
         .feed(p.after.unwrap_or_default(), p.limit.unwrap_or(0))
         .await?;
     page_body(SearchPage {

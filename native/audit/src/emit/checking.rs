@@ -100,4 +100,19 @@ impl<E: Emitter> Emitter for CheckingEmitter<E> {
         }
         r
     }
+
+    /// Checks every event first (one refused: the batch is refused, nothing is emitted),
+    /// then hands the batch on; counts as [`emit`](Emitter::emit) does, per event.
+    async fn emit_batch(&self, mut events: Vec<AuditEvent>) -> Result<(), EmitError> {
+        let n = events.len() as u64;
+        let r = match events.iter_mut().try_for_each(|e| self.check(e)) {
+            Ok(()) => self.inner.emit_batch(events).await,
+            Err(e) => Err(e),
+        };
+        match &r {
+            Ok(()) => self.metrics.audit_emitted_events.add(n),
+            Err(_) => self.metrics.audit_failed_emit_events.add(n),
+        };
+        r
+    }
 }

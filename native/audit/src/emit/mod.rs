@@ -57,6 +57,10 @@ pub enum EmitError {
     /// The emitter is shut down or its destination is gone.
     #[error("emitter closed: {0}")]
     Closed(String),
+    /// The destination can't be reached now (a database down); the same event may succeed
+    /// later. Nothing of the call was stored.
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
     /// Several emitters of a [`MultiEmitter`] failed; the first error decides whether it is
     /// permanent.
     #[error("{} emitters failed: {}", .0.len(), join_errors(.0))]
@@ -82,6 +86,19 @@ impl EmitError {
         }
     }
 
+    /// Whether the destination is down (every error of an aggregate that is not the event's
+    /// fault is [`EmitError::Unavailable`]): a caller answers "try again later".
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            EmitError::Unavailable(_) => true,
+            EmitError::Many(v) => {
+                v.iter().any(|e| matches!(e, EmitError::Unavailable(_)))
+                    && v.iter().all(|e| e.is_unavailable() || matches!(e, EmitError::Many(_)))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the failure came from the destination and a retry may succeed.
     pub fn is_transient(&self) -> bool {
         !self.is_permanent()
@@ -100,11 +117,33 @@ impl EmitError {
 pub trait Emitter: Send + Sync + 'static {
     /// Emits one event.
     fn emit(&self, event: AuditEvent) -> impl Future<Output = Result<(), EmitError>> + Send;
+
+    /// Emits several events, in order. By default one [`emit`](Emitter::emit) after the
+    /// other, stopping at the first failure; a destination that can store a batch at once
+    /// (the database log: one statement) does so.
+    fn emit_batch(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> impl Future<Output = Result<(), EmitError>> + Send {
+        async move {
+            for e in events {
+                self.emit(e).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 impl<E: Emitter> Emitter for Arc<E> {
     fn emit(&self, event: AuditEvent) -> impl Future<Output = Result<(), EmitError>> + Send {
         (**self).emit(event)
+    }
+
+    fn emit_batch(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> impl Future<Output = Result<(), EmitError>> + Send {
+        (**self).emit_batch(events)
     }
 }
 

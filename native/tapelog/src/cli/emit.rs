@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use tapelog_audit::emit::{CheckingEmitter, EmitError, Emitter};
-use tapelog_audit::{Durability, FileLog, FileLogConfig, default_server_id};
+use tapelog_audit::{Durability, MultiLog, OpenOptions, default_server_id};
 use tapelog_core::AuditEvent;
 
 use super::CliError;
@@ -34,6 +34,19 @@ pub struct DataDirArgs {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
+    /// An audit log as a URI instead of the file log under --data-dir (repeatable, as
+    /// `tapelog serve --audit`): `file://DIR`, `postgres://…`, `stdout://`, `discard://`.
+    /// Events go to every one, searches read the first. `TAPELOG_AUDIT`: several, separated
+    /// by spaces.
+    #[arg(long = "audit", env = "TAPELOG_AUDIT", value_name = "URI", value_delimiter = ' ')]
+    pub audit: Vec<String>,
+}
+
+impl DataDirArgs {
+    /// The `--audit` URIs given (empty ones dropped).
+    pub fn audit_uris(&self) -> Vec<String> {
+        self.audit.iter().filter(|u| !u.is_empty()).cloned().collect()
+    }
 }
 
 /// Arguments of `tapelog emit`.
@@ -58,6 +71,9 @@ pub struct EmitArgs {
     /// The events, one JSON object per line (`-` or nothing for standard input).
     pub input: Option<PathBuf>,
 }
+
+/// Events stored together at most (one database statement).
+const BATCH: usize = 500;
 
 /// Reads one line of at most `max` bytes into `buf` (without the newline). `Ok(None)` at the
 /// end of input; `Ok(Some(false))` when the line was longer (its bytes are dropped).
@@ -96,30 +112,38 @@ fn read_bounded_line(
 /// Runs `tapelog emit`.
 pub async fn run(a: EmitArgs) -> Result<(), CliError> {
     let server_id = a.server_id.unwrap_or_else(default_server_id);
-    let mut config = FileLogConfig::new(&a.data.data_dir, &server_id);
-    config.durability = match a.durability {
-        DurabilityArg::Write => Durability::Write,
-        DurabilityArg::Fsync => Durability::Fsync,
-    };
-    let log = FileLog::open(config)?;
-    let emitter = CheckingEmitter::new(log, &a.cluster_name);
+    let logs = MultiLog::open(
+        &a.data.audit_uris(),
+        &OpenOptions {
+            data_dir: a.data.data_dir.clone(),
+            server_id,
+            durability: match a.durability {
+                DurabilityArg::Write => Durability::Write,
+                DurabilityArg::Fsync => Durability::Fsync,
+            },
+            metrics: tapelog_audit::metrics::Metrics::shared(),
+        },
+    )
+    .await?;
+    let emitter = CheckingEmitter::new(logs, &a.cluster_name);
 
-    let (name, mut input): (String, Box<dyn BufRead>) = match &a.input {
-        None => ("standard input".into(), Box::new(std::io::stdin().lock())),
-        Some(p) if p.as_os_str() == "-" => {
-            ("standard input".into(), Box::new(std::io::stdin().lock()))
-        }
+    let (name, source): (String, Box<dyn std::io::Read>) = match &a.input {
+        None => ("standard input".into(), Box::new(std::io::stdin())),
+        Some(p) if p.as_os_str() == "-" => ("standard input".into(), Box::new(std::io::stdin())),
         Some(p) => {
             let f = std::fs::File::open(p).map_err(|source| CliError::Write {
                 path: p.display().to_string(),
                 source,
             })?;
-            (
-                p.display().to_string(),
-                Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
-            )
+            (p.display().to_string(), Box::new(f))
         }
     };
+    let mut input = std::io::BufReader::with_capacity(1 << 16, source);
+    // Checked events not yet stored, with their line numbers: stored together (one statement
+    // for a database) when BATCH are waiting or when the input has nothing more buffered, so
+    // that a slow pipe's events are stored as they come.
+    let mut pending: Vec<AuditEvent> = Vec::new();
+    let mut first_pending_line = 0u64;
 
     let (mut accepted, mut rejected) = (0u64, 0u64);
     let mut buf = Vec::new();
@@ -157,20 +181,47 @@ pub async fn run(a: EmitArgs) -> Result<(), CliError> {
                 continue;
             }
         };
-        match emitter.emit(event).await {
-            Ok(()) => accepted += 1,
+        let mut event = event;
+        match emitter.check(&mut event) {
+            Ok(()) => {
+                if pending.is_empty() {
+                    first_pending_line = line_no;
+                }
+                pending.push(event);
+            }
             Err(EmitError::Invalid { reason, .. }) => {
                 eprintln!("line {line_no}: {reason}");
                 rejected += 1;
             }
             Err(e) => {
-                eprintln!("accepted {accepted}, rejected {rejected}");
                 return Err(CliError::Emit {
                     line: line_no,
                     source: e,
                 });
             }
         }
+        if pending.len() >= BATCH || input.buffer().is_empty() {
+            let n = pending.len() as u64;
+            if let Err(e) = emitter.emit_batch(std::mem::take(&mut pending)).await {
+                eprintln!("accepted {accepted}, rejected {rejected}");
+                return Err(CliError::Emit {
+                    line: first_pending_line,
+                    source: e,
+                });
+            }
+            accepted += n;
+        }
+    }
+    if !pending.is_empty() {
+        let n = pending.len() as u64;
+        if let Err(e) = emitter.emit_batch(pending).await {
+            eprintln!("accepted {accepted}, rejected {rejected}");
+            return Err(CliError::Emit {
+                line: first_pending_line,
+                source: e,
+            });
+        }
+        accepted += n;
     }
     eprintln!("accepted {accepted}, rejected {rejected}");
     if rejected > 0 {

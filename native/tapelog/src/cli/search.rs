@@ -1,13 +1,14 @@
-//! `tapelog search`: one page (or every page) of the file audit log, of a server's
-//! (`--server`) or of a Teleport cluster's (`--teleport`). [`Source`] is the audit log in each
+//! `tapelog search`: one page (or every page) of the file audit log, of the logs of
+//! `--audit` (a database), of a server's (`--server`) or of a Teleport cluster's
+//! (`--teleport`). [`Source`] is the audit log in each
 //! case (also used by `sessions list`).
 
 use std::io::Write;
 
 use clap::ValueEnum;
 use tapelog_audit::{
-    Condition, FileLog, FileLogConfig, Order, SearchPage, SearchQuery, SessionQuery,
-    default_server_id,
+    AuditLog, Condition, FileLog, FileLogConfig, MultiLog, OpenOptions, Order, SearchPage,
+    SearchQuery, SessionQuery, default_server_id,
 };
 use tapelog_client::Client;
 use tapelog_core::audit::SESSION_RECORDING_EVENTS;
@@ -126,6 +127,8 @@ pub struct Page {
 pub enum Source {
     /// The file audit log under a data directory.
     Local(FileLog),
+    /// The logs of `--audit` (a database, files, …) and the runtime their calls run on.
+    Logs(MultiLog, tokio::runtime::Runtime),
     /// A `tapelog serve` (with the runtime its calls run on).
     Remote(Client, tokio::runtime::Runtime),
     /// A Teleport cluster's Auth Service (`GetUnstructuredEvents` pages, the cluster's keys).
@@ -146,6 +149,18 @@ impl Source {
         if let Some(client) = remote.client(Some(&data.data_dir))? {
             return Ok(Source::Remote(client, super::remote::runtime()?));
         }
+        let uris = data.audit_uris();
+        if !uris.is_empty() {
+            let rt = super::remote::runtime()?;
+            let options = OpenOptions {
+                data_dir: data.data_dir.clone(),
+                server_id: default_server_id(),
+                durability: tapelog_audit::Durability::Write,
+                metrics: tapelog_audit::metrics::Metrics::shared(),
+            };
+            let logs = rt.block_on(MultiLog::open(&uris, &options))?;
+            return Ok(Source::Logs(logs, rt));
+        }
         // A search reads every server directory; the server id only says where this process
         // would write, and it writes nothing.
         Ok(Source::Local(FileLog::open(FileLogConfig::new(
@@ -158,6 +173,7 @@ impl Source {
     pub fn events(&self, q: &SearchQuery) -> Result<Page, CliError> {
         match self {
             Source::Local(log) => Ok(local_page(log.search_events_blocking(q)?)),
+            Source::Logs(logs, rt) => Ok(local_page(rt.block_on(logs.search_events(q.clone()))?)),
             Source::Remote(client, rt) => Ok(remote_page(rt.block_on(client.search_events(q))?)),
             Source::Teleport(c) => {
                 let types = q.event_types.clone();
@@ -171,6 +187,9 @@ impl Source {
     pub fn sessions(&self, q: &SessionQuery) -> Result<Page, CliError> {
         match self {
             Source::Local(log) => Ok(local_page(log.search_session_events_blocking(q)?)),
+            Source::Logs(logs, rt) => {
+                Ok(local_page(rt.block_on(logs.search_session_events(q.clone()))?))
+            }
             Source::Remote(client, rt) => Ok(remote_page(rt.block_on(client.search_sessions(q))?)),
             Source::Teleport(c) => {
                 let types = SESSION_RECORDING_EVENTS.map(String::from).to_vec();

@@ -34,6 +34,18 @@ pub struct ServeArgs {
     /// variables, see docs/storage.md). Default `DIR/log/records`.
     #[arg(long, env = "TAPELOG_STORAGE", value_name = "URL")]
     pub storage: Option<String>,
+    /// An audit log, as a URI (repeatable; like Teleport's `audit_events_uri`): `file://DIR`
+    /// (the file log with data directory DIR), `postgres://…`/`postgresql://…` (Teleport's
+    /// pgevents schema; libpq options, `#retention_period=…&cleanup_interval=…&disable_cleanup=…`),
+    /// `stdout://`, `discard://`. Events go to every log, searches to the first.
+    /// `TAPELOG_AUDIT` holds several separated by spaces. Default `file://DIR` of --data-dir.
+    #[arg(long = "audit", env = "TAPELOG_AUDIT", value_name = "URI", value_delimiter = ' ')]
+    pub audit: Vec<String>,
+    /// With a database audit log shared by replicas: seconds the upload completer's lease
+    /// lasts (one replica at a time completes uploads; a dead leader's lease expires after
+    /// this). Default 30.
+    #[arg(long, env = "TAPELOG_COMPLETER_LEASE", value_name = "SECONDS")]
+    pub completer_lease: Option<u64>,
     /// Endpoint of an S3-compatible store (default: `AWS_ENDPOINT_URL`, else AWS).
     #[arg(long, env = "TAPELOG_ENDPOINT", value_name = "URL")]
     pub endpoint: Option<String>,
@@ -166,6 +178,20 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
             .map_err(|e| usage(format!("listen = {l:?} in the config file: {e}")))?;
     }
     c.storage = layered(a.storage.clone(), file.storage.clone());
+    c.audit = if a.audit.is_empty() {
+        file.audit.clone()
+    } else {
+        a.audit.iter().filter(|u| !u.is_empty()).cloned().collect()
+    };
+    for uri in &c.audit {
+        tapelog_audit::AuditUri::parse(uri).map_err(|e| usage(format!("--audit: {e}")))?;
+    }
+    if let Some(l) = layered(a.completer_lease, file.completer_lease) {
+        if l == 0 {
+            return Err(usage("--completer-lease must be at least 1 second"));
+        }
+        c.completer_lease = Duration::from_secs(l);
+    }
     let mut opts = StorageOptions::from_env();
     if let Some(e) = layered(a.endpoint.clone(), file.endpoint.clone()) {
         opts.endpoint = Some(e);
