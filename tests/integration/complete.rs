@@ -34,7 +34,7 @@ fn sid(i: u32) -> String {
 }
 
 /// The sample session of `prints` prints under session id `sid`, with or without its end.
-fn session(sid: &str, prints: usize, with_end: bool) -> Vec<AuditEvent> {
+pub(crate) fn session(sid: &str, prints: usize, with_end: bool) -> Vec<AuditEvent> {
     let mut events = vectors::sample_session(prints);
     if !with_end {
         events.pop();
@@ -69,7 +69,7 @@ fn parts_of(events: &[AuditEvent], per_part: usize) -> Vec<EncodedPart> {
 
 /// A writer that crashed after uploading its parts: the upload stays open. Returns the
 /// upload and the bytes the completed recording must hold.
-async fn crashed_writer<U: MultipartUploader>(
+pub(crate) async fn crashed_writer<U: MultipartUploader>(
     up: &U,
     sid: &str,
     events: &[AuditEvent],
