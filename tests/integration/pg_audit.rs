@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use tapelog_audit::emit::Emitter;
 use tapelog_audit::{
-    AuditBackend, AuditError, AuditLog, Condition, FileLog, FileLogConfig, MultiLog, Order,
-    PgLog, PgLogConfig, SearchQuery, SessionQuery,
+    AuditBackend, AuditError, AuditLog, Condition, FileLog, FileLogConfig, MultiLog, Order, PgLog,
+    PgLogConfig, SearchQuery, SessionQuery,
 };
 use tapelog_core::audit::pg::{format_uuid, session_uuid};
 use tapelog_core::{AuditEvent, Timestamp};
@@ -201,7 +201,10 @@ async fn rows_tapelog_writes_read_like_teleports_and_a_retry_stores_nothing_twic
     // The session ids: a UUID kept, a 64-hex one derived, none the zero UUID.
     assert_eq!(rows[3].get::<_, String>(2), uuid_sid);
     assert_ne!(rows[4].get::<_, String>(2), format_uuid(&[0; 16]));
-    assert_eq!(rows[0].get::<_, String>(2), "00000000-0000-0000-0000-000000000000");
+    assert_eq!(
+        rows[0].get::<_, String>(2),
+        "00000000-0000-0000-0000-000000000000"
+    );
     // The schema is Teleport's: columns and types, indexes, version 1.
     let cols = db
         .query(
@@ -211,8 +214,10 @@ async fn rows_tapelog_writes_read_like_teleports_and_a_retry_stores_nothing_twic
         )
         .await
         .unwrap();
-    let cols: Vec<(String, String, String)> =
-        cols.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let cols: Vec<(String, String, String)> = cols
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     let want = [
         ("event_time", "timestamp with time zone"),
         ("event_id", "uuid"),
@@ -223,16 +228,26 @@ async fn rows_tapelog_writes_read_like_teleports_and_a_retry_stores_nothing_twic
     ];
     assert_eq!(cols.len(), want.len(), "{cols:?}");
     for ((name, ty, nullable), (wn, wt)) in cols.iter().zip(want) {
-        assert_eq!((name.as_str(), ty.as_str(), nullable.as_str()), (wn, wt, "NO"));
+        assert_eq!(
+            (name.as_str(), ty.as_str(), nullable.as_str()),
+            (wn, wt, "NO")
+        );
     }
     let indexes: HashSet<String> = db
-        .query("SELECT indexname::text FROM pg_indexes WHERE tablename = 'events'", &[])
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE tablename = 'events'",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for name in ["events_pkey", "events_search_session_events_idx", "events_creation_time_idx"] {
+    for name in [
+        "events_pkey",
+        "events_search_session_events_idx",
+        "events_creation_time_idx",
+    ] {
         assert!(indexes.contains(name), "{name} missing from {indexes:?}");
     }
     let version: i32 = db
@@ -272,7 +287,10 @@ async fn a_database_teleport_created_is_accepted_and_a_newer_schema_refused() {
         .await
         .unwrap();
     let e = PgLog::open(&url, PgLogConfig::default()).await.unwrap_err();
-    assert!(e.to_string().contains("unsupported schema version 2"), "{e}");
+    assert!(
+        e.to_string().contains("unsupported schema version 2"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -326,7 +344,11 @@ async fn search_rules_match_upstream() {
     q.limit = 1000;
     let capped = log.search_events(q.clone()).await.unwrap();
     let bytes: usize = capped.events.iter().map(|e| e.json.len()).sum();
-    assert!(capped.events.len() < 40 && bytes < 1 << 20, "{}", capped.events.len());
+    assert!(
+        capped.events.len() < 40 && bytes < 1 << 20,
+        "{}",
+        capped.events.len()
+    );
     assert!(!capped.next_key.is_empty());
     assert_eq!(all_pages(&log, q).await.len(), 40);
     // Session search: the condition filters rows without moving the key past the page.
@@ -377,7 +399,11 @@ async fn retention_deletes_rows_older_than_the_period() {
 async fn post(base: &str, events: &[AuditEvent]) -> (u16, Option<String>, String) {
     let body = format!(
         "[{}]",
-        events.iter().map(|e| e.to_json()).collect::<Vec<_>>().join(",")
+        events
+            .iter()
+            .map(|e| e.to_json())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     match serve::http()
         .post(format!("{base}/v1/events"))
@@ -475,6 +501,13 @@ async fn database_killed_mid_ingest_loses_nothing_acknowledged() {
             .unwrap_or(0)
     };
     assert_eq!(health(base.clone()).await, 200);
+    // A recording stream, open across the outage: it does not touch the audit database.
+    let http = serve::http();
+    let sid = serve::uuid();
+    let session = serve::session(&sid, 40);
+    let (before, during) = session.split_at(20);
+    let stream = crate::serve::create_stream(&http, &base, RECORDER, &sid).await;
+    crate::serve::send_records(&http, &base, RECORDER, &stream.upload_id, before).await;
     let mut acked: Vec<String> = Vec::new();
     let mut unavailable = 0;
     let mut killed = false;
@@ -508,13 +541,37 @@ async fn database_killed_mid_ingest_loses_nothing_acknowledged() {
         }
         if killed && !restarted && unavailable >= 2 {
             assert_eq!(health(base.clone()).await, 503);
+            let search = http
+                .get(format!("{base}/v1/events"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(search.status().as_u16(), 503);
+            let text = search.text().await.unwrap();
+            assert!(
+                text.contains(&format!(":{}", pg.port())),
+                "names the database: {text}"
+            );
+            crate::serve::send_records(&http, &base, RECORDER, &stream.upload_id, during).await;
             pg.restart();
             restarted = true;
         }
     }
     assert!(unavailable >= 2);
     assert_eq!(health(base.clone()).await, 200);
-    let stored: HashSet<String> = all_pages(&open(&url).await, wide()).await.into_iter().collect();
+    let done =
+        crate::serve::post_stream(&http, &base, RECORDER, &stream.upload_id, "complete").await;
+    assert!(done.status().is_success(), "{}", done.text().await.unwrap());
+    let recording =
+        std::fs::read(dir.path().join("log/records").join(format!("{sid}.tar"))).unwrap();
+    let read = tapelog_core::codec::read_all(&recording);
+    assert!(read.error.is_none(), "{:?}", read.error);
+    assert_eq!(read.events, session);
+    let stored: HashSet<String> = all_pages(&open(&url).await, wide())
+        .await
+        .into_iter()
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|u| !stored.contains(*u)).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost", lost.len());
     server.shutdown().await;
@@ -538,7 +595,10 @@ async fn several_logs_get_every_event_and_the_first_answers_searches() {
     let db_log = open(&url).await;
     assert_eq!(all_pages(&db_log, wide()).await, want);
     // A row only the database has: not seen through a server whose first log is the files…
-    db_log.emit_batch(logins(1, 500, 1, "db-only")).await.unwrap();
+    db_log
+        .emit_batch(logins(1, 500, 1, "db-only"))
+        .await
+        .unwrap();
     assert_eq!(api_uids(&server.url()).await, want);
     server.shutdown().await;
     // …seen when the database comes first.
@@ -576,12 +636,21 @@ async fn one_lease_holder_at_a_time_and_an_expired_lease_moves() {
     assert!(a.try_lease("job", "a", ttl).await.unwrap());
     assert!(!b.try_lease("job", "b", ttl).await.unwrap());
     assert!(a.try_lease("job", "a", ttl).await.unwrap(), "renewal");
-    assert!(b.try_lease("other", "b", ttl).await.unwrap(), "leases are per name");
+    assert!(
+        b.try_lease("other", "b", ttl).await.unwrap(),
+        "leases are per name"
+    );
     tokio::time::sleep(ttl + Duration::from_millis(300)).await;
-    assert!(b.try_lease("job", "b", ttl).await.unwrap(), "expired: taken over");
+    assert!(
+        b.try_lease("job", "b", ttl).await.unwrap(),
+        "expired: taken over"
+    );
     assert!(!a.try_lease("job", "a", ttl).await.unwrap());
     b.release_lease("job", "b").await.unwrap();
-    assert!(a.try_lease("job", "a", ttl).await.unwrap(), "released: free");
+    assert!(
+        a.try_lease("job", "a", ttl).await.unwrap(),
+        "released: free"
+    );
 }
 
 #[test]
@@ -594,14 +663,21 @@ fn killed_completer_leader_hands_over_and_the_upload_is_completed_once() {
     let replica = |id: &str| {
         let data = dir.path().join(id);
         serve::ServeProcess::start(|c| {
-            c.args(["--listen", "127.0.0.1:0", "--server-id", id, "--audit", &url])
-                .args(["--completer-interval", "1", "--completer-grace", "1"])
-                .args(["--completer-lease", "3", "--token"])
-                .arg(format!("admin:adm:{ADMIN}"))
-                .arg("--storage")
-                .arg(&store)
-                .arg("--data-dir")
-                .arg(&data);
+            c.args([
+                "--listen",
+                "127.0.0.1:0",
+                "--server-id",
+                id,
+                "--audit",
+                &url,
+            ])
+            .args(["--completer-interval", "1", "--completer-grace", "1"])
+            .args(["--completer-lease", "3", "--token"])
+            .arg(format!("admin:adm:{ADMIN}"))
+            .arg("--storage")
+            .arg(&store)
+            .arg("--data-dir")
+            .arg(&data);
         })
     };
     let db = rt.block_on(sql(&url));
@@ -622,7 +698,10 @@ fn killed_completer_leader_hands_over_and_the_upload_is_completed_once() {
     );
     let b = replica("replica-b");
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(holder().is_some_and(|h| h.starts_with("replica-a/")), "a keeps it while alive");
+    assert!(
+        holder().is_some_and(|h| h.starts_with("replica-a/")),
+        "a keeps it while alive"
+    );
     a.kill();
     // An upload abandoned after the leader died: only b can complete it.
     let sid = serve::uuid();

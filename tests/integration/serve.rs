@@ -35,7 +35,7 @@ async fn error_of(r: reqwest::Response) -> (StatusCode, ErrorBody) {
     (status, body)
 }
 
-async fn create_stream(
+pub(crate) async fn create_stream(
     c: &reqwest::Client,
     base: &str,
     token: &str,
@@ -52,7 +52,7 @@ async fn create_stream(
     r.json().await.unwrap()
 }
 
-async fn send_records(
+pub(crate) async fn send_records(
     c: &reqwest::Client,
     base: &str,
     token: &str,
@@ -71,7 +71,7 @@ async fn send_records(
     r.json().await.unwrap()
 }
 
-async fn post_stream(
+pub(crate) async fn post_stream(
     c: &reqwest::Client,
     base: &str,
     token: &str,

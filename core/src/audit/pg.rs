@@ -41,7 +41,10 @@ pub fn parse_uuid(s: &str) -> Option<Uuid> {
         32 => s.to_string(),
         36 => hyphenated(s)?,
         38 if s.starts_with('{') && s.ends_with('}') => hyphenated(&s[1..37])?,
-        45 if s.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("urn:uuid:")) => {
+        45 if s
+            .get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case("urn:uuid:")) =>
+        {
             hyphenated(&s[9..])?
         }
         _ => return None,
@@ -90,7 +93,13 @@ pub fn uuid_v5(namespace: &Uuid, name: &[u8]) -> Uuid {
 /// SHA-1 of `data` (FIPS 180-4). Written here because it is the only use and it is short;
 /// it names UUIDs, it protects nothing.
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let mut msg = data.to_vec();
     let bits = (data.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -352,11 +361,9 @@ impl PgUrl {
                 "sslcert" => out.ssl_cert = Some(v),
                 "sslkey" => out.ssl_key = Some(v),
                 _ => {
-                    let n: usize = v
-                        .parse()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| fail(format!("pool_max_conns={v:?}: not a positive number")))?;
+                    let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        fail(format!("pool_max_conns={v:?}: not a positive number"))
+                    })?;
                     out.pool_max_conns = Some(n);
                 }
             }
@@ -383,7 +390,9 @@ impl PgUrl {
                 "retention_period" | "cleanup_interval" => {
                     let d = go_duration(&v).map_err(|e| fail(format!("{k}={v:?}: {e}")))?;
                     let d = match d {
-                        None => return Err(fail(format!("{k}={v:?}: negative durations are refused"))),
+                        None => {
+                            return Err(fail(format!("{k}={v:?}: negative durations are refused")));
+                        }
                         Some(d) if d.is_zero() => None,
                         Some(d) => Some(d),
                     };
@@ -668,7 +677,10 @@ mod tests {
     fn sha1_known_answers() {
         let hex = |d: [u8; 20]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
         assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        assert_eq!(hex(sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex(sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         let long = vec![b'a'; 1000];
         assert_eq!(hex(sha1(&long)), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
     }
@@ -710,7 +722,10 @@ mod tests {
     #[test]
     fn uuid_forms() {
         let canon = parse_uuid("0b3c7c5f-4a6e-4d0c-9a3e-6c1b2f3a4d5e").unwrap();
-        assert_eq!(parse_uuid("{0b3c7c5f-4a6e-4d0c-9a3e-6c1b2f3a4d5e}"), Some(canon));
+        assert_eq!(
+            parse_uuid("{0b3c7c5f-4a6e-4d0c-9a3e-6c1b2f3a4d5e}"),
+            Some(canon)
+        );
         assert_eq!(
             parse_uuid("urn:uuid:0b3c7c5f-4a6e-4d0c-9a3e-6c1b2f3a4d5e"),
             Some(canon)
@@ -728,7 +743,9 @@ mod tests {
         };
         let text = key.encode();
         assert_eq!(text.len(), 32);
-        let raw = base64::engine::general_purpose::URL_SAFE.decode(&text).unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE
+            .decode(&text)
+            .unwrap();
         assert_eq!(&raw[..8], &1_705_312_800_123_456u64.to_le_bytes());
         assert_eq!(&raw[8..], &key.event_id);
         assert_eq!(PageKey::decode(&text), Ok(key));
@@ -786,7 +803,10 @@ mod tests {
             ("postgres://h/db#retention_period=-1h", "negative"),
             ("postgres://h/db#retention_period=ten", "retention_period"),
             ("postgres://h/db#disable_cleanup=yes", "disable_cleanup"),
-            ("postgres://h/db#retension_period=1h", "unknown option #retension_period"),
+            (
+                "postgres://h/db#retension_period=1h",
+                "unknown option #retension_period",
+            ),
             ("postgres://h/db#auth_mode=azure", "auth_mode"),
             ("postgres://h/db?sslcert=/c.pem", "go together"),
             ("postgres://h/db?pool_max_conns=0", "pool_max_conns"),
@@ -839,7 +859,13 @@ mod tests {
             after: false,
             descending: false,
         });
-        assert!(plain.ends_with("ORDER BY event_time, event_id LIMIT $3"), "{plain}");
-        assert!(q.contains("session_id = $4") && q.ends_with("LIMIT $7"), "{q}");
+        assert!(
+            plain.ends_with("ORDER BY event_time, event_id LIMIT $3"),
+            "{plain}"
+        );
+        assert!(
+            q.contains("session_id = $4") && q.ends_with("LIMIT $7"),
+            "{q}"
+        );
     }
 }

@@ -99,13 +99,7 @@ impl AuditBackend {
     async fn emit_batch(&self, events: Vec<AuditEvent>) -> Result<(), EmitError> {
         match self {
             AuditBackend::File(f) => f.emit_batch(events).await,
-            AuditBackend::Postgres(p) => match p.insert(&events).await {
-                Ok(()) => Ok(()),
-                Err(e) => Err(match events.first() {
-                    Some(first) => crate::pg::emit_error(first, e),
-                    None => EmitError::Closed(e.to_string()),
-                }),
-            },
+            AuditBackend::Postgres(p) => p.emit_batch(events).await,
             AuditBackend::Stdout(w) => w.emit_batch(events).await,
             AuditBackend::Discard(d) => d.emit_batch(events).await,
         }
@@ -171,7 +165,9 @@ impl MultiLog {
                 AuditUri::Postgres(u) => {
                     AuditBackend::Postgres(PgLog::open(&u, PgLogConfig::default()).await?)
                 }
-                AuditUri::Stdout => AuditBackend::Stdout(Arc::new(WriterLog::new(std::io::stdout()))),
+                AuditUri::Stdout => {
+                    AuditBackend::Stdout(Arc::new(WriterLog::new(std::io::stdout())))
+                }
                 AuditUri::Discard => AuditBackend::Discard(Arc::new(DiscardAuditLog::new())),
             });
         }
@@ -300,7 +296,10 @@ mod tests {
         assert_eq!(AuditUri::parse("stdout://").unwrap(), AuditUri::Stdout);
         assert_eq!(AuditUri::parse("discard://").unwrap(), AuditUri::Discard);
         let e = AuditUri::parse("dynamodb://table").unwrap_err().to_string();
-        assert!(e.contains("dynamodb://table") && e.contains("unknown scheme"), "{e}");
+        assert!(
+            e.contains("dynamodb://table") && e.contains("unknown scheme"),
+            "{e}"
+        );
         assert!(AuditUri::parse("file://").is_err());
     }
 }

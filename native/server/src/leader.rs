@@ -69,5 +69,9 @@ async fn keep_lease(db: &PgLog, holder: &str, lease: Duration) {
 }
 
 fn rand() -> u64 {
-    u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8]))
+    u64::from_le_bytes(
+        uuid::Uuid::new_v4().as_bytes()[..8]
+            .try_into()
+            .unwrap_or([0; 8]),
+    )
 }

@@ -66,7 +66,9 @@ pub(crate) async fn emit(
     let max_line = app
         .logs
         .file_log()
-        .map_or(tapelog_core::audit::MAX_SCAN_TOKEN_SIZE, |f| f.config().max_line_size);
+        .map_or(tapelog_core::audit::MAX_SCAN_TOKEN_SIZE, |f| {
+            f.config().max_line_size
+        });
     let mut checked = Vec::with_capacity(events.len());
     for (i, mut e) in events.into_iter().enumerate() {
         app.emitter

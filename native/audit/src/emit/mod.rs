@@ -93,7 +93,8 @@ impl EmitError {
             EmitError::Unavailable(_) => true,
             EmitError::Many(v) => {
                 v.iter().any(|e| matches!(e, EmitError::Unavailable(_)))
-                    && v.iter().all(|e| e.is_unavailable() || matches!(e, EmitError::Many(_)))
+                    && v.iter()
+                        .all(|e| e.is_unavailable() || matches!(e, EmitError::Many(_)))
             }
             _ => false,
         }

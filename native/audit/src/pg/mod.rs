@@ -33,7 +33,9 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use crate::emit::{EmitError, Emitter};
-use crate::{AuditError, AuditLog, Condition, Order, SearchPage, SearchQuery, SessionQuery, StoredEvent};
+use crate::{
+    AuditError, AuditLog, Condition, Order, SearchPage, SearchQuery, SessionQuery, StoredEvent,
+};
 
 /// Rows read per search step (upstream's `FETCH 500`).
 const FETCH: i64 = 500;
@@ -203,7 +205,10 @@ impl PgLog {
             .map_err(|e| AuditError::Config(format!("{}: connection pool: {e}", url.shown)))?;
         let shown = url.shown.clone();
         let cockroach = retry(|| async {
-            let c = pool.get().await.map_err(|e| pool_error(&shown, "connecting", e))?;
+            let c = pool
+                .get()
+                .await
+                .map_err(|e| pool_error(&shown, "connecting", e))?;
             let v: String = c
                 .query_one("SELECT version()", &[])
                 .await
@@ -296,7 +301,9 @@ impl PgLog {
             let c = self.client("setting the row TTL").await?;
             tokio::time::timeout(Duration::from_secs(30), c.batch_execute(&stmt))
                 .await
-                .map_err(|_| AuditError::Unavailable(format!("{}: setting the row TTL timed out", url.shown)))?
+                .map_err(|_| {
+                    AuditError::Unavailable(format!("{}: setting the row TTL timed out", url.shown))
+                })?
                 .map_err(self.err("setting the row TTL"))?;
             return Ok(());
         }
@@ -394,7 +401,12 @@ impl PgLog {
     /// Takes or renews the lease `name` for `holder` for `ttl`: true when `holder` holds it
     /// now (it was free, expired, or already its own). Leases live in `tapelog_leases`, a
     /// table of tapelog's beside Teleport's (created on first use; Teleport never reads it).
-    pub async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, AuditError> {
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, AuditError> {
         const TABLE: &str = "CREATE TABLE IF NOT EXISTS tapelog_leases (\
             name text PRIMARY KEY, holder text NOT NULL, expires timestamptz NOT NULL)";
         const TAKE: &str = "INSERT INTO tapelog_leases (name, holder, expires) \
@@ -494,8 +506,14 @@ impl PgLog {
                 params.push(id);
             }
             params.push(&FETCH);
-            let stmt = c.prepare_cached(&q).await.map_err(self.err("searching events"))?;
-            let rows = c.query(&stmt, &params).await.map_err(self.err("searching events"))?;
+            let stmt = c
+                .prepare_cached(&q)
+                .await
+                .map_err(self.err("searching events"))?;
+            let rows = c
+                .query(&stmt, &params)
+                .await
+                .map_err(self.err("searching events"))?;
             let n = rows.len();
             for row in rows {
                 let t: OffsetDateTime = row.try_get(0).map_err(self.err("reading a row"))?;
@@ -563,12 +581,18 @@ async fn ensure_database(
     }) else {
         return Ok(());
     };
-    if e.code() != Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) || url.database.is_empty() {
+    if e.code() != Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
+        || url.database.is_empty()
+    {
         return Ok(());
     }
     let mut admin = tokio_postgres::Config::from_str(&url.maintenance_connect())
         .map_err(|e| AuditError::Config(format!("{}: {e}", url.shown)))?;
-    admin.connect_timeout(pg.get_connect_timeout().copied().unwrap_or(Duration::from_secs(5)));
+    admin.connect_timeout(
+        pg.get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(5)),
+    );
     if let Ok((client, conn)) = admin.connect(tls).await {
         let task = tokio::spawn(conn);
         let name = url.database.replace('"', "\"\"");
@@ -589,10 +613,21 @@ impl Emitter for PgLog {
             .await
             .map_err(|e| emit_error(&event, e))
     }
+
+    /// One statement for the whole batch ([`PgLog::insert`]).
+    async fn emit_batch(&self, events: Vec<AuditEvent>) -> Result<(), EmitError> {
+        match self.insert(&events).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(match events.first() {
+                Some(first) => emit_error(first, e),
+                None => EmitError::Closed(e.to_string()),
+            }),
+        }
+    }
 }
 
 /// An [`AuditError`] of an insert as an [`EmitError`].
-pub(crate) fn emit_error(event: &AuditEvent, e: AuditError) -> EmitError {
+fn emit_error(event: &AuditEvent, e: AuditError) -> EmitError {
     match e {
         AuditError::Event(_) => EmitError::invalid(event, e.to_string()),
         AuditError::Unavailable(m) => EmitError::Unavailable(m),
@@ -602,14 +637,26 @@ pub(crate) fn emit_error(event: &AuditEvent, e: AuditError) -> EmitError {
 
 impl AuditLog for PgLog {
     async fn search_events(&self, q: SearchQuery) -> Result<SearchPage, AuditError> {
-        self.search(q.from, q.to, &q.event_types, None, None, q.limit, q.order, &q.start_key)
-            .await
+        self.search(
+            q.from,
+            q.to,
+            &q.event_types,
+            None,
+            None,
+            q.limit,
+            q.order,
+            &q.start_key,
+        )
+        .await
     }
 
     async fn search_session_events(&self, q: SessionQuery) -> Result<SearchPage, AuditError> {
-        let types: Vec<String> = SESSION_RECORDING_EVENTS.iter().map(|s| s.to_string()).collect();
-        let session = (!q.session_id.is_empty())
-            .then(|| uuid::Uuid::from_bytes(session_uuid(&q.session_id)));
+        let types: Vec<String> = SESSION_RECORDING_EVENTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let session =
+            (!q.session_id.is_empty()).then(|| uuid::Uuid::from_bytes(session_uuid(&q.session_id)));
         self.search(
             q.from,
             q.to,

@@ -93,7 +93,10 @@ fn roots(url: &PgUrl, path: &str) -> Result<rustls::RootCertStore, AuditError> {
             .map_err(|e| config(url, format!("sslrootcert {path}: {e}")))?;
     }
     if store.is_empty() {
-        return Err(config(url, format!("sslrootcert {path}: no certificate in it")));
+        return Err(config(
+            url,
+            format!("sslrootcert {path}: no certificate in it"),
+        ));
     }
     Ok(store)
 }

@@ -38,14 +38,23 @@ pub struct DataDirArgs {
     /// `tapelog serve --audit`): `file://DIR`, `postgres://…`, `stdout://`, `discard://`.
     /// Events go to every one, searches read the first. `TAPELOG_AUDIT`: several, separated
     /// by spaces.
-    #[arg(long = "audit", env = "TAPELOG_AUDIT", value_name = "URI", value_delimiter = ' ')]
+    #[arg(
+        long = "audit",
+        env = "TAPELOG_AUDIT",
+        value_name = "URI",
+        value_delimiter = ' '
+    )]
     pub audit: Vec<String>,
 }
 
 impl DataDirArgs {
     /// The `--audit` URIs given (empty ones dropped).
     pub fn audit_uris(&self) -> Vec<String> {
-        self.audit.iter().filter(|u| !u.is_empty()).cloned().collect()
+        self.audit
+            .iter()
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .collect()
     }
 }
 

@@ -187,9 +187,9 @@ impl Source {
     pub fn sessions(&self, q: &SessionQuery) -> Result<Page, CliError> {
         match self {
             Source::Local(log) => Ok(local_page(log.search_session_events_blocking(q)?)),
-            Source::Logs(logs, rt) => {
-                Ok(local_page(rt.block_on(logs.search_session_events(q.clone()))?))
-            }
+            Source::Logs(logs, rt) => Ok(local_page(
+                rt.block_on(logs.search_session_events(q.clone()))?,
+            )),
             Source::Remote(client, rt) => Ok(remote_page(rt.block_on(client.search_sessions(q))?)),
             Source::Teleport(c) => {
                 let types = SESSION_RECORDING_EVENTS.map(String::from).to_vec();

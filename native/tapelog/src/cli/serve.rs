@@ -39,7 +39,12 @@ pub struct ServeArgs {
     /// pgevents schema; libpq options, `#retention_period=…&cleanup_interval=…&disable_cleanup=…`),
     /// `stdout://`, `discard://`. Events go to every log, searches to the first.
     /// `TAPELOG_AUDIT` holds several separated by spaces. Default `file://DIR` of --data-dir.
-    #[arg(long = "audit", env = "TAPELOG_AUDIT", value_name = "URI", value_delimiter = ' ')]
+    #[arg(
+        long = "audit",
+        env = "TAPELOG_AUDIT",
+        value_name = "URI",
+        value_delimiter = ' '
+    )]
     pub audit: Vec<String>,
     /// With a database audit log shared by replicas: seconds the upload completer's lease
     /// lasts (one replica at a time completes uploads; a dead leader's lease expires after
