@@ -12,8 +12,11 @@
 //!
 //! Failures are sorted the way the writer reacts ([`StreamFailure`]):
 //! - the server unreachable, a dropped connection, 5xx, 429, and 404 on an open stream (the
-//!   server restarted and does not know it): `Transient`: the writer resumes the upload,
-//!   which opens it on the (new) server, and replays what the status did not confirm. A
+//!   server restarted and does not know it), and every replica failing
+//!   ([`ClientError::AllServersFailed`]): `Transient`: the writer resumes the upload, which
+//!   opens it on the (new) server, and replays what the status did not confirm. With
+//!   several replicas the resume goes to the next one that answers (the client passes over a
+//!   server that failed), which opens the upload from the storage they share. A
 //!   failed batch also closes the status channel so that an idle writer notices;
 //! - 401/403, 409 (being completed elsewhere), an invalid id, TLS failures, and 404 on
 //!   resume (the upload is gone): `Unrecoverable`;
@@ -152,7 +155,8 @@ fn classify(e: ClientError, call: Call) -> StreamFailure {
         ClientError::Connect { .. }
         | ClientError::Timeout { .. }
         | ClientError::Transport { .. }
-        | ClientError::BadAnswer { .. } => true,
+        | ClientError::BadAnswer { .. }
+        | ClientError::AllServersFailed { .. } => true,
         ClientError::Api { status, code, .. } => match (status, code) {
             (_, Some(ErrorCode::InvalidId)) => false,
             (404, _) => call == Call::OnStream,

@@ -1,11 +1,12 @@
 //! `tapelog emit`: Teleport JSON events, one per line, into the file audit log through the
-//! checking rules.
+//! checking rules, or (`--server`) into a `tapelog serve`'s audit log, which applies them.
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use tapelog_audit::emit::{CheckingEmitter, EmitError, Emitter};
+use tapelog_audit::emit::{BoxEmitter, CheckingEmitter, EmitError, Emitter};
+use tapelog_client::RemoteEmitter;
 use tapelog_audit::{Durability, FileLog, FileLogConfig, default_server_id};
 use tapelog_core::AuditEvent;
 
@@ -41,10 +42,16 @@ pub struct DataDirArgs {
 pub struct EmitArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
-    /// This server's directory name under `DIR/log/` (default: the host name).
+    /// With `--server`: send the events to that `tapelog serve` (one request per event; the
+    /// server checks them and fills uid, time and its own cluster name) instead of the data
+    /// directory. With several servers an event goes on to the next only when the one tried
+    /// surely did not take it (unreachable, 503): it is never sent twice.
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// This server's directory name under `DIR/log/` (default: the host name; local only).
     #[arg(long, env = "TAPELOG_SERVER_ID", value_name = "ID")]
     pub server_id: Option<String>,
-    /// Cluster name set on events that have none.
+    /// Cluster name set on events that have none (local only: a server sets its own).
     #[arg(
         long,
         env = "TAPELOG_CLUSTER_NAME",
@@ -52,7 +59,7 @@ pub struct EmitArgs {
         value_name = "NAME"
     )]
     pub cluster_name: String,
-    /// When an event counts as stored.
+    /// When an event counts as stored (local only: a server has its own setting).
     #[arg(long, value_enum, default_value = "write")]
     pub durability: DurabilityArg,
     /// The events, one JSON object per line (`-` or nothing for standard input).
@@ -95,14 +102,19 @@ fn read_bounded_line(
 
 /// Runs `tapelog emit`.
 pub async fn run(a: EmitArgs) -> Result<(), CliError> {
-    let server_id = a.server_id.unwrap_or_else(default_server_id);
-    let mut config = FileLogConfig::new(&a.data.data_dir, &server_id);
-    config.durability = match a.durability {
-        DurabilityArg::Write => Durability::Write,
-        DurabilityArg::Fsync => Durability::Fsync,
+    let emitter: BoxEmitter = match a.remote.client(Some(&a.data.data_dir))? {
+        Some(client) => std::sync::Arc::new(RemoteEmitter::new(client)),
+        None => {
+            let server_id = a.server_id.unwrap_or_else(default_server_id);
+            let mut config = FileLogConfig::new(&a.data.data_dir, &server_id);
+            config.durability = match a.durability {
+                DurabilityArg::Write => Durability::Write,
+                DurabilityArg::Fsync => Durability::Fsync,
+            };
+            let log = FileLog::open(config)?;
+            std::sync::Arc::new(CheckingEmitter::new(log, &a.cluster_name))
+        }
     };
-    let log = FileLog::open(config)?;
-    let emitter = CheckingEmitter::new(log, &a.cluster_name);
 
     let (name, mut input): (String, Box<dyn BufRead>) = match &a.input {
         None => ("standard input".into(), Box::new(std::io::stdin().lock())),
