@@ -143,7 +143,10 @@ fn session_writer_resumes_the_upload_through_the_next_replica() {
         .build()
         .unwrap();
     let c = client(&[&url_a, &url_b]);
-    let streamer = Arc::new(RemoteStreamer::new(c.clone(), RemoteStreamConfig::default()));
+    let streamer = Arc::new(RemoteStreamer::new(
+        c.clone(),
+        RemoteStreamConfig::default(),
+    ));
     let sid = "2f6c1a9e-8d4b-4c3a-9e21-5b7d0c4f8a13";
     let mut config = SessionWriterConfig::new(
         PreparerConfig {
@@ -436,7 +439,11 @@ fn emit_and_search_go_past_dead_and_unavailable_servers() {
     // emit: the dead server took nothing; the live one takes every event.
     let out = tapelog(&["emit", "--server", &dead, "--server", &live.url, events]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("accepted 3, rejected 0"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("accepted 3, rejected 0"),
+        "{}",
+        stderr(&out)
+    );
     let found = tapelog(&["search", "--server", &dead, "--server", &live.url, "--json"]);
     assert_eq!(logins(&found), ["user-0", "user-1", "user-2"]);
 
@@ -460,9 +467,10 @@ fn emit_and_search_go_past_dead_and_unavailable_servers() {
     );
     // The servers in TAPELOG_SERVER, comma-separated.
     let mut search = crate::util::tapelog(["search", "--json"]);
-    search
-        .env("TAPELOG_TOKEN", TOKEN)
-        .env("TAPELOG_SERVER", format!("{},{dead},{}", unavailable.url, live.url));
+    search.env("TAPELOG_TOKEN", TOKEN).env(
+        "TAPELOG_SERVER",
+        format!("{},{dead},{}", unavailable.url, live.url),
+    );
     let found = search.output();
     assert_eq!(logins(&found).len(), 6, "each event emitted twice in all");
     assert!(
@@ -483,7 +491,10 @@ fn every_server_dead_is_an_error_naming_each() {
     let err = stderr(&out);
     assert!(err.contains("none of the 2 servers answered"), "{err}");
     for url in [&one, &two] {
-        assert!(err.contains(&format!("cannot connect to {url}/v1/events")), "{err}");
+        assert!(
+            err.contains(&format!("cannot connect to {url}/v1/events")),
+            "{err}"
+        );
     }
 
     let files = tempfile::tempdir().unwrap();
@@ -506,7 +517,10 @@ fn every_server_dead_is_an_error_naming_each() {
     let out = tapelog(&["search", "--server", &one]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains(&format!("cannot connect to {one}/v1/events")), "{err}");
+    assert!(
+        err.contains(&format!("cannot connect to {one}/v1/events")),
+        "{err}"
+    );
     assert!(!err.contains("servers answered"), "{err}");
 }
 
@@ -545,7 +559,10 @@ fn an_answer_lost_is_retried_elsewhere_only_when_idempotent() {
         let c = client(&[&hangup.url, &live.url]);
         let e = c.emit(&login("first")).await.unwrap_err();
         assert!(
-            matches!(e, ClientError::Connect { .. } | ClientError::Transport { .. }),
+            matches!(
+                e,
+                ClientError::Connect { .. } | ClientError::Transport { .. }
+            ),
             "{e:?}"
         );
         let posts = |b: &Broken| {
@@ -556,7 +573,11 @@ fn an_answer_lost_is_retried_elsewhere_only_when_idempotent() {
         };
         assert_eq!(posts(&hangup), 1, "{:?}", hangup.requests());
         assert!(
-            c.search_events(&everything()).await.unwrap().events.is_empty(),
+            c.search_events(&everything())
+                .await
+                .unwrap()
+                .events
+                .is_empty(),
             "the live server got no copy"
         );
         // The emit's failure passed over the broken server: calls now start at the live one.

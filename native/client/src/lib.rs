@@ -217,7 +217,9 @@ fn check_server(server: &str) -> Result<bool, ClientError> {
     if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
         return Err(ClientError::InvalidUrl {
             url: server.to_string(),
-            reason: "it has a query or user info; give credentials with --token-file or a certificate".into(),
+            reason:
+                "it has a query or user info; give credentials with --token-file or a certificate"
+                    .into(),
         });
     }
     Ok(match url.host_str() {

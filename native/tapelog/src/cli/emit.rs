@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use tapelog_audit::emit::{BoxEmitter, CheckingEmitter, EmitError, Emitter};
-use tapelog_client::RemoteEmitter;
 use tapelog_audit::{Durability, FileLog, FileLogConfig, default_server_id};
+use tapelog_client::RemoteEmitter;
 use tapelog_core::AuditEvent;
 
 use super::CliError;
