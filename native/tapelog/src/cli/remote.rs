@@ -320,3 +320,50 @@ impl Cluster {
         Ok(temp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    }
+
+    #[test]
+    fn servers_repeat_and_split_on_commas() {
+        let c = Command::try_parse_from([
+            "tapelog",
+            "--server",
+            "http://127.0.0.1:1,http://127.0.0.1:2,",
+            "--server",
+            " http://127.0.0.1:3 ",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.remote.servers(),
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
+        let client = c.remote.client(None).unwrap().unwrap();
+        assert_eq!(
+            client.servers(),
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
+        let bad =
+            Command::try_parse_from(["tapelog", "--server", "http://127.0.0.1:1,ftp://x"]).unwrap();
+        let err = bad.remote.client(None).unwrap_err().to_string();
+        assert!(err.contains("ftp://x"), "{err}");
+    }
+}
