@@ -2,9 +2,10 @@
 //! its own data directory, the same token), and clients given all of them.
 //!
 //! - A session recorded through replica A (by the library's session writer, and by `tapelog
-//!   record --server A --server B`) while A is killed with SIGKILL: the writer resumes the
-//!   same upload through B, which opens it from the shared storage, and the completed
-//!   recording in that storage holds exactly what was written.
+//!   record --server A --server B`) while A is killed with SIGKILL, or stopped with SIGTERM
+//!   (it answers 503 while it closes its stream): the writer resumes the same upload through
+//!   B, which opens it from the shared storage, and the completed recording in that storage
+//!   holds exactly what was written.
 //! - `tapelog search` and `tapelog emit` with a dead server, or one answering 503, before a
 //!   live one succeed; with every server dead the error names each URL.
 //! - A server that takes a request and closes the connection without an answer: an
@@ -131,8 +132,20 @@ fn noisy_line(i: u32) -> String {
     s
 }
 
-#[test]
-fn session_writer_resumes_the_upload_through_the_next_replica() {
+/// How replica A is stopped under the writer.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// SIGKILL: gone at once, with what its stream held in memory.
+    Kill,
+    /// SIGTERM: answers 503 while it closes its stream (uploading what it holds), then exits.
+    Terminate,
+}
+
+/// A session written by the library's session writer through replicas A and B (A first);
+/// A is stopped (`stop`) once it has stored parts in the shared storage, and the writer
+/// goes on writing meanwhile. The same upload is resumed through B, and the recording in
+/// the shared storage holds exactly the bytes written.
+fn writer_across_replicas(stop: Stop) {
     let cluster = Cluster::new();
     let a = cluster.replica("a");
     let b = cluster.replica("b");
@@ -156,9 +169,9 @@ fn session_writer_resumes_the_upload_through_the_next_replica() {
         streamer.clone(),
     );
     config.recovery = RecoveryPolicy {
-        attempts: 20,
+        attempts: 30,
         step_ms: 50,
-        max_ms: 500,
+        max_ms: 1000,
     };
     let writer = rt.block_on(SessionWriter::new(config)).unwrap();
     let mut want = Vec::new();
@@ -168,8 +181,8 @@ fn session_writer_resumes_the_upload_through_the_next_replica() {
                 let line = noisy_line(i);
                 writer.write(line.as_bytes()).await.unwrap();
                 want.extend_from_slice(line.as_bytes());
-                if i % 100 == 0 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         });
@@ -185,14 +198,19 @@ fn session_writer_resumes_the_upload_through_the_next_replica() {
     );
     let upload = writer.status().stream.unwrap().upload_id;
     assert_eq!(c.server(), url_a, "A answered so far");
-    a.kill();
-
-    // A is gone: the writer's next batch fails, it resumes the upload through B and replays
-    // what no status confirmed.
+    // A stops while the session goes on: its stream's next batch fails, the writer resumes
+    // the upload through B and replays what no status confirmed.
+    let stopping = std::thread::spawn(move || match stop {
+        Stop::Kill => a.kill(),
+        Stop::Terminate => {
+            a.terminate();
+        }
+    });
     write(2001..=3000, &mut want);
+    stopping.join().unwrap();
     let stats = rt.block_on(writer.complete()).unwrap();
-    assert_eq!(stats.lost, 0, "{stats:?}");
-    assert!(stats.recoveries >= 1, "{stats:?}");
+    assert_eq!(stats.lost, 0, "{stop:?}: {stats:?}");
+    assert!(stats.recoveries >= 1, "{stop:?}: {stats:?}");
     assert_eq!(streamer.refused_records(), 0);
     assert_eq!(c.server(), url_b, "calls stick to B, which answered");
     let last = writer.status().stream.unwrap();
@@ -203,9 +221,10 @@ fn session_writer_resumes_the_upload_through_the_next_replica() {
     assert!(events.iter().any(|e| e.event_type() == "print"));
     assert_eq!(
         String::from_utf8_lossy(&output_of(&events)),
-        String::from_utf8_lossy(&want)
+        String::from_utf8_lossy(&want),
+        "{stop:?}"
     );
-    // B serves it too, through a client whose first server is the dead A.
+    // B serves it too, through a client whose first server is the stopped A.
     let downloaded = rt.block_on(async {
         use futures::StreamExt;
         let c = client(&[&url_a, &url_b]);
@@ -218,6 +237,16 @@ fn session_writer_resumes_the_upload_through_the_next_replica() {
     });
     assert_eq!(downloaded, cluster.recording(sid));
     drop(b);
+}
+
+#[test]
+fn session_writer_resumes_the_upload_through_the_next_replica() {
+    writer_across_replicas(Stop::Kill);
+}
+
+#[test]
+fn session_writer_waits_for_a_replica_shutting_down_then_resumes_through_the_next() {
+    writer_across_replicas(Stop::Terminate);
 }
 
 /// What bash's `echo line $i` for 1..=n shows through a PTY.

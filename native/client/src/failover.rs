@@ -11,6 +11,11 @@
 //! - A server that failed in any way but an answer is passed over: the next call starts at
 //!   the one after it ([`Rotation::failed`]); a server that answers is kept
 //!   ([`Rotation::answered`]).
+//! - The resume of a recording stream starts at the server the stream was open on (its
+//!   holder), and a 503 from the holder ends it: a server shutting down closes its streams,
+//!   uploading what they hold, before it exits; the upload is resumed elsewhere only once the
+//!   holder is unreachable, so that no two servers write its parts at once. (The session
+//!   writer retries within its recovery budget meanwhile.)
 //! - With several servers, a call makes up to [`Failover::rounds`] passes over the list,
 //!   pausing [`Failover::backoff`] (doubled each time, at most [`Failover::max_backoff`])
 //!   between passes; every attempt is bounded by the client's connect and request timeouts.
@@ -117,7 +122,13 @@ impl Rotation {
 
     /// The servers in the order a pass tries them: from the current one round the list.
     pub(crate) fn order(&self) -> impl Iterator<Item = usize> + use<> {
-        let (start, n) = (self.current(), self.servers);
+        self.order_from(self.current())
+    }
+
+    /// The servers from `start` round the list.
+    pub(crate) fn order_from(&self, start: usize) -> impl Iterator<Item = usize> + use<> {
+        let n = self.servers;
+        let start = start % n;
         (0..n).map(move |k| (start + k) % n)
     }
 
@@ -164,6 +175,8 @@ mod tests {
         assert_eq!(r.order().collect::<Vec<_>>(), [2, 0, 1]);
         r.failed(2);
         assert_eq!(r.current(), 0);
+        assert_eq!(r.order_from(1).collect::<Vec<_>>(), [1, 2, 0]);
+        assert_eq!(r.order_from(4).collect::<Vec<_>>(), [1, 2, 0]);
         let one = Rotation::new(1);
         one.failed(0);
         assert_eq!(one.order().collect::<Vec<_>>(), [0]);

@@ -349,6 +349,28 @@ impl Client {
         streamed: bool,
         replay: Replay,
     ) -> Result<(String, Response), ClientError> {
+        let (_, url, resp) = self
+            .send_via(method, path, query, body, streamed, replay, None)
+            .await?;
+        Ok((url, resp))
+    }
+
+    /// [`send`](Self::send), also saying which server answered. With `holder` (the server
+    /// a recording stream was open on), each pass starts there, and a 503 from it ends the
+    /// call instead of going on: a server shutting down closes its streams, uploading what
+    /// they hold, before it exits, and resuming the upload elsewhere meanwhile would race
+    /// that last part. Once the holder is unreachable the call goes on as usual.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_via(
+        &self,
+        method: Method,
+        path: &str,
+        query: Query,
+        body: Option<(&'static str, Bytes)>,
+        streamed: bool,
+        replay: Replay,
+        holder: Option<usize>,
+    ) -> Result<(usize, String, Response), ClientError> {
         let inner = &self.inner;
         let rounds = inner.failover.rounds_for(inner.servers.len());
         let mut failures = Vec::new();
@@ -358,21 +380,26 @@ impl Client {
                 tokio::time::sleep(pause).await;
             }
             failures.clear();
-            for i in inner.rotation.order() {
+            let order: Vec<usize> = match holder {
+                Some(h) => inner.rotation.order_from(h).collect(),
+                None => inner.rotation.order().collect(),
+            };
+            for i in order {
                 let server = &inner.servers[i];
                 match self
                     .send_to(server, &method, path, &query, &body, streamed, replay)
                     .await
                 {
-                    Ok(answer) => {
+                    Ok((url, resp)) => {
                         inner.rotation.answered(i);
-                        return Ok(answer);
+                        return Ok((i, url, resp));
                     }
                     Err((error, failure)) => {
-                        if failure != Failure::Final {
+                        let held_here = holder == Some(i) && failure == Failure::Unavailable;
+                        if failure != Failure::Final && !held_here {
                             inner.rotation.failed(i);
                         }
-                        if inner.servers.len() == 1 || !moves_on(failure, replay) {
+                        if inner.servers.len() == 1 || held_here || !moves_on(failure, replay) {
                             return Err(error);
                         }
                         failures.push(error);
@@ -526,13 +553,33 @@ impl Client {
         body: Option<(&'static str, Bytes)>,
         replay: Replay,
     ) -> Result<T, ClientError> {
+        Ok(self
+            .json_via(method, path, query, body, replay, None)
+            .await?
+            .0)
+    }
+
+    /// [`json`](Self::json) through [`send_via`](Self::send_via): the answer and the server
+    /// that gave it.
+    async fn json_via<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Query,
+        body: Option<(&'static str, Bytes)>,
+        replay: Replay,
+        holder: Option<usize>,
+    ) -> Result<(T, usize), ClientError> {
         let m = method.as_str().to_string();
-        let (url, mut resp) = self.send(method, path, query, body, false, replay).await?;
+        let (server, url, mut resp) = self
+            .send_via(method, path, query, body, false, replay, holder)
+            .await?;
         let bytes = read_bounded(&mut resp, MAX_JSON_ANSWER, &m, &url, false).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
             url,
             reason: format!("not the JSON expected: {e}"),
-        })
+        })?;
+        Ok((value, server))
     }
 
     /// `GET /healthz`: `Ok` when the server answers 200. Retried once on a new connection
@@ -610,13 +657,23 @@ impl Client {
     /// Never sent twice: every copy creates another upload, and the one the first copy made
     /// would stay open on the server with nobody writing to it.
     pub async fn create_stream(&self, session_id: &str) -> Result<StreamStatusBody, ClientError> {
+        Ok(self.create_stream_at(session_id).await?.0)
+    }
+
+    /// [`create_stream`](Self::create_stream), and the index of the server the stream is
+    /// open on.
+    pub(crate) async fn create_stream_at(
+        &self,
+        session_id: &str,
+    ) -> Result<(StreamStatusBody, usize), ClientError> {
         let body = Self::stream_request(session_id)?;
-        self.json(
+        self.json_via(
             Method::POST,
             "/v1/streams",
             Vec::new(),
             Some(body),
             Replay::Never,
+            None,
         )
         .await
     }
@@ -627,15 +684,37 @@ impl Client {
     /// Retried once on a new connection when its kept-alive one was closed: the API makes a
     /// resume idempotent (resuming a stream that is open closes it first, then reads back
     /// what the store holds), so a second copy ends in the state the first would have.
+    ///
+    /// With several servers it goes to the one that answered last, and on as any idempotent
+    /// call; [`RemoteStreamer`] instead starts at the server the stream was open on, and
+    /// waits while that one answers 503 (see `send_via`).
     pub async fn resume_stream(
         &self,
         upload_id: &str,
         session_id: &str,
     ) -> Result<StreamStatusBody, ClientError> {
+        Ok(self.resume_stream_at(upload_id, session_id, None).await?.0)
+    }
+
+    /// [`resume_stream`](Self::resume_stream) starting at `holder`, the server the stream
+    /// was open on (a 503 from it ends the call), and the index of the server that resumed it.
+    pub(crate) async fn resume_stream_at(
+        &self,
+        upload_id: &str,
+        session_id: &str,
+        holder: Option<usize>,
+    ) -> Result<(StreamStatusBody, usize), ClientError> {
         let body = Self::stream_request(session_id)?;
         let path = format!("/v1/streams/{}/resume", segment(upload_id)?);
-        self.json(Method::POST, &path, Vec::new(), Some(body), Replay::Safe)
-            .await
+        self.json_via(
+            Method::POST,
+            &path,
+            Vec::new(),
+            Some(body),
+            Replay::Safe,
+            holder,
+        )
+        .await
     }
 
     /// `POST /v1/streams/{upload_id}/records`: records framed as in a recording part (4-byte
