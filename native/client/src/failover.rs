@@ -13,9 +13,12 @@
 //!   ([`Rotation::answered`]).
 //! - The resume of a recording stream starts at the server the stream was open on (its
 //!   holder), and a 503 from the holder ends it: a server shutting down closes its streams,
-//!   uploading what they hold, before it exits; the upload is resumed elsewhere only once the
-//!   holder is unreachable, so that no two servers write its parts at once. (The session
-//!   writer retries within its recovery budget meanwhile.)
+//!   uploading what they hold, before it exits, and resuming the upload elsewhere meanwhile
+//!   would race that last part. (The session writer retries within its recovery budget
+//!   meanwhile.) This covers the requests that reach the holder while it shuts down; it
+//!   does not cover a holder that already refuses new connections while it still flushes
+//!   (`tapelog serve` stops accepting before it closes its streams): see docs/api.md,
+//!   "Replicas and failover", for that window.
 //! - With several servers, a call makes up to [`Failover::rounds`] passes over the list,
 //!   pausing [`Failover::backoff`] (doubled each time, at most [`Failover::max_backoff`])
 //!   between passes; every attempt is bounded by the client's connect and request timeouts.
