@@ -16,6 +16,7 @@ mod client;
 mod complete;
 mod crash;
 mod daemon;
+mod failover;
 mod forward;
 mod forward_configure;
 mod forward_protocol;

@@ -29,6 +29,18 @@ impl Emitter for RemoteEmitter {
             .map(|_| ())
             .map_err(|e| to_emit_error(&event, e))
     }
+
+    /// One request for the whole batch (JSON lines); the server takes all or none.
+    async fn emit_batch(&self, events: Vec<AuditEvent>) -> Result<(), EmitError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        self.client
+            .emit_batch(&events)
+            .await
+            .map(|_| ())
+            .map_err(|e| to_emit_error(first, e))
+    }
 }
 
 fn to_emit_error(event: &AuditEvent, e: ClientError) -> EmitError {

@@ -2,6 +2,8 @@
 
 use tapelog_api::{ErrorBody, ErrorCode};
 
+use crate::failover::Failure;
+
 /// Why a call to the server failed. Every variant names the server URL; none carries a
 /// token.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,28 @@ pub enum ClientError {
     /// A query cannot be expressed in the API.
     #[error("{0}")]
     Unsupported(String),
+    /// Every server of a client with several failed a call in a way that let it go on to
+    /// the next (unreachable, 503, or an idempotent request without an answer), for every
+    /// pass the client makes (docs/api.md, "Replicas and failover").
+    #[error(
+        "{method} {path}: none of the {} servers answered ({rounds} pass(es) over them); the last pass:{}",
+        .failures.len(),
+        each_line(.failures)
+    )]
+    AllServersFailed {
+        /// The request method.
+        method: String,
+        /// The endpoint (no server, no query).
+        path: String,
+        /// The passes made over the servers.
+        rounds: u32,
+        /// What each server said on the last pass, in the order tried (each names its URL).
+        failures: Vec<ClientError>,
+    },
+}
+
+fn each_line(failures: &[ClientError]) -> String {
+    failures.iter().map(|e| format!("\n  - {e}")).collect()
 }
 
 fn code_name(code: Option<ErrorCode>) -> String {
@@ -152,6 +176,7 @@ impl ClientError {
             ClientError::Connect { .. }
                 | ClientError::Timeout { .. }
                 | ClientError::Transport { .. }
+                | ClientError::AllServersFailed { .. }
         )
     }
 
@@ -210,6 +235,20 @@ pub(crate) fn reason(e: &reqwest::Error) -> String {
     match std::error::Error::source(e) {
         Some(inner) => chain(inner),
         None => e.to_string(),
+    }
+}
+
+/// How a request that got no answer failed, for the failover rules: a connection that could
+/// not be made is [`Failure::NotSent`]; TLS failures and requests that could not be built are
+/// [`Failure::Final`] (another server would not cure them); the rest (closed, reset, timed
+/// out once sent) is [`Failure::Lost`].
+pub(crate) fn failure_of(e: &reqwest::Error) -> Failure {
+    if is_tls(e) || e.is_builder() || e.is_redirect() {
+        Failure::Final
+    } else if e.is_connect() {
+        Failure::NotSent
+    } else {
+        Failure::Lost
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `credentials.rs`: token and certificate resolution (flags, `TAPELOG_*`, the data
 //!   directory's admin token).
 //! - `error.rs`: [`ClientError`].
+//! - `failover.rs`: [`Failover`], and the rules a call follows through several servers.
 //! - `lines.rs`: JSON lines out of network chunks, bounded.
 //! - `streamer.rs`, `emitter.rs`: the adapters.
 //!
@@ -27,6 +28,20 @@
 //! that is gone, refusing the new connection or closing it too, is
 //! [`ClientError::Connect`], naming the address.
 //!
+//! A client may be given several servers ([`ClientConfig::replicas`]): replicas of one
+//! service, `tapelog serve` processes that share one storage. Calls go to the server that
+//! answered last (the first given, at the start). A call that fails there goes on to the next
+//! server when it surely was not applied (the connection could not be made, or the server
+//! answered 503: it is shutting down and handled nothing), and, when it is idempotent, also
+//! when it went out and got no answer (the connection closed or reset, a timeout). A request
+//! that is not sent twice and got no answer ends with its error as above; the server is
+//! passed over, so the caller's recovery (a resume) goes to the next one. Any other answer
+//! ends the call. With several servers a call makes up to [`Failover::rounds`] passes over
+//! them, pausing between passes; when all are used up, [`ClientError::AllServersFailed`]
+//! names every server and what it said. With one server a call behaves as without failover.
+//! The session writer's recovery ([`RemoteStreamer`]) thereby resumes an upload through the
+//! next replica, which opens it from the shared storage. (`failover.rs`: the rules.)
+//!
 //! Depends on `tapelog-core`, `tapelog-api`, `tapelog-audit`, `tapelog-session` and
 //! `tapelog-store` (no cloud features).
 #![warn(missing_docs)]
@@ -35,6 +50,7 @@
 mod credentials;
 mod emitter;
 mod error;
+mod failover;
 mod lines;
 mod streamer;
 
@@ -55,9 +71,12 @@ use tapelog_api::{
 };
 use tapelog_audit::{SearchQuery, SessionQuery};
 
+use failover::{Failure, Replay, Rotation, moves_on};
+
 pub use credentials::{CredentialOptions, Credentials, Token, TokenSource};
 pub use emitter::RemoteEmitter;
 pub use error::ClientError;
+pub use failover::Failover;
 pub use lines::{LineSplitter, LineTooLong, MAX_LINE};
 pub use streamer::{RemoteStream, RemoteStreamConfig, RemoteStreamer};
 
@@ -91,35 +110,60 @@ pub struct Download {
 /// How a [`Client`] connects.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The server's base URL (`http://127.0.0.1:7450`, `https://host:7450`).
-    pub server: String,
-    /// What it proves itself with.
+    /// The servers' base URLs (`http://127.0.0.1:7450`, `https://host:7450`): one, or several
+    /// replicas of one service that a call fails over between ([`Failover`]).
+    pub servers: Vec<String>,
+    /// What it proves itself with (the same to every server).
     pub credentials: Credentials,
     /// Bound on establishing a connection (TCP and TLS).
     pub connect_timeout: Duration,
     /// Bound on a call with a bounded answer (streamed answers are bounded per read instead).
     pub request_timeout: Duration,
+    /// How a call goes through several servers.
+    pub failover: Failover,
 }
 
 impl ClientConfig {
     /// Defaults (5 s to connect, 60 s per call) for `server` with `credentials`.
     pub fn new(server: &str, credentials: Credentials) -> ClientConfig {
+        ClientConfig::replicas(&[server], credentials)
+    }
+
+    /// Defaults (5 s to connect, 60 s per call, [`Failover::default`]) for the replicas
+    /// `servers`, tried in this order, with `credentials`.
+    pub fn replicas<S: AsRef<str>>(servers: &[S], credentials: Credentials) -> ClientConfig {
         ClientConfig {
-            server: server.to_string(),
+            servers: servers.iter().map(|s| s.as_ref().to_string()).collect(),
             credentials,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
+            failover: Failover::default(),
         }
     }
 }
 
-/// A client of `tapelog serve`; cheap to clone (one connection pool).
+/// A client of `tapelog serve` (of one server, or of several replicas it fails over
+/// between); cheap to clone (one connection pool per server, and the server calls start at,
+/// are shared by the clones).
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// The servers, in the order given.
+    servers: Vec<Endpoint>,
+    /// Which server a call starts at.
+    rotation: Rotation,
+    failover: Failover,
+    /// `Bearer TOKEN`, marked sensitive.
+    auth: Option<HeaderValue>,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// One server.
+struct Endpoint {
     http: reqwest::Client,
     /// The same settings with no pool: every request on a new connection (for the second
     /// copy of a request whose kept-alive connection was closed, and to check whether the
@@ -127,26 +171,29 @@ struct Inner {
     fresh: reqwest::Client,
     /// The base URL without a trailing `/`.
     base: String,
-    /// `Bearer TOKEN`, marked sensitive.
-    auth: Option<HeaderValue>,
-    request_timeout: Duration,
-    connect_timeout: Duration,
 }
 
-/// Whether a request may be sent again, on a new connection, when the kept-alive connection
-/// it went out on turns out closed before the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Replay {
-    /// Idempotent: a second copy has the effect the first would have had alone.
-    Safe,
-    /// A second copy could be applied on top of the first: never sent twice.
-    Never,
+impl Endpoint {
+    fn url(&self, path: &str, query: &Query) -> Result<reqwest::Url, ClientError> {
+        let text = format!("{}{}", self.base, path);
+        let mut url = reqwest::Url::parse(&text).map_err(|e| ClientError::InvalidUrl {
+            url: text.clone(),
+            reason: e.to_string(),
+        })?;
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in query {
+                pairs.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("server", &self.inner.base)
+            .field("servers", &self.servers())
             .field("token", &self.inner.auth.is_some())
             .finish()
     }
@@ -155,36 +202,47 @@ impl std::fmt::Debug for Client {
 /// Query parameters.
 type Query = Vec<(&'static str, String)>;
 
-impl Client {
-    /// A client of `config.server`. Checks the URL and loads the certificates; connects only
-    /// on the first call.
-    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
-        let server = config.server.trim();
-        let url = reqwest::Url::parse(server).map_err(|e| ClientError::InvalidUrl {
+/// A base URL checked: http or https, no query or user info. Whether it names this machine.
+fn check_server(server: &str) -> Result<bool, ClientError> {
+    let url = reqwest::Url::parse(server).map_err(|e| ClientError::InvalidUrl {
+        url: server.to_string(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ClientError::InvalidUrl {
             url: server.to_string(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
+            reason: format!("the scheme {:?} is not http or https", url.scheme()),
+        });
+    }
+    if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(ClientError::InvalidUrl {
+            url: server.to_string(),
+            reason:
+                "it has a query or user info; give credentials with --token-file or a certificate"
+                    .into(),
+        });
+    }
+    Ok(match url.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    })
+}
+
+impl Client {
+    /// A client of `config.servers`. Checks the URLs and loads the certificates; connects
+    /// only on the first call.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        if config.servers.is_empty() {
             return Err(ClientError::InvalidUrl {
-                url: server.to_string(),
-                reason: format!("the scheme {:?} is not http or https", url.scheme()),
+                url: String::new(),
+                reason: "no server given".into(),
             });
         }
-        if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
-            return Err(ClientError::InvalidUrl {
-                url: server.to_string(),
-                reason: "it has a query or user info; give credentials with --token-file or a certificate".into(),
-            });
-        }
-        let loopback = match url.host_str() {
-            Some("localhost") => true,
-            Some(h) => h
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback()),
-            None => false,
-        };
         let creds = &config.credentials;
         let certs = match &creds.ca_pem {
             Some(ca) => {
@@ -208,30 +266,38 @@ impl Client {
             })?),
             None => None,
         };
-        let build = |pooled: bool| {
-            let mut builder = reqwest::Client::builder()
-                .connect_timeout(config.connect_timeout)
-                .read_timeout(config.request_timeout)
-                .tcp_nodelay(true);
-            if !pooled {
-                builder = builder.pool_max_idle_per_host(0);
-            }
-            if loopback {
-                // A proxy from the environment must not intercept a server on this machine.
-                builder = builder.no_proxy();
-            }
-            if let Some(certs) = &certs {
-                builder = builder.tls_certs_only(certs.clone());
-            }
-            if let Some(id) = &identity {
-                builder = builder.identity(id.clone());
-            }
-            builder
-                .build()
-                .map_err(|e| ClientError::Credentials(format!("setting up TLS for {server}: {e}")))
-        };
-        let http = build(true)?;
-        let fresh = build(false)?;
+        let mut servers = Vec::with_capacity(config.servers.len());
+        for server in &config.servers {
+            let server = server.trim();
+            let loopback = check_server(server)?;
+            let build = |pooled: bool| {
+                let mut builder = reqwest::Client::builder()
+                    .connect_timeout(config.connect_timeout)
+                    .read_timeout(config.request_timeout)
+                    .tcp_nodelay(true);
+                if !pooled {
+                    builder = builder.pool_max_idle_per_host(0);
+                }
+                if loopback {
+                    // A proxy from the environment must not intercept a server on this machine.
+                    builder = builder.no_proxy();
+                }
+                if let Some(certs) = &certs {
+                    builder = builder.tls_certs_only(certs.clone());
+                }
+                if let Some(id) = &identity {
+                    builder = builder.identity(id.clone());
+                }
+                builder.build().map_err(|e| {
+                    ClientError::Credentials(format!("setting up TLS for {server}: {e}"))
+                })
+            };
+            servers.push(Endpoint {
+                http: build(true)?,
+                fresh: build(false)?,
+                base: server.trim_end_matches('/').to_string(),
+            });
+        }
         let auth = match &creds.token {
             Some((token, source)) => {
                 let mut v =
@@ -247,9 +313,9 @@ impl Client {
         };
         Ok(Client {
             inner: Arc::new(Inner {
-                http,
-                fresh,
-                base: server.trim_end_matches('/').to_string(),
+                rotation: Rotation::new(servers.len()),
+                servers,
+                failover: config.failover,
                 auth,
                 request_timeout: config.request_timeout,
                 connect_timeout: config.connect_timeout,
@@ -257,29 +323,23 @@ impl Client {
         })
     }
 
-    /// The server's base URL.
+    /// The base URL of the server calls go to first: the one that answered last (the first
+    /// one given, before any answer).
     pub fn server(&self) -> &str {
-        &self.inner.base
+        let i = self.inner.rotation.current();
+        &self.inner.servers[i.min(self.inner.servers.len() - 1)].base
     }
 
-    fn url(&self, path: &str, query: &Query) -> Result<reqwest::Url, ClientError> {
-        let text = format!("{}{}", self.inner.base, path);
-        let mut url = reqwest::Url::parse(&text).map_err(|e| ClientError::InvalidUrl {
-            url: text.clone(),
-            reason: e.to_string(),
-        })?;
-        if !query.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in query {
-                pairs.append_pair(k, v);
-            }
-        }
-        Ok(url)
+    /// Every server's base URL, in the order given.
+    pub fn servers(&self) -> Vec<&str> {
+        self.inner.servers.iter().map(|e| e.base.as_str()).collect()
     }
 
-    /// Sends a request; an answer that is not 2xx becomes [`ClientError::Api`]. When the
-    /// connection it went out on is closed before the answer, a [`Replay::Safe`] request
-    /// is sent once more on a new connection; see the module documentation.
+    /// Sends a request; an answer that is not 2xx becomes [`ClientError::Api`]. With several
+    /// servers, a call that fails on one goes on to the next as the failover rules say
+    /// (`failover.rs`); when a pass over all of them found none that would do, and the
+    /// passes are used up, [`ClientError::AllServersFailed`] names what each said. With one
+    /// server, its error is the call's.
     async fn send(
         &self,
         method: Method,
@@ -289,29 +349,121 @@ impl Client {
         streamed: bool,
         replay: Replay,
     ) -> Result<(String, Response), ClientError> {
-        let url = self.url(path, &query)?;
+        let (_, url, resp) = self
+            .send_via(method, path, query, body, streamed, replay, None)
+            .await?;
+        Ok((url, resp))
+    }
+
+    /// [`send`](Self::send), also saying which server answered. With `holder` (the server
+    /// a recording stream was open on), each pass starts there, and a 503 from it ends the
+    /// call instead of going on: a server shutting down closes its streams, uploading what
+    /// they hold, before it exits, and resuming the upload elsewhere meanwhile would race
+    /// that last part. Once the holder is unreachable the call goes on as usual.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_via(
+        &self,
+        method: Method,
+        path: &str,
+        query: Query,
+        body: Option<(&'static str, Bytes)>,
+        streamed: bool,
+        replay: Replay,
+        holder: Option<usize>,
+    ) -> Result<(usize, String, Response), ClientError> {
+        let inner = &self.inner;
+        let rounds = inner.failover.rounds_for(inner.servers.len());
+        let mut failures = Vec::new();
+        for round in 0..rounds {
+            let pause = inner.failover.pause_before(round);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            failures.clear();
+            let order: Vec<usize> = match holder {
+                Some(h) => inner.rotation.order_from(h).collect(),
+                None => inner.rotation.order().collect(),
+            };
+            for i in order {
+                let server = &inner.servers[i];
+                match self
+                    .send_to(server, &method, path, &query, &body, streamed, replay)
+                    .await
+                {
+                    Ok((url, resp)) => {
+                        inner.rotation.answered(i);
+                        return Ok((i, url, resp));
+                    }
+                    Err((error, failure)) => {
+                        let held_here = holder == Some(i) && failure == Failure::Unavailable;
+                        if failure != Failure::Final && !held_here {
+                            inner.rotation.failed(i);
+                        }
+                        if inner.servers.len() == 1 || held_here || !moves_on(failure, replay) {
+                            return Err(error);
+                        }
+                        failures.push(error);
+                    }
+                }
+            }
+        }
+        Err(ClientError::AllServersFailed {
+            method: method.as_str().to_string(),
+            path: path.to_string(),
+            rounds,
+            failures,
+        })
+    }
+
+    /// A request to one server; its error and how it failed (`failover.rs`). When the
+    /// connection it went out on is closed before the answer, a [`Replay::Safe`] request
+    /// is sent once more on a new connection; see the module documentation.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_to(
+        &self,
+        server: &Endpoint,
+        method: &Method,
+        path: &str,
+        query: &Query,
+        body: &Option<(&'static str, Bytes)>,
+        streamed: bool,
+        replay: Replay,
+    ) -> Result<(String, Response), (ClientError, Failure)> {
+        let url = server.url(path, query).map_err(|e| (e, Failure::Final))?;
         // Messages name the endpoint; the query would only make them longer.
-        let shown = format!("{}{}", self.inner.base, path);
+        let shown = format!("{}{}", server.base, path);
         let m = method.as_str();
         let first = self
-            .attempt(&self.inner.http, &method, &url, &body, streamed)
+            .attempt(&server.http, method, &url, body, streamed)
             .await;
         let mut resp = match first {
             Ok(resp) => resp,
             Err(e) if !error::is_closed_connection(&e) => {
-                return Err(ClientError::from_reqwest(m, &shown, &e));
+                return Err((
+                    ClientError::from_reqwest(m, &shown, &e),
+                    error::failure_of(&e),
+                ));
             }
             Err(e) => {
                 let closed = error::reason(&e);
                 if replay == Replay::Never {
-                    return Err(self.not_sent_again(m, &shown, &closed).await);
+                    let error = self.not_sent_again(server, m, &shown, &closed).await;
+                    return Err((error, Failure::Lost));
                 }
                 match self
-                    .attempt(&self.inner.fresh, &method, &url, &body, streamed)
+                    .attempt(&server.fresh, method, &url, body, streamed)
                     .await
                 {
                     Ok(resp) => resp,
-                    Err(e) => return Err(gone_or(m, &shown, &closed, &e)),
+                    Err(e) => {
+                        let failure = match error::failure_of(&e) {
+                            Failure::Final => Failure::Final,
+                            // The first copy went out: the second not being sent does not
+                            // make the request one that was surely not applied.
+                            _ => Failure::Lost,
+                        };
+                        return Err((gone_or(m, &shown, &closed, &e), failure));
+                    }
                 }
             }
         };
@@ -320,7 +472,15 @@ impl Client {
             let body = read_bounded(&mut resp, MAX_ERROR_ANSWER, m, &shown, true)
                 .await
                 .unwrap_or_default();
-            return Err(ClientError::from_answer(m, &shown, status.as_u16(), &body));
+            let failure = if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                Failure::Unavailable
+            } else {
+                Failure::Final
+            };
+            return Err((
+                ClientError::from_answer(m, &shown, status.as_u16(), &body),
+                failure,
+            ));
         }
         Ok((shown, resp))
     }
@@ -353,11 +513,16 @@ impl Client {
     /// the answer (`closed` says how). A new connection to `/healthz` tells a server that
     /// is gone ([`ClientError::Connect`]) from one that is there again, or still there
     /// ([`ClientError::Transport`], saying that the request may have been applied).
-    async fn not_sent_again(&self, method: &str, url: &str, closed: &str) -> ClientError {
-        let probe = self
-            .inner
+    async fn not_sent_again(
+        &self,
+        server: &Endpoint,
+        method: &str,
+        url: &str,
+        closed: &str,
+    ) -> ClientError {
+        let probe = server
             .fresh
-            .get(format!("{}/healthz", self.inner.base))
+            .get(format!("{}/healthz", server.base))
             .timeout(self.inner.connect_timeout)
             .send()
             .await;
@@ -388,13 +553,33 @@ impl Client {
         body: Option<(&'static str, Bytes)>,
         replay: Replay,
     ) -> Result<T, ClientError> {
+        Ok(self
+            .json_via(method, path, query, body, replay, None)
+            .await?
+            .0)
+    }
+
+    /// [`json`](Self::json) through [`send_via`](Self::send_via): the answer and the server
+    /// that gave it.
+    async fn json_via<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Query,
+        body: Option<(&'static str, Bytes)>,
+        replay: Replay,
+        holder: Option<usize>,
+    ) -> Result<(T, usize), ClientError> {
         let m = method.as_str().to_string();
-        let (url, mut resp) = self.send(method, path, query, body, false, replay).await?;
+        let (server, url, mut resp) = self
+            .send_via(method, path, query, body, false, replay, holder)
+            .await?;
         let bytes = read_bounded(&mut resp, MAX_JSON_ANSWER, &m, &url, false).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
             url,
             reason: format!("not the JSON expected: {e}"),
-        })
+        })?;
+        Ok((value, server))
     }
 
     /// `GET /healthz`: `Ok` when the server answers 200. Retried once on a new connection
@@ -472,13 +657,23 @@ impl Client {
     /// Never sent twice: every copy creates another upload, and the one the first copy made
     /// would stay open on the server with nobody writing to it.
     pub async fn create_stream(&self, session_id: &str) -> Result<StreamStatusBody, ClientError> {
+        Ok(self.create_stream_at(session_id).await?.0)
+    }
+
+    /// [`create_stream`](Self::create_stream), and the index of the server the stream is
+    /// open on.
+    pub(crate) async fn create_stream_at(
+        &self,
+        session_id: &str,
+    ) -> Result<(StreamStatusBody, usize), ClientError> {
         let body = Self::stream_request(session_id)?;
-        self.json(
+        self.json_via(
             Method::POST,
             "/v1/streams",
             Vec::new(),
             Some(body),
             Replay::Never,
+            None,
         )
         .await
     }
@@ -489,15 +684,37 @@ impl Client {
     /// Retried once on a new connection when its kept-alive one was closed: the API makes a
     /// resume idempotent (resuming a stream that is open closes it first, then reads back
     /// what the store holds), so a second copy ends in the state the first would have.
+    ///
+    /// With several servers it goes to the one that answered last, and on as any idempotent
+    /// call; [`RemoteStreamer`] instead starts at the server the stream was open on, and
+    /// waits while that one answers 503 (see `send_via`).
     pub async fn resume_stream(
         &self,
         upload_id: &str,
         session_id: &str,
     ) -> Result<StreamStatusBody, ClientError> {
+        Ok(self.resume_stream_at(upload_id, session_id, None).await?.0)
+    }
+
+    /// [`resume_stream`](Self::resume_stream) starting at `holder`, the server the stream
+    /// was open on (a 503 from it ends the call), and the index of the server that resumed it.
+    pub(crate) async fn resume_stream_at(
+        &self,
+        upload_id: &str,
+        session_id: &str,
+        holder: Option<usize>,
+    ) -> Result<(StreamStatusBody, usize), ClientError> {
         let body = Self::stream_request(session_id)?;
         let path = format!("/v1/streams/{}/resume", segment(upload_id)?);
-        self.json(Method::POST, &path, Vec::new(), Some(body), Replay::Safe)
-            .await
+        self.json_via(
+            Method::POST,
+            &path,
+            Vec::new(),
+            Some(body),
+            Replay::Safe,
+            holder,
+        )
+        .await
     }
 
     /// `POST /v1/streams/{upload_id}/records`: records framed as in a recording part (4-byte

@@ -12,8 +12,13 @@
 //!
 //! Failures are sorted the way the writer reacts ([`StreamFailure`]):
 //! - the server unreachable, a dropped connection, 5xx, 429, and 404 on an open stream (the
-//!   server restarted and does not know it): `Transient`: the writer resumes the upload,
-//!   which opens it on the (new) server, and replays what the status did not confirm. A
+//!   server restarted and does not know it), and every replica failing
+//!   ([`ClientError::AllServersFailed`]): `Transient`: the writer resumes the upload, which
+//!   opens it on the (new) server, and replays what the status did not confirm. With
+//!   several replicas the resume starts at the server the stream was open on and goes on to
+//!   the next one once that one is unreachable (not while it answers 503: shutting down, it
+//!   still uploads what the stream holds); the next opens the upload from the storage they
+//!   share. A
 //!   failed batch also closes the status channel so that an idle writer notices;
 //! - 401/403, 409 (being completed elsewhere), an invalid id, TLS failures, and 404 on
 //!   resume (the upload is gone): `Unrecoverable`;
@@ -23,6 +28,7 @@
 //!   counted ([`RemoteStreamer::refused_records`]): one bad record never takes its
 //!   neighbours with it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -63,6 +69,9 @@ pub struct RemoteStreamer {
     client: Client,
     config: RemoteStreamConfig,
     refused: Arc<AtomicU64>,
+    /// The server (index in the client's list) each upload's stream was last open on, until
+    /// it is completed: a resume starts there (see `Client::resume_stream_at`).
+    holders: Holders,
     /// Stamps the streams' statuses (the system clock unless [`RemoteStreamer::with_clock`]).
     clock: SharedClock,
 }
@@ -74,6 +83,7 @@ impl RemoteStreamer {
             client,
             config,
             refused: Arc::new(AtomicU64::new(0)),
+            holders: Holders::default(),
             clock: tapelog_audit::clock::system(),
         }
     }
@@ -95,12 +105,14 @@ impl RemoteStreamer {
         self.refused.load(Ordering::Relaxed)
     }
 
-    fn open(&self, status: StreamStatusBody) -> Box<dyn SessionStream> {
+    fn open(&self, status: StreamStatusBody, server: usize) -> Box<dyn SessionStream> {
+        self.holders.set(&status.upload_id, server);
         Box::new(RemoteStream::start(
             self.client.clone(),
             status,
             self.config,
             self.refused.clone(),
+            self.holders.clone(),
             self.clock.clone(),
         ))
     }
@@ -112,12 +124,12 @@ impl AuditStreamer for RemoteStreamer {
         session_id: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn SessionStream>, StreamFailure>> {
         Box::pin(async move {
-            let status = self
+            let (status, server) = self
                 .client
-                .create_stream(session_id)
+                .create_stream_at(session_id)
                 .await
                 .map_err(|e| classify(e, Call::Open))?;
-            Ok(self.open(status))
+            Ok(self.open(status, server))
         })
     }
 
@@ -127,13 +139,32 @@ impl AuditStreamer for RemoteStreamer {
         upload_id: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn SessionStream>, StreamFailure>> {
         Box::pin(async move {
-            let status = self
+            let holder = self.holders.get(upload_id);
+            let (status, server) = self
                 .client
-                .resume_stream(upload_id, session_id)
+                .resume_stream_at(upload_id, session_id, holder)
                 .await
                 .map_err(|e| classify(e, Call::Open))?;
-            Ok(self.open(status))
+            Ok(self.open(status, server))
         })
+    }
+}
+
+/// Upload id → the index of the server its stream was last open on.
+#[derive(Clone, Default)]
+struct Holders(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Holders {
+    fn set(&self, upload_id: &str, server: usize) {
+        lock(&self.0).insert(upload_id.to_string(), server);
+    }
+
+    fn get(&self, upload_id: &str) -> Option<usize> {
+        lock(&self.0).get(upload_id).copied()
+    }
+
+    fn forget(&self, upload_id: &str) {
+        lock(&self.0).remove(upload_id);
     }
 }
 
@@ -152,7 +183,8 @@ fn classify(e: ClientError, call: Call) -> StreamFailure {
         ClientError::Connect { .. }
         | ClientError::Timeout { .. }
         | ClientError::Transport { .. }
-        | ClientError::BadAnswer { .. } => true,
+        | ClientError::BadAnswer { .. }
+        | ClientError::AllServersFailed { .. } => true,
         ClientError::Api { status, code, .. } => match (status, code) {
             (_, Some(ErrorCode::InvalidId)) => false,
             (404, _) => call == Call::OnStream,
@@ -213,6 +245,7 @@ struct Shared {
     /// A record was added to an empty batch.
     queued: Notify,
     refused: Arc<AtomicU64>,
+    holders: Holders,
     clock: SharedClock,
 }
 
@@ -234,6 +267,7 @@ impl RemoteStream {
         status: StreamStatusBody,
         config: RemoteStreamConfig,
         refused: Arc<AtomicU64>,
+        holders: Holders,
         clock: SharedClock,
     ) -> RemoteStream {
         let (tx, rx) = watch::channel(to_status(&status, &clock));
@@ -249,6 +283,7 @@ impl RemoteStream {
             status: Mutex::new(Some(tx)),
             queued: Notify::new(),
             refused,
+            holders,
             clock,
         });
         let flusher = tokio::spawn(flush_after_delay(shared.clone()));
@@ -391,7 +426,7 @@ impl Shared {
             self.client
                 .complete_stream(&self.upload_id)
                 .await
-                .map(|_| ())
+                .map(|_| self.holders.forget(&self.upload_id))
         } else {
             self.client
                 .close_stream(&self.upload_id)

@@ -156,11 +156,18 @@ pub type EmitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), EmitError>> + S
 pub trait DynEmitter: Send + Sync + 'static {
     /// Emits one event.
     fn emit_boxed(&self, event: AuditEvent) -> EmitFuture<'_>;
+
+    /// Emits several events ([`Emitter::emit_batch`]).
+    fn emit_batch_boxed(&self, events: Vec<AuditEvent>) -> EmitFuture<'_>;
 }
 
 impl<E: Emitter> DynEmitter for E {
     fn emit_boxed(&self, event: AuditEvent) -> EmitFuture<'_> {
         Box::pin(self.emit(event))
+    }
+
+    fn emit_batch_boxed(&self, events: Vec<AuditEvent>) -> EmitFuture<'_> {
+        Box::pin(self.emit_batch(events))
     }
 }
 
@@ -170,6 +177,13 @@ pub type BoxEmitter = Arc<dyn DynEmitter>;
 impl Emitter for BoxEmitter {
     fn emit(&self, event: AuditEvent) -> impl Future<Output = Result<(), EmitError>> + Send {
         (**self).emit_boxed(event)
+    }
+
+    fn emit_batch(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> impl Future<Output = Result<(), EmitError>> + Send {
+        (**self).emit_batch_boxed(events)
     }
 }
 

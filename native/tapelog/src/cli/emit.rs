@@ -1,12 +1,13 @@
 //! `tapelog emit`: Teleport JSON events, one per line, into the file audit log through the
-//! checking rules.
+//! checking rules, or (`--server`) into a `tapelog serve`'s audit log, which applies them.
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use tapelog_audit::emit::{CheckingEmitter, EmitError, Emitter};
+use tapelog_audit::emit::{BoxEmitter, CheckingEmitter, EmitError, Emitter};
 use tapelog_audit::{Durability, MultiLog, OpenOptions, default_server_id};
+use tapelog_client::RemoteEmitter;
 use tapelog_core::AuditEvent;
 
 use super::CliError;
@@ -63,10 +64,16 @@ impl DataDirArgs {
 pub struct EmitArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
-    /// This server's directory name under `DIR/log/` (default: the host name).
+    /// With `--server`: send the events to that `tapelog serve` (one request per event; the
+    /// server checks them and fills uid, time and its own cluster name) instead of the data
+    /// directory. With several servers an event goes on to the next only when the one tried
+    /// surely did not take it (unreachable, 503): it is never sent twice.
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// This server's directory name under `DIR/log/` (default: the host name; local only).
     #[arg(long, env = "TAPELOG_SERVER_ID", value_name = "ID")]
     pub server_id: Option<String>,
-    /// Cluster name set on events that have none.
+    /// Cluster name set on events that have none (local only: a server sets its own).
     #[arg(
         long,
         env = "TAPELOG_CLUSTER_NAME",
@@ -74,15 +81,17 @@ pub struct EmitArgs {
         value_name = "NAME"
     )]
     pub cluster_name: String,
-    /// When an event counts as stored.
+    /// When an event counts as stored (local only: a server has its own setting).
     #[arg(long, value_enum, default_value = "write")]
     pub durability: DurabilityArg,
     /// The events, one JSON object per line (`-` or nothing for standard input).
     pub input: Option<PathBuf>,
 }
 
-/// Events stored together at most (one database statement).
+/// Events stored together at most (one database statement, one request to a server).
 const BATCH: usize = 500;
+/// Input bytes stored together at most (a server takes 16 MiB per request by default).
+const BATCH_BYTES: usize = 4 << 20;
 
 /// Reads one line of at most `max` bytes into `buf` (without the newline). `Ok(None)` at the
 /// end of input; `Ok(Some(false))` when the line was longer (its bytes are dropped).
@@ -120,21 +129,25 @@ fn read_bounded_line(
 
 /// Runs `tapelog emit`.
 pub async fn run(a: EmitArgs) -> Result<(), CliError> {
-    let server_id = a.server_id.unwrap_or_else(default_server_id);
-    let logs = MultiLog::open(
-        &a.data.audit_uris(),
-        &OpenOptions {
-            data_dir: a.data.data_dir.clone(),
-            server_id,
-            durability: match a.durability {
-                DurabilityArg::Write => Durability::Write,
-                DurabilityArg::Fsync => Durability::Fsync,
-            },
-            metrics: tapelog_audit::metrics::Metrics::shared(),
-        },
-    )
-    .await?;
-    let emitter = CheckingEmitter::new(logs, &a.cluster_name);
+    // Where events go: a server (`--server`), else the logs of `--audit` (default: the file
+    // log under --data-dir). Checked here either way, so that each event has its uid before
+    // it is sent (a database stores a resent event once).
+    let sink: BoxEmitter = match a.remote.client(Some(&a.data.data_dir))? {
+        Some(client) => std::sync::Arc::new(RemoteEmitter::new(client)),
+        None => {
+            let options = OpenOptions {
+                data_dir: a.data.data_dir.clone(),
+                server_id: a.server_id.unwrap_or_else(default_server_id),
+                durability: match a.durability {
+                    DurabilityArg::Write => Durability::Write,
+                    DurabilityArg::Fsync => Durability::Fsync,
+                },
+                metrics: tapelog_audit::metrics::Metrics::shared(),
+            };
+            std::sync::Arc::new(MultiLog::open(&a.data.audit_uris(), &options).await?)
+        }
+    };
+    let emitter = CheckingEmitter::new(sink, &a.cluster_name);
 
     let (name, source): (String, Box<dyn std::io::Read>) = match &a.input {
         None => ("standard input".into(), Box::new(std::io::stdin())),
@@ -152,6 +165,7 @@ pub async fn run(a: EmitArgs) -> Result<(), CliError> {
     // for a database) when BATCH are waiting or when the input has nothing more buffered, so
     // that a slow pipe's events are stored as they come.
     let mut pending: Vec<AuditEvent> = Vec::new();
+    let mut pending_bytes = 0usize;
     let mut first_pending_line = 0u64;
 
     let (mut accepted, mut rejected) = (0u64, 0u64);
@@ -197,6 +211,7 @@ pub async fn run(a: EmitArgs) -> Result<(), CliError> {
                     first_pending_line = line_no;
                 }
                 pending.push(event);
+                pending_bytes += text.len();
             }
             Err(EmitError::Invalid { reason, .. }) => {
                 eprintln!("line {line_no}: {reason}");
@@ -209,8 +224,9 @@ pub async fn run(a: EmitArgs) -> Result<(), CliError> {
                 });
             }
         }
-        if pending.len() >= BATCH || input.buffer().is_empty() {
+        if pending.len() >= BATCH || pending_bytes >= BATCH_BYTES || input.buffer().is_empty() {
             let n = pending.len() as u64;
+            pending_bytes = 0;
             if let Err(e) = emitter.emit_batch(std::mem::take(&mut pending)).await {
                 eprintln!("accepted {accepted}, rejected {rejected}");
                 return Err(CliError::Emit {

@@ -24,7 +24,8 @@ pub struct RecordArgs {
     pub data: DataDirArgs,
     /// With `--server`: record through that `tapelog serve` (its store and audit log)
     /// instead of into the data directory. If the server restarts during the session, the
-    /// recording resumes on it and nothing is lost.
+    /// recording resumes on it and nothing is lost; with several `--server` replicas sharing
+    /// one storage, it resumes through the next one.
     #[command(flatten)]
     pub remote: super::remote::RemoteArgs,
     /// The session id (a UUID); a new random one by default.
@@ -77,7 +78,10 @@ pub async fn run(a: RecordArgs) -> Result<ExitCode, CliError> {
     let (streamer, emitter, play_hint): (Arc<dyn AuditStreamer>, BoxEmitter, String) =
         match a.remote.client(Some(&a.data.data_dir))? {
             Some(client) => {
-                let hint = format!("tapelog play --server {} ", shell_word(client.server()));
+                let mut hint = String::from("tapelog play ");
+                for server in client.servers() {
+                    hint.push_str(&format!("--server {} ", shell_word(server)));
+                }
                 (
                     Arc::new(RemoteStreamer::new(
                         client.clone(),

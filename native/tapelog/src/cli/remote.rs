@@ -14,9 +14,17 @@ const DEFAULT_DATA_DIR: &str = "./tapelog-data";
 #[derive(clap::Args, Clone, Debug)]
 pub struct RemoteArgs {
     /// Work against this `tapelog serve` (`http://HOST:PORT`, `https://HOST:PORT`) instead of
-    /// the local files.
-    #[arg(long, env = "TAPELOG_SERVER", value_name = "URL")]
-    pub server: Option<String>,
+    /// the local files. Repeat it (or separate URLs with commas, also in TAPELOG_SERVER) for
+    /// replicas of one service: a call goes to the one that answered last and fails over to
+    /// the next when a server is unreachable or answers 503 (docs/api.md, "Replicas and
+    /// failover").
+    #[arg(
+        long,
+        env = "TAPELOG_SERVER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub server: Vec<String>,
     /// With `--server`: a file holding the bearer token. Without it the token comes from
     /// TAPELOG_TOKEN, else the file named by TAPELOG_TOKEN_FILE, else `DATA_DIR/admin.token`
     /// (the admin token `tapelog serve` writes when it has no tokens configured) if it exists
@@ -36,12 +44,23 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    /// The client for `--server`, or `None` when no server is given. `data_dir` is where the
-    /// admin token is looked for (`TAPELOG_DATA_DIR` or `./tapelog-data` when `None`).
+    /// The servers of `--server` (or TAPELOG_SERVER), in order, empty items dropped.
+    pub fn servers(&self) -> Vec<&str> {
+        self.server
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// The client for `--server` (failing over between the servers when several are given),
+    /// or `None` when no server is given. `data_dir` is where the admin token is looked for
+    /// (`TAPELOG_DATA_DIR` or `./tapelog-data` when `None`).
     pub fn client(&self, data_dir: Option<&Path>) -> Result<Option<Client>, CliError> {
-        let Some(server) = &self.server else {
+        let servers = self.servers();
+        if servers.is_empty() {
             return Ok(None);
-        };
+        }
         let default_dir = std::env::var_os("TAPELOG_DATA_DIR")
             .filter(|v| !v.is_empty())
             .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from);
@@ -53,7 +72,10 @@ impl RemoteArgs {
             ca: self.ca.clone(),
         };
         let credentials = Credentials::resolve(&opts, data_dir)?;
-        Ok(Some(Client::new(ClientConfig::new(server, credentials))?))
+        Ok(Some(Client::new(ClientConfig::replicas(
+            &servers,
+            credentials,
+        ))?))
     }
 }
 
@@ -171,7 +193,7 @@ impl TeleportArgs {
             return Ok(None);
         };
         check_teleport_addr("--teleport", addr)?;
-        if remote.server.is_some() {
+        if !remote.servers().is_empty() {
             return Err(CliError::Usage(
                 "--teleport reads a Teleport cluster and --server (or TAPELOG_SERVER) a tapelog serve: give one of them".into(),
             ));
@@ -296,5 +318,52 @@ impl Cluster {
         })?;
         out.flush().map_err(write_err)?;
         Ok(temp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    }
+
+    #[test]
+    fn servers_repeat_and_split_on_commas() {
+        let c = Command::try_parse_from([
+            "tapelog",
+            "--server",
+            "http://127.0.0.1:1,http://127.0.0.1:2,",
+            "--server",
+            " http://127.0.0.1:3 ",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.remote.servers(),
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
+        let client = c.remote.client(None).unwrap().unwrap();
+        assert_eq!(
+            client.servers(),
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
+        let bad =
+            Command::try_parse_from(["tapelog", "--server", "http://127.0.0.1:1,ftp://x"]).unwrap();
+        let err = bad.remote.client(None).unwrap_err().to_string();
+        assert!(err.contains("ftp://x"), "{err}");
     }
 }
