@@ -23,6 +23,7 @@ mod forward_teleport;
 mod parallel_export;
 mod play;
 mod playback;
+mod postgres_server;
 mod record;
 mod serve;
 mod session_writer;
