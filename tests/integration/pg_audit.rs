@@ -817,3 +817,89 @@ async fn a_server_on_a_database_serves_the_feed_that_forward_reads() {
     assert_eq!(got, want);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_follows_libpq_sslmodes() {
+    use tapelog_api::tls::certs::CertAuthority;
+    let ca = CertAuthority::new("pg test ca").unwrap();
+    let cert = ca.server(&["127.0.0.1".to_string()]).unwrap();
+    let pg = PgServer::start_private_tls(&cert.cert, &cert.key);
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem().cert).unwrap();
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(
+        &other_file,
+        &CertAuthority::new("other").unwrap().pem().cert,
+    )
+    .unwrap();
+    let with = |opts: &str| format!("{url}?{opts}");
+    // verify-full against the right CA: stored and read over TLS.
+    let root = format!("sslrootcert={}", ca_file.display());
+    let log = PgLog::open(
+        &with(&format!("sslmode=verify-full&{root}")),
+        PgLogConfig::default(),
+    )
+    .await
+    .unwrap();
+    log.emit_batch(logins(3, 0, 1, "tls")).await.unwrap();
+    assert_eq!(all_pages(&log, wide()).await.len(), 3);
+    let encrypted = pg.psql(
+        &db,
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE ssl AND application_name = 'tapelog'",
+    );
+    assert_ne!(encrypted.trim(), "0", "tapelog's connections use TLS");
+    // `require` without a root certificate: encrypted, not verified.
+    assert!(
+        PgLog::open(&with("sslmode=require"), PgLogConfig::default())
+            .await
+            .is_ok()
+    );
+    // Another CA: refused, saying why.
+    let e = PgLog::open(
+        &with(&format!(
+            "sslmode=verify-ca&sslrootcert={}",
+            other_file.display()
+        )),
+        PgLogConfig::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("certificate") || e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    // The name connected to (`localhost`, reaching 127.0.0.1) is not the certificate's:
+    // verify-full refuses, verify-ca (the chain only) accepts.
+    let by_name = url.replacen("127.0.0.1", "localhost", 1);
+    let named = |mode: &str| format!("{by_name}?hostaddr=127.0.0.1&sslmode={mode}&{root}");
+    let e = PgLog::open(&named("verify-full"), PgLogConfig::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("certificate") || e.contains("NotValidForName"),
+        "{e}"
+    );
+    assert!(
+        PgLog::open(&named("verify-ca"), PgLogConfig::default())
+            .await
+            .is_ok()
+    );
+    // No TLS to a server that takes only TLS: refused by the server.
+    assert!(
+        PgLog::open(&with("sslmode=disable"), PgLogConfig::default())
+            .await
+            .is_err()
+    );
+    // verify-ca without a root certificate: a configuration error, before connecting.
+    let e = PgLog::open(&with("sslmode=verify-ca"), PgLogConfig::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs sslrootcert"), "{e}");
+}

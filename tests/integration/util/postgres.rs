@@ -40,6 +40,8 @@ pub struct PgServer {
     child: Mutex<Option<Child>>,
     /// Whether this value owns the cluster (dropping it stops the server, removes the directory).
     private: bool,
+    /// Server settings besides the usual ones (`-c name=value` pairs).
+    extra: Vec<String>,
 }
 
 /// A fresh number for names unique in this process.
@@ -58,10 +60,39 @@ pub fn shared() -> &'static PgServer {
 impl PgServer {
     /// A cluster of its own, e.g. to kill it. Dropping it stops it and removes its directory.
     pub fn start_private() -> PgServer {
-        PgServer::start(true)
+        PgServer::start_with(true, |_| Vec::new())
+    }
+
+    /// A private cluster that speaks TLS only (`hostssl` in `pg_hba.conf`) with this
+    /// certificate chain and key (PEM).
+    pub fn start_private_tls(cert_pem: &str, key_pem: &str) -> PgServer {
+        PgServer::start_with(true, |data| {
+            use std::os::unix::fs::PermissionsExt;
+            for (name, pem) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some((uid, gid)) = owner() {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+                }
+            }
+            let hba = data.join("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            vec!["ssl=on".into()]
+        })
     }
 
     fn start(private: bool) -> PgServer {
+        PgServer::start_with(private, |_| Vec::new())
+    }
+
+    /// A cluster from the template; `prepare` may change its data directory before the first
+    /// start and returns extra settings.
+    fn start_with(private: bool, prepare: impl FnOnce(&Path) -> Vec<String>) -> PgServer {
         let template = template();
         let root = new_dir("cluster");
         let data_dir = root.join("data");
@@ -77,12 +108,14 @@ impl PgServer {
             template.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+        let extra = prepare(&data_dir);
         let server = PgServer {
             port: free_port(),
             root,
             data_dir,
             child: Mutex::new(None),
             private,
+            extra,
         };
         server.launch();
         server
@@ -196,6 +229,7 @@ impl PgServer {
             // Durability stays real; the rest only makes a small test server.
             .args(["-c", "fsync=on", "-c", "synchronous_commit=on"])
             .args(["-c", "shared_buffers=32MB", "-c", "max_connections=200"])
+            .args(self.extra.iter().flat_map(|e| ["-c", e.as_str()]))
             .current_dir(&self.root)
             .process_group(0);
         as_owner(&mut cmd);
