@@ -294,6 +294,8 @@ impl AuditLogger for MultiLog {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
