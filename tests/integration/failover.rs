@@ -41,16 +41,41 @@ use crate::util::serve::ServeProcess;
 /// The one token every replica knows (an admin: records, emits and reads).
 const TOKEN: &str = "failover-admin-token-0123456789";
 
-/// Two replicas' shared storage and their own data directories.
+/// Two replicas' shared storage and database audit log, and their own data directories.
 struct Cluster {
     dir: tempfile::TempDir,
+    /// The audit database every replica writes (`--audit`).
+    audit: String,
 }
 
 impl Cluster {
     fn new() -> Cluster {
         Cluster {
             dir: tempfile::tempdir().unwrap(),
+            audit: crate::util::postgres::shared().create_database(),
         }
+    }
+
+    /// The events of session `sid` in the shared audit database, by type.
+    fn audit_types(&self, sid: &str) -> Vec<String> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let log = tapelog_audit::PgLog::open(&self.audit, Default::default())
+                .await
+                .unwrap();
+            let mut q = SearchQuery::new(
+                Timestamp::from_unix_millis(0),
+                Timestamp::from_unix_millis(32_503_680_000_000), // 3000-01-01
+            );
+            q.limit = 10_000;
+            let page = tapelog_audit::AuditLog::search_events(&log, q)
+                .await
+                .unwrap();
+            page.fields()
+                .filter(|f| f.get_session_id() == sid)
+                .map(|f| f.get_type().to_string())
+                .collect()
+        })
     }
 
     fn storage(&self) -> PathBuf {
@@ -62,9 +87,11 @@ impl Cluster {
     fn replica(&self, name: &str) -> ServeProcess {
         let data = self.dir.path().join(name);
         let storage = self.storage();
+        let audit = self.audit.clone();
         ServeProcess::start(move |c| {
             c.arg("--data-dir")
                 .arg(&data)
+                .args(["--audit", &audit])
                 .arg("--storage")
                 .arg(&storage)
                 .args(["--listen", "127.0.0.1:0", "--completer-interval", "0"])
@@ -344,6 +371,15 @@ fn record_with_two_servers_survives_the_first_being_killed() {
     ]);
     assert!(exported.status.success(), "{}", stderr(&exported));
     assert_eq!(exported.stdout, lines(n));
+    // The session's audit events, emitted through A then B, are in the one database, once.
+    let types = cluster.audit_types(sid);
+    for t in ["session.start", "session.end"] {
+        assert_eq!(
+            types.iter().filter(|x| *x == t).count(),
+            1,
+            "{t} in {types:?}"
+        );
+    }
     drop(b);
 }
 
@@ -444,15 +480,19 @@ fn events_file(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
-/// The users of the `user.login` events `search --json` prints.
+/// The users of the `user.login` events `search --json` prints, sorted: events emitted in the
+/// same millisecond get the same time, and the database orders equal times by event id (as
+/// Teleport's does), not by arrival.
 fn logins(o: &Output) -> Vec<String> {
     assert!(o.status.success(), "search failed: {}", stderr(o));
-    String::from_utf8_lossy(&o.stdout)
+    let mut users: Vec<String> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["event"] == "user.login")
         .map(|v| v["user"].as_str().unwrap().to_string())
-        .collect()
+        .collect();
+    users.sort();
+    users
 }
 
 #[test]
