@@ -6,9 +6,10 @@
 //!    session.start mix, ~400 bytes of JSON each) stored through [`PgLog::insert`] in batches
 //!    of 1000 (what one `POST /v1/events` makes), against a bare binary `COPY events … FROM
 //!    STDIN` of the same rows into the same (truncated) table, in the same run, interleaved,
-//!    medians of `TAPELOG_BENCH_RUNS` (default 3). Ratio insert ÷ COPY; goal ≥ 0.5. Then
+//!    medians of `TAPELOG_BENCH_RUNS` (default 5). Ratio insert ÷ COPY; goal ≥ 0.5. Then
 //!    batches of one (`TAPELOG_BENCH_SINGLE` events, default 2000) as context, and what
-//!    preparing the rows (the events' JSON, ids) costs on its own.
+//!    preparing the rows (the events' JSON, ids) costs on its own, and the insert statement
+//!    alone (from arrays built beforehand) with and without its `ON CONFLICT DO NOTHING`.
 //! 2. **Search pages at 1,000,000 rows** (`TAPELOG_BENCH_ROWS`): rows loaded by COPY, then
 //!    p50/p99 of page 1 (limit 500) and of page 1,000 (its key found by following the keys)
 //!    through [`AuditLog::search_events`], ascending and descending, ~200 samples each.
@@ -113,6 +114,42 @@ fn sample_event(i: u64, step_ms: i64) -> AuditEvent {
         )
     };
     AuditEvent::from_json(&json).unwrap()
+}
+
+const INSERT_PLAIN: &str = "INSERT INTO events \
+    (event_time, event_id, event_type, session_id, event_data) \
+    SELECT t, i, ty, s, d::json FROM unnest(\
+        $1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) AS u(t, i, ty, s, d)";
+const INSERT_CHECKED: &str = tapelog_core::audit::pg::sql::INSERT_BATCH;
+
+/// One batch as the insert's five arrays.
+struct Arrays {
+    times: Vec<time::OffsetDateTime>,
+    ids: Vec<uuid::Uuid>,
+    kinds: Vec<String>,
+    sessions: Vec<uuid::Uuid>,
+    data: Vec<String>,
+}
+
+impl Arrays {
+    fn of(rows: &[Row]) -> Arrays {
+        Arrays {
+            times: rows
+                .iter()
+                .map(|r| {
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.micros) * 1000)
+                        .unwrap()
+                })
+                .collect(),
+            ids: rows.iter().map(|r| uuid::Uuid::from_bytes(r.id)).collect(),
+            kinds: rows.iter().map(|r| r.kind.clone()).collect(),
+            sessions: rows
+                .iter()
+                .map(|r| uuid::Uuid::from_bytes(r.session))
+                .collect(),
+            data: rows.iter().map(|r| r.json.clone()).collect(),
+        }
+    }
 }
 
 /// A row as COPY and the insert store it.
@@ -254,7 +291,14 @@ async fn start_cluster() -> Option<(Cluster, String)> {
     let data = path.join("data");
     let status = as_postgres(&mut Command::new(bin.join("initdb")), ids)
         .current_dir(&path)
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ])
         .arg("--no-sync")
         .arg("-D")
         .arg(&data)
@@ -273,7 +317,13 @@ async fn start_cluster() -> Option<(Cluster, String)> {
         .current_dir(&path)
         .arg("-D")
         .arg(&data)
-        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-k",
+        ])
         .arg(&path)
         .stdout(Stdio::null())
         .stderr(log)
@@ -333,7 +383,7 @@ fn ms(d: Duration) -> f64 {
 async fn ingest(log: &PgLog, raw: &tokio_postgres::Client, bench: bool) {
     let n = env_usize("TAPELOG_BENCH_EVENTS", if bench { 200_000 } else { 3_000 });
     let single = env_usize("TAPELOG_BENCH_SINGLE", if bench { 2_000 } else { 100 });
-    let runs = env_usize("TAPELOG_BENCH_RUNS", 3).max(1);
+    let runs = env_usize("TAPELOG_BENCH_RUNS", 5).max(1);
     println!("== ingest: {n} events, batches of 1000, {runs} runs interleaved, medians");
     let events: Vec<AuditEvent> = (0..n as u64).map(|i| sample_event(i, 3)).collect();
     let t = Instant::now();
@@ -345,51 +395,77 @@ async fn ingest(log: &PgLog, raw: &tokio_postgres::Client, bench: bool) {
         bytes as f64 / n as f64,
         n as f64 / prep.as_secs_f64()
     );
-    let mut copy_rates = Vec::new();
-    let mut insert_rates = Vec::new();
+    // The statement alone, from arrays built before the clock starts: with and without the
+    // conflict check (PgLog::insert's two statements).
+    let arrays: Vec<Arrays> = rows.chunks(1000).map(Arrays::of).collect();
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut ratios = Vec::new();
     for run in 0..runs {
-        raw.batch_execute("TRUNCATE events").await.unwrap();
-        let t = Instant::now();
-        let copied = copy_prepared(raw, &rows).await;
-        let copy_s = t.elapsed().as_secs_f64();
-        assert_eq!(copied, n as u64);
-        raw.batch_execute("TRUNCATE events").await.unwrap();
-        let t = Instant::now();
-        for batch in events.chunks(1000) {
-            log.insert(batch).await.unwrap();
+        let mut secs = [0f64; 4];
+        for (k, s) in secs.iter_mut().enumerate() {
+            raw.batch_execute("TRUNCATE events").await.unwrap();
+            let t = Instant::now();
+            match k {
+                0 => assert_eq!(copy_prepared(raw, &rows).await, n as u64),
+                1 => {
+                    for batch in events.chunks(1000) {
+                        log.insert(batch).await.unwrap();
+                    }
+                }
+                _ => {
+                    let sql = if k == 2 { INSERT_CHECKED } else { INSERT_PLAIN };
+                    let stmt = raw.prepare(sql).await.unwrap();
+                    for a in &arrays {
+                        raw.execute(&stmt, &[&a.times, &a.ids, &a.kinds, &a.sessions, &a.data])
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+            *s = t.elapsed().as_secs_f64();
+            let count: i64 = raw
+                .query_one("SELECT count(*) FROM events", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(count, n as i64);
+            rates[k].push(n as f64 / *s);
         }
-        let insert_s = t.elapsed().as_secs_f64();
-        let count: i64 = raw
-            .query_one("SELECT count(*) FROM events", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(count, n as i64);
+        ratios.push(secs[0] / secs[1]);
         println!(
-            "run {}: COPY {:>9.0} events/s ({:.2} s), PgLog::insert {:>9.0} events/s ({:.2} s)",
+            "run {}: COPY {:.2} s, PgLog::insert {:.2} s (ratio {:.2}); the statement alone: with ON CONFLICT {:.2} s, without {:.2} s",
             run + 1,
-            n as f64 / copy_s,
-            copy_s,
-            n as f64 / insert_s,
-            insert_s
+            secs[0],
+            secs[1],
+            secs[0] / secs[1],
+            secs[2],
+            secs[3]
         );
-        copy_rates.push(n as f64 / copy_s);
-        insert_rates.push(n as f64 / insert_s);
     }
-    let (copy, insert) = (median(copy_rates), median(insert_rates));
-    println!("baseline: binary COPY         {copy:>9.0} events/s");
-    println!("PgLog::insert, batches of 1000 {insert:>9.0} events/s");
+    let [copy, insert, checked, plain] = rates.map(median);
+    println!("baseline: binary COPY            {copy:>9.0} events/s");
+    println!("PgLog::insert, batches of 1000   {insert:>9.0} events/s");
+    println!("  statement alone, ON CONFLICT   {checked:>9.0} events/s");
+    println!("  statement alone, no ON CONFLICT{plain:>9.0} events/s");
     println!(
-        "ratio insert / COPY: {:.2} (goal >= 0.5)",
+        "ratio insert / COPY: {:.2} (median of the runs' ratios; of the medians {:.2}; goal >= 0.5)",
+        median(ratios),
         insert / copy
     );
 
-    // Batches that are there already: the retry path (nothing stored twice).
+    // Batches that are there already: the retry path (its second statement; nothing
+    // stored twice).
     let t = Instant::now();
     for batch in events.chunks(1000).take(20) {
         log.insert(batch).await.unwrap();
     }
     let again = events.len().min(20_000);
+    let count: i64 = raw
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, n as i64, "a batch sent again stored rows twice");
     println!(
         "same batches again (all skipped): {:.0} events/s",
         again as f64 / t.elapsed().as_secs_f64()
@@ -439,7 +515,11 @@ async fn search(log: &PgLog, raw: &tokio_postgres::Client, bench: bool) {
     println!("== search: {total} rows over 10 days, limit 500, {samples} samples a page");
     raw.batch_execute("TRUNCATE events").await.unwrap();
     let t = Instant::now();
-    let copied = copy_rows(raw, (0..total as u64).map(|i| row_of(&sample_event(i, step_ms)))).await;
+    let copied = copy_rows(
+        raw,
+        (0..total as u64).map(|i| row_of(&sample_event(i, step_ms))),
+    )
+    .await;
     assert_eq!(copied, total as u64);
     let load = t.elapsed();
     let t = Instant::now();
@@ -450,7 +530,10 @@ async fn search(log: &PgLog, raw: &tokio_postgres::Client, bench: bool) {
         t.elapsed().as_secs_f64()
     );
     let size: String = raw
-        .query_one("SELECT pg_size_pretty(pg_total_relation_size('events'))", &[])
+        .query_one(
+            "SELECT pg_size_pretty(pg_total_relation_size('events'))",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -508,11 +591,7 @@ fn main() {
         };
         let log = PgLog::open(&uri, PgLogConfig::default()).await.unwrap();
         let raw = raw_client(&uri).await;
-        let version: String = raw
-            .query_one("SELECT version()", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let version: String = raw.query_one("SELECT version()", &[]).await.unwrap().get(0);
         println!("server: {version}");
         if std::env::var("TAPELOG_BENCH_ONLY").as_deref() != Ok("search") {
             ingest(&log, &raw, bench).await;
