@@ -57,6 +57,14 @@ if [ "$("$asciinema_dir/bin/asciinema" --version 2>/dev/null)" != "asciinema 2.4
   "$asciinema_dir/bin/pip" install --quiet --disable-pip-version-check asciinema==2.4.0
 fi
 
+# PostgreSQL 15 from Debian for the PostgreSQL audit back end's tests: they run initdb and
+# postgres from its bin directory themselves (tests/integration/util/postgres.rs, as the
+# `postgres` user when root); the package's own cluster is not used.
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  echo "setup: installing postgresql-15"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
+
 # ---- browser (tapelog-wasm tests, the web player and its Playwright tests) ------------------
 # Chromium and its WebDriver from Debian (wasm-bindgen-cli is installed above); the npm
 # packages of web-demo/ (@xterm/xterm, @xterm/headless, @xterm/addon-serialize,

@@ -25,6 +25,7 @@ mod parallel_export;
 mod pg_audit;
 mod play;
 mod playback;
+mod postgres_server;
 mod record;
 mod serve;
 mod session_writer;

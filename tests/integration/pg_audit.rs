@@ -726,3 +726,180 @@ fn killed_completer_leader_hands_over_and_the_upload_is_completed_once() {
     assert_eq!(uploads, 1, "the upload was completed once");
     drop(b);
 }
+
+fn uids(page: &tapelog_audit::FeedPage) -> Vec<String> {
+    page.events
+        .iter()
+        .map(|e| e.fields.get_id().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_feed_reads_in_arrival_order_and_catches_late_events() {
+    let url = postgres::shared().create_database();
+    let config = PgLogConfig {
+        feed_lag: Duration::ZERO,
+        ..PgLogConfig::default()
+    };
+    let log = PgLog::open(&url, config.clone()).await.unwrap();
+    let early = logins(30, 10_000, 1, "early");
+    log.emit_batch(early.clone()).await.unwrap();
+    let mut key = String::new();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let page = log.feed(&key, 7).await.unwrap();
+        if page.events.is_empty() {
+            assert_eq!(page.next_key, key, "nothing new: the same key");
+            break;
+        }
+        assert!(page.events.len() <= 7);
+        got.extend(uids(&page));
+        key = page.next_key;
+    }
+    let want: Vec<String> = early.iter().map(|e| e.id().to_string()).collect();
+    assert_eq!(got, want);
+    assert!(key.starts_with("p1:"), "{key}");
+    // An event with a time before all of them, stored now: the next read has it (a search by
+    // time would have passed it).
+    let late = logins(1, 0, 1, "late");
+    log.emit_batch(late.clone()).await.unwrap();
+    let page = log.feed(&key, 100).await.unwrap();
+    assert_eq!(uids(&page), [late[0].id()]);
+    // Rows younger than the lag wait.
+    let lagging = PgLog::open(
+        &url,
+        PgLogConfig {
+            feed_lag: Duration::from_secs(3600),
+            ..config
+        },
+    )
+    .await
+    .unwrap();
+    assert!(lagging.feed("", 100).await.unwrap().events.is_empty());
+    // A file log's key is refused, naming it.
+    let e = log.feed("f1:AAAA", 10).await.unwrap_err();
+    assert!(e.to_string().contains("f1:AAAA"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_a_database_serves_the_feed_that_forward_reads() {
+    let url = postgres::shared().create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = serve::config(dir.path());
+    config.audit = vec![url];
+    let server = serve::start(config).await;
+    let events = logins(5, 0, 1, "fed");
+    assert_eq!(post(&server.url(), &events).await.0, 200);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut key = String::new();
+    while got.len() < 5 {
+        assert!(Instant::now() < deadline, "the feed gave {got:?}");
+        let r: serde_json::Value = serve::http()
+            .get(format!("{}/v1/events/feed", server.url()))
+            .bearer_auth(ADMIN)
+            .query(&[("after", key.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for e in r["events"].as_array().unwrap() {
+            got.push(e["uid"].as_str().unwrap().to_string());
+        }
+        key = r["next_key"].as_str().unwrap().to_string();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let want: Vec<String> = events.iter().map(|e| e.id().to_string()).collect();
+    assert_eq!(got, want);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_follows_libpq_sslmodes() {
+    use tapelog_api::tls::certs::CertAuthority;
+    let ca = CertAuthority::new("pg test ca").unwrap();
+    let cert = ca.server(&["127.0.0.1".to_string()]).unwrap();
+    let pg = PgServer::start_private_tls(&cert.cert, &cert.key);
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem().cert).unwrap();
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(
+        &other_file,
+        &CertAuthority::new("other").unwrap().pem().cert,
+    )
+    .unwrap();
+    let with = |opts: &str| format!("{url}?{opts}");
+    // verify-full against the right CA: stored and read over TLS.
+    let root = format!("sslrootcert={}", ca_file.display());
+    let log = PgLog::open(
+        &with(&format!("sslmode=verify-full&{root}")),
+        PgLogConfig::default(),
+    )
+    .await
+    .unwrap();
+    log.emit_batch(logins(3, 0, 1, "tls")).await.unwrap();
+    assert_eq!(all_pages(&log, wide()).await.len(), 3);
+    let encrypted = pg.psql(
+        &db,
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE ssl AND application_name = 'tapelog'",
+    );
+    assert_ne!(encrypted.trim(), "0", "tapelog's connections use TLS");
+    // `require` without a root certificate: encrypted, not verified.
+    assert!(
+        PgLog::open(&with("sslmode=require"), PgLogConfig::default())
+            .await
+            .is_ok()
+    );
+    // Another CA: refused, saying why.
+    let e = PgLog::open(
+        &with(&format!(
+            "sslmode=verify-ca&sslrootcert={}",
+            other_file.display()
+        )),
+        PgLogConfig::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("certificate") || e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    // The name connected to (`localhost`, reaching 127.0.0.1) is not the certificate's:
+    // verify-full refuses, verify-ca (the chain only) accepts.
+    let by_name = url.replacen("127.0.0.1", "localhost", 1);
+    let named = |mode: &str| format!("{by_name}?hostaddr=127.0.0.1&sslmode={mode}&{root}");
+    let e = PgLog::open(&named("verify-full"), PgLogConfig::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("certificate") || e.contains("NotValidForName"),
+        "{e}"
+    );
+    assert!(
+        PgLog::open(&named("verify-ca"), PgLogConfig::default())
+            .await
+            .is_ok()
+    );
+    // No TLS to a server that takes only TLS: refused by the server.
+    assert!(
+        PgLog::open(&with("sslmode=disable"), PgLogConfig::default())
+            .await
+            .is_err()
+    );
+    // verify-ca without a root certificate: a configuration error, before connecting.
+    let e = PgLog::open(&with("sslmode=verify-ca"), PgLogConfig::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs sslrootcert"), "{e}");
+}

@@ -220,6 +220,68 @@ impl PageKey {
     }
 }
 
+/// The position of tapelog's arrival-order feed over the events table: the last row read, by
+/// `(creation_time, event_time, event_id)` (its insert time first). Text: `p1:` and the
+/// unpadded base64url of 32 bytes (two little-endian `i64` µs, the id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedPosition {
+    /// `creation_time` in µs since the Unix epoch.
+    pub created_micros: i64,
+    /// `event_time` in µs since the Unix epoch.
+    pub time_micros: i64,
+    /// `event_id`.
+    pub event_id: Uuid,
+}
+
+/// The prefix of a database feed key.
+pub const FEED_KEY_PREFIX: &str = "p1:";
+
+impl FeedPosition {
+    /// The key's text.
+    pub fn encode(&self) -> String {
+        let mut raw = [0u8; 32];
+        raw[..8].copy_from_slice(&self.created_micros.to_le_bytes());
+        raw[8..16].copy_from_slice(&self.time_micros.to_le_bytes());
+        raw[16..].copy_from_slice(&self.event_id);
+        format!(
+            "{FEED_KEY_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        )
+    }
+
+    /// Reads a key: "" is the beginning (`None`).
+    pub fn decode(key: &str) -> Result<Option<FeedPosition>, PgKeyError> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let err = |reason| PgKeyError {
+            key: key.chars().take(100).collect(),
+            reason,
+        };
+        let body = key
+            .strip_prefix(FEED_KEY_PREFIX)
+            .ok_or_else(|| err("not a database feed key (p1:…)"))?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| err("not base64url"))?;
+        if raw.len() != 32 {
+            return Err(err("not 32 bytes"));
+        }
+        let i64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[i..i + 8]);
+            i64::from_le_bytes(b)
+        };
+        let mut event_id = [0u8; 16];
+        event_id.copy_from_slice(&raw[16..]);
+        Ok(Some(FeedPosition {
+            created_micros: i64_at(0),
+            time_micros: i64_at(8),
+            event_id,
+        }))
+    }
+}
+
 /// Microseconds since the Unix epoch of a time given in nanoseconds, rounded down (what
 /// PostgreSQL keeps of a `timestamptz`).
 pub fn unix_micros(nanos: i128) -> i64 {
@@ -618,6 +680,18 @@ pub mod sql {
         )
     }
 
+    /// The arrival-order feed from the beginning: rows inserted at least `$1` µs ago, in
+    /// `(creation_time, event_time, event_id)` order, `$2` at most.
+    pub const FEED_FIRST: &str = "SELECT creation_time, event_time, event_id, event_data::text FROM events \
+        WHERE creation_time <= now() - ($1::bigint * interval '1 microsecond') \
+        ORDER BY creation_time, event_time, event_id LIMIT $2";
+
+    /// The feed after the row `($2, $3, $4)`; `$1` and the limit `$5` as in [`FEED_FIRST`].
+    pub const FEED_AFTER: &str = "SELECT creation_time, event_time, event_id, event_data::text FROM events \
+        WHERE creation_time <= now() - ($1::bigint * interval '1 microsecond') \
+        AND (creation_time, event_time, event_id) > ($2, $3, $4) \
+        ORDER BY creation_time, event_time, event_id LIMIT $5";
+
     /// What a search asks for besides the time range.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct SearchShape {
@@ -754,6 +828,21 @@ mod tests {
         let err = PageKey::decode(&base64::engine::general_purpose::URL_SAFE.encode([0u8; 23]))
             .unwrap_err();
         assert_eq!(err.reason, "not 24 bytes");
+    }
+
+    #[test]
+    fn feed_keys_round_trip() {
+        let p = FeedPosition {
+            created_micros: 1_796_083_200_000_001,
+            time_micros: -5,
+            event_id: [7; 16],
+        };
+        let text = p.encode();
+        assert!(text.starts_with("p1:"), "{text}");
+        assert_eq!(FeedPosition::decode(&text), Ok(Some(p)));
+        assert_eq!(FeedPosition::decode(""), Ok(None));
+        assert!(FeedPosition::decode("f1:AAAA").is_err());
+        assert!(FeedPosition::decode("p1:AAAA").is_err());
     }
 
     #[test]

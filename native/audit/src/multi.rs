@@ -16,8 +16,8 @@ use tapelog_core::AuditEvent;
 use crate::emit::{EmitError, Emitter};
 use crate::metrics::Metrics;
 use crate::{
-    AuditError, AuditLog, AuditLogger, DiscardAuditLog, Durability, FileLog, FileLogConfig, PgLog,
-    PgLogConfig, SearchPage, SearchQuery, SessionQuery, WriterLog,
+    AuditError, AuditLog, AuditLogger, DiscardAuditLog, Durability, FeedPage, FileLog,
+    FileLogConfig, PgLog, PgLogConfig, SearchPage, SearchQuery, SessionQuery, WriterLog,
 };
 
 /// Where one audit log is, as a URI.
@@ -202,6 +202,19 @@ impl MultiLog {
         })
     }
 
+    /// The arrival-order feed of the first log that has one (a file log or a database);
+    /// `None` when none has (`stdout://`, `discard://` only).
+    pub async fn feed(&self, key: String, limit: usize) -> Option<Result<FeedPage, AuditError>> {
+        for l in self.logs.iter() {
+            match l {
+                AuditBackend::File(f) => return Some(f.feed(key, limit).await),
+                AuditBackend::Postgres(p) => return Some(p.feed(&key, limit).await),
+                _ => {}
+            }
+        }
+        None
+    }
+
     /// Whether every database log answers: the first failure, naming its log.
     pub async fn check(&self) -> Result<(), AuditError> {
         for l in self.logs.iter() {
@@ -281,6 +294,8 @@ impl AuditLogger for MultiLog {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

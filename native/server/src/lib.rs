@@ -559,18 +559,22 @@ impl RunningServer {
     /// Stops accepting connections, lets requests in flight finish (up to the shutdown
     /// timeout; requests that arrive meanwhile get 503), then closes every open stream:
     /// what they hold is uploaded and their uploads stay open, to be resumed.
+    ///
+    /// The open streams are closed before the listener stops: meanwhile every request gets
+    /// 503, which a client with several servers waits out on this one, so that it resumes a
+    /// stream elsewhere only once what this server held is stored (no part written twice).
     pub async fn shutdown(self) -> ShutdownReport {
         self.app.shutting_down.store(true, Ordering::Relaxed);
-        let _ = self.stop.send(true);
-        let _ = self.accept.await;
-        if let Some(c) = self.completer {
-            let _ = c.await;
-        }
         let (streams_closed, stream_errors) =
             match tokio::time::timeout(self.shutdown_timeout, self.app.streams.close_all()).await {
                 Ok(r) => r,
                 Err(_) => (0, vec!["closing the open streams timed out".to_string()]),
             };
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+        if let Some(c) = self.completer {
+            let _ = c.await;
+        }
         ShutdownReport {
             streams_closed,
             stream_errors,

@@ -211,15 +211,16 @@ pub(crate) async fn feed(
     caller.require(Role::Auditor, "read the event feed")?;
     let p = query(params)?;
     app.search.take_token()?;
-    let file_log = app.logs.file_log().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotImplemented,
-            "the event feed reads a file audit log, and this server has none (--audit file://DIR)",
-        )
-    })?;
-    let page = file_log
+    let page = app
+        .logs
         .feed(p.after.unwrap_or_default(), p.limit.unwrap_or(0))
-        .await?;
+        .await
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotImplemented,
+                "the event feed reads a file or database audit log, and this server has neither (--audit)",
+            )
+        })??;
     page_body(SearchPage {
         events: page.events,
         next_key: page.next_key,

@@ -1,11 +1,13 @@
 //! What the integration tests share: [`TestCommand`] (the real `tapelog` binary with a clean
 //! environment), bounded waits, and the servers the tests talk to — object stores
 //! ([`stores`]: s3s-fs and azurite), `tapelog serve` ([`serve`]: in process, or the binary as
-//! a child), a Fluentd look-alike ([`fluentd`]) — and programs on a test PTY ([`pty`]).
+//! a child), a Fluentd look-alike ([`fluentd`]), PostgreSQL 15 ([`postgres`]) — and programs on
+//! a test PTY ([`pty`]).
 
 #![allow(dead_code)]
 
 pub mod fluentd;
+pub mod postgres;
 pub mod pty;
 pub mod serve;
 pub mod stores;

@@ -25,13 +25,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tapelog_core::audit::lines::prepare_line_with_max;
 use tapelog_core::audit::page::{Admit, PageBuilder};
 use tapelog_core::audit::pg::{
-    PageKey, PgUrl, event_uuid, format_uuid, session_uuid, sql, unix_micros,
+    FeedPosition, PageKey, PgUrl, event_uuid, format_uuid, session_uuid, sql, unix_micros,
 };
 use tapelog_core::audit::{EVENTS_MAX_ITERATION_LIMIT, SESSION_RECORDING_EVENTS, effective_limit};
 use tapelog_core::{AuditEvent, EventFields, Timestamp};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
+use crate::FeedPage;
 use crate::emit::{EmitError, Emitter};
 use crate::{
     AuditError, AuditLog, Condition, Order, SearchPage, SearchQuery, SessionQuery, StoredEvent,
@@ -53,6 +54,11 @@ const INSERT_BATCH_NEW: &str = "INSERT INTO events \
 /// backoff of 100 ms steps up to 750 ms).
 const RETRY_BUDGET: Duration = Duration::from_secs(3);
 
+/// How far behind the present the feed reads by default: a row is visible at its commit but
+/// ordered by `creation_time`, its transaction's start; an insert that takes longer than this
+/// to commit could be passed over.
+pub const DEFAULT_FEED_LAG: Duration = Duration::from_secs(5);
+
 /// Settings of a [`PgLog`] besides its URI.
 #[derive(Debug, Clone)]
 pub struct PgLogConfig {
@@ -60,6 +66,8 @@ pub struct PgLogConfig {
     pub max_line_size: usize,
     /// The pool's size when the URI has no `pool_max_conns`.
     pub pool_size: usize,
+    /// How long the arrival-order feed stays behind the present ([`PgLog::feed`]).
+    pub feed_lag: Duration,
     /// How long a new connection may take.
     pub connect_timeout: Duration,
 }
@@ -69,6 +77,7 @@ impl Default for PgLogConfig {
         PgLogConfig {
             max_line_size: tapelog_core::audit::MAX_SCAN_TOKEN_SIZE,
             pool_size: 16,
+            feed_lag: DEFAULT_FEED_LAG,
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -162,6 +171,10 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+fn micros_to_datetime(micros: i64) -> Result<OffsetDateTime, AuditError> {
+    to_datetime(Timestamp::from_unix_nanos(i128::from(micros) * 1000))
 }
 
 fn to_datetime(t: Timestamp) -> Result<OffsetDateTime, AuditError> {
@@ -475,6 +488,71 @@ impl PgLog {
         self.inner.pool.close();
     }
 
+    /// The arrival-order feed (what `GET /v1/events/feed` and `tapelog forward` read): rows
+    /// in the order they were inserted (`creation_time`, then `event_time`, `event_id`),
+    /// after the position `key` ("" for the beginning, else a `p1:` key of an earlier page),
+    /// at most `limit` (0 → 500); rows inserted less than [`PgLogConfig::feed_lag`] ago wait
+    /// for a later read. So an event with an old time that arrives late is read after the
+    /// ones before it, as the file log's feed does. The next key is the last row's, or `key`
+    /// when nothing was new.
+    pub async fn feed(&self, key: &str, limit: usize) -> Result<FeedPage, AuditError> {
+        let limit = i64::try_from(effective_limit(limit)?).unwrap_or(i64::MAX);
+        let start = FeedPosition::decode(key)?;
+        let lag = i64::try_from(self.inner.config.feed_lag.as_micros()).unwrap_or(i64::MAX);
+        let c = retry(|| self.client("reading the feed")).await?;
+        let rows = match start {
+            None => c.query(sql::FEED_FIRST, &[&lag, &limit]).await,
+            Some(p) => {
+                let created = micros_to_datetime(p.created_micros)?;
+                let time = micros_to_datetime(p.time_micros)?;
+                let id = uuid::Uuid::from_bytes(p.event_id);
+                c.query(sql::FEED_AFTER, &[&lag, &created, &time, &id, &limit])
+                    .await
+            }
+        }
+        .map_err(self.err("reading the feed"))?;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut last = start;
+        for row in rows {
+            let created: OffsetDateTime = row.try_get(0).map_err(self.err("reading a row"))?;
+            let t: OffsetDateTime = row.try_get(1).map_err(self.err("reading a row"))?;
+            let id: uuid::Uuid = row.try_get(2).map_err(self.err("reading a row"))?;
+            let json: String = row.try_get(3).map_err(self.err("reading a row"))?;
+            events.push(self.stored(t, id, json)?);
+            last = Some(FeedPosition {
+                created_micros: unix_micros(created.unix_timestamp_nanos()),
+                time_micros: unix_micros(t.unix_timestamp_nanos()),
+                event_id: *id.as_bytes(),
+            });
+        }
+        let next_key = match last {
+            Some(p) => p.encode(),
+            None => String::new(),
+        };
+        Ok(FeedPage { events, next_key })
+    }
+
+    /// A row as a found event.
+    fn stored(
+        &self,
+        t: OffsetDateTime,
+        id: uuid::Uuid,
+        json: String,
+    ) -> Result<StoredEvent, AuditError> {
+        let fields = EventFields::parse(&json).map_err(|e| {
+            AuditError::Database(format!(
+                "{}: row ({t}, {id}): event_data is not an event: {e}",
+                self.inner.url.shown
+            ))
+        })?;
+        Ok(StoredEvent {
+            fields,
+            json,
+            file: format!("events row {}", format_uuid(id.as_bytes())),
+            offset: 0,
+        })
+    }
+
     /// One page: rows of `[from, to]` in order, in steps of [`FETCH`] rows, filtered by
     /// `condition`, cut at `limit` and 1 MiB; the next key names the last returned row when
     /// the page ended full (upstream's rule: a page full at the very end still gets one).
@@ -496,7 +574,7 @@ impl PgLog {
             None
         } else {
             let k = PageKey::decode(start_key)?;
-            let t = to_datetime(Timestamp::from_unix_nanos(i128::from(k.micros) * 1000))?;
+            let t = micros_to_datetime(k.micros)?;
             Some((t, uuid::Uuid::from_bytes(k.event_id)))
         };
         let descending = order == Order::Descending;
@@ -543,16 +621,11 @@ impl PgLog {
                 let id: uuid::Uuid = row.try_get(1).map_err(self.err("reading a row"))?;
                 let json: String = row.try_get(2).map_err(self.err("reading a row"))?;
                 after = Some((t, id));
-                let fields = EventFields::parse(&json).map_err(|e| {
-                    AuditError::Database(format!(
-                        "{}: row ({t}, {id}): event_data is not an event: {e}",
-                        self.inner.url.shown
-                    ))
-                })?;
-                if condition.is_some_and(|c| !c.matches(&fields)) {
+                let event = self.stored(t, id, json)?;
+                if condition.is_some_and(|c| !c.matches(&event.fields)) {
                     continue;
                 }
-                match page.offer(json.len()) {
+                match page.offer(event.json.len()) {
                     Admit::Full => {
                         size_limited = true;
                         break 'steps;
@@ -563,12 +636,7 @@ impl PgLog {
                             micros,
                             event_id: *id.as_bytes(),
                         });
-                        events.push(StoredEvent {
-                            fields,
-                            json,
-                            file: format!("events row {}", format_uuid(id.as_bytes())),
-                            offset: 0,
-                        });
+                        events.push(event);
                         if admit == Admit::TakeAlone {
                             size_limited = true;
                             break 'steps;
