@@ -78,7 +78,7 @@ fn sample_event(i: u64, step_ms: i64) -> AuditEvent {
     let uid = uuid_text(mix(i), mix(i ^ 0x5555));
     let time = Timestamp::from_unix_millis(T0_MS + i as i64 * step_ms).to_rfc3339();
     let user = format!("user{:03}@example.com", i % 197);
-    let json = if i % 2 == 0 {
+    let json = if i.is_multiple_of(2) {
         format!(
             concat!(
                 r#"{{"ei":0,"event":"user.login","uid":"{uid}","code":"T1001I","time":"{time}","#,
