@@ -655,13 +655,24 @@ pub mod sql {
         v
     }
 
-    /// The batched insert: one row per element of the five arrays (time, id, type, session,
-    /// JSON text); a row whose key is already there is skipped.
-    pub const INSERT_BATCH: &str = "INSERT INTO events \
-        (event_time, event_id, event_type, session_id, event_data) \
-        SELECT t, i, ty, s, d::json FROM unnest(\
-            $1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) AS u(t, i, ty, s, d) \
-        ON CONFLICT DO NOTHING";
+    /// The rows of a batch: one per element of the five arrays (time, id, type, session, JSON
+    /// text).
+    macro_rules! insert_rows {
+        () => {
+            "INSERT INTO events (event_time, event_id, event_type, session_id, event_data) \
+             SELECT t, i, ty, s, d::json FROM unnest(\
+             $1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) AS u(t, i, ty, s, d)"
+        };
+    }
+
+    /// A batch's first try: without a conflict clause (PostgreSQL's check of the arbiter index
+    /// before each row made the statement about 30% slower); a batch that meets a row already
+    /// there fails whole (`unique_violation`, nothing stored) and goes again as
+    /// [`INSERT_BATCH`].
+    pub const INSERT_BATCH_NEW: &str = insert_rows!();
+
+    /// The batched insert that skips a row whose key is already there.
+    pub const INSERT_BATCH: &str = concat!(insert_rows!(), " ON CONFLICT DO NOTHING");
 
     /// PostgreSQL's periodic retention delete; `$1` is the retention in microseconds.
     pub const DELETE_EXPIRED: &str = "DELETE FROM events \

@@ -116,10 +116,7 @@ fn sample_event(i: u64, step_ms: i64) -> AuditEvent {
     AuditEvent::from_json(&json).unwrap()
 }
 
-const INSERT_PLAIN: &str = "INSERT INTO events \
-    (event_time, event_id, event_type, session_id, event_data) \
-    SELECT t, i, ty, s, d::json FROM unnest(\
-        $1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) AS u(t, i, ty, s, d)";
+const INSERT_PLAIN: &str = tapelog_core::audit::pg::sql::INSERT_BATCH_NEW;
 const INSERT_CHECKED: &str = tapelog_core::audit::pg::sql::INSERT_BATCH;
 
 /// One batch as the insert's five arrays.
