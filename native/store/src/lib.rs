@@ -22,6 +22,7 @@ pub mod playback;
 pub mod stream;
 
 mod hooked;
+pub mod layout;
 mod store;
 pub mod url;
 

@@ -1,0 +1,1 @@
+//! Teleport's Azure layout (work in progress).

@@ -1,0 +1,1 @@
+//! Teleport's GCS layout (work in progress).
