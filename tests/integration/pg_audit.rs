@@ -425,32 +425,47 @@ async fn post(base: &str, events: &[AuditEvent]) -> (u16, Option<String>, String
     }
 }
 
+/// One page of an API listing (`GET url?query` as the admin): its events' uids and its
+/// `next_key`.
+async fn api_page(url: &str, query: &[(&str, String)]) -> (Vec<String>, String) {
+    let r: serde_json::Value = serve::http()
+        .get(url)
+        .bearer_auth(ADMIN)
+        .query(query)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uids = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["uid"].as_str().unwrap().to_string())
+        .collect();
+    (uids, r["next_key"].as_str().unwrap_or_default().to_string())
+}
+
 /// Every event of the API's search, page by page (10,000 a page).
 async fn api_uids(base: &str) -> Vec<String> {
     let mut uids = Vec::new();
     let mut key = String::new();
     for _ in 0..1000 {
-        let r: serde_json::Value = serve::http()
-            .get(format!("{base}/v1/events"))
-            .bearer_auth(ADMIN)
-            .query(&[
+        let (page, next) = api_page(
+            &format!("{base}/v1/events"),
+            &[
                 ("from", at_ms(-86_400_000).to_rfc3339()),
                 ("to", at_ms(10 * 86_400_000).to_rfc3339()),
                 ("limit", "10000".into()),
                 ("start_key", key.clone()),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for e in r["events"].as_array().unwrap() {
-            uids.push(e["uid"].as_str().unwrap().to_string());
-        }
-        key = r["next_key"].as_str().unwrap_or_default().to_string();
+            ],
+        )
+        .await;
+        uids.extend(page);
+        key = next;
         if key.is_empty() {
             return uids;
         }
@@ -795,22 +810,10 @@ async fn a_server_on_a_database_serves_the_feed_that_forward_reads() {
     let mut key = String::new();
     while got.len() < 5 {
         assert!(Instant::now() < deadline, "the feed gave {got:?}");
-        let r: serde_json::Value = serve::http()
-            .get(format!("{}/v1/events/feed", server.url()))
-            .bearer_auth(ADMIN)
-            .query(&[("after", key.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for e in r["events"].as_array().unwrap() {
-            got.push(e["uid"].as_str().unwrap().to_string());
-        }
-        key = r["next_key"].as_str().unwrap().to_string();
+        let url = format!("{}/v1/events/feed", server.url());
+        let (page, next) = api_page(&url, &[("after", key.clone())]).await;
+        got.extend(page);
+        key = next;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let want: Vec<String> = events.iter().map(|e| e.id().to_string()).collect();

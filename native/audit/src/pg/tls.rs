@@ -37,7 +37,10 @@ pub(super) fn connector(url: &PgUrl) -> Result<MakeRustlsConnect, AuditError> {
         (SslMode::VerifyFull, root) => Verify::Full(root.unwrap_or("system").to_string()),
     };
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
-        Verify::Nothing => Arc::new(AcceptAny(provider.clone())),
+        Verify::Nothing => Arc::new(ChainOnly {
+            roots: None,
+            provider: provider.clone(),
+        }),
         Verify::Full(root) if root == "system" => Arc::new(
             rustls_platform_verifier::Verifier::new(provider.clone())
                 .map_err(|e| config(url, format!("the platform's CA roots: {e}")))?,
@@ -49,7 +52,7 @@ pub(super) fn connector(url: &PgUrl) -> Result<MakeRustlsConnect, AuditError> {
         .build()
         .map_err(|e| config(url, format!("sslrootcert {root}: {e}")))?,
         Verify::Chain(root) => Arc::new(ChainOnly {
-            roots: Arc::new(roots(url, &root)?),
+            roots: Some(Arc::new(roots(url, &root)?)),
             provider: provider.clone(),
         }),
     };
@@ -101,68 +104,13 @@ fn roots(url: &PgUrl, path: &str) -> Result<rustls::RootCertStore, AuditError> {
     Ok(store)
 }
 
-/// libpq's `require` without a root certificate: encrypted, not authenticated.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-/// libpq's `verify-ca`: the chain must lead to a trusted root; the name is not checked.
+/// The server check for `require` without a root certificate (`roots: None`: encrypted, not
+/// authenticated) and for `verify-ca` (the chain must lead to a trusted root; the name is not
+/// checked). Signatures are always checked.
 #[derive(Debug)]
 struct ChainOnly {
-    roots: Arc<rustls::RootCertStore>,
+    roots: Option<Arc<rustls::RootCertStore>>,
     provider: Arc<CryptoProvider>,
-}
-
-fn verify_signature_12(
-    p: &CryptoProvider,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-) -> Result<HandshakeSignatureValid, rustls::Error> {
-    rustls::crypto::verify_tls12_signature(message, cert, dss, &p.signature_verification_algorithms)
-}
-
-fn verify_signature_13(
-    p: &CryptoProvider,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-) -> Result<HandshakeSignatureValid, rustls::Error> {
-    rustls::crypto::verify_tls13_signature(message, cert, dss, &p.signature_verification_algorithms)
-}
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_signature_12(&self.0, message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_signature_13(&self.0, message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 impl ServerCertVerifier for ChainOnly {
@@ -174,14 +122,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -191,7 +141,12 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_signature_12(&self.provider, message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -200,7 +155,12 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_signature_13(&self.provider, message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
