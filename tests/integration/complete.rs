@@ -585,6 +585,7 @@ async fn damaged_recording_is_completed_and_its_end_check_fails() {
         data: b"definitely not a ProtoStream part header".to_vec(),
         padding: 0,
         events: 0,
+        first_index: -1,
         last_index: -1,
     };
     up.upload_part(&upload, 3, &junk).await.unwrap();

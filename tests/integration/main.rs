@@ -27,6 +27,7 @@ mod play;
 mod playback;
 mod postgres_server;
 mod record;
+mod s3_multipart;
 mod serve;
 mod session_writer;
 mod stream;

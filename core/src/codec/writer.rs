@@ -52,6 +52,8 @@ pub struct EncodedPart {
     pub padding: u64,
     /// Events in the part.
     pub events: usize,
+    /// Index of the part's first event (-1 when empty).
+    pub first_index: i64,
     /// Largest event index in the part (-1 when empty).
     pub last_index: i64,
 }
@@ -89,6 +91,7 @@ pub struct PartBuilder {
     crc: crc32fast::Hasher,
     isize: u32,
     events: usize,
+    first_index: i64,
     last_index: i64,
 }
 
@@ -106,6 +109,7 @@ impl PartBuilder {
             crc: crc32fast::Hasher::new(),
             isize: 0,
             events: 0,
+            first_index: -1,
             last_index: -1,
         }
     }
@@ -140,6 +144,9 @@ impl PartBuilder {
     }
 
     fn note_event(&mut self, index: i64) {
+        if self.events == 0 {
+            self.first_index = index;
+        }
         self.events += 1;
         self.last_index = self.last_index.max(index);
         // Records are compressed in batches; small parts (tests, file stores) use small batches
@@ -241,6 +248,7 @@ impl PartBuilder {
             data: self.out,
             padding: padding as u64,
             events: self.events,
+            first_index: self.first_index,
             last_index: self.last_index,
         }
     }

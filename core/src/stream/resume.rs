@@ -20,6 +20,7 @@
 //! The upload completer does not use this: with nobody replaying, an orphan's events are
 //! better kept (readers still read them, counted as out of order).
 
+use crate::codec::writer::EncodedPart;
 use crate::codec::{CodecError, PolledRecord, ProtoReader};
 
 use super::{CompletedPart, Stream, StreamConfig};
@@ -44,6 +45,52 @@ pub enum PartContent {
 }
 
 impl PartContent {
+    /// What a part holds, from the writer's own count (no decoding): the same answer
+    /// [`scan`](Self::scan) gives for its bytes.
+    pub fn of_part(part: &EncodedPart) -> PartContent {
+        if part.events == 0 {
+            PartContent::Empty
+        } else {
+            PartContent::Events {
+                first: part.first_index,
+                last: part.last_index,
+            }
+        }
+    }
+
+    /// The small text a store keeps beside a part it can't give back (S3 multipart parts):
+    /// `tapelog-span 1 FIRST LAST` or `tapelog-span 1 empty`. Only `Events` and `Empty` are
+    /// written; anything else encodes as `Unread` would (None).
+    pub fn to_span_text(&self) -> Option<String> {
+        match self {
+            PartContent::Events { first, last } => Some(format!("tapelog-span 1 {first} {last}\n")),
+            PartContent::Empty => Some("tapelog-span 1 empty\n".to_string()),
+            PartContent::Damaged | PartContent::Unread => None,
+        }
+    }
+
+    /// Reads [`to_span_text`](Self::to_span_text)'s text back; anything else (another version,
+    /// damage, more than 64 bytes) is `Unread`, so a resume trusts the part as listed.
+    pub fn from_span_text(text: &[u8]) -> PartContent {
+        if text.len() > 64 {
+            return PartContent::Unread;
+        }
+        let Ok(text) = std::str::from_utf8(text) else {
+            return PartContent::Unread;
+        };
+        let words: Vec<&str> = text.split_ascii_whitespace().collect();
+        match words.as_slice() {
+            ["tapelog-span", "1", "empty"] => PartContent::Empty,
+            ["tapelog-span", "1", first, last] => match (first.parse(), last.parse()) {
+                (Ok(first), Ok(last)) if 0 <= first && first <= last => {
+                    PartContent::Events { first, last }
+                }
+                _ => PartContent::Unread,
+            },
+            _ => PartContent::Unread,
+        }
+    }
+
     /// Reads one stored part (header, gzip member, padding).
     pub fn scan(bytes: &[u8]) -> PartContent {
         match scan_part(bytes) {
@@ -240,6 +287,47 @@ mod tests {
         assert_eq!(numbers(&plan.keep), [1, 4]);
         assert_eq!(plan.durable_index, -1);
         assert_eq!(plan.highest_number, 4);
+    }
+
+    #[test]
+    fn the_writers_span_is_what_a_scan_finds_and_survives_its_text() {
+        use crate::codec::writer::{PartBuilder, WriterConfig};
+        let config = WriterConfig {
+            min_upload_bytes: 1024,
+            ..WriterConfig::default()
+        };
+        let empty = PartBuilder::new(config).finish(false);
+        assert_eq!(PartContent::of_part(&empty), PartContent::Empty);
+        assert_eq!(
+            PartContent::of_part(&empty),
+            PartContent::scan(&empty.to_vec())
+        );
+        let mut b = PartBuilder::new(config);
+        for i in [7, 8, 12, 9] {
+            b.add(&crate::sample::print(i, 0, 0, 0, b"x")).unwrap();
+        }
+        let part = b.finish(false);
+        let of = PartContent::of_part(&part);
+        assert_eq!(of, PartContent::Events { first: 7, last: 12 });
+        assert_eq!(of, PartContent::scan(&part.to_vec()));
+        for c in [of, PartContent::Empty] {
+            let text = c.to_span_text().unwrap();
+            assert_eq!(PartContent::from_span_text(text.as_bytes()), c);
+        }
+        for bad in [
+            &b"tapelog-span 2 1 2"[..],
+            b"tapelog-span 1 5 2",
+            b"tapelog-span 1 -1 2",
+            b"",
+            b"\xff",
+        ] {
+            assert_eq!(
+                PartContent::from_span_text(bad),
+                PartContent::Unread,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(PartContent::Unread.to_span_text(), None);
     }
 
     #[test]

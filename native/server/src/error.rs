@@ -87,7 +87,7 @@ impl From<UploadError> for ApiError {
             UploadError::InvalidPart(_) => ErrorCode::BadRequest,
             UploadError::NotFound(_) => ErrorCode::NotFound,
             UploadError::Locked(_) => ErrorCode::Conflict,
-            UploadError::Store(_) => ErrorCode::Internal,
+            UploadError::Store(_) | UploadError::Service { .. } => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())
     }

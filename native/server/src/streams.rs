@@ -24,7 +24,7 @@ use tapelog_api::{
 };
 use tapelog_store::complete::{SessionTracker, TrackerError};
 use tapelog_store::stream::RecordingStream;
-use tapelog_store::{MultipartUploader, check_id};
+use tapelog_store::{MultipartUploader, check_id, check_upload_id};
 
 /// One open stream.
 pub(crate) struct OpenStream {
@@ -114,7 +114,7 @@ impl SessionTracker for Registry {
 
 /// The open stream `upload_id` if the caller may touch it.
 fn owned(app: &App, caller: &Caller, upload_id: &str) -> Result<Arc<OpenStream>, ApiError> {
-    check_id("upload id", upload_id)?;
+    check_upload_id(upload_id)?;
     let entry = app.streams.get(upload_id).ok_or_else(|| {
         ApiError::not_found(format!(
             "stream {upload_id} is not open on this server (completed, closed, or the server restarted): resume it with POST /v1/streams/{upload_id}/resume"
@@ -162,7 +162,7 @@ pub(crate) async fn resume(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "resume streams")?;
     let upload_id = path_id(upload_id)?;
-    check_id("upload id", &upload_id)?;
+    check_upload_id(&upload_id)?;
     let req: StreamRequest = read_json(&headers, body, app.max_body).await?;
     check_id("session id", &req.session_id)?;
     // Still open here (the client lost an answer): flush it first, then resume from the store.

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use tapelog_core::codec::EncodedPart;
+use tapelog_core::stream::PartContent;
 
 use super::{MultipartUploader, StreamPart, StreamUpload, UploadError};
 
@@ -23,7 +24,7 @@ pub enum Call<'a> {
     Complete(&'a StreamUpload, &'a [StreamPart]),
     /// `abort_upload(upload)`.
     Abort(&'a StreamUpload),
-    /// `read_part(upload, number)`.
+    /// `read_part(upload, number)` or `part_content(upload, number)`.
     ReadPart(&'a StreamUpload, u32),
 }
 
@@ -102,5 +103,14 @@ where
     ) -> Result<Option<Bytes>, UploadError> {
         (self.hook)(Call::ReadPart(upload, number))?;
         self.inner.read_part(upload, number).await
+    }
+    /// Shown to the hook as [`Call::ReadPart`]: it is the resume's look at a part.
+    async fn part_content(
+        &self,
+        upload: &StreamUpload,
+        number: u32,
+    ) -> Result<PartContent, UploadError> {
+        (self.hook)(Call::ReadPart(upload, number))?;
+        self.inner.part_content(upload, number).await
     }
 }

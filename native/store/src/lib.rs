@@ -29,6 +29,7 @@ pub mod url;
 use std::future::Future;
 
 use tapelog_core::codec::EncodedPart;
+use tapelog_core::stream::PartContent;
 use thiserror::Error;
 
 pub use hooked::{Call, Hooked};
@@ -60,8 +61,9 @@ pub struct StreamPart {
 /// What can go wrong talking to a store.
 #[derive(Debug, Error)]
 pub enum UploadError {
-    /// A session or upload id that is not a UUID (this also stops path tricks such as `..`).
-    #[error("invalid {what} {value:?}: expected a UUID")]
+    /// A session or upload id that is not a UUID, or an upload id that is neither a UUID nor
+    /// a store's id ([`check_upload_id`]); this also stops path tricks such as `..`.
+    #[error("invalid {what} {value:?}: expected a UUID{}", if *what == "upload id" { " or a store's upload id (1 to 1024 of A-Z a-z 0-9 . _ ~ -)" } else { "" })]
     InvalidId {
         /// "session id" or "upload id".
         what: &'static str,
@@ -80,6 +82,17 @@ pub enum UploadError {
     /// The store failed.
     #[error("storage: {0}")]
     Store(#[from] object_store::Error),
+    /// A call object_store does not make (S3 multipart listing, GCS compose, Azure Put Block
+    /// From URL) failed.
+    #[error("{service} {call}: {message}")]
+    Service {
+        /// "S3", "GCS" or "Azure".
+        service: &'static str,
+        /// The service's name of the call (`CompleteMultipartUpload`...).
+        call: &'static str,
+        /// What the service (or the transport) said.
+        message: String,
+    },
 }
 
 /// The system clock's wall milliseconds since the Unix epoch (0 if the clock is before it),
@@ -87,6 +100,26 @@ pub enum UploadError {
 pub fn now_ms() -> u64 {
     use tapelog_audit::clock::Clock as _;
     tapelog_audit::clock::SystemClock.unix_ms()
+}
+
+/// Checks an upload id: a canonical UUID (tapelog's and Teleport's own ids on disk, GCS and
+/// Azure), or the id an object store gave (an S3 `UploadId`): 1 to 1024 characters of
+/// `A-Z a-z 0-9 . _ ~ -`, not `.` or `..`, so that it is safe in URL paths and object names.
+pub fn check_upload_id(value: &str) -> Result<(), UploadError> {
+    let token = (1..=1024).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+        && value != "."
+        && value != "..";
+    if token {
+        Ok(())
+    } else {
+        Err(UploadError::InvalidId {
+            what: "upload id",
+            value: value.to_string(),
+        })
+    }
 }
 
 /// Checks that `value` is a UUID in canonical form.
@@ -151,5 +184,22 @@ pub trait MultipartUploader: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<bytes::Bytes>, UploadError>> + Send {
         let _ = (upload, number);
         async { Ok(None) }
+    }
+    /// The event indexes stored part `number` holds, for a resume
+    /// ([`tapelog_core::stream::ResumePlan`]). By default the part is read back
+    /// ([`read_part`](Self::read_part)) and scanned; a store whose parts can't be read back
+    /// (S3 multipart) answers from what it wrote beside the part, or
+    /// [`PartContent::Unread`] when it knows nothing (an upload another tool started).
+    fn part_content(
+        &self,
+        upload: &StreamUpload,
+        number: u32,
+    ) -> impl Future<Output = Result<PartContent, UploadError>> + Send {
+        async move {
+            Ok(match self.read_part(upload, number).await? {
+                Some(bytes) => PartContent::scan(&bytes),
+                None => PartContent::Unread,
+            })
+        }
     }
 }

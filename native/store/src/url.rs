@@ -309,6 +309,8 @@ pub enum StorageUrl {
         bucket: String,
         /// Prefix.
         prefix: String,
+        /// The URL's query options ([`S3_URL_OPTIONS`]), in order.
+        options: Vec<(String, String)>,
     },
     /// An Azure container and a prefix in it.
     Azure {
@@ -343,10 +345,13 @@ impl StorageUrl {
         if scheme_lc == "file" {
             return file_url(url, rest);
         }
-        if rest.contains(['?', '#']) {
-            return Err(malformed(
-                "query strings and fragments are not supported (pass options separately)",
-            ));
+        let s3 = matches!(scheme_lc.as_str(), "s3" | "s3a");
+        if rest.contains('#') || (!s3 && rest.contains('?')) {
+            return Err(malformed(if s3 {
+                "fragments are not supported"
+            } else {
+                "query strings and fragments are not supported (pass options separately)"
+            }));
         }
         let (what, example, canonical) = match scheme_lc.as_str() {
             "memory" => {
@@ -378,7 +383,7 @@ impl StorageUrl {
             what,
             example,
         };
-        if rest.is_empty() || rest.starts_with('/') {
+        if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') {
             return Err(missing());
         }
         // object_store's own reading of the URL: the `url` crate's parser, then
@@ -407,7 +412,11 @@ impl StorageUrl {
             .map_err(|e| malformed(&format!("bad prefix {:?}: {e}", parsed.path())))?;
         let (bucket, prefix) = (bucket.to_string(), prefix.as_ref().to_string());
         Ok(match canonical {
-            "s3" => StorageUrl::S3 { bucket, prefix },
+            "s3" => StorageUrl::S3 {
+                bucket,
+                prefix,
+                options: url_options(url, &parsed, "S3", S3_URL_OPTIONS)?,
+            },
             "gs" => StorageUrl::Gcs { bucket, prefix },
             _ => StorageUrl::Azure {
                 container: bucket,
@@ -429,11 +438,64 @@ impl StorageUrl {
         match self {
             StorageUrl::File(dir) => file_base(&dir.to_string_lossy()),
             StorageUrl::Memory => "memory://".to_string(),
-            StorageUrl::S3 { bucket, prefix } => join("s3", bucket, prefix),
+            StorageUrl::S3 { bucket, prefix, .. } => join("s3", bucket, prefix),
             StorageUrl::Azure { container, prefix } => join("az", container, prefix),
             StorageUrl::Gcs { bucket, prefix } => join("gs", bucket, prefix),
         }
     }
+}
+
+/// The query options an `s3://` URL takes: Teleport's, with its meanings, plus tapelog's
+/// `layout`.
+///
+/// | key | meaning |
+/// |---|---|
+/// | `region` | the bucket's region (over `AWS_REGION`) |
+/// | `endpoint` | an S3-compatible endpoint, `host[:port]` or a URL; no scheme means https (http with `insecure`) |
+/// | `insecure` | plain HTTP allowed to the endpoint (TLS is never left unverified by tapelog) |
+/// | `disablesse` | no server-side encryption asked for (default: `aws:kms`) |
+/// | `sse_kms_key` | the KMS key for `aws:kms` |
+/// | `acl` | a canned ACL for new uploads ([`crate::layout::s3::ALLOWED_ACLS`]) |
+/// | `use_fips_endpoint` | AWS's FIPS endpoints |
+/// | `use_s3_virtual_style_addressing` | virtual-host addressing with a custom endpoint (default: path style) |
+/// | `layout` | `multipart` (default: native multipart, Teleport's layout) or `objects` (tapelog's own layout of parts as objects, for servers without multipart listing) |
+pub const S3_URL_OPTIONS: &[&str] = &[
+    "region",
+    "endpoint",
+    "insecure",
+    "disablesse",
+    "sse_kms_key",
+    "acl",
+    "use_fips_endpoint",
+    "use_s3_virtual_style_addressing",
+    "layout",
+];
+
+/// The query options of `parsed`, each known to `store` and given once.
+fn url_options(
+    url: &str,
+    parsed: &url::Url,
+    store: &'static str,
+    known: &[&str],
+) -> Result<Vec<(String, String)>, StorageError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in parsed.query_pairs() {
+        if !known.contains(&k.as_ref()) {
+            return Err(StorageError::UnknownOption {
+                url: url.to_string(),
+                store,
+                key: k.into_owned(),
+            });
+        }
+        if out.iter().any(|(seen, _)| seen == &k) {
+            return Err(StorageError::Malformed {
+                url: url.to_string(),
+                reason: format!("option {k:?} is given twice"),
+            });
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
 }
 
 /// `file://` + the absolute `path` with the characters a `file://` URL reads specially
@@ -638,7 +700,11 @@ pub fn open_storage(url: &str, opts: &StorageOptions) -> Result<StoreUploader, S
             (Arc::new(fs), "")
         }
         StorageUrl::Memory => (Arc::new(object_store::memory::InMemory::new()), ""),
-        StorageUrl::S3 { bucket, prefix } => (build_s3(url, bucket, opts)?, prefix),
+        StorageUrl::S3 {
+            bucket,
+            prefix,
+            options,
+        } => return open_s3(url, &base, bucket, prefix, options, opts),
         StorageUrl::Azure { container, prefix } => (build_azure(url, container, opts)?, prefix),
         StorageUrl::Gcs { bucket, prefix } => (build_gcs(url, bucket, opts)?, prefix),
     };
@@ -662,7 +728,14 @@ fn no_backend(
 }
 
 #[cfg(not(feature = "s3"))]
-fn build_s3(url: &str, _: &str, _: &StorageOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
+fn open_s3(
+    url: &str,
+    _: &str,
+    _: &str,
+    _: &str,
+    _: &[(String, String)],
+    _: &StorageOptions,
+) -> Result<StoreUploader, StorageError> {
     Err(no_backend(url, "s3", "S3", "s3"))
 }
 
@@ -689,28 +762,117 @@ fn unknown(url: &str, store: &'static str, key: &str) -> StorageError {
     }
 }
 
+/// A boolean URL option, read as Teleport reads it (Go's `strconv.ParseBool`).
 #[cfg(feature = "s3")]
-fn build_s3(
+fn bool_option(url: &str, options: &[(String, String)], key: &str) -> Result<bool, StorageError> {
+    match options.iter().find(|(k, _)| k == key) {
+        None => Ok(false),
+        Some((_, v)) => {
+            tapelog_core::audit::pg::go_bool(v).ok_or_else(|| StorageError::Malformed {
+                url: url.to_string(),
+                reason: format!("option {key}={v:?} is not a boolean (true, false, 1, 0...)"),
+            })
+        }
+    }
+}
+
+#[cfg(feature = "s3")]
+fn open_s3(
     url: &str,
+    base: &str,
     bucket: &str,
+    prefix: &str,
+    options: &[(String, String)],
     opts: &StorageOptions,
-) -> Result<Arc<dyn ObjectStore>, StorageError> {
+) -> Result<StoreUploader, StorageError> {
+    use crate::layout::objects::ObjectsLayout;
+    use crate::layout::s3::{ALLOWED_ACLS, S3Layout, S3Settings, Sse};
+
+    let malformed = |reason: String| StorageError::Malformed {
+        url: url.to_string(),
+        reason,
+    };
+    let get = |key: &str| {
+        options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let insecure = bool_option(url, options, "insecure")?;
+    let multipart = match get("layout") {
+        None | Some("multipart") => true,
+        Some("objects") => false,
+        Some(other) => {
+            return Err(malformed(format!(
+                "layout={other:?}: expected multipart or objects"
+            )));
+        }
+    };
+    // Teleport's endpoint option: `host[:port]` means https (http with `insecure`).
+    let url_endpoint = get("endpoint").filter(|e| !e.is_empty()).map(|e| {
+        if e.contains("://") {
+            e.to_string()
+        } else if insecure {
+            format!("http://{e}")
+        } else {
+            format!("https://{e}")
+        }
+    });
+    let opt_endpoint = opts
+        .endpoint
+        .as_deref()
+        .or_else(|| opts.config_value(&["aws_endpoint_url", "aws_endpoint"]));
+    let endpoint = match (url_endpoint, opt_endpoint) {
+        (Some(u), Some(o)) if u.trim_end_matches('/') != o.trim_end_matches('/') => {
+            return Err(malformed(format!(
+                "endpoint={u:?} in the URL and {o:?} in the options disagree"
+            )));
+        }
+        (Some(u), _) => Some(u),
+        (None, o) => o.map(str::to_string),
+    };
+    let region = get("region")
+        .filter(|r| !r.is_empty())
+        .or(opts.region.as_deref())
+        .unwrap_or("us-east-1")
+        .to_string();
+    let sse = if bool_option(url, options, "disablesse")? {
+        Sse::Off
+    } else {
+        match get("sse_kms_key").filter(|k| !k.is_empty()) {
+            Some(k) => Sse::KmsKey(k.to_string()),
+            None => Sse::Kms,
+        }
+    };
+    let acl = match get("acl").filter(|a| !a.is_empty()) {
+        Some(a) if ALLOWED_ACLS.contains(&a) => Some(a.to_string()),
+        Some(a) => {
+            return Err(malformed(format!(
+                "acl={a:?} is not one of {}",
+                ALLOWED_ACLS.join(", ")
+            )));
+        }
+        None => None,
+    };
+    let virtual_style = bool_option(url, options, "use_s3_virtual_style_addressing")?;
+    let fips = bool_option(url, options, "use_fips_endpoint")?;
+
     let mut b = AmazonS3Builder::new().with_bucket_name(bucket);
     for (k, v) in opts.config.iter().filter(|(k, _)| k.starts_with("aws_")) {
         let key = k.parse().map_err(|_| unknown(url, "S3", k))?;
         b = b.with_config(key, v);
     }
-    let endpoint = opts
-        .endpoint
-        .as_deref()
-        .or_else(|| opts.config_value(&["aws_endpoint_url", "aws_endpoint"]));
-    if let Some(e) = endpoint {
-        let http = check_endpoint(url, e, opts.allow_http)?;
-        b = b.with_endpoint(e).with_allow_http(http);
-    } else if opts.allow_http {
+    let mut http = opts.allow_http || insecure;
+    if let Some(e) = &endpoint {
+        http = check_endpoint(url, e, http)?;
+        b = b
+            .with_endpoint(e)
+            .with_allow_http(http)
+            .with_virtual_hosted_style_request(virtual_style);
+    } else if http {
         b = b.with_allow_http(true);
     }
-    b = b.with_region(opts.region.as_deref().unwrap_or("us-east-1"));
+    b = b.with_region(&region);
     if let Some(k) = &opts.access_key_id {
         b = b.with_access_key_id(k);
     }
@@ -720,11 +882,39 @@ fn build_s3(
     if let Some(t) = &opts.session_token {
         b = b.with_token(t);
     }
+    // The objects written beside the multipart uploads (spans) are encrypted as the uploads.
+    match &sse {
+        Sse::Kms => {
+            if let Ok(key) = "aws_server_side_encryption".parse::<AmazonS3ConfigKey>() {
+                b = b.with_config(key, "aws:kms");
+            }
+        }
+        Sse::KmsKey(k) => b = b.with_sse_kms_encryption(k),
+        Sse::Off => {}
+    }
     let store = b.build().map_err(|source| StorageError::Store {
         url: url.to_string(),
         source,
     })?;
-    Ok(Arc::new(store))
+    let objects = |store: Arc<dyn ObjectStore>| ObjectsLayout::new(store, prefix, base);
+    if !multipart {
+        return Ok(StoreUploader::new(Arc::new(store), prefix, base));
+    }
+    let legacy = objects(Arc::new(store.clone()));
+    let settings = S3Settings {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+        region,
+        endpoint,
+        path_style: !virtual_style,
+        fips,
+        sse,
+        acl,
+    };
+    Ok(StoreUploader::s3(
+        S3Layout::new(store, settings, base),
+        legacy,
+    ))
 }
 
 #[cfg(feature = "azure")]
@@ -927,7 +1117,8 @@ mod tests {
             ("", "empty"),
             ("file:///a%zz", "percent escape"),
             ("file:///a?x=1", "query"),
-            ("s3://bucket/p?x=1", "query"),
+            ("gs://bucket/p?x=1", "query"),
+            ("s3://bucket/p#x", "fragments"),
             ("memory://bucket", "memory://"),
             ("s3://bucket/a//b", "bad prefix"),
             ("s3://abc//p/", "bad prefix"),
@@ -954,14 +1145,16 @@ mod tests {
             parse("s3://my-bucket/a/b/"),
             StorageUrl::S3 {
                 bucket: "my-bucket".into(),
-                prefix: "a/b".into()
+                prefix: "a/b".into(),
+                options: vec![],
             }
         );
         assert_eq!(
             parse("s3://my.bucket"),
             StorageUrl::S3 {
                 bucket: "my.bucket".into(),
-                prefix: "".into()
+                prefix: "".into(),
+                options: vec![],
             }
         );
         let az = StorageUrl::Azure {
@@ -979,7 +1172,8 @@ mod tests {
             parse("s3://my-bucket/a%20b"),
             StorageUrl::S3 {
                 bucket: "my-bucket".into(),
-                prefix: "a b".into()
+                prefix: "a b".into(),
+                options: vec![],
             }
         );
         assert_eq!(az.base(), "az://recs/teleport");
@@ -992,6 +1186,66 @@ mod tests {
         );
         assert_eq!(parse("gs://b_1/x").base(), "gs://b_1/x");
         assert_eq!(parse("s3://abc").base(), "s3://abc");
+    }
+
+    #[test]
+    fn s3_urls_take_teleports_query_options() {
+        let u = parse("s3://b-1/p?region=eu-west-1&disablesse=true&endpoint=127.0.0.1:9");
+        let StorageUrl::S3 {
+            options, prefix, ..
+        } = &u
+        else {
+            panic!("{u:?}")
+        };
+        assert_eq!(prefix, "p");
+        assert_eq!(options[0], ("region".into(), "eu-west-1".into()));
+        assert_eq!(options.len(), 3);
+        // Recording URLs have no options in them.
+        assert_eq!(u.base(), "s3://b-1/p");
+        assert_eq!(parse("s3://b-1?region=x").base(), "s3://b-1");
+        for (url, says) in [
+            (
+                "s3://b-1/p?complete_initiators=a",
+                "unknown S3 option \"complete_initiators\"",
+            ),
+            ("s3://b-1/p?x=1", "unknown S3 option"),
+            ("s3://b-1/p?region=a&region=b", "given twice"),
+        ] {
+            let e = err(url);
+            assert!(e.to_string().contains(says), "{url}: {e}");
+        }
+        assert!(matches!(
+            err("s3://?region=x"),
+            StorageError::MissingBucket { .. }
+        ));
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_option_values_are_checked_when_opened() {
+        for (url, says) in [
+            ("s3://b-1/p?disablesse=maybe", "not a boolean"),
+            ("s3://b-1/p?acl=everyone", "not one of"),
+            ("s3://b-1/p?layout=flat", "expected multipart or objects"),
+            ("s3://b-1/p?endpoint=127.0.0.1:8", "disagree"),
+            ("s3://b-1/p?endpoint=http://example.com:8", "plain HTTP"),
+        ] {
+            let mut opts = s3_opts();
+            if url.contains("example.com") {
+                opts.endpoint = None;
+            }
+            let e = open_storage(url, &opts).err().unwrap();
+            assert!(e.to_string().contains(says), "{url}: {e}");
+        }
+        // insecure=true is what allows plain HTTP off loopback, as in Teleport.
+        let mut opts = s3_opts();
+        opts.endpoint = None;
+        let s = open_storage("s3://b-1/p?endpoint=example.com:8&insecure=true", &opts);
+        assert!(s.is_ok(), "{:?}", s.err());
+        let s = open_storage("s3://b-1/p", &s3_opts()).unwrap();
+        assert_eq!(s.layout_name(), "s3-multipart");
+        let s = open_storage("s3://b-1/p?layout=objects", &s3_opts()).unwrap();
+        assert_eq!(s.layout_name(), "objects");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Real object-store servers for the conformance tests: s3s-fs (S3) and azurite (Azure Blob
-//! Storage), each started once per test binary on a free loopback port and killed when the
+//! Real object-store servers for the conformance tests: s3s-fs (S3), moto (a second S3, with
+//! multipart listing) and azurite (Azure Blob Storage), each started once per test binary on a free loopback port and killed when the
 //! binary exits (an `atexit` hook, and `PR_SET_PDEATHSIG` if the binary dies by a signal).
 //! A missing server binary fails the test with a message saying how to install it.
 
@@ -19,7 +19,7 @@ pub const S3_ACCESS_KEY: &str = "tapelog-test";
 /// S3 secret the test server accepts.
 pub const S3_SECRET_KEY: &str = "tapelog-test-secret";
 
-const SETUP: &str = "run `bash scripts/setup.sh` (it installs s3s-fs and azurite)";
+const SETUP: &str = "run `bash scripts/setup.sh` (it installs s3s-fs, moto and azurite)";
 
 /// A running s3s-fs.
 pub struct S3Server {
@@ -180,6 +180,83 @@ impl S3Server {
     pub fn bucket(&self) -> String {
         let name = format!("t-{}", uuid::Uuid::new_v4().simple());
         std::fs::create_dir(self.root.join(&name)).unwrap();
+        name
+    }
+
+    /// Options that reach this server.
+    pub fn options(&self) -> StorageOptions {
+        StorageOptions {
+            endpoint: Some(self.endpoint.clone()),
+            access_key_id: Some(S3_ACCESS_KEY.into()),
+            secret_access_key: Some(S3_SECRET_KEY.into()),
+            ..StorageOptions::default()
+        }
+    }
+}
+
+/// The smallest part but the last that the test moto accepts.
+pub const MOTO_MIN_PART: usize = 1024;
+
+/// A running moto server (S3 only is used).
+pub struct MotoServer {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+/// The moto of this test binary (started on first use): `target/moto/bin/moto_server`, in
+/// memory. moto accepts any credentials and keeps every bucket until it exits. S3's 5 MiB
+/// minimum for every part but the last is lowered to [`MOTO_MIN_PART`] (moto's
+/// `S3_UPLOAD_PART_MIN_SIZE`) so that the conformance suite's small parts (1 KiB to 2 MiB,
+/// padded to their own minimum) can be completed; parts are kept in memory.
+pub fn moto() -> &'static MotoServer {
+    static SERVER: OnceLock<MotoServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/moto/bin/moto_server");
+        assert!(
+            bin.is_file(),
+            "moto is not installed ({} is missing): {SETUP}",
+            bin.display()
+        );
+        let dir = std::env::temp_dir().join(format!("tapelog-moto-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        register_cleanup(None, Some(dir.clone()));
+        let port = free_port();
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("S3_UPLOAD_PART_MIN_SIZE", MOTO_MIN_PART.to_string())
+            .env("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", (64 << 20).to_string())
+            .current_dir(&dir);
+        let log = dir.join("moto.log");
+        let pid = spawn(cmd, "moto_server", &log);
+        register_cleanup(Some(pid), None);
+        wait_for_port(port, pid, "moto", &log);
+        MotoServer {
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    })
+}
+
+impl MotoServer {
+    /// A new empty bucket, created with a plain `PUT /<bucket>` (moto needs no signature).
+    pub fn bucket(&self) -> String {
+        let name = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let port = self.endpoint.rsplit(':').next().unwrap();
+        let mut conn = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        use std::io::{Read, Write};
+        write!(
+            conn,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "creating bucket {name}: {answer}"
+        );
         name
     }
 

@@ -10,8 +10,7 @@ use tapelog_audit::metrics::{GaugeGuard, Metrics};
 use std::sync::Mutex;
 use tapelog_core::AuditEvent;
 use tapelog_core::stream::{
-    Action, CompletedPart, PartContent, PartSpan, ResumePlan, Stream, StreamConfig, StreamError,
-    StreamStatus,
+    Action, CompletedPart, PartSpan, ResumePlan, Stream, StreamConfig, StreamError, StreamStatus,
 };
 use thiserror::Error;
 
@@ -592,10 +591,7 @@ pub async fn plan_resume<U: MultipartUploader>(
     let parts = uploader.list_parts(upload).await?;
     let mut spans = Vec::with_capacity(parts.len());
     for p in parts {
-        let content = match with_retry(retry, || uploader.read_part(upload, p.number)).await? {
-            Some(bytes) => PartContent::scan(&bytes),
-            None => PartContent::Unread,
-        };
+        let content = with_retry(retry, || uploader.part_content(upload, p.number)).await?;
         spans.push(PartSpan {
             part: CompletedPart {
                 number: p.number,

@@ -17,7 +17,7 @@ use tapelog_core::codec::WriterConfig;
 use tapelog_core::stream::StreamConfig;
 use tapelog_store::file::open_path;
 use tapelog_store::stream::{DriverConfig, RecordingStream};
-use tapelog_store::{MultipartUploader, StoreUploader, StreamUpload, check_id};
+use tapelog_store::{MultipartUploader, StoreUploader, StreamUpload, check_id, check_upload_id};
 
 use super::storage::StorageArgs;
 use super::{CliError, progress_bar};
@@ -239,7 +239,7 @@ async fn stream_failed(
 
 /// The open upload with this id.
 async fn find_upload(uploader: &StoreUploader, id: &str) -> Result<StreamUpload, CliError> {
-    check_id("upload id", id)?;
+    check_upload_id(id)?;
     uploader
         .list_uploads()
         .await?
