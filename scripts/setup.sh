@@ -48,14 +48,16 @@ if [ ! -f "$azurite_dir/node_modules/azurite/dist/src/blob/main.js" ]; then
   (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null)
 fi
 
-# moto 5.2.5 (PyPI, moto[server]): a second, independent S3 implementation, for what s3s-fs
+# moto 5.1.22 (PyPI, moto[server]): a second, independent S3 implementation, for what s3s-fs
 # lacks (ListMultipartUploads, sparse part numbers): the S3 multipart uploader's tests start
-# `moto_server` on a loopback port themselves (tests/integration/util/stores.rs). In a venv under target/.
+# `moto_server` on a loopback port themselves (tests/integration/util/stores.rs). In a venv
+# under target/. Not 5.2.x: its ListParts answer has the root element `ListPartsResponse`
+# instead of S3's `ListPartsResult`, which aws-sdk-s3 refuses (docs/storage.md).
 moto_dir=target/moto
-if [ "$("$moto_dir/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "5.2.5" ]; then
-  echo "setup: installing moto 5.2.5"
+if [ "$("$moto_dir/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "5.1.22" ]; then
+  echo "setup: installing moto 5.1.22"
   python3 -m venv "$moto_dir"
-  "$moto_dir/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+  "$moto_dir/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.1.22'
 fi
 
 # asciinema 2.4.0 (PyPI) checks `tapelog export --format asciicast`: `asciinema cat` must print

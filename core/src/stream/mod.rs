@@ -166,6 +166,13 @@ pub struct Stream {
     previous: Vec<CompletedPart>,
     /// Highest index reported durable so far.
     durable_index: i64,
+    /// After a resume: events at or below this index are already in the kept parts, and a
+    /// replaying writer's copies of them are dropped instead of stored again. Besides saving
+    /// bytes, this keeps a resume after a failed completion valid on S3, where the unpadded
+    /// last part may not be followed by another (every part but the last ≥ 5 MiB).
+    replay_floor: Option<i64>,
+    /// Events dropped by `replay_floor`.
+    replayed: u64,
     last_event_ms: u64,
     actions: Vec<Action>,
     failure: Option<StreamError>,
@@ -211,6 +218,8 @@ impl Stream {
             done: BTreeMap::new(),
             previous,
             durable_index,
+            replay_floor: None,
+            replayed: 0,
             last_event_ms: now_ms,
             actions: Vec::new(),
             failure: None,
@@ -232,6 +241,9 @@ impl Stream {
     /// Records one event (trimmed as upstream if over 64 KiB).
     pub fn record(&mut self, event: &AuditEvent, now_ms: u64) -> Result<(), StreamError> {
         self.check_open()?;
+        if self.is_replay(event.index()) {
+            return Ok(());
+        }
         self.current.add(event)?;
         self.added(now_ms);
         Ok(())
@@ -240,9 +252,28 @@ impl Stream {
     /// Records an already encoded `OneOf` record (copying a recording without decoding it).
     pub fn record_raw(&mut self, oneof: &[u8], index: i64, now_ms: u64) -> Result<(), StreamError> {
         self.check_open()?;
+        if self.is_replay(index) {
+            return Ok(());
+        }
         self.current.add_record(oneof, index)?;
         self.added(now_ms);
         Ok(())
+    }
+
+    /// Whether an event with `index` is a replayed copy of one the kept parts of a resumed
+    /// upload hold (counted, then dropped).
+    fn is_replay(&mut self, index: i64) -> bool {
+        let replay = self.replay_floor.is_some_and(|floor| index <= floor);
+        if replay {
+            self.replayed += 1;
+        }
+        replay
+    }
+
+    /// Events a replaying writer sent again after a resume and that were dropped because the
+    /// kept parts already hold them.
+    pub fn replayed(&self) -> u64 {
+        self.replayed
     }
 
     /// After an event went into the current part: cut it if full, start uploads.

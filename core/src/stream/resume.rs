@@ -181,8 +181,8 @@ fn scan_part(bytes: &[u8]) -> Result<Option<(i64, i64)>, CodecError> {
 
 impl Stream {
     /// Continues an upload as `plan` says: only the kept parts are completed, new parts are
-    /// numbered from the highest stored number + 2, and the first status names the plan's
-    /// durable index.
+    /// numbered from the highest stored number + 2, the first status names the plan's
+    /// durable index, and events at or below it (a writer's replay) are dropped.
     pub fn resume_planned(
         upload_id: impl Into<String>,
         config: StreamConfig,
@@ -194,14 +194,16 @@ impl Stream {
         } else {
             1
         };
-        Stream::start(
+        let mut s = Stream::start(
             upload_id.into(),
             config,
             plan.keep.clone(),
             next_number,
             plan.durable_index,
             now_ms,
-        )
+        );
+        s.replay_floor = Some(plan.durable_index);
+        s
     }
 }
 
@@ -352,10 +354,12 @@ mod tests {
             first.as_slice(),
             [super::super::Action::Status(st)] if st.last_event_index == 9
         ));
-        let ev = crate::vectors::sample_session(3);
+        // The writer replays from index 0: the kept part's events are dropped, the rest stored.
+        let ev = crate::vectors::sample_session(13);
         for e in &ev {
             s.record(e, 1).unwrap();
         }
+        assert_eq!(s.replayed(), 10);
         s.complete();
         let actions = s.take_actions();
         let numbers: Vec<u32> = actions
@@ -366,6 +370,73 @@ mod tests {
             })
             .collect();
         assert_eq!(numbers, [9]);
+    }
+
+    /// A completion that failed after the unpadded last part was stored, then a resume whose
+    /// writer replays everything: nothing new is stored, so the completion lists the same
+    /// parts and the short part stays last (on S3 a part after it would be refused).
+    #[test]
+    fn a_resume_after_a_failed_completion_stores_no_replayed_event() {
+        use super::super::Action;
+        let ev = crate::vectors::sample_session(40);
+        let config = StreamConfig {
+            writer: crate::codec::WriterConfig {
+                min_upload_bytes: 1024,
+                ..crate::codec::WriterConfig::default()
+            },
+            ..StreamConfig::default()
+        };
+        let mut s = Stream::new("u", config, 0);
+        let mut stored = Vec::new();
+        for e in &ev {
+            s.record(e, 1).unwrap();
+        }
+        s.complete();
+        let mut asked = None;
+        for _ in 0..100 {
+            let actions = s.take_actions();
+            if actions.is_empty() {
+                break;
+            }
+            for a in actions {
+                match a {
+                    Action::UploadPart { number, part } => {
+                        stored.push(PartSpan {
+                            part: CompletedPart {
+                                number,
+                                etag: format!("e{number}"),
+                            },
+                            content: PartContent::of_part(&part),
+                        });
+                        s.part_uploaded(number, format!("e{number}"), 2).unwrap();
+                    }
+                    Action::CompleteUpload { parts } => asked = Some(parts),
+                    _ => {}
+                }
+            }
+        }
+        let first = asked.expect("completion asked");
+        s.complete_failed("store unavailable");
+        let plan = ResumePlan::new(stored);
+        assert_eq!(plan.durable_index, ev.last().unwrap().index());
+        let mut r = Stream::resume_planned("u", config, &plan, 3);
+        for e in &ev {
+            r.record(e, 3).unwrap();
+        }
+        assert_eq!(r.replayed(), ev.len() as u64);
+        r.complete();
+        let actions = r.take_actions();
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::UploadPart { .. })),
+            "{actions:?}"
+        );
+        let again = actions.iter().find_map(|a| match a {
+            Action::CompleteUpload { parts } => Some(parts.clone()),
+            _ => None,
+        });
+        assert_eq!(again, Some(first));
     }
 
     #[test]
