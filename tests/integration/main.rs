@@ -21,6 +21,7 @@ mod forward;
 mod forward_configure;
 mod forward_protocol;
 mod forward_teleport;
+mod gcs_layout;
 mod parallel_export;
 mod pg_audit;
 mod play;

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod fluentd;
+pub mod gcs;
 pub mod postgres;
 pub mod pty;
 pub mod serve;
