@@ -10,6 +10,7 @@ mod util;
 mod asciicast;
 mod audit;
 mod audit_logger;
+mod azure_layout;
 mod chaos;
 mod cli;
 mod client;

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod azproxy;
 pub mod fluentd;
 pub mod gcs;
 pub mod postgres;
