@@ -20,6 +20,10 @@ use tapelog_audit::clock::SharedClock;
 use tapelog_core::codec::EncodedPart;
 use tapelog_core::stream::PartContent;
 
+#[cfg(feature = "azure")]
+use crate::layout::azure::AzureLayout;
+#[cfg(feature = "gcp")]
+use crate::layout::gcs::GcsLayout;
 use crate::layout::objects::ObjectsLayout;
 #[cfg(feature = "s3")]
 use crate::layout::s3::S3Layout;
@@ -41,6 +45,10 @@ enum Layout {
     Objects(ObjectsLayout),
     #[cfg(feature = "s3")]
     S3(Box<S3Layout>),
+    #[cfg(feature = "gcp")]
+    Gcs(Box<GcsLayout>),
+    #[cfg(feature = "azure")]
+    Azure(Box<AzureLayout>),
 }
 
 /// Where one call goes.
@@ -48,6 +56,10 @@ enum Target<'a> {
     Objects(&'a ObjectsLayout),
     #[cfg(feature = "s3")]
     S3(&'a S3Layout),
+    #[cfg(feature = "gcp")]
+    Gcs(&'a GcsLayout),
+    #[cfg(feature = "azure")]
+    Azure(&'a AzureLayout),
 }
 
 /// Uploads remembered as legacy or not, at most (then the memory starts over).
@@ -59,6 +71,10 @@ macro_rules! dispatch {
             Target::Objects($l) => $call,
             #[cfg(feature = "s3")]
             Target::S3($l) => $call,
+            #[cfg(feature = "gcp")]
+            Target::Gcs($l) => $call,
+            #[cfg(feature = "azure")]
+            Target::Azure($l) => $call,
         }
     };
 }
@@ -102,24 +118,55 @@ impl StoreUploader {
         Self::from_layout(Layout::S3(Box::new(layout)), Some(legacy))
     }
 
+    /// Teleport's GCS layout (compose); `legacy` serves uploads stored earlier in tapelog's
+    /// own layout under the same prefix.
+    #[cfg(feature = "gcp")]
+    pub fn gcs(layout: GcsLayout, legacy: ObjectsLayout) -> StoreUploader {
+        Self::from_layout(Layout::Gcs(Box::new(layout)), Some(legacy))
+    }
+
+    /// Teleport's Azure layout (two containers, Put Block From URL). No legacy layout:
+    /// tapelog's own Azure layout stays on `az://` URLs, which name one container.
+    #[cfg(feature = "azure")]
+    pub fn azure(layout: AzureLayout) -> StoreUploader {
+        Self::from_layout(Layout::Azure(Box::new(layout)), None)
+    }
+
     /// The same reading wall time from `clock` (the system's by default).
     pub fn with_clock(mut self, clock: SharedClock) -> StoreUploader {
         self.layout = match self.layout {
             Layout::Objects(o) => Layout::Objects(o.with_clock(clock.clone())),
             #[cfg(feature = "s3")]
             Layout::S3(s) => Layout::S3(Box::new(s.with_clock(clock.clone()))),
+            #[cfg(feature = "gcp")]
+            Layout::Gcs(g) => Layout::Gcs(Box::new(g.with_clock(clock.clone()))),
+            #[cfg(feature = "azure")]
+            Layout::Azure(a) => Layout::Azure(Box::new(a.with_clock(clock.clone()))),
         };
         self.legacy = self.legacy.map(|l| l.with_clock(clock));
         self
     }
 
-    /// The name of the store's layout: `objects` (tapelog's own: local disk, memory) or
-    /// `s3-multipart`.
+    /// The name of the store's layout: `objects` (tapelog's own: local disk, memory, `az://`),
+    /// `s3-multipart`, `gcs-compose` or `azure-blocks`.
     pub fn layout_name(&self) -> &'static str {
         match &self.layout {
             Layout::Objects(_) => "objects",
             #[cfg(feature = "s3")]
             Layout::S3(_) => "s3-multipart",
+            #[cfg(feature = "gcp")]
+            Layout::Gcs(_) => "gcs-compose",
+            #[cfg(feature = "azure")]
+            Layout::Azure(_) => "azure-blocks",
+        }
+    }
+
+    /// Teleport's Azure layout, when that is the store's (its completion counters).
+    #[cfg(feature = "azure")]
+    pub fn azure_layout(&self) -> Option<&AzureLayout> {
+        match &self.layout {
+            Layout::Azure(a) => Some(a),
+            _ => None,
         }
     }
 
@@ -129,6 +176,10 @@ impl StoreUploader {
             Layout::Objects(o) => o.store(),
             #[cfg(feature = "s3")]
             Layout::S3(s) => s.store(),
+            #[cfg(feature = "gcp")]
+            Layout::Gcs(g) => g.store(),
+            #[cfg(feature = "azure")]
+            Layout::Azure(a) => a.store(),
         }
     }
 
@@ -138,17 +189,29 @@ impl StoreUploader {
             Layout::Objects(o) => o.recording_path(session_id),
             #[cfg(feature = "s3")]
             Layout::S3(s) => s.recording_path(session_id),
+            #[cfg(feature = "gcp")]
+            Layout::Gcs(g) => g.recording_path(session_id),
+            #[cfg(feature = "azure")]
+            Layout::Azure(a) => a.recording_path(session_id),
         }
     }
 
     /// The completion lock's object of an upload in tapelog's own layout
     /// (`multi/<upload>/complete.lock`).
+    #[cfg_attr(
+        not(any(feature = "s3", feature = "gcp", feature = "azure")),
+        allow(unreachable_patterns)
+    )]
     pub fn lock_path(&self, upload: &StreamUpload) -> Path {
         match (&self.layout, &self.legacy) {
             (Layout::Objects(o), _) => o.lock_path(upload),
             (_, Some(l)) => l.lock_path(upload),
             #[cfg(feature = "s3")]
             (Layout::S3(s), None) => s.recording_path(&upload.session_id),
+            #[cfg(feature = "gcp")]
+            (Layout::Gcs(g), None) => g.recording_path(&upload.session_id),
+            #[cfg(feature = "azure")]
+            (Layout::Azure(a), None) => a.recording_path(&upload.session_id),
         }
     }
 
@@ -162,6 +225,10 @@ impl StoreUploader {
             Layout::Objects(o) => Target::Objects(o),
             #[cfg(feature = "s3")]
             Layout::S3(s) => Target::S3(s),
+            #[cfg(feature = "gcp")]
+            Layout::Gcs(g) => Target::Gcs(g),
+            #[cfg(feature = "azure")]
+            Layout::Azure(a) => Target::Azure(a),
         }
     }
 

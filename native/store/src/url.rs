@@ -5,8 +5,9 @@
 //! | `file:///abs/dir` or `/abs/dir` | a directory on local disk (created if missing) |
 //! | `memory://` | a fresh in-memory store (tests, dry runs) |
 //! | `s3://bucket[/prefix]` (or `s3a://`) | Amazon S3 or an S3-compatible server (`endpoint`) |
-//! | `az://container[/prefix]` (or `azure://`, `adl://`) | Azure Blob Storage (or azurite) |
-//! | `gs://bucket[/prefix]` | Google Cloud Storage |
+//! | `azblob://<account host>[/path][#session_container=..&inprogress_container=..]` (or `azblob-http://`) | Azure Blob Storage in Teleport's layout (two containers) |
+//! | `az://container[/prefix]` (or `azure://`, `adl://`) | Azure Blob Storage (or azurite) in tapelog's own layout |
+//! | `gs://bucket[/prefix][?path=..&endpoint=..]` | Google Cloud Storage in Teleport's layout |
 //!
 //! The cloud URLs are read as `object_store` reads them: parsed by the `url` crate, the store
 //! chosen and the prefix taken by [`ObjectStoreScheme::parse`] (percent-decoded, checked
@@ -18,7 +19,11 @@
 //! The cloud stores are features of this crate (`s3`, `azure`, `gcp`); a build without the
 //! one a URL needs parses the URL but refuses to open it ([`StorageError::NoBackend`]).
 //!
-//! Credentials and endpoints come from [`StorageOptions`], never from the URL. Plain-HTTP
+//! Each store keeps uploads in the layout Teleport's handler for it uses ([`crate::layout`]):
+//! `s3://` and `gs://` take Teleport's query options ([`S3_URL_OPTIONS`], [`GCS_URL_OPTIONS`])
+//! and `layout=objects` for tapelog's own layout; `azblob://` takes Teleport's fragment options.
+//!
+//! Credentials come from [`StorageOptions`], never from the URL. Plain-HTTP
 //! endpoints are accepted on their own only when the host is loopback (127.0.0.0/8, ::1,
 //! `localhost`); anywhere else they need [`StorageOptions::allow_http`].
 
@@ -182,7 +187,7 @@ fn known_key(key: &str) -> bool {
 pub enum StorageError {
     /// A scheme tapelog does not store to.
     #[error(
-        "storage URL {url:?}: unknown scheme {scheme:?} (use file://, memory://, s3://, az://, azure:// or gs://)"
+        "storage URL {url:?}: unknown scheme {scheme:?} (use file://, memory://, s3://, gs://, azblob://, azblob-http://, az:// or azure://)"
     )]
     UnknownScheme {
         /// The URL given.
@@ -323,8 +328,20 @@ pub enum StorageUrl {
     Gcs {
         /// Bucket.
         bucket: String,
-        /// Prefix.
+        /// Prefix (from the URL's path or Teleport's `path` option).
         prefix: String,
+        /// The URL's query options ([`GCS_URL_OPTIONS`]), in order.
+        options: Vec<(String, String)>,
+    },
+    /// An Azure storage account in Teleport's layout (`azblob://`): recordings in one
+    /// container, uploads in another.
+    AzBlob {
+        /// The account's URL (`https://<host>[/path]`, `http://` for `azblob-http://`).
+        endpoint: String,
+        /// Where recordings are (Teleport's `session_container`, default `session`).
+        session_container: String,
+        /// Where uploads in progress are (`inprogress_container`, default `inprogress`).
+        inprogress_container: String,
     },
 }
 
@@ -345,9 +362,12 @@ impl StorageUrl {
         if scheme_lc == "file" {
             return file_url(url, rest);
         }
-        let s3 = matches!(scheme_lc.as_str(), "s3" | "s3a");
-        if rest.contains('#') || (!s3 && rest.contains('?')) {
-            return Err(malformed(if s3 {
+        if matches!(scheme_lc.as_str(), "azblob" | "azblob-http") {
+            return azblob_url(url, &scheme_lc, rest);
+        }
+        let queries = matches!(scheme_lc.as_str(), "s3" | "s3a" | "gs");
+        if rest.contains('#') || (!queries && rest.contains('?')) {
+            return Err(malformed(if queries {
                 "fragments are not supported"
             } else {
                 "query strings and fragments are not supported (pass options separately)"
@@ -417,7 +437,31 @@ impl StorageUrl {
                 prefix,
                 options: url_options(url, &parsed, "S3", S3_URL_OPTIONS)?,
             },
-            "gs" => StorageUrl::Gcs { bucket, prefix },
+            "gs" => {
+                let options = url_options(url, &parsed, "GCS", GCS_URL_OPTIONS)?;
+                let path = options
+                    .iter()
+                    .find(|(k, _)| k == "path")
+                    .map(|(_, v)| v.trim_matches('/'))
+                    .filter(|p| !p.is_empty());
+                let prefix = match path {
+                    Some(_) if !prefix.is_empty() => {
+                        return Err(malformed(
+                            "give the prefix in the URL's path or as path=, not both",
+                        ));
+                    }
+                    Some(p) => object_store::path::Path::parse(p)
+                        .map_err(|e| malformed(&format!("bad path={p:?}: {e}")))?
+                        .as_ref()
+                        .to_string(),
+                    None => prefix,
+                };
+                StorageUrl::Gcs {
+                    bucket,
+                    prefix,
+                    options,
+                }
+            }
             _ => StorageUrl::Azure {
                 container: bucket,
                 prefix,
@@ -440,10 +484,106 @@ impl StorageUrl {
             StorageUrl::Memory => "memory://".to_string(),
             StorageUrl::S3 { bucket, prefix, .. } => join("s3", bucket, prefix),
             StorageUrl::Azure { container, prefix } => join("az", container, prefix),
-            StorageUrl::Gcs { bucket, prefix } => join("gs", bucket, prefix),
+            StorageUrl::Gcs { bucket, prefix, .. } => join("gs", bucket, prefix),
+            StorageUrl::AzBlob {
+                endpoint,
+                session_container,
+                ..
+            } => format!("{endpoint}/{session_container}"),
         }
     }
 }
+
+/// Teleport's Azure URL: `azblob://<account host>[/path]` (https) or `azblob-http://…`, with
+/// the containers in the fragment (`#session_container=..&inprogress_container=..`).
+fn azblob_url(url: &str, scheme: &str, rest: &str) -> Result<StorageUrl, StorageError> {
+    let malformed = |reason: String| StorageError::Malformed {
+        url: url.to_string(),
+        reason,
+    };
+    let (location, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+    let location = location.trim_end_matches('/');
+    if location.is_empty() || location.starts_with('/') {
+        return Err(StorageError::MissingBucket {
+            url: url.to_string(),
+            what: "account host",
+            example: "azblob://<account>.blob.core.windows.net",
+        });
+    }
+    if location.contains('?') {
+        return Err(malformed(
+            "azblob:// takes its options in the fragment (#session_container=..&inprogress_container=..)".into(),
+        ));
+    }
+    let http = scheme == "azblob-http";
+    let endpoint = format!("{}://{location}", if http { "http" } else { "https" });
+    let parsed = url::Url::parse(&endpoint)
+        .map_err(|e| malformed(format!("not a valid account URL {endpoint:?}: {e}")))?;
+    if parsed.host_str().is_none_or(str::is_empty)
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return Err(malformed(
+            "expected azblob://<account host>[:port][/path]".into(),
+        ));
+    }
+    let (mut session, mut inprogress) = ("session".to_string(), "inprogress".to_string());
+    let mut seen: Vec<String> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(fragment.as_bytes()) {
+        if seen.iter().any(|s| *s == k) {
+            return Err(malformed(format!("option {k} given twice")));
+        }
+        seen.push(k.to_string());
+        match k.as_ref() {
+            "session_container" => session = v.into_owned(),
+            "inprogress_container" => inprogress = v.into_owned(),
+            _ => {
+                return Err(StorageError::UnknownOption {
+                    url: url.to_string(),
+                    store: "Azure",
+                    key: k.into_owned(),
+                });
+            }
+        }
+    }
+    for c in [&session, &inprogress] {
+        check_bucket("az", c).map_err(|reason| StorageError::BadBucket {
+            url: url.to_string(),
+            what: "container",
+            name: c.clone(),
+            reason,
+        })?;
+    }
+    if session == inprogress {
+        return Err(malformed(format!(
+            "session_container and inprogress_container are both {session:?}"
+        )));
+    }
+    Ok(StorageUrl::AzBlob {
+        endpoint: parsed.as_str().trim_end_matches('/').to_string(),
+        session_container: session,
+        inprogress_container: inprogress,
+    })
+}
+
+/// The query options a `gs://` URL takes: Teleport's (`projectID`, `path`, `credentialsPath`,
+/// `endpoint`, `keyName`) plus tapelog's `layout`.
+///
+/// | key | meaning |
+/// |---|---|
+/// | `path` | the prefix (instead of the URL's path) |
+/// | `credentialsPath` | a credentials JSON file (service account or user) |
+/// | `endpoint` | another GCS endpoint, `host[:port]` (https) or a URL; requests are not signed (emulators, tests) |
+/// | `projectID`, `keyName` | accepted and unused: Teleport needs them only to create the bucket, which tapelog never does |
+/// | `layout` | `compose` (Teleport's, the default) or `objects` (tapelog's own, from before) |
+pub const GCS_URL_OPTIONS: &[&str] = &[
+    "projectID",
+    "path",
+    "credentialsPath",
+    "endpoint",
+    "keyName",
+    "layout",
+];
 
 /// The query options an `s3://` URL takes: Teleport's, with its meanings, plus tapelog's
 /// `layout`.
@@ -706,7 +846,18 @@ pub fn open_storage(url: &str, opts: &StorageOptions) -> Result<StoreUploader, S
             options,
         } => return open_s3(url, &base, bucket, prefix, options, opts),
         StorageUrl::Azure { container, prefix } => (build_azure(url, container, opts)?, prefix),
-        StorageUrl::Gcs { bucket, prefix } => (build_gcs(url, bucket, opts)?, prefix),
+        StorageUrl::Gcs {
+            bucket,
+            prefix,
+            options,
+        } => return open_gcs(url, &base, bucket, prefix, options, opts),
+        StorageUrl::AzBlob {
+            endpoint,
+            session_container,
+            inprogress_container,
+        } => {
+            return open_azblob(url, endpoint, session_container, inprogress_container, opts);
+        }
     };
     Ok(StoreUploader::new(store, prefix, &base))
 }
@@ -749,8 +900,26 @@ fn build_azure(
 }
 
 #[cfg(not(feature = "gcp"))]
-fn build_gcs(url: &str, _: &str, _: &StorageOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
+fn open_gcs(
+    url: &str,
+    _: &str,
+    _: &str,
+    _: &str,
+    _: &[(String, String)],
+    _: &StorageOptions,
+) -> Result<StoreUploader, StorageError> {
     Err(no_backend(url, "gs", "GCS", "gcp"))
+}
+
+#[cfg(not(feature = "azure"))]
+fn open_azblob(
+    url: &str,
+    _: &str,
+    _: &str,
+    _: &str,
+    _: &StorageOptions,
+) -> Result<StoreUploader, StorageError> {
+    Err(no_backend(url, "azblob", "Azure", "azure"))
 }
 
 #[cfg(any(feature = "s3", feature = "azure", feature = "gcp"))]
@@ -989,11 +1158,146 @@ fn build_azure(
 }
 
 #[cfg(feature = "gcp")]
-fn build_gcs(
+fn open_gcs(
+    url: &str,
+    base: &str,
+    bucket: &str,
+    prefix: &str,
+    options: &[(String, String)],
+    opts: &StorageOptions,
+) -> Result<StoreUploader, StorageError> {
+    use crate::layout::gcs::GcsLayout;
+    use crate::layout::objects::ObjectsLayout;
+    let get = |k: &str| {
+        options
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let store_err = |source| StorageError::Store {
+        url: url.to_string(),
+        source,
+    };
+    let compose = match get("layout") {
+        None | Some("compose") => true,
+        Some("objects") => false,
+        Some(o) => {
+            return Err(StorageError::Malformed {
+                url: url.to_string(),
+                reason: format!("layout={o:?}: expected compose or objects"),
+            });
+        }
+    };
+    let mut b = gcs_builder(url, bucket, opts)?;
+    if let Some(p) = get("credentialsPath") {
+        b = b.with_application_credentials(p);
+    }
+    // Teleport's endpoint option: an emulator reached without authentication.
+    if let Some(e) = get("endpoint") {
+        let e = if e.contains("://") {
+            e.to_string()
+        } else {
+            format!("https://{e}")
+        };
+        let http = check_endpoint(url, &e, opts.allow_http)?;
+        // No authentication, as Teleport's option means. object_store 0.14.2's GCS writes
+        // ask the credential provider even with skip_signature, so an empty static token
+        // keeps it from looking for a metadata server.
+        b = b
+            .with_base_url(&e)
+            .with_skip_signature(true)
+            .with_bearer_token("");
+        if http {
+            b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(true));
+        }
+    }
+    if !compose {
+        return Ok(StoreUploader::new(
+            Arc::new(b.build().map_err(store_err)?),
+            prefix,
+            base,
+        ));
+    }
+    let layout = GcsLayout::from_builder(b, prefix, base).map_err(store_err)?;
+    let legacy = ObjectsLayout::new(Arc::clone(layout.store()), prefix, base);
+    Ok(StoreUploader::gcs(layout, legacy))
+}
+
+#[cfg(feature = "azure")]
+fn open_azblob(
+    url: &str,
+    endpoint: &str,
+    session: &str,
+    inprogress: &str,
+    opts: &StorageOptions,
+) -> Result<StoreUploader, StorageError> {
+    use crate::layout::azure::{AzureContainers, AzureLayout};
+    let http = check_endpoint(
+        url,
+        endpoint,
+        opts.allow_http || endpoint.starts_with("http://"),
+    )?;
+    // The account: AZURE_STORAGE_ACCOUNT_NAME, else the path's first segment (azurite's
+    // http://127.0.0.1:10000/devstoreaccount1), else the host's first label.
+    let parsed = url::Url::parse(endpoint).map_err(|e| StorageError::Malformed {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let from_path = parsed
+        .path_segments()
+        .and_then(|mut s| s.next())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let account = opts
+        .azure_account
+        .clone()
+        .or_else(|| from_path.clone())
+        .or_else(|| {
+            parsed
+                .host_str()
+                .and_then(|h| h.split('.').next())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let mut b = MicrosoftAzureBuilder::new();
+    for (k, v) in opts.config.iter().filter(|(k, _)| k.starts_with("azure_")) {
+        let key = k.parse().map_err(|_| unknown(url, "Azure", k))?;
+        b = b.with_config(key, v);
+    }
+    b = b
+        .with_account(&account)
+        .with_endpoint(endpoint.to_string())
+        .with_allow_http(http);
+    let emulator = opts.azure_use_emulator || account == AZURE_EMULATOR_ACCOUNT;
+    let key = opts
+        .azure_access_key
+        .clone()
+        .or_else(|| emulator.then(|| AZURE_EMULATOR_KEY.to_string()));
+    if let Some(k) = key {
+        b = b.with_access_key(k);
+    }
+    let layout = AzureLayout::from_builder(
+        b,
+        AzureContainers {
+            session: session.to_string(),
+            inprogress: inprogress.to_string(),
+        },
+    )
+    .map_err(|e| StorageError::Malformed {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(StoreUploader::azure(layout))
+}
+
+/// The GCS client's settings from the options (bucket, credentials, endpoint).
+#[cfg(feature = "gcp")]
+fn gcs_builder(
     url: &str,
     bucket: &str,
     opts: &StorageOptions,
-) -> Result<Arc<dyn ObjectStore>, StorageError> {
+) -> Result<GoogleCloudStorageBuilder, StorageError> {
     let mut b = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
     for (k, v) in opts.config.iter().filter(|(k, _)| k.starts_with("google_")) {
         let key = k.parse().map_err(|_| unknown(url, "GCS", k))?;
@@ -1019,11 +1323,7 @@ fn build_gcs(
     if let Some(p) = &opts.google_application_credentials {
         b = b.with_application_credentials(p);
     }
-    let store = b.build().map_err(|source| StorageError::Store {
-        url: url.to_string(),
-        source,
-    })?;
-    Ok(Arc::new(store))
+    Ok(b)
 }
 
 #[cfg(test)]
@@ -1181,11 +1481,80 @@ mod tests {
             parse("gs://b_1/x"),
             StorageUrl::Gcs {
                 bucket: "b_1".into(),
-                prefix: "x".into()
+                prefix: "x".into(),
+                options: vec![],
             }
         );
         assert_eq!(parse("gs://b_1/x").base(), "gs://b_1/x");
         assert_eq!(parse("s3://abc").base(), "s3://abc");
+    }
+
+    #[test]
+    fn gs_urls_take_teleports_query_options() {
+        // Teleport's form: the prefix as path=, the project named.
+        let u = parse("gs://recs?projectID=p1&path=teleport/records");
+        assert_eq!(u.base(), "gs://recs/teleport/records");
+        assert!(matches!(&u, StorageUrl::Gcs { prefix, options, .. }
+            if prefix == "teleport/records" && options.len() == 2));
+        for (url, reason) in [
+            ("gs://recs/a?path=b", "not both"),
+            ("gs://recs?path=a/../b", "bad path"),
+            ("gs://recs?path=a&path=b", "twice"),
+            ("gs://recs#x", "fragments"),
+        ] {
+            let e = err(url).to_string();
+            assert!(e.contains(reason), "{url}: {e}");
+        }
+        assert!(matches!(
+            err("gs://recs?bucketRegion=x"),
+            StorageError::UnknownOption { store: "GCS", .. }
+        ));
+    }
+
+    #[test]
+    fn azblob_urls_are_teleports() {
+        let u = parse("azblob://acct.blob.core.windows.net");
+        assert_eq!(
+            u,
+            StorageUrl::AzBlob {
+                endpoint: "https://acct.blob.core.windows.net".into(),
+                session_container: "session".into(),
+                inprogress_container: "inprogress".into(),
+            }
+        );
+        assert_eq!(u.base(), "https://acct.blob.core.windows.net/session");
+        let u = parse(
+            "azblob-http://127.0.0.1:10000/devstoreaccount1#session_container=recs&inprogress_container=work",
+        );
+        assert_eq!(
+            u,
+            StorageUrl::AzBlob {
+                endpoint: "http://127.0.0.1:10000/devstoreaccount1".into(),
+                session_container: "recs".into(),
+                inprogress_container: "work".into(),
+            }
+        );
+        for (url, reason) in [
+            ("azblob://", "no account host"),
+            ("azblob://h?x=1", "fragment"),
+            ("azblob://h#session_container=A_B", "container"),
+            (
+                "azblob://h#session_container=x1y&inprogress_container=x1y",
+                "both",
+            ),
+            (
+                "azblob://h#session_container=abc&session_container=abd",
+                "twice",
+            ),
+            ("azblob://user@h", "account host"),
+        ] {
+            let e = err(url).to_string();
+            assert!(e.contains(reason), "{url}: {e}");
+        }
+        assert!(matches!(
+            err("azblob://h#container=x"),
+            StorageError::UnknownOption { store: "Azure", .. }
+        ));
     }
 
     #[test]

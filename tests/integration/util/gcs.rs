@@ -71,6 +71,24 @@ struct State {
     fail_compose: Mutex<VecDeque<Option<(u16, String)>>>,
     generation: AtomicU64,
     page: usize,
+    /// Requests without the bearer token are served (Teleport's `endpoint=` option: an
+    /// emulator reached without authentication).
+    open: bool,
+}
+
+/// A double on its own runtime ([`GcsDouble::spawn_open`]).
+pub struct OwnedGcsDouble {
+    rt: Option<tokio::runtime::Runtime>,
+    /// The double.
+    pub double: GcsDouble,
+}
+
+impl Drop for OwnedGcsDouble {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// The running double (stops with the test's runtime).
@@ -83,6 +101,35 @@ pub struct GcsDouble {
 impl GcsDouble {
     /// Starts a double whose listings give at most `page` objects a page.
     pub async fn start(page: usize) -> GcsDouble {
+        Self::start_with(page, false).await
+    }
+
+    /// A double that serves requests without a token too (what `gs://…?endpoint=` reaches).
+    pub async fn start_open(page: usize) -> GcsDouble {
+        Self::start_with(page, true).await
+    }
+
+    /// An open double ([`start_open`](Self::start_open)) on a runtime of its own, for code
+    /// that is not async; it stops when the returned value is dropped.
+    pub fn spawn_open(page: usize) -> OwnedGcsDouble {
+        let (rt, double) = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let double = rt.block_on(GcsDouble::start_open(page));
+            (rt, double)
+        })
+        .join()
+        .unwrap();
+        OwnedGcsDouble {
+            rt: Some(rt),
+            double,
+        }
+    }
+
+    async fn start_with(page: usize, open: bool) -> GcsDouble {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State {
@@ -92,6 +139,7 @@ impl GcsDouble {
             fail_compose: Mutex::new(VecDeque::new()),
             generation: AtomicU64::new(1),
             page: page.max(1),
+            open,
         });
         let s = state.clone();
         tokio::spawn(async move {
@@ -323,11 +371,12 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let q = query(&req);
-    let auth_ok = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
+    let auth_ok = state.open
+        || req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(&format!("Bearer {TOKEN}"));
     let if_generation = req
         .headers()
         .get("x-goog-if-generation-match")
