@@ -1,7 +1,9 @@
 //! # tapelog-store: recordings in stores
 //!
 //! Multipart uploads of recordings: the uploader interface (upstream's `MultipartUploader`)
-//! and its implementation over `object_store` with upstream's file layout.
+//! and [`StoreUploader`], which keeps uploads in the store's [`layout`]: Teleport's per-store
+//! layouts (S3 multipart, GCS compose, Azure blocks), or tapelog's own `objects` layout
+//! (Teleport's `filesessions` on local disk), which still serves older uploads on S3 and GCS.
 //!
 //! - [`stream`]: the tokio driver of the core's stream machine (timers, bounded uploads with
 //!   retries, completion, status).
