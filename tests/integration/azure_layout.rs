@@ -9,8 +9,9 @@
 //! no part bytes while completing. The same uploads straight against azurite take the
 //! layout's fallback (each part read back and staged with Put Block).
 
+use crate::util::parts::{driver, part};
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -19,11 +20,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::{EncodedPart, PartBuilder, WriterConfig, read_all};
-use tapelog_core::stream::StreamConfig;
-use tapelog_core::vectors;
+use tapelog_core::codec::read_all;
 use tapelog_store::layout::azure::{AzureAuth, AzureContainers, AzureLayout, SharedKey};
-use tapelog_store::stream::{DriverConfig, RecordingStream, RetryPolicy};
+use tapelog_store::stream::RecordingStream;
 use tapelog_store::url::{AZURE_EMULATOR_ACCOUNT, AZURE_EMULATOR_KEY};
 use tapelog_store::{MultipartUploader, StreamUpload};
 
@@ -33,45 +32,7 @@ use crate::util::stores::azure;
 const SID: &str = "8b2d4f60-1a3c-4e5f-9a7b-2c4d6e8f0a1b";
 
 fn events(n: usize) -> Vec<AuditEvent> {
-    let mut events = vectors::noisy_session(n);
-    for e in &mut events {
-        if let Some(m) = e.session_metadata_mut() {
-            m.session_id = SID.to_string();
-        }
-    }
-    events
-}
-
-/// One part made by tapelog's writer (padded to `min` unless `last`).
-fn part(events: &[AuditEvent], min: usize, last: bool) -> EncodedPart {
-    let mut w = PartBuilder::new(WriterConfig {
-        min_upload_bytes: min,
-        ..WriterConfig::default()
-    });
-    for e in events {
-        w.add(e).unwrap();
-    }
-    w.finish(last)
-}
-
-fn driver(min: usize) -> DriverConfig {
-    DriverConfig {
-        stream: StreamConfig {
-            writer: WriterConfig {
-                min_upload_bytes: min,
-                ..WriterConfig::default()
-            },
-            max_concurrent_uploads: 2,
-            inactivity_flush_ms: 60_000,
-            release_after_ms: 30_000,
-        },
-        retry: RetryPolicy {
-            attempts: 5,
-            step: Duration::from_millis(1),
-            max: Duration::from_millis(5),
-        },
-        ..DriverConfig::default()
-    }
+    crate::util::parts::session_events(SID, n)
 }
 
 /// Fresh session and inprogress containers of the test azurite.

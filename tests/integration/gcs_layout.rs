@@ -7,61 +7,23 @@
 
 use crate::util::gcs::{BUCKET, GcsDouble, Kind};
 
+use crate::util::parts::{driver, part};
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use object_store::ObjectStoreExt;
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::{EncodedPart, PartBuilder, WriterConfig, read_all};
-use tapelog_core::stream::StreamConfig;
-use tapelog_core::vectors;
+use tapelog_core::codec::read_all;
 use tapelog_store::layout::gcs::GcsLayout;
-use tapelog_store::stream::{DriverConfig, RecordingStream, RetryPolicy};
+use tapelog_store::stream::RecordingStream;
 use tapelog_store::{MultipartUploader, StreamPart, StreamUpload, UploadError};
 
 const SID: &str = "5d2e8b1a-3c4f-4e6a-9b7d-1f0e2c3a4b5d";
 const PREFIX: &str = "teleport/records";
 
 fn events(n: usize) -> Vec<AuditEvent> {
-    let mut events = vectors::noisy_session(n);
-    for e in &mut events {
-        if let Some(m) = e.session_metadata_mut() {
-            m.session_id = SID.to_string();
-        }
-    }
-    events
-}
-
-fn driver(min: usize) -> DriverConfig {
-    DriverConfig {
-        stream: StreamConfig {
-            writer: WriterConfig {
-                min_upload_bytes: min,
-                ..WriterConfig::default()
-            },
-            max_concurrent_uploads: 2,
-            inactivity_flush_ms: 60_000,
-            release_after_ms: 30_000,
-        },
-        retry: RetryPolicy {
-            attempts: 5,
-            step: Duration::from_millis(1),
-            max: Duration::from_millis(5),
-        },
-        ..DriverConfig::default()
-    }
-}
-
-/// One part made by tapelog's writer (padded unless `last`).
-fn part(events: &[AuditEvent], min: usize, last: bool) -> EncodedPart {
-    let mut w = PartBuilder::new(WriterConfig {
-        min_upload_bytes: min,
-        ..WriterConfig::default()
-    });
-    for e in events {
-        w.add(e).unwrap();
-    }
-    w.finish(last)
+    crate::util::parts::session_events(SID, n)
 }
 
 fn object(rest: &str) -> String {

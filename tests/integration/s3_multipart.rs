@@ -9,9 +9,10 @@
 
 use crate::util::stores::{MOTO_MIN_PART, moto};
 
+use crate::util::parts::{driver, part};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -19,10 +20,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use object_store::ObjectStoreExt;
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::{EncodedPart, PartBuilder, WriterConfig, read_all};
-use tapelog_core::stream::StreamConfig;
-use tapelog_core::vectors;
-use tapelog_store::stream::{DriverConfig, RecordingStream, RetryPolicy, plan_resume};
+use tapelog_core::codec::read_all;
+use tapelog_store::stream::{RecordingStream, RetryPolicy, plan_resume};
 use tapelog_store::url::{StorageOptions, open_storage};
 use tapelog_store::{MultipartUploader, StoreUploader, StreamUpload};
 
@@ -30,45 +29,7 @@ const SID: &str = "3f1c9a52-7d4e-4b8a-9c61-0e2f5a7b8d90";
 const PREFIX: &str = "teleport/records";
 
 fn events(n: usize) -> Vec<AuditEvent> {
-    let mut events = vectors::noisy_session(n);
-    for e in &mut events {
-        if let Some(m) = e.session_metadata_mut() {
-            m.session_id = SID.to_string();
-        }
-    }
-    events
-}
-
-fn driver(min: usize) -> DriverConfig {
-    DriverConfig {
-        stream: StreamConfig {
-            writer: WriterConfig {
-                min_upload_bytes: min,
-                ..WriterConfig::default()
-            },
-            max_concurrent_uploads: 2,
-            inactivity_flush_ms: 60_000,
-            release_after_ms: 30_000,
-        },
-        retry: RetryPolicy {
-            attempts: 5,
-            step: Duration::from_millis(1),
-            max: Duration::from_millis(5),
-        },
-        ..DriverConfig::default()
-    }
-}
-
-/// One part made by tapelog's writer (padded unless `last`).
-fn part(events: &[AuditEvent], min: usize, last: bool) -> EncodedPart {
-    let mut w = PartBuilder::new(WriterConfig {
-        min_upload_bytes: min,
-        ..WriterConfig::default()
-    });
-    for e in events {
-        w.add(e).unwrap();
-    }
-    w.finish(last)
+    crate::util::parts::session_events(SID, n)
 }
 
 /// A plain S3 client of the test moto (what Teleport's uploader is, as far as S3 can tell).

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use object_store::ObjectStoreExt;
 use tapelog_core::codec::EncodedPart;
 use tapelog_store::layout::azure::SharedKey;
-use tapelog_store::url::{AZURE_EMULATOR_ACCOUNT, AZURE_EMULATOR_KEY, StorageOptions, open_storage};
+use tapelog_store::url::{
+    AZURE_EMULATOR_ACCOUNT, AZURE_EMULATOR_KEY, StorageOptions, open_storage,
+};
 use tapelog_store::{MultipartUploader, StoreUploader, StreamPart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -107,7 +109,9 @@ async fn pump(
 ) {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let Ok(k) = from.read(&mut buf).await else { break };
+        let Ok(k) = from.read(&mut buf).await else {
+            break;
+        };
         if k == 0 {
             break;
         }
@@ -131,8 +135,7 @@ async fn proxy(target: u16, counts: Arc<Counts>) -> u16 {
         while let Ok((client, _)) = listener.accept().await {
             let counts = counts.clone();
             tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                else {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
                     return;
                 };
                 let (cr, cw) = client.into_split();
@@ -290,8 +293,18 @@ async fn main() {
     let _azurite = spawn(
         Command::new("node")
             .arg(root().join("target/azurite/node_modules/azurite/dist/src/blob/main.js"))
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &az_port.to_string()])
-            .args(["--disableTelemetry", "--loose", "--skipApiVersionCheck", "--silent"])
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &az_port.to_string(),
+            ])
+            .args([
+                "--disableTelemetry",
+                "--loose",
+                "--skipApiVersionCheck",
+                "--silent",
+            ])
             .arg("--location")
             .arg(&az_dir),
         az_port,

@@ -1417,7 +1417,7 @@ mod tests {
             ("", "empty"),
             ("file:///a%zz", "percent escape"),
             ("file:///a?x=1", "query"),
-            ("gs://bucket/p?x=1", "query"),
+            ("az://container/p?x=1", "query"),
             ("s3://bucket/p#x", "fragments"),
             ("memory://bucket", "memory://"),
             ("s3://bucket/a//b", "bad prefix"),

@@ -9,6 +9,7 @@
 pub mod azproxy;
 pub mod fluentd;
 pub mod gcs;
+pub mod parts;
 pub mod postgres;
 pub mod pty;
 pub mod serve;

@@ -1085,8 +1085,7 @@ fn part_number(name: &str) -> Option<u32> {
     if name.is_empty() || name.len() > 5 || !name.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let n: u32 = name.parse().ok()?;
-    (1..=MAX_PARTS).contains(&n).then_some(n)
+    super::parse_part(name)
 }
 
 impl MultipartUploader for AzureLayout {
@@ -1114,29 +1113,22 @@ impl MultipartUploader for AzureLayout {
         part: &EncodedPart,
     ) -> Result<StreamPart, UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
+        super::check_part(number)?;
         self.require_upload(upload).await?;
-        let r = self
-            .inprogress
-            .put(
-                &self.part_path(upload, number),
-                PutPayload::from(part.to_vec()),
-            )
-            .await?;
-        Ok(StreamPart {
+        let path = self.part_path(upload, number);
+        super::put_part(
+            self.inprogress.as_ref(),
+            &path,
             number,
-            etag: r.e_tag.unwrap_or_default(),
-            last_modified_ms: self.clock.unix_ms() as i64,
-        })
+            part,
+            self.clock.unix_ms() as i64,
+        )
+        .await
     }
 
     async fn reserve_part(&self, upload: &StreamUpload, number: u32) -> Result<(), UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
+        super::check_part(number)?;
         Ok(())
     }
 
@@ -1249,9 +1241,7 @@ impl MultipartUploader for AzureLayout {
         number: u32,
     ) -> Result<Option<Bytes>, UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
+        super::check_part(number)?;
         self.read_part_bytes(upload, number).await
     }
 }

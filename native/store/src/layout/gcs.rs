@@ -276,7 +276,7 @@ fn part_number(name: &str) -> Option<u32> {
     if n.is_empty() || n.len() > 5 || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    n.parse().ok().filter(|n| (1..=MAX_PARTS).contains(n))
+    super::parse_part(n)
 }
 
 fn hex(digest: &[u8]) -> String {
@@ -485,28 +485,21 @@ impl MultipartUploader for GcsLayout {
         part: &EncodedPart,
     ) -> Result<StreamPart, UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
-        let r = self
-            .store
-            .put(
-                &self.part_path(upload, number),
-                PutPayload::from(part.to_vec()),
-            )
-            .await?;
-        Ok(StreamPart {
+        super::check_part(number)?;
+        let path = self.part_path(upload, number);
+        super::put_part(
+            self.store.as_ref(),
+            &path,
             number,
-            etag: r.e_tag.unwrap_or_default(),
-            last_modified_ms: self.clock.unix_ms() as i64,
-        })
+            part,
+            self.clock.unix_ms() as i64,
+        )
+        .await
     }
 
     async fn reserve_part(&self, upload: &StreamUpload, number: u32) -> Result<(), UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
+        super::check_part(number)?;
         Ok(())
     }
 

@@ -13,3 +13,40 @@ pub mod gcs;
 pub mod objects;
 #[cfg(feature = "s3")]
 pub mod s3;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tapelog_core::codec::EncodedPart;
+use tapelog_core::stream::MAX_PARTS;
+
+use crate::{StreamPart, UploadError};
+
+/// Refuses a part number outside 1..=10000 (every layout's rule, as S3's).
+pub(crate) fn check_part(number: u32) -> Result<(), UploadError> {
+    if (1..=MAX_PARTS).contains(&number) {
+        Ok(())
+    } else {
+        Err(UploadError::InvalidPart(number))
+    }
+}
+
+/// A part number read from an object name (`<n>` or `<n>.part`), if it is one in 1..=10000.
+pub(crate) fn parse_part(n: &str) -> Option<u32> {
+    n.parse().ok().filter(|n| (1..=MAX_PARTS).contains(n))
+}
+
+/// Stores part `number` as the object `path` (the layouts whose parts are plain objects).
+pub(crate) async fn put_part(
+    store: &dyn ObjectStore,
+    path: &Path,
+    number: u32,
+    part: &EncodedPart,
+    now_ms: i64,
+) -> Result<StreamPart, UploadError> {
+    let r = store.put(path, PutPayload::from(part.to_vec())).await?;
+    Ok(StreamPart {
+        number,
+        etag: r.e_tag.unwrap_or_default(),
+        last_modified_ms: now_ms,
+    })
+}

@@ -28,7 +28,6 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use tapelog_core::codec::EncodedPart;
-use tapelog_core::stream::MAX_PARTS;
 
 use crate::{MultipartUploader, StreamPart, StreamUpload, UploadError, check_id};
 
@@ -314,7 +313,7 @@ fn part_number(name: &str) -> Option<u32> {
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    n.parse().ok().filter(|n| (1..=MAX_PARTS).contains(n))
+    super::parse_part(n)
 }
 
 impl MultipartUploader for ObjectsLayout {
@@ -342,29 +341,15 @@ impl MultipartUploader for ObjectsLayout {
         part: &EncodedPart,
     ) -> Result<StreamPart, UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
+        super::check_part(number)?;
         self.require_upload(upload).await?;
-        let r = self
-            .store
-            .put(
-                &self.part_path(upload, number),
-                PutPayload::from(part.to_vec()),
-            )
-            .await?;
-        Ok(StreamPart {
-            number,
-            etag: r.e_tag.unwrap_or_default(),
-            last_modified_ms: self.now_ms(),
-        })
+        let path = self.part_path(upload, number);
+        super::put_part(self.store.as_ref(), &path, number, part, self.now_ms()).await
     }
 
     async fn reserve_part(&self, upload: &StreamUpload, number: u32) -> Result<(), UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
+        super::check_part(number)?;
         Ok(())
     }
 

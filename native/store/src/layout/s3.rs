@@ -350,9 +350,7 @@ impl MultipartUploader for S3Layout {
         part: &EncodedPart,
     ) -> Result<StreamPart, UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
+        super::check_part(number)?;
         // The span first: a listed part always has its span (see the module documentation).
         if let Some(text) = PartContent::of_part(part).to_span_text() {
             self.store
@@ -385,9 +383,7 @@ impl MultipartUploader for S3Layout {
 
     async fn reserve_part(&self, upload: &StreamUpload, number: u32) -> Result<(), UploadError> {
         Self::check(upload)?;
-        if !(1..=MAX_PARTS).contains(&number) {
-            return Err(UploadError::InvalidPart(number));
-        }
+        super::check_part(number)?;
         Ok(())
     }
 

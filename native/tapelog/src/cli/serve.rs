@@ -30,8 +30,9 @@ pub struct ServeArgs {
     #[arg(long, env = "TAPELOG_LISTEN", value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
     /// Where recordings go: a directory, `file:///dir`, `memory://`, `s3://bucket/prefix`,
-    /// `az://container/prefix` or `gs://bucket/prefix` (credentials from the store's usual
-    /// variables, see docs/storage.md). Default `DIR/log/records`.
+    /// `gs://bucket/prefix`, `azblob://<account host>` (Teleport's layouts: one bucket or
+    /// account serves both tools) or `az://container/prefix` (credentials from the store's
+    /// usual variables, see docs/storage.md). Default `DIR/log/records`.
     #[arg(long, env = "TAPELOG_STORAGE", value_name = "URL")]
     pub storage: Option<String>,
     /// An audit log, as a URI (repeatable; like Teleport's `audit_events_uri`): `file://DIR`

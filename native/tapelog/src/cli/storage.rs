@@ -9,9 +9,11 @@ use super::CliError;
 #[derive(clap::Args, Clone)]
 pub struct StorageArgs {
     /// A directory (the embedded default: `tapelog-data/log/records`, upstream's
-    /// `<data_dir>/log/records`), `file:///dir`, `memory://`, `s3://bucket/prefix`,
-    /// `az://container/prefix` or `gs://bucket/prefix`. Credentials come from the store's
-    /// usual variables (`AWS_*`, `AZURE_STORAGE_*`, `GOOGLE_*`); see docs/storage.md.
+    /// `<data_dir>/log/records`), `file:///dir`, `memory://`, `s3://bucket/prefix?…`,
+    /// `gs://bucket/prefix?…`, `azblob://<account host>#session_container=…` (these three in
+    /// Teleport's layouts, with Teleport's options) or `az://container/prefix` (tapelog's own
+    /// layout). Credentials come from the store's usual variables (`AWS_*`,
+    /// `AZURE_STORAGE_*`, `GOOGLE_*`); see docs/storage.md.
     #[arg(
         long,
         env = "TAPELOG_STORAGE",
