@@ -54,9 +54,14 @@ fi
 # under target/. Not 5.2.x: its ListParts answer has the root element `ListPartsResponse`
 # instead of S3's `ListPartsResult`, which aws-sdk-s3 refuses (docs/storage.md).
 moto_dir=target/moto
-if [ "$("$moto_dir/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "5.1.22" ]; then
+# (Also when moto_server's `#!` names an interpreter that is gone: a venv made elsewhere.)
+if [ "$("$moto_dir/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "5.1.22" ] \
+  || [ ! -x "$(head -1 "$moto_dir/bin/moto_server" 2>/dev/null | cut -c3-)" ]; then
   echo "setup: installing moto 5.1.22"
-  python3 -m venv "$moto_dir"
+  mkdir -p "$moto_dir"
+  # At the real path (target/moto may be a link into the CI cache): the venv's scripts name it.
+  moto_dir=$(readlink -f "$moto_dir")
+  python3 -m venv --clear "$moto_dir"
   "$moto_dir/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.1.22'
 fi
 
@@ -65,7 +70,9 @@ fi
 asciinema_dir=target/asciinema
 if [ "$("$asciinema_dir/bin/asciinema" --version 2>/dev/null)" != "asciinema 2.4.0" ]; then
   echo "setup: installing asciinema 2.4.0"
-  python3 -m venv "$asciinema_dir"
+  mkdir -p "$asciinema_dir"
+  asciinema_dir=$(readlink -f "$asciinema_dir")
+  python3 -m venv --clear "$asciinema_dir"
   "$asciinema_dir/bin/pip" install --quiet --disable-pip-version-check asciinema==2.4.0
 fi
 

@@ -79,9 +79,14 @@ stage_setup() {
     fi
     echo "build cache: $TAPELOG_CACHE ($(( ${used_kb:-0} / 1024 )) MB)"
     python3 scripts/build-cache.py restore "$TAPELOG_CACHE/mtimes.json" || return 1
-    # Azurite (an npm install of a few hundred packages) is kept in the cache too.
-    mkdir -p "$TAPELOG_CACHE/azurite" target || return 1
-    if [ ! -e target/azurite ]; then ln -s "$TAPELOG_CACHE/azurite" target/azurite || return 1; fi
+    # Azurite (an npm install of a few hundred packages) and the Python venvs of moto and
+    # asciinema are kept in the cache too (setup.sh makes the venvs at the cache's own path,
+    # so that their scripts work from any clone).
+    local tool
+    for tool in azurite moto asciinema; do
+      mkdir -p "$TAPELOG_CACHE/$tool" target || return 1
+      if [ ! -e "target/$tool" ]; then ln -s "$TAPELOG_CACHE/$tool" "target/$tool" || return 1; fi
+    done
   fi
   bash scripts/setup.sh
 }

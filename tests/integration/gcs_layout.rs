@@ -381,3 +381,78 @@ async fn compose_failures_are_gcs_service_errors_and_lose_nothing() {
     ));
     assert!(d.violations().is_empty(), "{:?}", d.violations());
 }
+
+/// Uploads stored in tapelog's old layout (`multi/<id>/<sid>/…`) on a bucket that is then
+/// opened in Teleport's layout still list, take parts and complete, beside new uploads.
+#[test]
+fn uploads_in_tapelogs_old_layout_still_list_resume_and_complete() {
+    use tapelog_store::url::{StorageOptions, open_storage};
+    let d = GcsDouble::spawn_open(100);
+    let url = |q: &str| format!("gs://{BUCKET}/{PREFIX}?endpoint={}{q}", d.double.endpoint);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let opts = StorageOptions::default();
+        let old = open_storage(&url("&layout=objects"), &opts).unwrap();
+        assert_eq!(old.layout_name(), "objects");
+        let evs = events(40);
+        let u_old = old.create_upload(SID).await.unwrap();
+        let p1 = old
+            .upload_part(&u_old, 1, &part(&evs[..20], 4096, false))
+            .await
+            .unwrap();
+
+        let new = open_storage(&url(""), &opts).unwrap();
+        assert_eq!(new.layout_name(), "gcs-compose");
+        let other = "0a0b0c0d-1e2f-4a5b-8c7d-9e0f1a2b3c4d";
+        let u_new = new.create_upload(other).await.unwrap();
+        let mut ids: Vec<String> = new
+            .list_uploads()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        ids.sort();
+        let mut want = vec![u_old.id.clone(), u_new.id.clone()];
+        want.sort();
+        assert_eq!(ids, want);
+        // The old upload goes on in the old layout through the new uploader.
+        assert_eq!(new.list_parts(&u_old).await.unwrap(), [p1.clone()]);
+        let p2 = new
+            .upload_part(&u_old, 2, &part(&evs[20..], 4096, true))
+            .await
+            .unwrap();
+        assert!(
+            d.double
+                .names()
+                .iter()
+                .any(|n| n.starts_with(&format!("{PREFIX}/multi/{}/", u_old.id))),
+            "the old upload's parts stay in the old layout"
+        );
+        new.complete_upload(&u_old, &[p1, p2]).await.unwrap();
+        let bytes = new
+            .store()
+            .get(&new.recording_path(SID))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let got = read_all(&bytes);
+        assert!(got.error.is_none(), "{:?}", got.error);
+        assert_eq!(got.events, evs);
+        let left: Vec<String> = new
+            .list_uploads()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(left, [u_new.id.clone()]);
+        assert!(
+            !d.double.names().iter().any(|n| n.contains("/multi/")),
+            "{:?}",
+            d.double.names()
+        );
+    });
+}

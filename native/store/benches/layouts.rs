@@ -108,10 +108,7 @@ async fn pump(
     up: bool,
 ) {
     let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let Ok(k) = from.read(&mut buf).await else {
-            break;
-        };
+    while let Ok(k) = from.read(&mut buf).await {
         if k == 0 {
             break;
         }
