@@ -417,7 +417,10 @@ fn uploads_in_tapelogs_old_layout_still_list_resume_and_complete() {
         want.sort();
         assert_eq!(ids, want);
         // The old upload goes on in the old layout through the new uploader.
-        assert_eq!(new.list_parts(&u_old).await.unwrap(), [p1.clone()]);
+        assert_eq!(
+            new.list_parts(&u_old).await.unwrap(),
+            std::slice::from_ref(&p1)
+        );
         let p2 = new
             .upload_part(&u_old, 2, &part(&evs[20..], 4096, true))
             .await
@@ -448,7 +451,7 @@ fn uploads_in_tapelogs_old_layout_still_list_resume_and_complete() {
             .into_iter()
             .map(|u| u.id)
             .collect();
-        assert_eq!(left, [u_new.id.clone()]);
+        assert_eq!(left, std::slice::from_ref(&u_new.id));
         assert!(
             !d.double.names().iter().any(|n| n.contains("/multi/")),
             "{:?}",

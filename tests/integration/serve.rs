@@ -300,14 +300,14 @@ async fn bad_input_gets_documented_errors_while_a_healthy_client_keeps_going() {
             "invalid session id \"..\"",
         ),
         (
-            "upload id not a UUID",
-            c.post(format!("{base}/v1/streams/not-a-uuid/records"))
+            "upload id neither a UUID nor a store's id",
+            c.post(format!("{base}/v1/streams/not%20a%20uuid/records"))
                 .bearer_auth(RECORDER)
                 .header("content-type", RECORDS_CONTENT_TYPE)
                 .body(vec![]),
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidId,
-            "invalid upload id \"not-a-uuid\"",
+            "invalid upload id \"not a uuid\"",
         ),
         (
             "session path traversal",

@@ -470,7 +470,8 @@ impl StorageUrl {
     }
 
     /// The URL in canonical form (`az://` for Azure), without a trailing slash; recording
-    /// URLs are this plus `/<session id>`.
+    /// URLs are this plus `/<session id>`, except on `azblob://`, whose recordings are named
+    /// by their blobs' own URLs.
     pub fn base(&self) -> String {
         let join = |scheme: &str, bucket: &str, prefix: &str| {
             if prefix.is_empty() {
@@ -485,11 +486,20 @@ impl StorageUrl {
             StorageUrl::S3 { bucket, prefix, .. } => join("s3", bucket, prefix),
             StorageUrl::Azure { container, prefix } => join("az", container, prefix),
             StorageUrl::Gcs { bucket, prefix, .. } => join("gs", bucket, prefix),
+            // The storage URL itself (recording URLs on Azure are the blobs' own URLs).
             StorageUrl::AzBlob {
                 endpoint,
                 session_container,
-                ..
-            } => format!("{endpoint}/{session_container}"),
+                inprogress_container,
+            } => {
+                let (scheme, rest) = match endpoint.strip_prefix("http://") {
+                    Some(rest) => ("azblob-http", rest),
+                    None => ("azblob", endpoint.trim_start_matches("https://")),
+                };
+                format!(
+                    "{scheme}://{rest}#session_container={session_container}&inprogress_container={inprogress_container}"
+                )
+            }
         }
     }
 }
@@ -1522,7 +1532,11 @@ mod tests {
                 inprogress_container: "inprogress".into(),
             }
         );
-        assert_eq!(u.base(), "https://acct.blob.core.windows.net/session");
+        assert_eq!(
+            u.base(),
+            "azblob://acct.blob.core.windows.net#session_container=session&inprogress_container=inprogress"
+        );
+        assert_eq!(parse(&u.base()), u);
         let u = parse(
             "azblob-http://127.0.0.1:10000/devstoreaccount1#session_container=recs&inprogress_container=work",
         );
@@ -1533,6 +1547,11 @@ mod tests {
                 session_container: "recs".into(),
                 inprogress_container: "work".into(),
             }
+        );
+        assert_eq!(parse(&u.base()), u);
+        assert!(
+            u.base()
+                .starts_with("azblob-http://127.0.0.1:10000/devstoreaccount1#")
         );
         for (url, reason) in [
             ("azblob://", "no account host"),

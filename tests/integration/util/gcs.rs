@@ -70,6 +70,9 @@ struct State {
     violations: Mutex<Vec<String>>,
     fail_compose: Mutex<VecDeque<Option<(u16, String)>>>,
     generation: AtomicU64,
+    /// XML API multipart uploads in progress (object_store's `put_multipart`, which joins
+    /// the parts of tapelog's old layout): upload id → (object name, parts by number).
+    multipart: Mutex<BTreeMap<String, Multipart>>,
     page: usize,
     /// Requests without the bearer token are served (Teleport's `endpoint=` option: an
     /// emulator reached without authentication).
@@ -134,6 +137,7 @@ impl GcsDouble {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State {
             objects: Mutex::new(BTreeMap::new()),
+            multipart: Mutex::new(BTreeMap::new()),
             calls: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             fail_compose: Mutex::new(VecDeque::new()),
@@ -417,6 +421,9 @@ async fn handle(
         } else if object.is_empty() {
             call.kind = Kind::List;
             list(&state, &method, &q, &mut call, &violation)
+        } else if let Some(answer) = multipart_call(&state, &method, &object, &q, &body, &mut call)
+        {
+            answer
         } else {
             object_call(
                 &state,
@@ -441,6 +448,90 @@ async fn handle(
 }
 
 type Answer = (StatusCode, Vec<(&'static str, String)>, Bytes);
+
+/// A multipart upload in progress: its object's name and its parts by number.
+type Multipart = (String, BTreeMap<u32, Bytes>);
+
+/// The XML API's multipart calls (`POST ?uploads`, `PUT ?partNumber&uploadId`,
+/// `POST ?uploadId` with the part list, `DELETE ?uploadId`); `None` for any other call.
+fn multipart_call(
+    state: &State,
+    method: &Method,
+    name: &str,
+    q: &[(String, String)],
+    body: &Bytes,
+    call: &mut Call,
+) -> Option<Answer> {
+    let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let mut uploads = state.multipart.lock().unwrap();
+    let xml = |text: String| {
+        (
+            StatusCode::OK,
+            vec![("content-type", "application/xml".to_string())],
+            Bytes::from(text),
+        )
+    };
+    if *method == Method::POST && get("uploads").is_some() {
+        call.kind = Kind::Other;
+        let id = format!("mp{}", state.generation.fetch_add(1, Ordering::SeqCst));
+        uploads.insert(id.clone(), (name.to_string(), BTreeMap::new()));
+        return Some(xml(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><InitiateMultipartUploadResult><Bucket>{BUCKET}</Bucket><Key>{name}</Key><UploadId>{id}</UploadId></InitiateMultipartUploadResult>"
+        )));
+    }
+    let id = get("uploadId")?;
+    call.kind = Kind::Other;
+    let Some((key, parts)) = uploads.get_mut(&id) else {
+        return Some(plain(StatusCode::NOT_FOUND, "no such upload"));
+    };
+    if key != name {
+        return Some(plain(StatusCode::BAD_REQUEST, "upload of another object"));
+    }
+    match (method.clone(), get("partNumber")) {
+        (Method::PUT, Some(n)) => {
+            let Ok(n) = n.parse::<u32>() else {
+                return Some(plain(StatusCode::BAD_REQUEST, "part number"));
+            };
+            parts.insert(n, body.clone());
+            Some((
+                StatusCode::OK,
+                vec![("etag", format!("\"p{n}-{}\"", body.len()))],
+                Bytes::new(),
+            ))
+        }
+        (Method::POST, None) => {
+            // The part list: the numbers in order (`<PartNumber>n</PartNumber>`).
+            let text = String::from_utf8_lossy(body);
+            let mut data = Vec::new();
+            for chunk in text.split("<PartNumber>").skip(1) {
+                let n = chunk
+                    .split('<')
+                    .next()
+                    .and_then(|n| n.trim().parse::<u32>().ok());
+                match n.and_then(|n| parts.get(&n)) {
+                    Some(p) => data.extend_from_slice(p),
+                    None => return Some(plain(StatusCode::BAD_REQUEST, "unknown part")),
+                }
+            }
+            let o = Object {
+                data: Bytes::from(data),
+                generation: state.generation.fetch_add(1, Ordering::SeqCst),
+                updated: SystemTime::now(),
+            };
+            let etag = format!("\"g{}\"", o.generation);
+            state.objects.lock().unwrap().insert(name.to_string(), o);
+            uploads.remove(&id);
+            Some(xml(format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CompleteMultipartUploadResult><Bucket>{BUCKET}</Bucket><Key>{name}</Key><ETag>{etag}</ETag></CompleteMultipartUploadResult>"
+            )))
+        }
+        (Method::DELETE, None) => {
+            uploads.remove(&id);
+            Some((StatusCode::NO_CONTENT, Vec::new(), Bytes::new()))
+        }
+        _ => Some(plain(StatusCode::BAD_REQUEST, "multipart call")),
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 fn object_call(
