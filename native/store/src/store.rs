@@ -297,7 +297,7 @@ impl MultipartUploader for StoreUploader {
         let mut uploads = dispatch!(self.native(), l => l.list_uploads().await)?;
         if let Some(legacy) = &self.legacy {
             uploads.extend(legacy.list_uploads().await?);
-            uploads.sort_by(|a, b| (a.initiated_ms, &a.id).cmp(&(b.initiated_ms, &b.id)));
+            crate::layout::sort_oldest_first(&mut uploads);
         }
         Ok(uploads)
     }

@@ -71,7 +71,6 @@ use reqwest::{Method, StatusCode};
 use sha2::Digest as _;
 use tapelog_audit::clock::SharedClock;
 use tapelog_core::codec::EncodedPart;
-use tapelog_core::stream::MAX_PARTS;
 use url::Url;
 
 use crate::{MultipartUploader, StreamPart, StreamUpload, UploadError, check_id};
@@ -1184,7 +1183,7 @@ impl MultipartUploader for AzureLayout {
                 })
             })
             .collect();
-        uploads.sort_by(|a, b| (a.initiated_ms, &a.id).cmp(&(b.initiated_ms, &b.id)));
+        super::sort_oldest_first(&mut uploads);
         Ok(uploads)
     }
 
@@ -1194,12 +1193,7 @@ impl MultipartUploader for AzureLayout {
         parts: &[StreamPart],
     ) -> Result<(), UploadError> {
         Self::check(upload)?;
-        let mut parts = parts.to_vec();
-        parts.sort_by_key(|p| p.number);
-        parts.dedup_by_key(|p| p.number);
-        if let Some(p) = parts.iter().find(|p| !(1..=MAX_PARTS).contains(&p.number)) {
-            return Err(UploadError::InvalidPart(p.number));
-        }
+        let parts = super::sorted_parts(parts)?;
         self.require_upload(upload).await?;
         if parts.is_empty() {
             // No parts, no recording (see the module documentation).

@@ -19,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tapelog_core::codec::EncodedPart;
 use tapelog_core::stream::MAX_PARTS;
 
-use crate::{StreamPart, UploadError};
+use crate::{StreamPart, StreamUpload, UploadError};
 
 /// Refuses a part number outside 1..=10000 (every layout's rule, as S3's).
 pub(crate) fn check_part(number: u32) -> Result<(), UploadError> {
@@ -49,4 +49,21 @@ pub(crate) async fn put_part(
         etag: r.e_tag.unwrap_or_default(),
         last_modified_ms: now_ms,
     })
+}
+
+/// Uploads oldest first (then by id): the order `list_uploads` promises.
+pub(crate) fn sort_oldest_first(uploads: &mut [StreamUpload]) {
+    uploads.sort_by(|a, b| (a.initiated_ms, &a.id).cmp(&(b.initiated_ms, &b.id)));
+}
+
+/// The parts given to `complete_upload`, in number order, each number once and in 1..=10000.
+#[cfg_attr(not(any(feature = "s3", feature = "azure")), allow(dead_code))]
+pub(crate) fn sorted_parts(parts: &[StreamPart]) -> Result<Vec<StreamPart>, UploadError> {
+    let mut parts = parts.to_vec();
+    parts.sort_by_key(|p| p.number);
+    parts.dedup_by_key(|p| p.number);
+    for p in &parts {
+        check_part(p.number)?;
+    }
+    Ok(parts)
 }

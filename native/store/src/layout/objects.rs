@@ -395,7 +395,7 @@ impl MultipartUploader for ObjectsLayout {
                 initiated_ms: o.last_modified.timestamp_millis(),
             });
         }
-        uploads.sort_by(|a, b| (a.initiated_ms, &a.id).cmp(&(b.initiated_ms, &b.id)));
+        super::sort_oldest_first(&mut uploads);
         Ok(uploads)
     }
 

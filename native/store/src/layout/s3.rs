@@ -51,7 +51,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tapelog_audit::clock::SharedClock;
 use tapelog_core::codec::EncodedPart;
-use tapelog_core::stream::{MAX_PARTS, PartContent};
+use tapelog_core::stream::PartContent;
 
 use crate::{MultipartUploader, StreamPart, StreamUpload, UploadError, check_id, check_upload_id};
 
@@ -472,7 +472,7 @@ impl MultipartUploader for S3Layout {
             }
             (key_marker, id_marker) = next;
         }
-        uploads.sort_by(|a, b| (a.initiated_ms, &a.id).cmp(&(b.initiated_ms, &b.id)));
+        super::sort_oldest_first(&mut uploads);
         Ok(uploads)
     }
 
@@ -482,15 +482,10 @@ impl MultipartUploader for S3Layout {
         parts: &[StreamPart],
     ) -> Result<(), UploadError> {
         Self::check(upload)?;
-        let mut parts = parts.to_vec();
-        parts.sort_by_key(|p| p.number);
-        parts.dedup_by_key(|p| p.number);
+        let parts = super::sorted_parts(parts)?;
         if parts.is_empty() {
             // As upstream: an upload with no parts is aborted and leaves no recording.
             return self.abort(upload).await;
-        }
-        if parts.len() > MAX_PARTS as usize {
-            return Err(UploadError::InvalidPart(parts.len() as u32));
         }
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
