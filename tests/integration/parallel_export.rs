@@ -1,5 +1,6 @@
 //! `tapelog export --jobs N`: parts decoded on several threads give the same bytes, counters
-//! and errors as the sequential path (`--jobs 1`), for every format.
+//! and errors as the sequential path (`--jobs 1`), for every format; the text export (which
+//! reads prints without the typed decode) gives the print data the typed reader finds.
 
 use tapelog_core::codec::parallel::split;
 use tapelog_core::codec::{WriterConfig, encode_recording, read_all};
@@ -19,8 +20,31 @@ fn same_whatever_the_jobs(dir: &std::path::Path, name: &str, bytes: &[u8]) {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     let p = path.to_str().unwrap();
+    // The typed reader's print data, up to its error: what the text export must write.
+    let reference = read_all(bytes);
+    let mut want_text = Vec::new();
+    for e in &reference.events {
+        want_text.extend_from_slice(e.print_data().unwrap_or_default());
+    }
     for format in FORMATS {
         let one = export(p, format, "1");
+        let proto = matches!(
+            tapelog_core::codec::detect_format(bytes),
+            tapelog_core::codec::Format::ProtoV1 | tapelog_core::codec::Format::ProtoV2
+        );
+        if format == "text" && proto {
+            assert!(
+                one.stdout == want_text,
+                "{name}: text export differs from the typed reader's prints ({} and {} bytes)",
+                one.stdout.len(),
+                want_text.len()
+            );
+            assert_eq!(
+                one.status.code(),
+                Some(if reference.error.is_some() { 1 } else { 0 }),
+                "{name} text"
+            );
+        }
         for jobs in ["2", "5"] {
             let many = export(p, format, jobs);
             assert_eq!(

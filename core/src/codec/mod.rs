@@ -18,6 +18,7 @@ pub mod framed;
 pub mod header;
 pub mod legacy;
 pub mod parallel;
+pub mod print;
 pub mod reader;
 pub mod recording;
 pub mod writer;
@@ -27,7 +28,9 @@ pub use detect::{Format, detect_format};
 pub use error::{CodecError, ErrorKind};
 pub use framed::{FrameError, FramedRecord, FramedRecords, frame_record, record_index};
 pub use header::PartHeader;
-pub use reader::{Polled, PolledRecord, ProtoReader, ReadAll, ReaderStats, ResumePoint, read_all};
+pub use reader::{
+    Polled, PolledPrint, PolledRecord, ProtoReader, ReadAll, ReaderStats, ResumePoint, read_all,
+};
 pub use recording::RecordingReader;
 pub use writer::{
     EncodedPart, MIN_UPLOAD_BYTES, PartBuilder, RecordingWriter, WriterConfig, check_record,

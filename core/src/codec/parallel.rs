@@ -19,7 +19,7 @@
 use super::deflate::Backend;
 use super::error::CodecError;
 use super::header::{PROTO_STREAM_V2, PartHeader, V1_HEADER_SIZE, V2_HEADER_SIZE};
-use super::reader::{Polled, ProtoReader, ReaderStats, dedup_rule};
+use super::reader::{Polled, PolledPrint, ProtoReader, ReaderStats, dedup_rule};
 use crate::event::AuditEvent;
 
 /// Header bytes [`part_extent`] wants (fewer only at the end of the input).
@@ -95,6 +95,39 @@ pub fn decode_part<T>(
                 items.push((index, map(e)));
             }
             Ok(Polled::End | Polled::NeedInput) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    DecodedPart {
+        items,
+        stats: r.stats(),
+        error,
+    }
+}
+
+/// [`decode_part`] for the terminal output alone (`export --format text`): each print's data
+/// is appended to `out` and the item is its place there (an empty range for other events),
+/// through [`ProtoReader::poll_print`], which skips the typed decode of plain prints.
+pub fn decode_part_text(
+    bytes: &[u8],
+    offset: u64,
+    part: u64,
+    backend: Backend,
+    out: &mut Vec<u8>,
+) -> DecodedPart<std::ops::Range<usize>> {
+    let mut r = ProtoReader::for_part(backend, offset, part);
+    r.push(bytes);
+    r.finish();
+    let mut items = Vec::new();
+    let error = loop {
+        match r.poll_print() {
+            Ok(PolledPrint::Print { index, data }) => {
+                let start = out.len();
+                out.extend_from_slice(data);
+                items.push((index, start..out.len()));
+            }
+            Ok(PolledPrint::Other { index }) => items.push((index, out.len()..out.len())),
+            Ok(PolledPrint::End | PolledPrint::NeedInput) => break None,
             Err(e) => break Some(e),
         }
     };
@@ -213,6 +246,61 @@ mod tests {
             assert_eq!(m.stats(), want.stats, "{}: stats", v.name);
         }
         assert!(proto > 5, "only {proto} ProtoStream vectors");
+    }
+
+    /// The text path (print scan) gives the bytes of the typed path, the same counters and
+    /// the same error, on every vector, and on each cut in pieces and merged.
+    #[test]
+    fn text_path_equals_typed_export_on_every_vector() {
+        use crate::export::{TextFormat, export_event};
+        for v in vectors::all() {
+            if !matches!(
+                crate::codec::detect_format(&v.bytes),
+                crate::codec::Format::ProtoV1 | crate::codec::Format::ProtoV2
+            ) {
+                continue;
+            }
+            let want = read_all(&v.bytes);
+            let mut want_text = Vec::new();
+            for e in &want.events {
+                export_event(TextFormat::Terminal, e, &mut want_text);
+            }
+            // Sequential, through poll_print.
+            let mut r = ProtoReader::new(Backend::default());
+            r.push(&v.bytes);
+            r.finish();
+            let mut text = Vec::new();
+            let error = loop {
+                match r.poll_print() {
+                    Ok(PolledPrint::Print { data, .. }) => text.extend_from_slice(data),
+                    Ok(PolledPrint::Other { .. }) => {}
+                    Ok(_) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            assert_eq!(text, want_text, "{}: text", v.name);
+            assert_eq!(error, want.error, "{}: error", v.name);
+            assert_eq!(r.stats(), want.stats, "{}: stats", v.name);
+            // In pieces.
+            let mut m = PartMerger::new();
+            let mut text = Vec::new();
+            let mut error = None;
+            for (offset, part, piece) in split(&v.bytes) {
+                let mut out = Vec::new();
+                let d = decode_part_text(piece, offset, part, Backend::default(), &mut out);
+                let (kept, err) = m.merge(d);
+                for range in kept {
+                    text.extend_from_slice(&out[range]);
+                }
+                if err.is_some() {
+                    error = err;
+                    break;
+                }
+            }
+            assert_eq!(text, want_text, "{}: text in pieces", v.name);
+            assert_eq!(error, want.error, "{}: error in pieces", v.name);
+            assert_eq!(m.stats(), want.stats, "{}: stats in pieces", v.name);
+        }
     }
 
     #[test]

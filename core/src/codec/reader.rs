@@ -72,6 +72,27 @@ pub enum PolledRecord<'a> {
     End,
 }
 
+/// What [`ProtoReader::poll_print`] produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolledPrint<'a> {
+    /// The next kept event is a print: its index and its data, valid until the next call.
+    Print {
+        /// The event index (`Metadata.Index`).
+        index: i64,
+        /// The output bytes (`SessionPrint.Data`).
+        data: &'a [u8],
+    },
+    /// The next kept event is not a print (nothing to write).
+    Other {
+        /// The event index.
+        index: i64,
+    },
+    /// Push more bytes (or call [`ProtoReader::finish`] at the end of the input).
+    NeedInput,
+    /// The recording ended cleanly.
+    End,
+}
+
 /// The state machine's answer when it has no record to give.
 enum Need {
     Input,
@@ -146,6 +167,8 @@ pub struct ProtoReader {
     keep_all: bool,
     /// The index of the last event [`poll`](Self::poll) returned.
     polled_index: i64,
+    /// A print's data decoded the slow way by [`poll_print`](Self::poll_print).
+    scratch: Vec<u8>,
 }
 
 impl Default for ProtoReader {
@@ -188,6 +211,7 @@ impl ProtoReader {
             },
             keep_all: false,
             polled_index: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -368,6 +392,74 @@ impl ProtoReader {
                 None => {}
                 Some(Need::Input) => return Ok(PolledRecord::NeedInput),
                 Some(Need::End) => return Ok(PolledRecord::End),
+            }
+        }
+    }
+
+    /// Like [`poll`](Self::poll) for the terminal output alone: the next kept event's index
+    /// and, for a print event, its data, without building the typed event when the record is
+    /// a plain `SessionPrint` ([`super::print::scan_print`]); anything else takes the typed
+    /// decode. Events kept, counters and errors are those of `poll`, and `data` is what
+    /// [`AuditEvent::print_data`] of the polled event gives.
+    pub fn poll_print(&mut self) -> Result<PolledPrint<'_>, CodecError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        loop {
+            if let Some((at, len)) = self.next_record()? {
+                let record = &self.dec[at..at + len];
+                let (index, data) = match super::print::scan_print(record) {
+                    Some(super::print::Scanned::Print { index, data }) => {
+                        (index, Some((at + data.start)..(at + data.end)))
+                    }
+                    // Not a print: only the index counts, read as `poll_record` reads it
+                    // (the same index and the same errors as the typed decode's).
+                    Some(super::print::Scanned::Other) => match scan_index(record) {
+                        Ok(i) => (i, None),
+                        Err(e) => return Err(self.record_err(at - 4, ErrorKind::Event(e))),
+                    },
+                    None => {
+                        let event = match AuditEvent::decode_oneof(record) {
+                            Ok(e) => e,
+                            Err(e) => return Err(self.record_err(at - 4, ErrorKind::Event(e))),
+                        };
+                        let index = match &event {
+                            AuditEvent::Unrecognized(_) => scan_index(record).unwrap_or(0),
+                            e => e.index(),
+                        };
+                        if !self.dedup(index) {
+                            continue;
+                        }
+                        self.polled_index = index;
+                        self.scratch.clear();
+                        return Ok(match event.print_data() {
+                            Some(d) => {
+                                self.scratch.extend_from_slice(d);
+                                PolledPrint::Print {
+                                    index,
+                                    data: &self.scratch,
+                                }
+                            }
+                            None => PolledPrint::Other { index },
+                        });
+                    }
+                };
+                if !self.dedup(index) {
+                    continue;
+                }
+                self.polled_index = index;
+                return Ok(match data {
+                    Some(r) => PolledPrint::Print {
+                        index,
+                        data: &self.dec[r],
+                    },
+                    None => PolledPrint::Other { index },
+                });
+            }
+            match self.step()? {
+                None => {}
+                Some(Need::Input) => return Ok(PolledPrint::NeedInput),
+                Some(Need::End) => return Ok(PolledPrint::End),
             }
         }
     }
@@ -844,7 +936,7 @@ pub(crate) fn scan_index(oneof: &[u8]) -> Result<i64, crate::event::EventError> 
 
 /// A varint at `*pos`, or `None` when truncated or over-long.
 #[inline(always)]
-fn varint_at(buf: &[u8], pos: &mut usize) -> Option<u64> {
+pub(super) fn varint_at(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let b0 = *buf.get(*pos)?;
     if b0 < 0x80 {
         *pos += 1;
@@ -867,7 +959,7 @@ fn varint_at(buf: &[u8], pos: &mut usize) -> Option<u64> {
 
 /// Skips the value of wire type `wt` at `*pos`; `None` if it does not fit or `wt` is invalid.
 #[inline(always)]
-fn skip_at(buf: &[u8], pos: &mut usize, wt: u64) -> Option<()> {
+pub(super) fn skip_at(buf: &[u8], pos: &mut usize, wt: u64) -> Option<()> {
     match wt {
         0 => varint_at(buf, pos).map(|_| ()),
         1 | 5 => {
@@ -885,7 +977,7 @@ fn skip_at(buf: &[u8], pos: &mut usize, wt: u64) -> Option<()> {
 
 /// A key at `*pos` with a valid field number.
 #[inline(always)]
-fn key_at(buf: &[u8], pos: &mut usize) -> Option<u64> {
+pub(super) fn key_at(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let key = varint_at(buf, pos)?;
     (key >> 3 != 0 && key >> 3 <= 0x1FFF_FFFF).then_some(key)
 }

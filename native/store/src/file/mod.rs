@@ -3,6 +3,6 @@
 mod parallel;
 mod read;
 
-pub use parallel::{ParallelRead, read_parallel};
+pub use parallel::{ParallelRead, PartDecoder, read_parallel};
 
-pub use read::{EventStream, ReadError, open_path, open_reader};
+pub use read::{EventStream, ReadError, open_path, open_reader, read_prints};

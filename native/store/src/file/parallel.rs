@@ -1,9 +1,12 @@
 //! The parallel read of a ProtoStream recording: the driver of `tapelog_core::codec::parallel`.
 //!
 //! The calling thread reads the file part by part (each part's length comes from its header)
-//! and hands the parts to `jobs` worker threads, which inflate and decode them (and map each
-//! event, e.g. render it); the calling thread merges the results in part order and gives them
-//! to the sink. At most `2 × jobs` parts are read and not yet merged at any time.
+//! and hands the parts to `jobs` worker threads, which inflate and decode them (and render
+//! each event into the part's output buffer, or keep it); the calling thread merges the
+//! results in part order and gives them to the sink. At most `2 × jobs` parts are read and not
+//! yet merged at any time, and the output buffers are reused from part to part, so memory is
+//! bounded by that window (the compressed parts and their rendered output), whatever the
+//! recording's size.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -11,12 +14,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc;
 
-use tapelog_core::AuditEvent;
 use tapelog_core::codec::ReaderStats;
-use tapelog_core::codec::deflate::Backend;
-use tapelog_core::codec::parallel::{
-    DecodedPart, Extent, HEADER_PEEK, PartMerger, decode_part, part_extent,
-};
+use tapelog_core::codec::parallel::{DecodedPart, Extent, HEADER_PEEK, PartMerger, part_extent};
 
 use super::ReadError;
 
@@ -111,19 +110,23 @@ impl Splitter<'_> {
     }
 }
 
+/// How a worker decodes one part: its bytes, absolute offset and number, and the output buffer
+/// (empty, reused) its items may point into. `tapelog_core::codec::parallel::decode_part`
+/// (typed events, mapped) and `decode_part_text` (print data only) have this shape.
+pub type PartDecoder<'a, T> = dyn Fn(&[u8], u64, u64, &mut Vec<u8>) -> DecodedPart<T> + Sync + 'a;
+
 /// Reads the ProtoStream recording `src` (`path` names it in errors) on `jobs` threads:
-/// `map` runs on the workers for every decoded event (duplicates included) and may append
-/// bytes to its part's buffer (rendered output: one buffer per part, not one per event);
-/// `sink` runs on the calling thread for every kept event, in the recording's order, with
-/// what `map` returned and that buffer. Events, counters and error are
-/// those of [`super::EventStream`] on the same bytes. A sink error stops the read and is
-/// returned as is.
+/// `decode` runs on the workers for every part (its items are every event, duplicates
+/// included); `sink` runs on the calling thread once per part, in the recording's order, with
+/// the part's kept items (the duplicate rules applied across parts) and its output buffer.
+/// Events, counters and error are those of [`super::EventStream`] on the same bytes. A sink
+/// error stops the read and is returned as is.
 pub fn read_parallel<T: Send, E>(
     src: &mut dyn Read,
     path: &Path,
     jobs: usize,
-    map: &(dyn Fn(AuditEvent, &mut Vec<u8>) -> T + Sync),
-    mut sink: impl FnMut(T, &[u8]) -> Result<(), E>,
+    decode: &PartDecoder<'_, T>,
+    mut sink: impl FnMut(Vec<T>, &[u8]) -> Result<(), E>,
 ) -> Result<ParallelRead, E> {
     let jobs = jobs.max(1);
     let mut splitter = Splitter {
@@ -134,7 +137,7 @@ pub fn read_parallel<T: Send, E>(
         part: 0,
         done: false,
     };
-    type Job<T> = (Piece, mpsc::SyncSender<(DecodedPart<T>, Vec<u8>)>);
+    type Job<T> = (Piece, Vec<u8>, mpsc::SyncSender<(DecodedPart<T>, Vec<u8>)>);
     let (job_tx, job_rx) = mpsc::channel::<Job<T>>();
     let job_rx = Mutex::new(job_rx);
     std::thread::scope(|s| {
@@ -149,15 +152,11 @@ pub fn read_parallel<T: Send, E>(
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
-                    let Ok((piece, done)) = job else { return };
-                    let mut buf = Vec::new();
-                    let d = decode_part(
-                        &piece.bytes,
-                        piece.offset,
-                        piece.part,
-                        Backend::default(),
-                        |e| map(e, &mut buf),
-                    );
+                    let Ok((piece, mut buf, done)) = job else {
+                        return;
+                    };
+                    buf.clear();
+                    let d = decode(&piece.bytes, piece.offset, piece.part, &mut buf);
                     drop(piece);
                     // The merger may have stopped (error or sink failure): nothing to do then.
                     let _ = done.send((d, buf));
@@ -167,12 +166,15 @@ pub fn read_parallel<T: Send, E>(
         let mut merger = PartMerger::new();
         let mut window: VecDeque<mpsc::Receiver<(DecodedPart<T>, Vec<u8>)>> = VecDeque::new();
         let mut read_error = None;
+        // Output buffers given back after their part was merged, for the next parts.
+        let mut pool: Vec<Vec<u8>> = Vec::new();
         loop {
             while read_error.is_none() && window.len() < jobs * WINDOW_PER_JOB {
                 match splitter.next() {
                     Ok(Some(piece)) => {
                         let (tx, rx) = mpsc::sync_channel(1);
-                        if job_tx.send((piece, tx)).is_err() {
+                        let buf = pool.pop().unwrap_or_default();
+                        if job_tx.send((piece, buf, tx)).is_err() {
                             break;
                         }
                         window.push_back(rx);
@@ -199,9 +201,8 @@ pub fn read_parallel<T: Send, E>(
                 });
             };
             let (kept, error) = merger.merge(decoded);
-            for item in kept {
-                sink(item, &buf)?;
-            }
+            sink(kept, &buf)?;
+            pool.push(buf);
             if let Some(source) = error {
                 return Ok(ParallelRead {
                     stats: merger.stats(),

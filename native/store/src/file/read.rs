@@ -2,7 +2,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::{CodecError, Format, Polled, ReaderStats, RecordingReader};
+use tapelog_core::codec::deflate::Backend;
+use tapelog_core::codec::{
+    CodecError, Format, Polled, PolledPrint, ProtoReader, ReaderStats, RecordingReader,
+};
 use thiserror::Error;
 
 /// Bytes read from the source per step.
@@ -147,5 +150,51 @@ impl Iterator for EventStream {
                 }
             }
         }
+    }
+}
+
+/// The terminal output of the ProtoStream recording `src` on this thread, without building
+/// the typed events of plain prints ([`ProtoReader::poll_print`]): `sink` gets each kept
+/// print's data in order. Counters and error are those of [`EventStream`] on the same bytes;
+/// a sink error stops the read and is returned as is.
+pub fn read_prints<E>(
+    src: &mut dyn Read,
+    path: &Path,
+    mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<super::ParallelRead, E> {
+    let mut r = ProtoReader::new(Backend::default());
+    let mut buf = vec![0; CHUNK];
+    loop {
+        let error = match r.poll_print() {
+            Ok(PolledPrint::Print { data, .. }) => {
+                sink(data)?;
+                continue;
+            }
+            Ok(PolledPrint::Other { .. }) => continue,
+            Ok(PolledPrint::End) => None,
+            Ok(PolledPrint::NeedInput) => match src.read(&mut buf) {
+                Ok(0) => {
+                    r.finish();
+                    continue;
+                }
+                Ok(n) => {
+                    r.push(&buf[..n]);
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => Some(ReadError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            },
+            Err(source) => Some(ReadError::Codec {
+                path: path.to_path_buf(),
+                source,
+            }),
+        };
+        return Ok(super::ParallelRead {
+            stats: r.stats(),
+            error,
+        });
     }
 }

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use tapelog_core::AuditEvent;
+use tapelog_core::codec::deflate::Backend;
+use tapelog_core::codec::parallel::{decode_part, decode_part_text};
 use tapelog_core::codec::{Format as CoreFormat, RecordingWriter, WriterConfig, detect_format};
 use tapelog_core::export::{AsciicastWriter, TextFormat, export_event};
-use tapelog_store::file::{ReadError, open_path, read_parallel};
+use tapelog_store::file::{ReadError, open_path, read_parallel, read_prints};
 
 use super::CliError;
 
@@ -125,28 +127,57 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         }),
         cast: matches!(a.format, Format::Asciicast).then(AsciicastWriter::new),
     };
-    let (stats, failure) = if jobs > 1 && input.as_os_str() != "-" && is_protostream(input)? {
+    let parts_file = input.as_os_str() != "-" && is_protostream(input)?;
+    let text = matches!(a.format, Format::Text);
+    let (stats, failure) = if parts_file && (jobs > 1 || text) {
         let file = std::fs::File::open(input).map_err(|source| ReadError::Io {
             path: input.to_path_buf(),
             source,
         })?;
         let mut src = bar.wrap_read(file);
-        // Text and JSON lines are rendered on the workers; the other formats keep state
-        // across events and take the events in order here.
-        let format = a.format;
-        let map = move |e: AuditEvent, buf: &mut Vec<u8>| {
-            let start = buf.len();
-            match format {
-                Format::Text => export_event(TextFormat::Terminal, &e, buf),
-                Format::Json => export_event(TextFormat::JsonLines, &e, buf),
-                Format::Proto | Format::Asciicast => return Item::Event(Box::new(e)),
-            }
-            Item::Bytes(start..buf.len())
+        let r = if jobs == 1 {
+            // Text on one thread: print data straight from the records.
+            read_prints(&mut src, input, |data| out.write(data))?
+        } else if text {
+            let decode = |bytes: &[u8], offset, part, buf: &mut Vec<u8>| {
+                decode_part_text(bytes, offset, part, Backend::default(), buf)
+            };
+            read_parallel(&mut src, input, jobs, &decode, |kept, buf| {
+                // A part's kept prints are mostly adjacent in its buffer: one write per run.
+                let mut run = 0..0;
+                for r in kept {
+                    if r.start != run.end {
+                        out.write(buf.get(run).unwrap_or_default())?;
+                        run = r.start..r.start;
+                    }
+                    run.end = r.end;
+                }
+                out.write(buf.get(run).unwrap_or_default())
+            })?
+        } else {
+            // JSON lines are rendered on the workers; the other formats keep state across
+            // events and take the events in order here.
+            let format = a.format;
+            let decode = |bytes: &[u8], offset, part, buf: &mut Vec<u8>| {
+                decode_part(bytes, offset, part, Backend::default(), |e| {
+                    if !matches!(format, Format::Json) {
+                        return Item::Event(Box::new(e));
+                    }
+                    let start = buf.len();
+                    export_event(TextFormat::JsonLines, &e, buf);
+                    Item::Bytes(start..buf.len())
+                })
+            };
+            read_parallel(&mut src, input, jobs, &decode, |kept, buf| {
+                for item in kept {
+                    match item {
+                        Item::Bytes(range) => out.write(buf.get(range).unwrap_or_default())?,
+                        Item::Event(e) => out.event(&e)?,
+                    }
+                }
+                Ok::<(), CliError>(())
+            })?
         };
-        let r = read_parallel(&mut src, input, jobs, &map, |item, buf| match item {
-            Item::Bytes(range) => out.write(buf.get(range).unwrap_or_default()),
-            Item::Event(e) => out.event(&e),
-        })?;
         (r.stats, r.error)
     } else {
         let mut events = if input.as_os_str() == "-" {

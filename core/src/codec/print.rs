@@ -1,0 +1,252 @@
+//! The terminal output of a record without its typed decode.
+//!
+//! Exporting a recording as text keeps only the `Data` of its `SessionPrint` events, which are
+//! nearly all of its records. Building each one as an [`AuditEvent`](crate::AuditEvent) (its
+//! metadata strings and a copy of its data) costs more than inflating it; [`scan_print`] reads
+//! the record in place instead and finds the data's bytes.
+//!
+//! It answers only for records in the plain shape writers produce: a `OneOf` whose last
+//! member is field 7 (`SessionPrint`) holding each of its known fields at most once with
+//! their declared wire types, a `Metadata` in the same shape and a valid `Time`. Anything
+//! else (a repeated field, an unknown one, a timestamp Go refuses, a truncated varint) gives
+//! `None`, and the caller takes the typed decode, which is the reference: whenever this scan
+//! answers, the typed decode gives the same print (or, for [`Scanned::Other`], a non-print
+//! event). The property tests below hold the two to that.
+
+use std::ops::Range;
+
+use super::reader::{key_at, skip_at, varint_at};
+use crate::proto::Timestamp;
+
+/// The `OneOf` member number of `events.SessionPrint`.
+const PRINT_MEMBER: u64 = 7;
+
+/// What [`scan_print`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scanned {
+    /// A print event: its `Metadata.Index` and where its `Data` is in the record.
+    Print {
+        /// The event index.
+        index: i64,
+        /// The data's bytes within the record.
+        data: Range<usize>,
+    },
+    /// The record's member is not a print (its index is read separately).
+    Other,
+}
+
+/// Reads a `OneOf` record in place: `None` when it is not in the plain shape (take the typed
+/// decode then).
+#[inline]
+pub fn scan_print(record: &[u8]) -> Option<Scanned> {
+    // The member that counts is the last length-delimited field.
+    let mut member: Option<(u64, usize, usize)> = None;
+    let mut pos = 0;
+    while pos < record.len() {
+        let key = key_at(record, &mut pos)?;
+        if key & 7 != 2 {
+            skip_at(record, &mut pos, key & 7)?;
+            continue;
+        }
+        let len = usize::try_from(varint_at(record, &mut pos)?).ok()?;
+        let end = pos.checked_add(len).filter(|&e| e <= record.len())?;
+        member = Some((key >> 3, pos, end));
+        pos = end;
+    }
+    let (field, start, end) = member?;
+    if field != PRINT_MEMBER {
+        return Some(Scanned::Other);
+    }
+    let (index, data) = print_body(&record[start..end])?;
+    Some(Scanned::Print {
+        index,
+        data: (start + data.start)..(start + data.end),
+    })
+}
+
+/// A `SessionPrint` body: its index and its data's place in `body`.
+#[inline]
+fn print_body(body: &[u8]) -> Option<(i64, Range<usize>)> {
+    let mut seen = 0u8;
+    let mut index = 0i64;
+    let mut data = 0..0;
+    let mut pos = 0;
+    while pos < body.len() {
+        let key = key_at(body, &mut pos)?;
+        let field = key >> 3;
+        // Fields 1 to 6, each once.
+        if field == 0 || field > 6 || seen & (1 << field) != 0 {
+            return None;
+        }
+        seen |= 1 << field;
+        match (field, key & 7) {
+            (1 | 3, 2) => {
+                let len = usize::try_from(varint_at(body, &mut pos)?).ok()?;
+                let end = pos.checked_add(len).filter(|&e| e <= body.len())?;
+                if field == 1 {
+                    index = metadata(&body[pos..end])?;
+                } else {
+                    data = pos..end;
+                }
+                pos = end;
+            }
+            (2 | 4 | 5 | 6, 0) => {
+                varint_at(body, &mut pos)?;
+            }
+            _ => return None,
+        }
+    }
+    Some((index, data))
+}
+
+/// An `events.Metadata` body: its index.
+#[inline]
+fn metadata(body: &[u8]) -> Option<i64> {
+    let mut seen = 0u8;
+    let mut index = 0i64;
+    let mut pos = 0;
+    while pos < body.len() {
+        let key = key_at(body, &mut pos)?;
+        let field = key >> 3;
+        if field == 0 || field > 6 || seen & (1 << field) != 0 {
+            return None;
+        }
+        seen |= 1 << field;
+        match (field, key & 7) {
+            (1, 0) => index = varint_at(body, &mut pos)? as i64,
+            // Strings: Go does not check UTF-8 and neither does the typed decode.
+            (2 | 3 | 4 | 6, 2) => skip_at(body, &mut pos, 2)?,
+            (5, 2) => {
+                let len = usize::try_from(varint_at(body, &mut pos)?).ok()?;
+                let end = pos.checked_add(len).filter(|&e| e <= body.len())?;
+                timestamp(&body[pos..end])?;
+                pos = end;
+            }
+            _ => return None,
+        }
+    }
+    Some(index)
+}
+
+/// A `google.protobuf.Timestamp` the typed decode accepts (Go's range).
+#[inline]
+fn timestamp(body: &[u8]) -> Option<()> {
+    let (mut seconds, mut nanos) = (0i64, 0i32);
+    let mut seen = 0u8;
+    let mut pos = 0;
+    while pos < body.len() {
+        let key = key_at(body, &mut pos)?;
+        match key {
+            0x08 if seen & 1 == 0 => seconds = varint_at(body, &mut pos)? as i64,
+            0x10 if seen & 2 == 0 => nanos = varint_at(body, &mut pos)? as i32,
+            _ => return None,
+        }
+        seen |= (key >> 3) as u8;
+    }
+    Timestamp { seconds, nanos }.is_valid().then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::AuditEvent;
+    use proptest::prelude::*;
+
+    fn records() -> Vec<Vec<u8>> {
+        crate::vectors::sample_session(3)
+            .iter()
+            .map(|e| e.to_oneof_bytes())
+            .collect()
+    }
+
+    /// The typed decode's view of a record: `Some(Some((index, data)))` for a print,
+    /// `Some(None)` for another event, `None` for an error.
+    fn typed(record: &[u8]) -> Option<Option<(i64, Vec<u8>)>> {
+        let e = AuditEvent::decode_oneof(record).ok()?;
+        Some(e.print_data().map(|d| (e.index(), d.to_vec())))
+    }
+
+    fn agrees(record: &[u8]) -> Result<(), TestCaseError> {
+        match scan_print(record) {
+            None => {}
+            Some(Scanned::Other) => prop_assert_eq!(typed(record), Some(None)),
+            Some(Scanned::Print { index, data }) => {
+                prop_assert_eq!(typed(record), Some(Some((index, record[data].to_vec()))))
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn plain_records_take_the_fast_path() {
+        let mut prints = 0;
+        for r in records() {
+            match scan_print(&r) {
+                Some(Scanned::Print { .. }) => prints += 1,
+                Some(Scanned::Other) => {}
+                None => panic!("a writer's record left the fast path: {r:?}"),
+            }
+            agrees(&r).unwrap();
+        }
+        let want = records()
+            .iter()
+            .filter(|r| matches!(typed(r), Some(Some(_))))
+            .count();
+        assert!(want > 0);
+        assert_eq!(prints, want, "every print takes the fast path");
+    }
+
+    #[test]
+    fn unusual_shapes_go_to_the_typed_decode() {
+        let p = records()
+            .into_iter()
+            .find(|r| matches!(scan_print(r), Some(Scanned::Print { .. })))
+            .unwrap();
+        // A second `Data` (protobuf's last-wins) and an unknown field: both typed.
+        let mut twice = p.clone();
+        let mut extra = vec![0x1a, 1, b'x'];
+        // Re-wrap the member with the extra field appended.
+        let (_, body) = crate::event::last_member(&p).unwrap().unwrap();
+        let mut body = body.to_vec();
+        body.append(&mut extra);
+        twice.clear();
+        twice.push(0x3a);
+        crate::proto::put_varint(&mut twice, body.len() as u64);
+        twice.extend_from_slice(&body);
+        assert_eq!(scan_print(&twice), None);
+        assert_eq!(typed(&twice).unwrap().unwrap().1, b"x");
+        // A time outside Go's range: the typed decode keeps the event raw (no print).
+        let bad = AuditEvent::decode_oneof(&p).unwrap();
+        let mut bad = bad;
+        bad.set_time(Timestamp {
+            seconds: i64::MAX / 2,
+            nanos: 0,
+        });
+        let b = bad.to_oneof_bytes();
+        assert_eq!(scan_print(&b), None);
+        assert_eq!(typed(&b), Some(None));
+    }
+
+    proptest! {
+        /// Whenever the scan answers, the typed decode says the same: on mutated records
+        /// and on arbitrary bytes.
+        #[test]
+        fn scan_agrees_with_typed_decode(
+            which in 0usize..64,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let rs = records();
+            let mut r = rs[which % rs.len()].clone();
+            for (at, b) in edits {
+                if !r.is_empty() {
+                    let n = r.len();
+                    r[at % n] = b;
+                }
+            }
+            agrees(&r)?;
+            agrees(&noise)?;
+        }
+    }
+}
