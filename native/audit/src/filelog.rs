@@ -15,7 +15,7 @@ use tapelog_core::audit::files::{
     self, RotationPeriod, SYMLINK_FILENAME, day_of, is_search_dir, log_file_name,
     parse_log_file_name,
 };
-use tapelog_core::audit::lines::prepare_line_with_max;
+use tapelog_core::audit::lines::{LineError, PreparedLine, prepare_line_with_max};
 use tapelog_core::audit::{MAX_SCAN_TOKEN_SIZE, SESSION_RECORDING_EVENTS};
 
 use super::search::{Filter, search};
@@ -112,6 +112,8 @@ pub(crate) struct Counters {
     pub(crate) index_save_errors: AtomicU64,
     pub(crate) unparsable_lines: AtomicU64,
     pub(crate) search_restarts: AtomicU64,
+    /// `fdatasync` calls made for appends (the tests check one per batch).
+    syncs: AtomicU64,
 }
 
 impl Counters {
@@ -128,6 +130,70 @@ struct Writer {
 }
 
 const MAX_OPEN_FILES: usize = 4;
+
+/// The most a batch's buffer is sized ahead for (it grows past that as lines come).
+const MAX_RESERVE: usize = 1 << 20;
+
+/// Events and their audit-log lines, prepared once: a caller that checks events before
+/// storing them (the server's `POST /v1/events`, which refuses a batch with an event too
+/// large before anything is stored) hands the lines on, so that the file log does not
+/// encode each event a second time ([`FileLog::append_prepared`], `MultiLog::emit_prepared`).
+#[derive(Debug, Clone, Default)]
+pub struct PreparedEvents {
+    events: Vec<AuditEvent>,
+    lines: Vec<PreparedLine>,
+    max_line: usize,
+}
+
+impl PreparedEvents {
+    /// An empty batch whose lines are prepared with the limit `max_line` (a file log's
+    /// [`FileLogConfig::max_line_size`]), room for `capacity` events.
+    pub fn new(max_line: usize, capacity: usize) -> PreparedEvents {
+        PreparedEvents {
+            events: Vec::with_capacity(capacity),
+            lines: Vec::with_capacity(capacity),
+            max_line,
+        }
+    }
+
+    /// Prepares the line of `event` and adds both; a refused event is not added.
+    pub fn push(&mut self, event: AuditEvent) -> Result<(), LineError> {
+        let line = prepare_line_with_max(&event, self.max_line)?;
+        self.events.push(event);
+        self.lines.push(line);
+        Ok(())
+    }
+
+    /// The events, in order.
+    pub fn events(&self) -> &[AuditEvent] {
+        &self.events
+    }
+
+    /// How many events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The events, without their lines.
+    pub fn into_events(self) -> Vec<AuditEvent> {
+        self.events
+    }
+}
+
+/// The lines of consecutive events of one day in a batch: one `write(2)`.
+struct Run {
+    day: i64,
+    /// Position in the batch of its first event.
+    first: usize,
+    events: u64,
+    trimmed: u64,
+    bytes: Vec<u8>,
+}
 
 pub(crate) struct Inner {
     pub(crate) config: FileLogConfig,
@@ -228,10 +294,118 @@ impl FileLog {
         let file = &w.open[slot].1;
         write_line(file, &bytes, self.inner.config.durability).map_err(AuditError::io(path))?;
         drop(w);
+        if self.inner.config.durability == Durability::Fsync {
+            Counters::add(&c.syncs, 1);
+        }
         Counters::add(&c.written, 1);
         if line.trimmed {
             Counters::add(&c.trimmed, 1);
             self.inner.config.metrics.audit_stored_trimmed_events.inc();
+        }
+        Ok(())
+    }
+
+    /// Appends `events` in order (blocking), as [`append`](Self::append) does one, but with
+    /// the file work done once per batch: every line is prepared first (an event refused
+    /// fails the whole batch and nothing of it is written), then, under the mutex held once,
+    /// the lines of consecutive events of the same UTC day go to their file in one `write(2)`
+    /// under one `flock`, and with [`Durability::Fsync`] the file is synced once after them,
+    /// before this returns. The files of the batch's days are opened before anything is
+    /// written. Should a `write` itself fail (disk full), the runs of lines before it are
+    /// stored, whole; the caller acknowledges none of the batch.
+    pub fn append_batch(&self, events: &[AuditEvent]) -> Result<(), AuditError> {
+        self.append_batch_at(events).map_err(|(_, e)| e)
+    }
+
+    /// [`append_batch`](Self::append_batch), with the position of the event the error is
+    /// about (the refused one, or the first of the run whose write failed).
+    pub(crate) fn append_batch_at(&self, events: &[AuditEvent]) -> Result<(), (usize, AuditError)> {
+        let max = self.inner.config.max_line_size;
+        let mut lines = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let line = prepare_line_with_max(event, max).map_err(|e| {
+                Counters::add(&self.inner.counters.refused, 1);
+                (i, AuditError::from(e))
+            })?;
+            lines.push(line);
+        }
+        self.write_lines_at(events, &lines)
+    }
+
+    /// [`append_batch`](Self::append_batch) of events whose lines were prepared already
+    /// ([`PreparedEvents`], by a caller that checks events before storing them): the lines
+    /// are used as they are when they were prepared with this log's line limit, else each
+    /// event is prepared again here.
+    pub fn append_prepared(&self, batch: &PreparedEvents) -> Result<(), AuditError> {
+        self.append_prepared_at(batch).map_err(|(_, e)| e)
+    }
+
+    fn append_prepared_at(&self, batch: &PreparedEvents) -> Result<(), (usize, AuditError)> {
+        if batch.max_line != self.inner.config.max_line_size {
+            return self.append_batch_at(&batch.events);
+        }
+        self.write_lines_at(&batch.events, &batch.lines)
+    }
+
+    /// Writes `lines` (those of `events`, in order): runs of consecutive days, one `write`
+    /// each, under the mutex held once.
+    fn write_lines_at(
+        &self,
+        events: &[AuditEvent],
+        lines: &[PreparedLine],
+    ) -> Result<(), (usize, AuditError)> {
+        let c = &self.inner.counters;
+        let mut runs: Vec<Run> = Vec::new();
+        for (i, (event, line)) in events.iter().zip(lines).enumerate() {
+            let day = day_of(event.time());
+            if runs.last().is_none_or(|r| r.day != day) {
+                let rest = events.len() - i;
+                let guess = (line.json.len() + 1).saturating_mul(rest);
+                runs.push(Run {
+                    day,
+                    first: i,
+                    events: 0,
+                    trimmed: 0,
+                    bytes: Vec::with_capacity(guess.min(MAX_RESERVE)),
+                });
+            }
+            if let Some(r) = runs.last_mut() {
+                r.bytes.extend_from_slice(line.json.as_bytes());
+                r.bytes.push(b'\n');
+                r.events += 1;
+                r.trimmed += u64::from(line.trimmed);
+            }
+        }
+        let mut w = lock(&self.inner.writer);
+        // Open the files first, so that one that can't be opened fails the batch before any
+        // line is written (as many as stay open at once; more days than that are rare).
+        let mut days: Vec<i64> = Vec::new();
+        for r in &runs {
+            if !days.contains(&r.day) && days.len() < MAX_OPEN_FILES {
+                days.push(r.day);
+                self.file_for(&mut w, r.day).map_err(|e| (r.first, e))?;
+            }
+        }
+        let durability = self.inner.config.durability;
+        for r in &runs {
+            let slot = self.file_for(&mut w, r.day).map_err(|e| (r.first, e))?;
+            let file = &w.open[slot].1;
+            if let Err(source) = write_line(file, &r.bytes, durability) {
+                let path = self.inner.dir.join(log_file_name(r.day));
+                return Err((r.first, AuditError::Io { path, source }));
+            }
+            if durability == Durability::Fsync {
+                Counters::add(&c.syncs, 1);
+            }
+            Counters::add(&c.written, r.events);
+            if r.trimmed > 0 {
+                Counters::add(&c.trimmed, r.trimmed);
+                self.inner
+                    .config
+                    .metrics
+                    .audit_stored_trimmed_events
+                    .add(r.trimmed);
+            }
         }
         Ok(())
     }
@@ -440,6 +614,55 @@ impl Emitter for FileLog {
         .await
         .map_err(|e| EmitError::Closed(format!("audit log task failed: {e}")))?
     }
+
+    /// [`FileLog::append_batch`]: one `write(2)` (and with [`Durability::Fsync`] one sync,
+    /// on tokio's blocking pool) for the whole batch; an event refused fails the batch with
+    /// nothing of it written.
+    async fn emit_batch(&self, events: Vec<AuditEvent>) -> Result<(), EmitError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let fail = |events: &[AuditEvent], (i, e): (usize, AuditError)| match events.get(i) {
+            Some(event) => emit_error(event, e),
+            None => EmitError::Closed(e.to_string()),
+        };
+        if self.inner.config.durability == Durability::Write {
+            return self.append_batch_at(&events).map_err(|f| fail(&events, f));
+        }
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || {
+            log.append_batch_at(&events).map_err(|f| fail(&events, f))
+        })
+        .await
+        .map_err(|e| EmitError::Closed(format!("audit log task failed: {e}")))?
+    }
+}
+
+impl FileLog {
+    /// [`Emitter::emit_batch`] of prepared events ([`FileLog::append_prepared`]): on the
+    /// calling task with [`Durability::Write`], on tokio's blocking pool with
+    /// [`Durability::Fsync`].
+    pub async fn emit_prepared(&self, batch: Arc<PreparedEvents>) -> Result<(), EmitError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let fail = |events: &[AuditEvent], (i, e): (usize, AuditError)| match events.get(i) {
+            Some(event) => emit_error(event, e),
+            None => EmitError::Closed(e.to_string()),
+        };
+        if self.inner.config.durability == Durability::Write {
+            return self
+                .append_prepared_at(&batch)
+                .map_err(|f| fail(&batch.events, f));
+        }
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || {
+            log.append_prepared_at(&batch)
+                .map_err(|f| fail(&batch.events, f))
+        })
+        .await
+        .map_err(|e| EmitError::Closed(format!("audit log task failed: {e}")))?
+    }
 }
 
 impl AuditLog for FileLog {
@@ -453,5 +676,156 @@ impl AuditLog for FileLog {
     async fn search_session_events(&self, query: SessionQuery) -> Result<SearchPage, AuditError> {
         self.blocking(move |log| log.search_session_events_blocking(&query))
             .await
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tapelog_core::Timestamp;
+
+    /// A login event on 2024-01-(15 + `day`) of user `user`.
+    fn event(day: i64, user: &str) -> AuditEvent {
+        AuditEvent::from_json(&format!(
+            r#"{{"ei":0,"event":"user.login","uid":"u-{user}","code":"T1000I","time":"2024-01-{:02}T10:00:00Z","user":"{user}","method":"local","success":true}}"#,
+            15 + day
+        ))
+        .unwrap()
+    }
+
+    fn log(dir: &Path, durability: Durability) -> FileLog {
+        let mut c = FileLogConfig::new(dir, "node");
+        c.durability = durability;
+        FileLog::open(c).unwrap()
+    }
+
+    fn lines(log: &FileLog, day: i64) -> Vec<String> {
+        let path = log
+            .dir()
+            .join(log_file_name(day_of(event(day, "x").time())));
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn json(events: &[AuditEvent]) -> Vec<String> {
+        events.iter().map(AuditEvent::to_json).collect()
+    }
+
+    #[test]
+    fn a_batch_is_every_line_in_order_one_sync_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for durability in [Durability::Write, Durability::Fsync] {
+            let sub = dir.path().join(format!("{durability:?}"));
+            let log = log(&sub, durability);
+            let first: Vec<_> = (0..3).map(|i| event(0, &format!("a{i}"))).collect();
+            let second: Vec<_> = (0..50).map(|i| event(0, &format!("b{i}"))).collect();
+            log.append_batch(&first).unwrap();
+            log.append_batch(&second).unwrap();
+            log.append_batch(&[]).unwrap();
+            let mut want = json(&first);
+            want.extend(json(&second));
+            assert_eq!(lines(&log, 0), want);
+            assert_eq!(log.stats().written, 53);
+            let syncs = log.inner.counters.syncs.load(Ordering::Relaxed);
+            let want_syncs = if durability == Durability::Fsync {
+                2
+            } else {
+                0
+            };
+            assert_eq!(syncs, want_syncs, "{durability:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_over_several_days_goes_to_each_days_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), Durability::Fsync);
+        let batch = vec![
+            event(0, "a"),
+            event(0, "b"),
+            event(1, "c"),
+            event(0, "d"),
+            event(1, "e"),
+        ];
+        log.append_batch(&batch).unwrap();
+        assert_eq!(
+            lines(&log, 0),
+            json(&[batch[0].clone(), batch[1].clone(), batch[3].clone()])
+        );
+        assert_eq!(lines(&log, 1), json(&[batch[2].clone(), batch[4].clone()]));
+        // One sync per run of lines (4 runs).
+        assert_eq!(log.inner.counters.syncs.load(Ordering::Relaxed), 4);
+        // The newest day is the one `events.log` points at.
+        let link = std::fs::read_link(log.log_root().join(SYMLINK_FILENAME)).unwrap();
+        assert!(
+            link.ends_with(log_file_name(day_of(batch[2].time()))),
+            "{link:?}"
+        );
+    }
+
+    #[test]
+    fn a_refused_event_fails_the_batch_with_nothing_of_it_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = FileLogConfig::new(dir.path(), "node");
+        c.max_line_size = 400;
+        let log = FileLog::open(c).unwrap();
+        let acknowledged = vec![event(0, "a"), event(0, "b")];
+        log.append_batch(&acknowledged).unwrap();
+        let big = event(0, &"x".repeat(1000));
+        let mut untimed = event(0, "untimed");
+        untimed.set_time(Timestamp::ZERO);
+        for bad in [untimed, big] {
+            let batch = vec![event(0, "c"), bad, event(0, "d")];
+            let (i, e) = log.append_batch_at(&batch).unwrap_err();
+            assert_eq!(i, 1);
+            assert!(matches!(e, AuditError::Event(_)), "{e}");
+        }
+        assert_eq!(lines(&log, 0), json(&acknowledged));
+        let s = log.stats();
+        assert_eq!((s.written, s.refused), (2, 2));
+    }
+
+    #[test]
+    fn a_failed_write_mid_batch_stores_the_runs_before_and_reports_the_first_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), Durability::Write);
+        let acknowledged = vec![event(0, "a")];
+        log.append_batch(&acknowledged).unwrap();
+        // The next day's file is a full disk.
+        std::os::unix::fs::symlink(
+            "/dev/full",
+            log.dir().join(log_file_name(day_of(event(1, "x").time()))),
+        )
+        .unwrap();
+        let batch = vec![event(0, "b"), event(0, "c"), event(1, "d"), event(0, "e")];
+        let (i, e) = log.append_batch_at(&batch).unwrap_err();
+        assert_eq!(i, 2, "the first event not written: {e}");
+        assert!(matches!(e, AuditError::Io { .. }), "{e}");
+        // What was acknowledged is there, and the run before the failure whole; nothing after.
+        assert_eq!(
+            lines(&log, 0),
+            json(&[acknowledged[0].clone(), batch[0].clone(), batch[1].clone()])
+        );
+        assert_eq!(log.stats().written, 3);
+    }
+
+    #[test]
+    fn a_day_file_that_cannot_be_opened_fails_the_batch_before_any_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), Durability::Write);
+        log.append_batch(&[event(0, "a")]).unwrap();
+        // A directory where the next day's file would be.
+        std::fs::create_dir(log.dir().join(log_file_name(day_of(event(1, "x").time())))).unwrap();
+        let batch = vec![event(0, "b"), event(1, "c")];
+        let (i, e) = log.append_batch_at(&batch).unwrap_err();
+        assert_eq!(i, 1);
+        assert!(matches!(e, AuditError::Io { .. }), "{e}");
+        assert_eq!(lines(&log, 0), json(&[event(0, "a")]));
+        assert_eq!(log.stats().written, 1);
     }
 }

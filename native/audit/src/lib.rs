@@ -55,7 +55,9 @@ use tapelog_core::{AuditEvent, EventError, EventFields, Timestamp};
 use thiserror::Error;
 
 pub use feed::FeedPage;
-pub use filelog::{Durability, FileLog, FileLogConfig, FileLogStats, default_server_id};
+pub use filelog::{
+    Durability, FileLog, FileLogConfig, FileLogStats, PreparedEvents, default_server_id,
+};
 pub use limiter::{LimiterClock, SearchLimiter};
 pub use logger::{AuditLogger, DiscardAuditLog, WriterLog};
 pub use multi::{AuditBackend, AuditUri, MultiLog, OpenOptions};

@@ -17,7 +17,8 @@ use crate::emit::{EmitError, Emitter};
 use crate::metrics::Metrics;
 use crate::{
     AuditError, AuditLog, AuditLogger, DiscardAuditLog, Durability, FeedPage, FileLog,
-    FileLogConfig, PgLog, PgLogConfig, SearchPage, SearchQuery, SessionQuery, WriterLog,
+    FileLogConfig, PgLog, PgLogConfig, PreparedEvents, SearchPage, SearchQuery, SessionQuery,
+    WriterLog,
 };
 
 /// Where one audit log is, as a URI.
@@ -223,6 +224,30 @@ impl MultiLog {
             }
         }
         Ok(())
+    }
+}
+
+impl MultiLog {
+    /// [`Emitter::emit_batch`] of events whose lines are prepared already: file logs write
+    /// those lines ([`FileLog::append_prepared`]), the others take the events. Same rules:
+    /// every log gets the batch even after one failed.
+    pub async fn emit_prepared(&self, batch: PreparedEvents) -> Result<(), EmitError> {
+        let batch = Arc::new(batch);
+        let mut errors = Vec::new();
+        for log in self.logs.iter() {
+            let r = match log {
+                AuditBackend::File(f) => f.emit_prepared(batch.clone()).await,
+                other => other.emit_batch(batch.events().to_vec()).await,
+            };
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(EmitError::Many(errors)),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -60,18 +61,35 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
         )
     };
     let mut body = body;
+    // A body that arrives in one frame is kept as it is (no copy); more are joined.
+    let mut first: Option<Bytes> = None;
     let mut out = Vec::new();
     loop {
         match body.frame().await {
-            None => return Ok(Bytes::from(out)),
+            None => {
+                return Ok(match first {
+                    Some(f) => f,
+                    None => Bytes::from(out),
+                });
+            }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    if out.len() + data.len() > limit {
+                    let have = first.as_ref().map_or(out.len(), Bytes::len);
+                    if have + data.len() > limit {
                         drop(out);
                         drain(body, limit).await;
                         return Err(too_large());
                     }
-                    out.extend_from_slice(&data);
+                    if first.is_none() && out.is_empty() {
+                        first = Some(data);
+                    } else {
+                        if let Some(f) = first.take() {
+                            let hint = body.size_hint().lower() as usize;
+                            out.reserve((f.len() + data.len()).saturating_add(hint).min(limit));
+                            out.extend_from_slice(&f);
+                        }
+                        out.extend_from_slice(&data);
+                    }
                 }
             }
             Some(Err(e)) => {

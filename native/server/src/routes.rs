@@ -7,14 +7,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use tapelog_core::Timestamp;
-use tapelog_core::audit::lines::{LineError, prepare_line_with_max};
+use tapelog_core::audit::lines::LineError;
 
 use super::App;
 use super::auth::Caller;
@@ -24,8 +24,9 @@ use tapelog_api::{
     AcceptedBody, CompleteReportBody, CompletedBody, ErrorCode, EventsPage, NDJSON_CONTENT_TYPE,
     Role, UploadBody, UploadNoteBody, UploadsBody,
 };
-use tapelog_audit::emit::Emitter;
-use tapelog_audit::{AuditLog, Condition, Order, SearchPage, SearchQuery, SessionQuery};
+use tapelog_audit::{
+    AuditLog, Condition, Order, PreparedEvents, SearchPage, SearchQuery, SessionQuery,
+};
 use tapelog_store::playback::RecordingSource;
 use tapelog_store::{MultipartUploader, check_id};
 
@@ -52,39 +53,47 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
     r
 }
 
-/// `POST /v1/events`: checks every event (type, code, size), then appends them all.
+/// `POST /v1/events`: checks every event (type, code, size), then appends them all. Each
+/// event's line is prepared once, here, and handed on to the file log with it
+/// ([`PreparedEvents`]), so that an event is encoded once on its way to the disk.
 pub(crate) async fn emit(
     State(app): State<Arc<App>>,
     caller: Caller,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Recorder, "emit events")?;
-    let media = require_content_type(&headers, &["application/json", NDJSON_CONTENT_TYPE])?;
+    let (parts, body) = request.into_parts();
+    let media = require_content_type(&parts.headers, &["application/json", NDJSON_CONTENT_TYPE])?;
     let bytes = read_body(body, app.max_body).await?;
     let events = decode_events(&media, &bytes)?;
+    drop(bytes);
     let max_line = app
         .logs
         .file_log()
         .map_or(tapelog_core::audit::MAX_SCAN_TOKEN_SIZE, |f| {
             f.config().max_line_size
         });
-    let mut checked = Vec::with_capacity(events.len());
+    let mut checked = PreparedEvents::new(max_line, events.len());
     for (i, mut e) in events.into_iter().enumerate() {
         app.emitter
             .check(&mut e)
             .map_err(|err| ApiError::bad_request(format!("event {i}: {err}")))?;
-        if let Err(err) = prepare_line_with_max(&e, max_line) {
+        if let Err(err) = checked.push(e) {
             let code = match err {
                 LineError::TooLarge { .. } => ErrorCode::TooLarge,
                 _ => ErrorCode::BadRequest,
             };
             return Err(ApiError::new(code, format!("event {i}: {err}")));
         }
-        checked.push(e);
     }
     let total = checked.len();
-    app.emitter.emit_batch(checked).await.map_err(|err| {
+    // Checked already: straight to the logs, counted as the checking emitter counts.
+    let stored = app.logs.emit_prepared(checked).await;
+    match &stored {
+        Ok(()) => app.metrics.audit_emitted_events.add(total as u64),
+        Err(_) => app.metrics.audit_failed_emit_events.add(total as u64),
+    }
+    stored.map_err(|err| {
         if err.is_unavailable() {
             ApiError::new(
                 ErrorCode::Unavailable,

@@ -80,8 +80,21 @@ impl<E: Emitter> CheckingEmitter<E> {
 
     /// Applies the checks to `event` without emitting it.
     pub fn check(&self, event: &mut AuditEvent) -> Result<(), EmitError> {
-        let uid = (self.ids)();
-        check_and_set_event_fields(event, (self.clock)(), &uid, &self.cluster_name)
+        // A new id (random bytes from the system) and the time only when the event lacks them.
+        let (needs_id, needs_time) = event
+            .metadata()
+            .map_or((true, true), |m| (m.id.is_empty(), m.time.is_zero()));
+        let uid = if needs_id {
+            (self.ids)()
+        } else {
+            String::new()
+        };
+        let now = if needs_time {
+            (self.clock)()
+        } else {
+            Timestamp::ZERO
+        };
+        check_and_set_event_fields(event, now, &uid, &self.cluster_name)
             .map_err(|e: FieldsError| EmitError::invalid(event, e.to_string()))
     }
 }
