@@ -14,11 +14,16 @@
 //! hands each page's kept events, with the position the source reaches once they are
 //! accepted (`cursor` = the key of the page, `id` = the checkpoint of its last event; or the
 //! next page's key), to the sender through a bounded queue. The sender posts, and after each
-//! accepted request stores the position of its last event before sending the next one. A
-//! crash therefore resends at most the one request that was in flight, and skips nothing.
-//! That is how a Teleport cluster is read (`read_audit`). A data directory or a `tapelog
-//! serve` is read in arrival order instead (`read_feed`): reads of `--batch` events from the
-//! audit log's feed, `cursor` = the feed key, so that an event appended late with an old
+//! accepted request stores the position of its last event: the write (temporary file,
+//! `fsync`, rename, `fsync` of the directory) runs on the blocking pool while the next request
+//! is sent, and the next position is written only once it is done (`PositionWriter`), so
+//! positions are stored one by one, in order, each only after its request was accepted. A
+//! crash therefore resends at most two requests (the one in flight and the one whose position
+//! was being written), and skips nothing. Decided so because the two `fsync`s take longer here
+//! than a request to a fast receiver (docs/benchmarks.md). That is how a Teleport cluster is
+//! read (`read_audit`). A data directory or a `tapelog serve` is read in arrival order instead
+//! (`read_feed`): reads of `--batch` events, at least [`MAX_POST_EVENTS`] (each read lists
+//! the log's files and scans from its key), from the audit log's feed, `cursor` = the feed key, so that an event appended late with an old
 //! time is not passed over; docs/forward.md says why and how a time reader's state migrates.
 //!
 //! **Failures.** A transient failure (connection, timeout, 5xx) is retried forever with
@@ -70,6 +75,14 @@ pub const MAX_POST_EVENTS: usize = 1000;
 /// single event larger than this goes alone.
 pub const MAX_POST_BYTES: usize = 1 << 20;
 
+/// Events one read of the feed asks for: `--batch`, but at least a request's worth. A read
+/// costs a listing of the log's files and a scan from its key whatever its size, and the
+/// feed bounds a read by bytes anyway (1 MiB of JSON), so reading 20 at a time (upstream's
+/// page size for a cluster's search) only multiplied that cost.
+fn feed_limit(batch: usize) -> usize {
+    batch.max(MAX_POST_EVENTS)
+}
+
 /// How long requests in flight get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -84,6 +97,27 @@ pub struct Summary {
     pub dead_letters: u64,
     /// Sessions exported to the end.
     pub sessions: u64,
+    /// Where the audit lane's time went.
+    pub timings: AuditTimings,
+}
+
+/// Where the audit lane's time went (wall time of each step, summed over the run): the
+/// profile `benches/forward.rs` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditTimings {
+    /// Requests sent (accepted ones; retries and halves of a rejected one included).
+    pub requests: u64,
+    /// Reader: reading pages from the source (the file log's feed: file reads, line scans,
+    /// each line's JSON parsed for its fields).
+    pub read: Duration,
+    /// Reader: turning a page into chunks (filters, positions, registrations).
+    pub prepare: Duration,
+    /// Sender: waiting for the reader (nothing read yet when the lane was free).
+    pub wait: Duration,
+    /// Sender: sending requests until accepted (body, TLS, the receiver's work, the answer).
+    pub send: Duration,
+    /// Sender: storing positions (`fsync`s), counted only while the sender waits for it.
+    pub save: Duration,
 }
 
 /// Counters shared by the tasks.
@@ -93,6 +127,20 @@ struct Counters {
     session_events: std::sync::atomic::AtomicU64,
     dead_letters: std::sync::atomic::AtomicU64,
     sessions: std::sync::atomic::AtomicU64,
+    audit_requests: std::sync::atomic::AtomicU64,
+    read_ns: std::sync::atomic::AtomicU64,
+    prepare_ns: std::sync::atomic::AtomicU64,
+    wait_ns: std::sync::atomic::AtomicU64,
+    send_ns: std::sync::atomic::AtomicU64,
+    save_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    /// Adds the time since `since` to `to`.
+    fn time(to: &std::sync::atomic::AtomicU64, since: std::time::Instant) {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        to.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 struct Ctx {
@@ -259,6 +307,11 @@ async fn deliver(ctx: &Ctx, dest: &Dest, events: &[String]) -> Result<(), ()> {
     let mut bisect = Bisector::new(events.len());
     let mut backoff = Backoff::default();
     while let Some(range) = bisect.next() {
+        if let Dest::Audit = dest {
+            ctx.counters
+                .audit_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         match ctx.output.send(dest.as_ref(), &events[range.clone()]).await {
             Ok(()) => {
                 backoff.reset();
@@ -448,6 +501,14 @@ pub async fn run_with_output(
         session_events: load(&c.session_events),
         dead_letters: load(&c.dead_letters),
         sessions: load(&c.sessions),
+        timings: AuditTimings {
+            requests: load(&c.audit_requests),
+            read: Duration::from_nanos(load(&c.read_ns)),
+            prepare: Duration::from_nanos(load(&c.prepare_ns)),
+            wait: Duration::from_nanos(load(&c.wait_ns)),
+            send: Duration::from_nanos(load(&c.send_ns)),
+            save: Duration::from_nanos(load(&c.save_ns)),
+        },
     };
     log::info(&format!(
         "stopped: {} audit event(s), {} session event(s) of {} session(s) sent, {} dead letter(s)",
@@ -502,9 +563,10 @@ impl Chunk {
 
 /// Cuts a page's new events (from `start`) into chunks of at most a request each, with
 /// their positions. Filtered events are covered by the chunk that follows them (or the last
-/// one), so the position passes them too.
+/// one), so the position passes them too. The kept events' texts are moved out of `page`
+/// (not copied).
 fn batches(
-    page: &[SourceEvent],
+    page: &mut [SourceEvent],
     start: usize,
     cursor: &str,
     next_key: &str,
@@ -514,7 +576,10 @@ fn batches(
     let kept: Vec<usize> = (start..page.len())
         .filter(|&i| filter.allows(&page[i].event_type))
         .collect();
-    let texts: Vec<String> = kept.iter().map(|&i| page[i].json.clone()).collect();
+    let texts: Vec<String> = kept
+        .iter()
+        .map(|&i| std::mem::take(&mut page[i].json))
+        .collect();
     let position_after = |last: usize| {
         if last + 1 == page.len() && !next_key.is_empty() {
             Position {
@@ -542,6 +607,8 @@ fn batches(
         return vec![Chunk::new(Vec::new(), position_after(page.len() - 1))];
     }
     let n = ranges.len();
+    // The ranges are consecutive and cover every text: each chunk takes the next ones.
+    let mut texts = texts.into_iter();
     ranges
         .into_iter()
         .enumerate()
@@ -552,7 +619,8 @@ fn batches(
             } else {
                 kept[r.end - 1]
             };
-            Chunk::new(texts[r].to_vec(), position_after(last))
+            let events: Vec<String> = texts.by_ref().take(r.len()).collect();
+            Chunk::new(events, position_after(last))
         })
         .collect()
 }
@@ -604,7 +672,7 @@ async fn read_audit(
             order: Order::Ascending,
             start_key: read.cursor.clone(),
         };
-        let page = match ctx.source.page(&query).await {
+        let mut page = match ctx.source.page(&query).await {
             Ok(p) => {
                 backoff.reset();
                 p
@@ -664,7 +732,7 @@ async fn read_audit(
             ctx.check_logins(&page.events[start..]).await;
             let sids = register_uploads(&ctx, &page.events[start..])?;
             chunks = batches(
-                &page.events,
+                &mut page.events,
                 start,
                 &read.cursor,
                 &page.next_key,
@@ -706,7 +774,7 @@ fn feed_start(stored: &Position, start_time: &str) -> Position {
 /// A read has one key, after its last event: the chunks before the last one leave the
 /// position where the read began (a crash resends from there).
 fn feed_chunks(
-    events: &[SourceEvent],
+    events: &mut [SourceEvent],
     read: &Position,
     next_key: &str,
     filter: &TypeFilter,
@@ -758,9 +826,11 @@ async fn read_feed(
             return Ok(());
         }
         let since = core_state::parse_stored_time(core_state::WINDOW_TIME, &read.window_time)?;
-        let page = match ctx.source.feed(&read.cursor, opts.batch).await {
+        let began = std::time::Instant::now();
+        let page = match ctx.source.feed(&read.cursor, feed_limit(opts.batch)).await {
             Ok(p) => {
                 backoff.reset();
+                Counters::time(&ctx.counters.read_ns, began);
                 p
             }
             Err(e) if e.is_transient() => {
@@ -769,6 +839,7 @@ async fn read_feed(
             }
             Err(e) => return Err(e),
         };
+        let began = std::time::Instant::now();
         let mut chunks = Vec::new();
         let caught_up = page.events.is_empty() && page.next_key == read.cursor;
         if caught_up {
@@ -787,7 +858,7 @@ async fn read_feed(
         } else {
             caught_up_logged = false;
             // What the time reader would have seen: in time, of an allowed type.
-            let seen: Vec<SourceEvent> = page
+            let mut seen: Vec<SourceEvent> = page
                 .events
                 .into_iter()
                 .filter(|(e, t)| {
@@ -807,12 +878,13 @@ async fn read_feed(
             } else {
                 ctx.check_logins(&seen).await;
                 let sids = register_uploads(&ctx, &seen)?;
-                chunks = feed_chunks(&seen, &read, &page.next_key, &filter);
+                chunks = feed_chunks(&mut seen, &read, &page.next_key, &filter);
                 if let Some(first) = chunks.first_mut() {
                     first.sessions = sids;
                 }
             }
         }
+        Counters::time(&ctx.counters.prepare_ns, began);
         if !hand_over(chunks, &mut read, &tx, &mut shutdown).await {
             return Ok(());
         }
@@ -866,7 +938,12 @@ async fn audit_loop(
     sessions: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), ForwardError> {
     // Room for about two full requests read ahead.
-    let capacity = (2 * MAX_POST_EVENTS / ctx.opts.batch.max(1)).clamp(4, 1024);
+    let read_size = if ctx.source.reads_feed() {
+        feed_limit(ctx.opts.batch)
+    } else {
+        ctx.opts.batch
+    };
+    let capacity = (2 * MAX_POST_EVENTS / read_size.max(1)).clamp(4, 1024);
     let (tx, mut rx) = mpsc::channel::<Chunk>(capacity);
     let reader = if ctx.source.reads_feed() {
         tokio::spawn(read_feed(ctx.clone(), committed.clone(), tx))
@@ -892,9 +969,70 @@ async fn audit_loop(
     read
 }
 
+/// The position store of the audit lane: each accepted request's position is written (files,
+/// `fsync`s) on the blocking pool while the next request is sent, one write at a time and
+/// in order, so a stored position never passes an event that was not accepted.
+struct PositionWriter {
+    state: StateDir,
+    /// The last position handed over (stored, or being stored).
+    committed: Position,
+    /// The write in progress.
+    writing: Option<tokio::task::JoinHandle<Result<(), ForwardError>>>,
+}
+
+impl PositionWriter {
+    /// Waits for the write in progress (if any) and returns its outcome.
+    async fn flush(&mut self, ctx: &Ctx) -> Result<(), ForwardError> {
+        let Some(w) = self.writing.take() else {
+            return Ok(());
+        };
+        let began = std::time::Instant::now();
+        let done = w.await.unwrap_or_else(|e| {
+            Err(ForwardError::State {
+                path: self.state.path().to_path_buf(),
+                source: std::io::Error::other(format!("the state writer stopped: {e}")),
+            })
+        });
+        Counters::time(&ctx.counters.save_ns, began);
+        done
+    }
+
+    /// Stores `after` (the position once the request just accepted is): waits for the
+    /// previous write, then starts this one.
+    async fn store(&mut self, ctx: &Ctx, after: Position) -> Result<(), ForwardError> {
+        if after == self.committed {
+            return Ok(());
+        }
+        self.flush(ctx).await?;
+        let old = std::mem::replace(&mut self.committed, after.clone());
+        let state = self.state.clone();
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            state.save_position(&old, &after)
+        }));
+        Ok(())
+    }
+}
+
 async fn send_audit(
     ctx: &Arc<Ctx>,
-    mut committed: Position,
+    committed: Position,
+    rx: &mut mpsc::Receiver<Chunk>,
+    sessions: &mut tokio::task::JoinSet<()>,
+) -> Result<(), ForwardError> {
+    let mut writer = PositionWriter {
+        state: ctx.state.clone(),
+        committed,
+        writing: None,
+    };
+    let sent = send_audit_with(ctx, &mut writer, rx, sessions).await;
+    // The last accepted request's position is stored before the lane ends.
+    let stored = writer.flush(ctx).await;
+    sent.and(stored)
+}
+
+async fn send_audit_with(
+    ctx: &Arc<Ctx>,
+    writer: &mut PositionWriter,
     rx: &mut mpsc::Receiver<Chunk>,
     sessions: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), ForwardError> {
@@ -904,6 +1042,7 @@ async fn send_audit(
         if *shutdown.borrow() {
             return Ok(());
         }
+        let began = std::time::Instant::now();
         let mut post = match carry.take() {
             Some(c) => c,
             None => tokio::select! {
@@ -914,6 +1053,7 @@ async fn send_audit(
                 Ok(()) = shutdown.changed() => continue,
             },
         };
+        Counters::time(&ctx.counters.wait_ns, began);
         // Everything read meanwhile, up to one request.
         while !post.is_full() {
             match rx.try_recv() {
@@ -930,16 +1070,17 @@ async fn send_audit(
         }
         if !post.events.is_empty() {
             log::debug(&format!("sending {} audit event(s)", post.events.len()));
+            let began = std::time::Instant::now();
             let delivered = tokio::select! {
                 r = deliver(ctx, &Dest::Audit, &post.events) => r.is_ok(),
                 () = shutdown_grace(ctx.shutdown.clone()) => false,
             };
+            Counters::time(&ctx.counters.send_ns, began);
             if !delivered {
                 return Ok(());
             }
         }
-        ctx.state.save_position(&committed, &post.after)?;
-        committed = post.after;
+        writer.store(ctx, post.after).await?;
     }
 }
 
@@ -1156,7 +1297,7 @@ mod tests {
             .map(|i| ev(i, if i == 4 { "skip" } else { "x" }))
             .collect();
         let f = TypeFilter::new(Vec::<String>::new(), ["skip"]);
-        let b = batches(&page, 1, "k1", "", "w", &f);
+        let b = batches(&mut page.clone(), 1, "k1", "", "w", &f);
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].events.len(), 3);
         assert_eq!(b[0].after.cursor, "k1");
@@ -1164,11 +1305,11 @@ mod tests {
             b[0].after.id, "id4",
             "the skipped last event is covered too"
         );
-        let b = batches(&page, 0, "k1", "k2", "w", &f);
+        let b = batches(&mut page.clone(), 0, "k1", "k2", "w", &f);
         assert_eq!(b[0].after.cursor, "k2");
         assert_eq!(b[0].after.id, "");
         let only_skipped = vec![ev(0, "skip")];
-        let b = batches(&only_skipped, 0, "k", "", "w", &f);
+        let b = batches(&mut only_skipped.clone(), 0, "k", "", "w", &f);
         assert!(b[0].events.is_empty());
         assert_eq!(b[0].after.id, "id0");
     }
@@ -1184,7 +1325,7 @@ mod tests {
             .map(|i| ev(i, if i == 2499 { "skip" } else { "x" }))
             .collect();
         let f = TypeFilter::new(Vec::<String>::new(), ["skip"]);
-        let c = feed_chunks(&events, &read, "f1:next", &f);
+        let c = feed_chunks(&mut events.clone(), &read, "f1:next", &f);
         let sizes: Vec<usize> = c.iter().map(|c| c.events.len()).collect();
         assert_eq!(sizes, [1000, 1000, 499]);
         assert_eq!(
@@ -1196,7 +1337,7 @@ mod tests {
         assert_eq!(c[2].after.id, "");
         assert_eq!(c[2].after.window_time, read.window_time);
         // Only skipped events: one empty chunk that moves the key.
-        let c = feed_chunks(&[ev(0, "skip")], &read, "f1:next", &f);
+        let c = feed_chunks(&mut [ev(0, "skip")], &read, "f1:next", &f);
         assert_eq!(c.len(), 1);
         assert!(c[0].events.is_empty());
         assert_eq!(c[0].after.cursor, "f1:next");
@@ -1247,7 +1388,7 @@ mod tests {
     #[test]
     fn large_pages_are_cut_to_requests_and_chunks_merge_up_to_a_request() {
         let page: Vec<SourceEvent> = (0..2500).map(|i| ev(i, "x")).collect();
-        let b = batches(&page, 0, "k", "", "w", &TypeFilter::default());
+        let b = batches(&mut page.clone(), 0, "k", "", "w", &TypeFilter::default());
         let sizes: Vec<usize> = b.iter().map(|c| c.events.len()).collect();
         assert_eq!(sizes, [1000, 1000, 500]);
         assert_eq!(b[0].after.id, "id999");

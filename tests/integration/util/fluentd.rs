@@ -265,6 +265,7 @@ impl Fluentd {
     pub fn start_on(pki: &Pki, port: u16) -> Fluentd {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_name("fluentd")
             .enable_all()
             .build()
             .unwrap();
@@ -312,6 +313,11 @@ impl Fluentd {
     /// Every record received, with its tag, in arrival order.
     pub fn records(&self) -> Vec<(String, serde_json::Value)> {
         self.inner.records.lock().unwrap().clone()
+    }
+
+    /// How many records were received.
+    pub fn record_count(&self) -> usize {
+        self.inner.records.lock().unwrap().len()
     }
 
     /// Requests answered (any status).
