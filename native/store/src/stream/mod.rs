@@ -155,6 +155,15 @@ impl Shared {
         took
     }
 
+    /// Frees the inbox's buffer if nothing is queued (an idle stream keeps none).
+    fn shrink(&self) {
+        if let Ok(mut ib) = self.inbox.lock()
+            && ib.frames.is_empty()
+        {
+            ib.frames = Vec::new();
+        }
+    }
+
     fn close(&self) {
         if let Ok(mut ib) = self.inbox.lock() {
             ib.closed = true;
@@ -576,6 +585,10 @@ async fn run<U: MultipartUploader>(
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 machine.tick(clock.unix_ms());
+                // The machine's deadlines come only after a quiet spell: the buffers that
+                // carried records in go too (they keep the size of the largest batch).
+                batch = Vec::new();
+                shared.shrink();
             }
         }
     }
