@@ -1,13 +1,18 @@
-//! The native baseline of the browser benchmark (`web-demo/bench.sh`): decodes a recording
-//! file to typed events with the core's `RecordingReader`, fed 1 MiB chunks from memory, as
-//! `tapelog export` reads. Prints `native_decode_mb_s=N` (best of 3 runs).
+//! The native baselines of the browser benchmark (`web-demo/bench.sh`), over a recording file
+//! in memory fed in 1 MiB chunks, best of 3 runs each:
+//!
+//! - `native_decode_mb_s`: the core's `RecordingReader` to typed events (what `tapelog export`
+//!   does for JSON);
+//! - `native_player_mb_s`: [`tapelog_wasm::Batcher`], the page's own decode path (what
+//!   `PlayerDecoder.poll(4096)` does, short of handing the batches to JavaScript).
 //!
 //! `cargo bench -p tapelog-wasm --bench native_decode -- FILE`
 use std::time::Instant;
 
 use tapelog_core::codec::{Polled, RecordingReader};
+use tapelog_wasm::Batcher;
 
-fn decode(bytes: &[u8]) -> Result<u64, String> {
+fn typed(bytes: &[u8]) -> Result<u64, String> {
     let mut r = RecordingReader::new();
     let mut events = 0u64;
     let mut chunks = bytes.chunks(1 << 20);
@@ -23,21 +28,57 @@ fn decode(bytes: &[u8]) -> Result<u64, String> {
     }
 }
 
+fn player(bytes: &[u8]) -> Result<u64, String> {
+    let mut b = Batcher::new(1000.0);
+    let mut events = 0u64;
+    let mut output = 0usize;
+    let mut chunks = bytes.chunks(1 << 20);
+    loop {
+        let batch = b.poll(4096).map_err(|e| e.to_string())?;
+        if batch.pulled > 0 {
+            events += u64::from(batch.pulled);
+            output += batch.frames.data.len();
+            continue;
+        }
+        if b.ended() {
+            std::hint::black_box(output);
+            return Ok(events);
+        }
+        match chunks.next() {
+            Some(c) => b.push(c),
+            None => b.finish(),
+        }
+    }
+}
+
+fn best(bytes: &[u8], f: fn(&[u8]) -> Result<u64, String>) -> Result<(f64, u64), String> {
+    let mut best = f64::MAX;
+    let mut events = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        events = f(bytes)?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok((best, events))
+}
+
 fn main() -> Result<(), String> {
     let Some(path) = std::env::args().skip(1).find(|a| !a.starts_with("--")) else {
         return Err("usage: native_decode FILE".into());
     };
     let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
-    let mut best = f64::MAX;
-    let mut events = 0;
-    for _ in 0..3 {
-        let t = Instant::now();
-        events = decode(&bytes)?;
-        best = best.min(t.elapsed().as_secs_f64());
-    }
     let mb = bytes.len() as f64 / 1e6;
+    let (t, events) = best(&bytes, typed)?;
     println!("native_decode_events={events}");
-    println!("native_decode_seconds={best:.3}");
-    println!("native_decode_mb_s={:.1}", mb / best);
+    println!("native_decode_seconds={t:.3}");
+    println!("native_decode_mb_s={:.1}", mb / t);
+    let (p, player_events) = best(&bytes, player)?;
+    if player_events != events {
+        return Err(format!(
+            "the player path took {player_events} events, the typed decode {events}"
+        ));
+    }
+    println!("native_player_seconds={p:.3}");
+    println!("native_player_mb_s={:.1}", mb / p);
     Ok(())
 }

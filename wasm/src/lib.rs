@@ -39,6 +39,6 @@ mod serde_bench;
 pub use clock::PlayClock;
 pub use decoder::{Decoder, decode_recording};
 pub use export::{Exporter, to_asciicast, to_json_lines};
-pub use player::{Checkpoint, PlayerDecoder};
+pub use player::{Batch, Batcher, Checkpoint, Frames, PlayerDecoder};
 #[cfg(feature = "serde-bench")]
 pub use serde_bench::SerdeBench;

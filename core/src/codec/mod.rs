@@ -28,8 +28,10 @@ pub use detect::{Format, detect_format};
 pub use error::{CodecError, ErrorKind};
 pub use framed::{FrameError, FramedRecord, FramedRecords, frame_record, record_index};
 pub use header::PartHeader;
+pub use print::PrintView;
 pub use reader::{
-    Polled, PolledPrint, PolledRecord, ProtoReader, ReadAll, ReaderStats, ResumePoint, read_all,
+    Polled, PolledFields, PolledPrint, PolledRecord, ProtoReader, ReadAll, ReaderStats,
+    ResumePoint, read_all,
 };
 pub use recording::RecordingReader;
 pub use writer::{

@@ -35,10 +35,88 @@ pub enum Scanned {
     Other,
 }
 
+/// What a player needs of a plain print record, read in place by [`scan_print_fields`]:
+/// equal to the typed event's fields whenever the scan answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintFields {
+    /// `Metadata.Index`.
+    pub index: i64,
+    /// `Metadata.Time` (a time Go accepts).
+    pub time: Timestamp,
+    /// `DelayMilliseconds`.
+    pub delay_ms: i64,
+    /// `Data` within the record.
+    pub data: Range<usize>,
+    /// `Metadata.Type` within the record (valid UTF-8).
+    pub event_type: Range<usize>,
+    /// `Metadata.ClusterName` within the record (valid UTF-8).
+    pub cluster: Range<usize>,
+}
+
+/// A plain print record's fields, borrowed from the record: what the typed print's
+/// accessors give (`index()`, `time()`, `event_type()`, `cluster_name()`, the delay, the data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrintView<'a> {
+    /// `Metadata.Index`.
+    pub index: i64,
+    /// `Metadata.Time`.
+    pub time: Timestamp,
+    /// `DelayMilliseconds`.
+    pub delay_ms: i64,
+    /// `Data`.
+    pub data: &'a [u8],
+    /// `Metadata.Type`.
+    pub event_type: &'a str,
+    /// `Metadata.ClusterName`.
+    pub cluster: &'a str,
+}
+
+impl PrintFields {
+    /// The fields with their bytes, from the record they were scanned in.
+    pub fn view<'a>(&self, record: &'a [u8]) -> PrintView<'a> {
+        let text = |r: &Range<usize>| {
+            record
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or("")
+        };
+        PrintView {
+            index: self.index,
+            time: self.time,
+            delay_ms: self.delay_ms,
+            data: record.get(self.data.clone()).unwrap_or(&[]),
+            event_type: text(&self.event_type),
+            cluster: text(&self.cluster),
+        }
+    }
+}
+
+/// What [`scan_print_fields`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScannedFields {
+    /// A print event.
+    Print(PrintFields),
+    /// The record's member is not a print.
+    Other,
+}
+
 /// Reads a `OneOf` record in place: `None` when it is not in the plain shape (take the typed
 /// decode then).
 #[inline]
 pub fn scan_print(record: &[u8]) -> Option<Scanned> {
+    Some(match scan_print_fields(record)? {
+        ScannedFields::Print(p) => Scanned::Print {
+            index: p.index,
+            data: p.data,
+        },
+        ScannedFields::Other => Scanned::Other,
+    })
+}
+
+/// [`scan_print`] with the print's time, delay, type and cluster too. `None` also when the
+/// type or the cluster is not valid UTF-8 (the typed decode replaces such bytes).
+#[inline]
+pub fn scan_print_fields(record: &[u8]) -> Option<ScannedFields> {
     // The member that counts is the last length-delimited field.
     let mut member: Option<(u64, usize, usize)> = None;
     let mut pos = 0;
@@ -55,21 +133,40 @@ pub fn scan_print(record: &[u8]) -> Option<Scanned> {
     }
     let (field, start, end) = member?;
     if field != PRINT_MEMBER {
-        return Some(Scanned::Other);
+        return Some(ScannedFields::Other);
     }
-    let (index, data) = print_body(&record[start..end])?;
-    Some(Scanned::Print {
-        index,
-        data: (start + data.start)..(start + data.end),
-    })
+    let mut p = print_body(&record[start..end])?;
+    for r in [&mut p.data, &mut p.event_type, &mut p.cluster] {
+        *r = (start + r.start)..(start + r.end);
+    }
+    for r in [&p.event_type, &p.cluster] {
+        std::str::from_utf8(&record[r.clone()]).ok()?;
+    }
+    Some(ScannedFields::Print(p))
 }
 
-/// A `SessionPrint` body: its index and its data's place in `body`.
+/// A length-delimited value at `pos`: its range, `pos` moved past it.
 #[inline]
-fn print_body(body: &[u8]) -> Option<(i64, Range<usize>)> {
+fn delimited(body: &[u8], pos: &mut usize) -> Option<Range<usize>> {
+    let len = usize::try_from(varint_at(body, pos)?).ok()?;
+    let end = pos.checked_add(len).filter(|&e| e <= body.len())?;
+    let r = *pos..end;
+    *pos = end;
+    Some(r)
+}
+
+/// A `SessionPrint` body: its fields, ranges within `body`.
+#[inline]
+fn print_body(body: &[u8]) -> Option<PrintFields> {
     let mut seen = 0u8;
-    let mut index = 0i64;
-    let mut data = 0..0;
+    let mut p = PrintFields {
+        index: 0,
+        time: Timestamp::default(),
+        delay_ms: 0,
+        data: 0..0,
+        event_type: 0..0,
+        cluster: 0..0,
+    };
     let mut pos = 0;
     while pos < body.len() {
         let key = key_at(body, &mut pos)?;
@@ -80,30 +177,26 @@ fn print_body(body: &[u8]) -> Option<(i64, Range<usize>)> {
         }
         seen |= 1 << field;
         match (field, key & 7) {
-            (1 | 3, 2) => {
-                let len = usize::try_from(varint_at(body, &mut pos)?).ok()?;
-                let end = pos.checked_add(len).filter(|&e| e <= body.len())?;
-                if field == 1 {
-                    index = metadata(&body[pos..end])?;
-                } else {
-                    data = pos..end;
-                }
-                pos = end;
+            (1, 2) => {
+                let r = delimited(body, &mut pos)?;
+                metadata(&body[r.clone()], r.start, &mut p)?;
             }
-            (2 | 4 | 5 | 6, 0) => {
+            (3, 2) => p.data = delimited(body, &mut pos)?,
+            (5, 0) => p.delay_ms = varint_at(body, &mut pos)? as i64,
+            (2 | 4 | 6, 0) => {
                 varint_at(body, &mut pos)?;
             }
             _ => return None,
         }
     }
-    Some((index, data))
+    Some(p)
 }
 
-/// An `events.Metadata` body: its index.
+/// An `events.Metadata` body at `base` within the print body: its index, time, type and
+/// cluster into `p`.
 #[inline]
-fn metadata(body: &[u8]) -> Option<i64> {
+fn metadata(body: &[u8], base: usize, p: &mut PrintFields) -> Option<()> {
     let mut seen = 0u8;
-    let mut index = 0i64;
     let mut pos = 0;
     while pos < body.len() {
         let key = key_at(body, &mut pos)?;
@@ -113,24 +206,30 @@ fn metadata(body: &[u8]) -> Option<i64> {
         }
         seen |= 1 << field;
         match (field, key & 7) {
-            (1, 0) => index = varint_at(body, &mut pos)? as i64,
+            (1, 0) => p.index = varint_at(body, &mut pos)? as i64,
             // Strings: Go does not check UTF-8 and neither does the typed decode.
-            (2 | 3 | 4 | 6, 2) => skip_at(body, &mut pos, 2)?,
+            (3 | 4, 2) => skip_at(body, &mut pos, 2)?,
+            (2, 2) => {
+                let r = delimited(body, &mut pos)?;
+                p.event_type = (base + r.start)..(base + r.end);
+            }
+            (6, 2) => {
+                let r = delimited(body, &mut pos)?;
+                p.cluster = (base + r.start)..(base + r.end);
+            }
             (5, 2) => {
-                let len = usize::try_from(varint_at(body, &mut pos)?).ok()?;
-                let end = pos.checked_add(len).filter(|&e| e <= body.len())?;
-                timestamp(&body[pos..end])?;
-                pos = end;
+                let r = delimited(body, &mut pos)?;
+                p.time = timestamp(&body[r])?;
             }
             _ => return None,
         }
     }
-    Some(index)
+    Some(())
 }
 
 /// A `google.protobuf.Timestamp` the typed decode accepts (Go's range).
 #[inline]
-fn timestamp(body: &[u8]) -> Option<()> {
+fn timestamp(body: &[u8]) -> Option<Timestamp> {
     let (mut seconds, mut nanos) = (0i64, 0i32);
     let mut seen = 0u8;
     let mut pos = 0;
@@ -143,7 +242,8 @@ fn timestamp(body: &[u8]) -> Option<()> {
         }
         seen |= (key >> 3) as u8;
     }
-    Timestamp { seconds, nanos }.is_valid().then_some(())
+    let t = Timestamp { seconds, nanos };
+    t.is_valid().then_some(t)
 }
 
 #[cfg(test)]
@@ -173,6 +273,27 @@ mod tests {
             Some(Scanned::Other) => prop_assert_eq!(typed(record), Some(None)),
             Some(Scanned::Print { index, data }) => {
                 prop_assert_eq!(typed(record), Some(Some((index, record[data].to_vec()))))
+            }
+        }
+        // The player's view: every field as the typed print has it.
+        match scan_print_fields(record) {
+            None => {}
+            Some(ScannedFields::Other) => prop_assert_eq!(typed(record), Some(None)),
+            Some(ScannedFields::Print(f)) => {
+                let v = f.view(record);
+                let e = AuditEvent::decode_oneof(record);
+                prop_assert!(e.is_ok(), "the typed decode refused a scanned print");
+                let Ok(AuditEvent::SessionPrint(p)) = e else {
+                    return Err(TestCaseError::fail(
+                        "scanned a print the typed decode does not give",
+                    ));
+                };
+                prop_assert_eq!(v.index, p.metadata.index);
+                prop_assert_eq!(v.time, p.metadata.time);
+                prop_assert_eq!(v.delay_ms, p.delay_milliseconds);
+                prop_assert_eq!(v.data, &p.data[..]);
+                prop_assert_eq!(v.event_type, p.metadata.type_.as_str());
+                prop_assert_eq!(v.cluster, p.metadata.cluster_name.as_str());
             }
         }
         Ok(())

@@ -11,6 +11,7 @@
 use super::deflate::{Backend, Inflater};
 use super::error::{CodecError, ErrorKind};
 use super::header::{PROTO_STREAM_V2, PartHeader, V1_HEADER_SIZE, V2_HEADER_SIZE};
+use super::print::PrintView;
 use crate::event::{AuditEvent, EventError, MAX_EVENT_SIZE};
 
 /// Counters of a read (upstream's `ProtoReaderStats`).
@@ -87,6 +88,25 @@ pub enum PolledPrint<'a> {
         /// The event index.
         index: i64,
     },
+    /// Push more bytes (or call [`ProtoReader::finish`] at the end of the input).
+    NeedInput,
+    /// The recording ended cleanly.
+    End,
+}
+
+/// What [`ProtoReader::poll_fields`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolledFields<'a> {
+    /// The next kept event is a plain print, read in place (valid until the next call).
+    Print {
+        /// Its fields.
+        view: PrintView<'a>,
+        /// What [`ProtoReader::resume_point`] gives after this call (the view borrows the
+        /// reader, so it comes along).
+        point: ResumePoint,
+    },
+    /// The next kept event, typed (anything but a plain print).
+    Event(AuditEvent),
     /// Push more bytes (or call [`ProtoReader::finish`] at the end of the input).
     NeedInput,
     /// The recording ended cleanly.
@@ -340,21 +360,7 @@ impl ProtoReader {
         }
         loop {
             if let Some((at, len)) = self.next_record()? {
-                // Decoded before the duplicate check, as upstream does: a malformed duplicate
-                // is still an error.
-                let record = &self.dec[at..at + len];
-                let event = match AuditEvent::decode_oneof(record) {
-                    Ok(e) => e,
-                    Err(e) => return Err(self.record_err(at - 4, ErrorKind::Event(e))),
-                };
-                // A raw event's index is read as `poll_record` reads it, so that both ways of
-                // reading keep the same records whatever a raw body holds.
-                let index = match &event {
-                    AuditEvent::Unrecognized(_) => scan_index(record).unwrap_or(0),
-                    e => e.index(),
-                };
-                if self.dedup(index) {
-                    self.polled_index = index;
+                if let Some(event) = self.typed_record(at, len)? {
                     return Ok(Polled::Event(event));
                 }
                 continue;
@@ -419,28 +425,21 @@ impl ProtoReader {
                         Err(e) => return Err(self.record_err(at - 4, ErrorKind::Event(e))),
                     },
                     None => {
-                        let event = match AuditEvent::decode_oneof(record) {
-                            Ok(e) => e,
-                            Err(e) => return Err(self.record_err(at - 4, ErrorKind::Event(e))),
-                        };
-                        let index = match &event {
-                            AuditEvent::Unrecognized(_) => scan_index(record).unwrap_or(0),
-                            e => e.index(),
-                        };
-                        if !self.dedup(index) {
+                        let Some(event) = self.typed_record(at, len)? else {
                             continue;
-                        }
-                        self.polled_index = index;
+                        };
                         self.scratch.clear();
                         return Ok(match event.print_data() {
                             Some(d) => {
                                 self.scratch.extend_from_slice(d);
                                 PolledPrint::Print {
-                                    index,
+                                    index: self.polled_index,
                                     data: &self.scratch,
                                 }
                             }
-                            None => PolledPrint::Other { index },
+                            None => PolledPrint::Other {
+                                index: self.polled_index,
+                            },
                         });
                     }
                 };
@@ -462,6 +461,64 @@ impl ProtoReader {
                 Some(Need::End) => return Ok(PolledPrint::End),
             }
         }
+    }
+
+    /// Like [`poll`](Self::poll) for a player: a plain print record comes as its
+    /// [`PrintView`] (read in place, [`super::print::scan_print_fields`]), anything else as
+    /// the typed event. Events kept, counters and errors are those of `poll`, and a view's
+    /// fields are the typed print's.
+    pub fn poll_fields(&mut self) -> Result<PolledFields<'_>, CodecError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        loop {
+            if let Some((at, len)) = self.next_record()? {
+                match super::print::scan_print_fields(&self.dec[at..at + len]) {
+                    Some(super::print::ScannedFields::Print(p)) => {
+                        if !self.dedup(p.index) {
+                            continue;
+                        }
+                        self.polled_index = p.index;
+                        let point = self.resume_point();
+                        return Ok(PolledFields::Print {
+                            view: p.view(&self.dec[at..at + len]),
+                            point,
+                        });
+                    }
+                    _ => match self.typed_record(at, len)? {
+                        Some(event) => return Ok(PolledFields::Event(event)),
+                        None => continue,
+                    },
+                }
+            }
+            match self.step()? {
+                None => {}
+                Some(Need::Input) => return Ok(PolledFields::NeedInput),
+                Some(Need::End) => return Ok(PolledFields::End),
+            }
+        }
+    }
+
+    /// The typed decode of the record at `dec[at..at + len]` with the duplicate rule:
+    /// `Some` when it is kept (`polled_index` set). Decoded before the duplicate check, as
+    /// upstream does: a malformed duplicate is still an error.
+    fn typed_record(&mut self, at: usize, len: usize) -> Result<Option<AuditEvent>, CodecError> {
+        let record = &self.dec[at..at + len];
+        let event = match AuditEvent::decode_oneof(record) {
+            Ok(e) => e,
+            Err(e) => return Err(self.record_err(at - 4, ErrorKind::Event(e))),
+        };
+        // A raw event's index is read as `poll_record` reads it, so that every way of
+        // reading keeps the same records whatever a raw body holds.
+        let index = match &event {
+            AuditEvent::Unrecognized(_) => scan_index(record).unwrap_or(0),
+            e => e.index(),
+        };
+        if !self.dedup(index) {
+            return Ok(None);
+        }
+        self.polled_index = index;
+        Ok(Some(event))
     }
 
     /// One step of the part state machine: `None` when it made progress.

@@ -13,7 +13,7 @@ use super::deflate::Backend;
 use super::detect::{Format, detect_format};
 use super::error::{CodecError, ErrorKind};
 use super::legacy;
-use super::reader::{Polled, ProtoReader, ReaderStats, ResumePoint};
+use super::reader::{Polled, PolledFields, ProtoReader, ReaderStats, ResumePoint};
 use crate::event::AuditEvent;
 
 /// Bytes that always decide the format (a tar header is 512 bytes; ProtoStream needs 8).
@@ -186,6 +186,23 @@ impl RecordingReader {
         }
     }
 
+    /// Like [`poll`](Self::poll), with plain print records read in place
+    /// ([`ProtoReader::poll_fields`]); a legacy archive's events come typed.
+    pub fn poll_fields(&mut self) -> Result<PolledFields<'_>, CodecError> {
+        if self.failed.is_some() || !matches!(self.inner, Inner::Proto(_)) {
+            return Ok(match self.poll()? {
+                Polled::Event(e) => PolledFields::Event(e),
+                Polled::NeedInput => PolledFields::NeedInput,
+                Polled::End => PolledFields::End,
+            });
+        }
+        match &mut self.inner {
+            Inner::Proto(r) => r.poll_fields(),
+            // Not reached: checked above.
+            _ => Ok(PolledFields::End),
+        }
+    }
+
     /// Counters so far. A legacy archive has no parts or indexes to check: its `total` is the
     /// events returned so far, and the other counters stay zero.
     pub fn stats(&self) -> ReaderStats {
@@ -228,6 +245,86 @@ mod tests {
                 Err(e) => return (events, Some(e)),
             }
         }
+    }
+
+    /// What `poll_fields` gives, as comparable values: a print view as
+    /// (index, time, delay, data, type, cluster), a typed event as itself.
+    type FieldsItem = Result<(i64, crate::Timestamp, i64, Vec<u8>, String, String), AuditEvent>;
+
+    fn read_fields(
+        bytes: &[u8],
+        chunk: usize,
+    ) -> (Vec<FieldsItem>, Option<CodecError>, ReaderStats) {
+        let mut r = RecordingReader::new();
+        let mut items = Vec::new();
+        let mut chunks = bytes.chunks(chunk.max(1));
+        loop {
+            let point_before = r.resume_point();
+            match r.poll_fields() {
+                Ok(PolledFields::Print { view: v, point }) => {
+                    items.push(Ok((
+                        v.index,
+                        v.time,
+                        v.delay_ms,
+                        v.data.to_vec(),
+                        v.event_type.to_string(),
+                        v.cluster.to_string(),
+                    )));
+                    assert!(point_before.is_none_or(|b| b.offset <= point.offset));
+                    assert_eq!(
+                        Some(point),
+                        r.resume_point(),
+                        "the print's point is the reader's"
+                    );
+                }
+                Ok(PolledFields::Event(e)) => items.push(Err(e)),
+                Ok(PolledFields::NeedInput) => match chunks.next() {
+                    Some(c) => r.push(c),
+                    None => r.finish(),
+                },
+                Ok(PolledFields::End) => return (items, None, r.stats()),
+                Err(e) => return (items, Some(e), r.stats()),
+            }
+        }
+    }
+
+    /// `poll_fields` keeps the events `poll` keeps, with the same fields, counters and error,
+    /// on every vector; a writer's prints take the in-place path.
+    #[test]
+    fn poll_fields_equals_poll_on_every_vector() {
+        let mut in_place = 0;
+        for v in all() {
+            for chunk in [7usize, 4096, usize::MAX] {
+                let (want, want_err) = read_chunked(&v.bytes, chunk.min(v.bytes.len().max(1)));
+                let mut typed = RecordingReader::new();
+                typed.push(&v.bytes);
+                typed.finish();
+                while let Ok(Polled::Event(_)) = typed.poll() {}
+                let (got, err, stats) = read_fields(&v.bytes, chunk.min(v.bytes.len().max(1)));
+                assert_eq!(err, want_err, "{} chunk {chunk}: error", v.name);
+                assert_eq!(stats, typed.stats(), "{} chunk {chunk}: stats", v.name);
+                assert_eq!(got.len(), want.len(), "{} chunk {chunk}: events", v.name);
+                for (g, w) in got.iter().zip(&want) {
+                    match (g, w) {
+                        (Err(e), w) => assert_eq!(e, w, "{}", v.name),
+                        (
+                            Ok((index, time, delay, data, kind, cluster)),
+                            AuditEvent::SessionPrint(p),
+                        ) => {
+                            in_place += 1;
+                            assert_eq!(*index, p.metadata.index, "{}", v.name);
+                            assert_eq!(*time, p.metadata.time, "{}", v.name);
+                            assert_eq!(*delay, p.delay_milliseconds, "{}", v.name);
+                            assert_eq!(data, &p.data, "{}", v.name);
+                            assert_eq!(kind, &p.metadata.type_, "{}", v.name);
+                            assert_eq!(cluster, &p.metadata.cluster_name, "{}", v.name);
+                        }
+                        (Ok(_), w) => panic!("{}: a view for a non-print {w:?}", v.name),
+                    }
+                }
+            }
+        }
+        assert!(in_place > 100, "only {in_place} prints read in place");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! [`Framer`]: a recording's events as what a player shows, on one session timeline.
 
+use crate::codec::PrintView;
 use crate::event::AuditEvent;
 use crate::proto::Timestamp;
 
@@ -90,6 +91,17 @@ impl Framer {
             time_ms: self.last_ms,
             kind,
         })
+    }
+
+    /// The frame of a print read in place: the same as [`frame`](Self::frame) of the typed
+    /// print.
+    pub fn frame_print<'a>(&mut self, p: &PrintView<'a>) -> Frame<'a> {
+        self.start.get_or_insert(p.time);
+        self.last_ms = self.last_ms.max(p.delay_ms);
+        Frame {
+            time_ms: self.last_ms,
+            kind: FrameKind::Output(p.data),
+        }
     }
 }
 

@@ -5,8 +5,23 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::codec::PrintView;
 use crate::event::{AuditEvent, event_type};
 use crate::proto::Timestamp;
+
+/// What the summary reads of any event.
+struct Facts<'a> {
+    event_type: &'a str,
+    time: Timestamp,
+    /// Print data's length.
+    output: Option<usize>,
+    session_id: &'a str,
+    user: &'a str,
+    login: &'a str,
+    cluster: &'a str,
+    /// Server name (host name, else id) and id.
+    server: Option<(&'a str, &'a str)>,
+}
 
 /// A session's summary, updated event by event ([`SessionSummary::add`]).
 ///
@@ -65,36 +80,73 @@ impl SessionSummary {
         }
     }
 
-    /// Takes one event into account.
-    pub fn add(&mut self, e: &AuditEvent) {
+    /// Takes one print event into account, read in place: the same as [`add`](Self::add)
+    /// of the typed print (a print has no session, user or server fields).
+    pub fn add_print(&mut self, p: &PrintView<'_>) {
+        self.take(Facts {
+            event_type: p.event_type,
+            time: p.time,
+            output: Some(p.data.len()),
+            session_id: "",
+            user: "",
+            login: "",
+            cluster: p.cluster,
+            server: None,
+        });
+    }
+
+    /// The rules every event goes through (the type-specific ones are in `add`).
+    fn take(&mut self, f: Facts<'_>) {
         self.events += 1;
-        *self.counts.entry(e.event_type().to_string()).or_insert(0) += 1;
-        if let Some(d) = e.print_data() {
-            self.output_bytes += d.len() as u64;
+        // Counted without an allocation once the type is known (nearly every event).
+        match self.counts.get_mut(f.event_type) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(f.event_type.to_string(), 1);
+            }
         }
-        let is_start = e.event_type() == event_type::SESSION_START;
-        let time = e.time();
-        if !time.is_zero() {
+        if let Some(n) = f.output {
+            self.output_bytes += n as u64;
+        }
+        let is_start = f.event_type == event_type::SESSION_START;
+        if !f.time.is_zero() {
             if is_start || self.start.is_none() {
-                self.start = Some(time);
+                self.start = Some(f.time);
             }
             if !self.ended {
-                self.end = Some(self.end.map_or(time, |t| t.max(time)));
+                self.end = Some(self.end.map_or(f.time, |t| t.max(f.time)));
             }
         }
-        Self::fill(&mut self.session_id, e.session_id(), is_start);
-        Self::fill(&mut self.user, e.user(), is_start);
-        Self::fill(&mut self.login, e.login(), is_start);
-        Self::fill(&mut self.cluster, e.cluster_name(), is_start);
-        if let Some(s) = e.server_metadata() {
+        Self::fill(&mut self.session_id, f.session_id, is_start);
+        Self::fill(&mut self.user, f.user, is_start);
+        Self::fill(&mut self.login, f.login, is_start);
+        Self::fill(&mut self.cluster, f.cluster, is_start);
+        if let Some((name, id)) = f.server {
+            Self::fill(&mut self.server, name, is_start);
+            Self::fill(&mut self.server_id, id, is_start);
+        }
+    }
+
+    /// Takes one event into account.
+    pub fn add(&mut self, e: &AuditEvent) {
+        let server = e.server_metadata().map(|s| {
             let name = if s.server_hostname.is_empty() {
                 &s.server_id
             } else {
                 &s.server_hostname
             };
-            Self::fill(&mut self.server, name, is_start);
-            Self::fill(&mut self.server_id, &s.server_id, is_start);
-        }
+            (name.as_str(), s.server_id.as_str())
+        });
+        self.take(Facts {
+            event_type: e.event_type(),
+            time: e.time(),
+            output: e.print_data().map(<[u8]>::len),
+            session_id: e.session_id(),
+            user: e.user(),
+            login: e.login(),
+            cluster: e.cluster_name(),
+            server,
+        });
         match e {
             AuditEvent::SessionStart(s) => {
                 Self::fill(&mut self.terminal_size, &s.terminal_size, true);
