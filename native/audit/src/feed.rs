@@ -14,12 +14,12 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use tapelog_core::{EventFields, Timestamp};
 use tapelog_core::audit::MAX_EVENT_BYTES_IN_RESPONSE;
 use tapelog_core::audit::effective_limit;
 use tapelog_core::audit::feed::{FeedFile, FeedKey, FeedRead, plan};
 use tapelog_core::audit::lines::{LineScanner, ScannedLine};
 use tapelog_core::audit::page::{Admit, PageBuilder};
+use tapelog_core::{EventFields, Timestamp};
 
 use super::feed_line::{LineFields, parse_line};
 use super::filelog::{Counters, FileLog, Inner};

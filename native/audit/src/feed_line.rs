@@ -360,7 +360,16 @@ mod tests {
             (state % n as u64) as usize
         };
         let keys = [
-            "event", "uid", "sid", "time", "code", "ei", "\\u0073id", "tim\\u0065", "x", "",
+            "event",
+            "uid",
+            "sid",
+            "time",
+            "code",
+            "ei",
+            "\\u0073id",
+            "tim\\u0065",
+            "x",
+            "",
         ];
         let values = [
             r#""user.login""#,
