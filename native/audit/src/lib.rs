@@ -33,6 +33,7 @@ pub mod emit;
 pub mod metrics;
 
 mod feed;
+mod feed_line;
 mod filelog;
 mod index;
 mod limiter;
@@ -54,7 +55,7 @@ use tapelog_core::audit::lines::LineError;
 use tapelog_core::{AuditEvent, EventError, EventFields, Timestamp};
 use thiserror::Error;
 
-pub use feed::FeedPage;
+pub use feed::{FeedEvent, FeedEvents, FeedPage};
 pub use filelog::{
     Durability, FileLog, FileLogConfig, FileLogStats, PreparedEvents, default_server_id,
 };

@@ -258,14 +258,15 @@ fn main() {
             let total = events as f64 / r;
             let s = |d: Duration| d.as_secs_f64();
             println!(
-                "    profile of its median run (wall s): total {total:.2}; reader: feed reads {:.2}, chunking {:.2}; sender: waiting for the reader {:.2}, requests {:.2} ({} requests, {:.2} ms each), waiting for the position's fsyncs {:.2}",
+                "    profile of its median run (wall s): total {total:.2}; reader: feed reads {:.2}, chunking {:.2}; sender: waiting for the reader {:.2}, requests {:.2} ({} requests, {:.2} ms each), storing positions {:.2} ({} fsync'd)",
                 s(t.read),
                 s(t.prepare),
                 s(t.wait),
                 s(t.send),
                 t.requests,
                 1000.0 * s(t.send) / t.requests.max(1) as f64,
-                s(t.save)
+                s(t.save),
+                t.syncs
             );
         }
     }

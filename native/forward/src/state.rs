@@ -1,7 +1,9 @@
 //! The exporter's state directory: one file per key (upstream's layout, see
 //! [`tapelog_core::forward::state`]), each written crash-safely: a temporary file, `fsync`,
 //! `rename` over the old one, `fsync` of the directory. A reader sees the old value or the
-//! new one, never a torn one.
+//! new one, never a torn one. The audit position alone is written in two steps, the rename
+//! at once and the fsyncs later ([`StateDir::replace_position`],
+//! [`StateDir::sync_position`]; the pipeline's `PositionWriter` says why).
 //!
 //! Where: `<storage>/<host>_<port>/` for a server (`--teleport-addr`, as upstream), and
 //! `<storage>/data-dir_<16 hex digits of the SHA-256 of the data directory's absolute path>/`
@@ -82,6 +84,34 @@ fn write_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ForwardError> {
         f.sync_all().map_err(io(&tmp))?;
     }
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(dir)
+}
+
+/// Replaces `dir/name` without waiting for the disk: temporary file, rename. A reader sees
+/// the old value or the new one; the new one outlives the process at once (the page cache
+/// holds it) and a power loss once [`sync_in`] has run on it. Its own temporary name, so
+/// that it never meets a [`write_in`] of the same file.
+fn replace_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ForwardError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.next"));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+/// Makes `dir`'s files `names` (as they are now) and their names durable: fsync of each
+/// file that exists, then of `dir`.
+fn sync_in(dir: &Path, names: &[&str]) -> Result<(), ForwardError> {
+    for name in names {
+        let path = dir.join(name);
+        match std::fs::File::open(&path) {
+            Ok(f) => f.sync_all().map_err(io(&path))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+    }
     sync_dir(dir)
 }
 
@@ -181,6 +211,35 @@ impl StateDir {
             self.write(state::ID, new.id.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// Writes the audit position's files that changed from `old` (`window_time`, then
+    /// `cursor`, then `id`) by rename, without fsync ([`replace_in`]): they survive the
+    /// process at once, a power loss after [`sync_position`](Self::sync_position). Returns
+    /// the names written.
+    pub fn replace_position(
+        &self,
+        old: &Position,
+        new: &Position,
+    ) -> Result<Vec<&'static str>, ForwardError> {
+        let mut written = Vec::new();
+        for (name, was, now) in [
+            (state::WINDOW_TIME, &old.window_time, &new.window_time),
+            (state::CURSOR, &old.cursor, &new.cursor),
+            (state::ID, &old.id, &new.id),
+        ] {
+            if was != now {
+                replace_in(&self.dir, name, now.as_bytes())?;
+                written.push(name);
+            }
+        }
+        Ok(written)
+    }
+
+    /// Makes the position files `names` durable as they are now (the newest position
+    /// written): fsync of each, then of the directory.
+    pub fn sync_position(&self, names: &[&str]) -> Result<(), ForwardError> {
+        sync_in(&self.dir, names)
     }
 
     /// A session's next index, `None` when the session is not registered.
