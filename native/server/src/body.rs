@@ -140,9 +140,38 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// The events of a `POST /v1/events` body of media type `media`: one object or an array
 /// (`application/json`), or one object a line (JSON lines). The error names the event's
 /// position.
+///
+/// Events are read by the core's direct reader where it can vouch for them (no
+/// `serde_json::Value` tree; `AuditEvent::from_json_direct`); a body it declines is read
+/// again as a whole `Value`, which gives the same events, or the error.
 pub fn decode_events(media: &str, bytes: &[u8]) -> Result<Vec<AuditEvent>, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    if media != NDJSON_CONTENT_TYPE
+        && let Some(events) = decode_json_direct(text)
+    {
+        return Ok(events);
+    }
+    decode_events_value(media, text)
+}
+
+/// An `application/json` body read by the direct reader: `None` when it declines any event.
+fn decode_json_direct(text: &str) -> Option<Vec<AuditEvent>> {
+    match text.trim_start().as_bytes().first()? {
+        b'{' => AuditEvent::from_json_direct(text).map(|e| vec![e]),
+        b'[' => tapelog_core::json::direct::array_items(text)
+            .ok()?
+            .into_iter()
+            .map(AuditEvent::from_json_direct)
+            .collect(),
+        _ => None,
+    }
+}
+
+/// [`decode_events`] through a `serde_json::Value` (JSON lines: `AuditEvent::from_json`,
+/// which takes the direct reader first itself): the reader of every body the direct reader
+/// declines, and so of every error.
+fn decode_events_value(media: &str, text: &str) -> Result<Vec<AuditEvent>, ApiError> {
     if media == NDJSON_CONTENT_TYPE {
         let mut out = Vec::new();
         for (n, line) in text.lines().enumerate() {
