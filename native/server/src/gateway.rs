@@ -6,7 +6,6 @@
 //! writer as it streams. Every write route (and the local uploads) answers `read_only`.
 //! Callers authenticate to the gateway as to any `tapelog serve`.
 
-
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};

@@ -35,9 +35,9 @@ mod routes;
 mod streams;
 mod web;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -190,9 +190,13 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures::future::Either<std::future::Ready<Result<Response, Infallible>>, S::Future>;
+    type Future =
+        futures::future::Either<std::future::Ready<Result<Response, Infallible>>, S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
