@@ -205,6 +205,11 @@ proptest! {
 fn direct_reader_agrees_on_chosen_cases() {
     let ev = r#"{"ei":0,"event":"session.start","uid":"00000001-1b59-4858-b3a3-5e9467a77616","code":"T2000I","time":"2024-01-15T10:00:00.000Z","cluster_name":"bench.example.com","user":"joe","login":"root","sid":"9b6ec731-80f7-4751-9154-4214ecdc812a","namespace":"default","server_id":"ade010d6-4e75-4ed8-9f92-886a4f49eb26","server_hostname":"node-1","addr.remote":"173.160.69.53:56544","size":"80:25","session_recording":"node"}"#;
     assert!(check(ev), "the plain event is read directly");
+    let printed = AuditEvent::from_json(ev).unwrap().to_json();
+    assert!(
+        check(&printed),
+        "the event as printed is read directly: {printed}"
+    );
     let with = |extra: &str| format!("{},{extra}}}", &ev[..ev.len() - 1]);
     let direct = [
         with(r#""USER":"ann""#),

@@ -254,6 +254,43 @@ fn baseline(dir: &std::path::Path, budget: Duration) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The server's per-event parse on one thread: the bench event's line read by
+/// `AuditEvent::from_json` (the direct reader) and by the `serde_json::Value` reader it
+/// replaced, in 20 alternating slices of `budget / 20`; prints the fastest slice of each
+/// (the least disturbed by other work on the machine), in µs per event, and the ratio.
+fn parse_cost(budget: Duration) {
+    let line = event(0).to_json();
+    let slice = budget / 20;
+    let time = |read: &dyn Fn(&str) -> AuditEvent| {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while !n.is_multiple_of(64) || start.elapsed() < slice {
+            std::hint::black_box(read(std::hint::black_box(&line)));
+            n += 1;
+        }
+        start.elapsed().as_secs_f64() * 1e6 / n as f64
+    };
+    let direct = |l: &str| AuditEvent::from_json(l).unwrap_or_else(|e| panic!("parse: {e}"));
+    let value = |l: &str| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
+        AuditEvent::from_json_value(&v, Some(l)).unwrap_or_else(|e| panic!("parse: {e}"))
+    };
+    let (mut best_direct, mut best_value) = (f64::MAX, f64::MAX);
+    for _ in 0..10 {
+        best_direct = best_direct.min(time(&direct));
+        best_value = best_value.min(time(&value));
+    }
+    println!(
+        "== parse, one thread (fastest of 10 slices each): direct reader {best_direct:.2} µs/event, Value reader {best_value:.2} µs/event ({:.2}x){}",
+        best_value / best_direct,
+        if AuditEvent::from_json_direct(&line).is_some() {
+            ""
+        } else {
+            " (the direct reader declines this event: from_json is the Value reader)"
+        }
+    );
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -272,7 +309,19 @@ fn main() {
     let base_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let serve_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
 
+    if std::env::var("TAPELOG_BENCH_PROFILE").as_deref() == Ok("parse") {
+        // For `perf record`: `AuditEvent::from_json` of the bench event alone, for 5 s.
+        let line = event(0).to_json();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            for _ in 0..1000 {
+                std::hint::black_box(AuditEvent::from_json(std::hint::black_box(&line)).ok());
+            }
+        }
+        return;
+    }
     println!("load average before: {}", loadavg());
+    parse_cost(budget / 4);
     rt.block_on(async {
         let mut config = ServeConfig::new(serve_dir.path());
         config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
