@@ -1016,12 +1016,37 @@ impl Gen<'_> {
         }
     }
 
+    /// The direct reader's statement for a leaf (`set_json_field_direct`, `json/direct.rs`):
+    /// strings, times and messages read from the member's text; anything else through the
+    /// `Value` the `Value` reader would have had (its statement, errors become declines).
+    fn json_direct_stmt(f: &Field, name: &str, target: &str) -> String {
+        let t = f.ty.rust();
+        let one = match &f.ty {
+            Ty::Scalar("PBytes", _) | Ty::Wkt("PBytes", _) => None,
+            Ty::Message(_) => Some(format!("crate::json::direct::message::<{t}>(raw)?")),
+            Ty::Time => Some("crate::json::direct::timestamp(raw)?".to_string()),
+            _ if t == "String" => Some("crate::json::direct::string(raw)?".to_string()),
+            _ => None,
+        };
+        match (&f.card, one) {
+            (Card::Single, Some(one)) => format!("{target} = {one};"),
+            (Card::Optional, Some(one)) if f.boxed => format!("{target} = Some(Box::new({one}));"),
+            (Card::Optional, Some(one)) => format!("{target} = Some({one});"),
+            (Card::Oneof(_), _) => String::new(),
+            _ => format!(
+                "let v = &crate::json::direct::value(raw)?; {}",
+                Self::json_read_stmt(f, name, target)
+            ),
+        }
+    }
+
     fn json_impl(&mut self, m: &Msg) {
         let mut all = Vec::new();
         leaves(self.msgs, m, 0, &[], &mut all);
         let ls = resolve(all);
         let mut write = String::new();
         let mut read = String::new();
+        let mut direct = String::new();
         let mut names = Vec::new();
         for leaf in &ls {
             let (msg, idx) = leaf.path.last().cloned().unwrap_or_default();
@@ -1038,6 +1063,12 @@ impl Gen<'_> {
                 "            \"{}\" => {{ {} }}",
                 leaf.name,
                 Self::json_read_stmt(&f, &leaf.name, &mexpr)
+            );
+            let _ = writeln!(
+                direct,
+                "            \"{}\" => {{ {} }}",
+                leaf.name,
+                Self::json_direct_stmt(&f, &leaf.name, &mexpr)
             );
             names.push(format!("\"{}\"", leaf.name));
         }
@@ -1066,6 +1097,17 @@ impl Gen<'_> {
             "    fn json_field_names() -> &'static [&'static str] {{ &[{}] }}",
             names.join(", ")
         );
+        let _ = writeln!(o, "    #[allow(unused_variables, unreachable_code)]");
+        let _ = writeln!(
+            o,
+            "    fn set_json_field_direct(&mut self, key: &str, raw: crate::json::direct::Raw<'_>) -> Result<bool, crate::json::direct::Decline> {{"
+        );
+        let _ = writeln!(o, "        match key {{");
+        o.push_str(&direct);
+        let _ = writeln!(o, "            _ => return Ok(false),");
+        let _ = writeln!(o, "        }}");
+        let _ = writeln!(o, "        Ok(true)");
+        let _ = writeln!(o, "    }}");
         let _ = writeln!(o, "}}\n");
         let _ = writeln!(o, "crate::json::serde_via_json!({});", m.rust_name);
         let _ = writeln!(o, "impl crate::json::ToJson for {} {{", m.rust_name);

@@ -1,4 +1,4 @@
-//! `tapelog serve` ingestion benchmark: `cargo bench -p tapelog --bench serve`.
+//! `tapelog serve` ingestion benchmark: `cargo bench -p tapelog-server --bench serve`.
 //!
 //! An in-process server on 127.0.0.1 (port 0) over a temporary data directory; 16 concurrent
 //! clients POST audit events to `/v1/events` for a fixed time per mode. Two kinds of client:
@@ -9,13 +9,15 @@
 //! caller gets. Modes:
 //!
 //! - **single**: one event per request (`application/json`);
-//! - **batch**: 100 events per request (JSON lines).
+//! - **batch**: 100 events per request (JSON lines);
+//! - **pipelined** (lean client only): one event per request, 8 requests written together
+//!   on the connection (HTTP/1.1 pipelining), then their 8 answers read.
 //!
 //! For each mode it prints events/s and the p50/p99 latency of a request. As a baseline, the
 //! same events are appended straight to a `FileLog` (`FileLog::append`, one thread: what the
 //! server writes into, without HTTP, checks or tasks), measured before each round; the lean
 //! modes run 3 rounds and the medians are printed, with the ratios server ÷ baseline. No
-//! timed asserts. Run as a test (`cargo test -p tapelog --bench serve`, no `--bench`
+//! timed asserts. Run as a test (`cargo test -p tapelog-server --bench serve`, no `--bench`
 //! argument) it does a short smoke run.
 
 use std::sync::Arc;
@@ -33,6 +35,18 @@ use tapelog_server::{ServeConfig, Server, TokenSpec};
 const CLIENTS: usize = 16;
 const BATCH: usize = 100;
 const TOKEN: &str = "bench-recorder-token-0123456789";
+/// Requests a pipelining lean client keeps in flight on its connection.
+const PIPELINE: usize = 8;
+/// The lean client's modes: (events a request, requests in flight on a connection).
+const LEAN_MODES: [(usize, usize); 3] = [(1, 1), (BATCH, 1), (1, PIPELINE)];
+
+fn lean_label(per: usize, depth: usize) -> String {
+    if depth > 1 {
+        format!("lean   {per:>3}/request, {depth} pipelined")
+    } else {
+        format!("lean   {per:>3}/request")
+    }
+}
 
 /// A ~400-byte session.start event, as the audit benchmark uses.
 fn event(i: usize) -> AuditEvent {
@@ -157,10 +171,13 @@ async fn read_answer(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// `CLIENTS` lean clients POST for `budget`, `per_request` events a request.
-async fn drive_lean(addr: &str, per_request: usize, budget: Duration) -> Figures {
+/// `CLIENTS` lean clients POST for `budget`, `per_request` events a request, `depth`
+/// requests at a time on each connection (1: one request, then its answer; more: HTTP/1.1
+/// pipelining, `depth` requests written together, then their `depth` answers read, each
+/// request's latency from the write to its own answer).
+async fn drive_lean(addr: &str, per_request: usize, depth: usize, budget: Duration) -> Figures {
     let events: Vec<AuditEvent> = (0..per_request).map(event).collect();
-    let request = Arc::new(request_bytes(addr, &events));
+    let request = Arc::new(request_bytes(addr, &events).repeat(depth));
     let want = format!("{{\"accepted\":{per_request}}}");
     let start = Instant::now();
     let deadline = start + budget;
@@ -180,17 +197,19 @@ async fn drive_lean(addr: &str, per_request: usize, budget: Duration) -> Figures
             let mut n = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                tokio::time::timeout(Duration::from_secs(10), async {
                     conn.write_all(&request)
                         .await
                         .unwrap_or_else(|e| panic!("write: {e}"));
-                    read_answer(&mut conn, &mut buf).await
+                    for _ in 0..depth {
+                        let answer = read_answer(&mut conn, &mut buf).await;
+                        assert_eq!(String::from_utf8_lossy(&answer), want);
+                        n += per_request as u64;
+                        lat.push(t.elapsed());
+                    }
                 })
                 .await
                 .unwrap_or_else(|_| panic!("no answer in 10 s"));
-                assert_eq!(String::from_utf8_lossy(&answer), want);
-                n += per_request as u64;
-                lat.push(t.elapsed());
             }
             (n, lat)
         }));
@@ -235,6 +254,43 @@ fn baseline(dir: &std::path::Path, budget: Duration) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The server's per-event parse on one thread: the bench event's line read by
+/// `AuditEvent::from_json` (the direct reader) and by the `serde_json::Value` reader it
+/// replaced, in 20 alternating slices of `budget / 20`; prints the fastest slice of each
+/// (the least disturbed by other work on the machine), in µs per event, and the ratio.
+fn parse_cost(budget: Duration) {
+    let line = event(0).to_json();
+    let slice = budget / 20;
+    let time = |read: &dyn Fn(&str) -> AuditEvent| {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while !n.is_multiple_of(64) || start.elapsed() < slice {
+            std::hint::black_box(read(std::hint::black_box(&line)));
+            n += 1;
+        }
+        start.elapsed().as_secs_f64() * 1e6 / n as f64
+    };
+    let direct = |l: &str| AuditEvent::from_json(l).unwrap_or_else(|e| panic!("parse: {e}"));
+    let value = |l: &str| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
+        AuditEvent::from_json_value(&v, Some(l)).unwrap_or_else(|e| panic!("parse: {e}"))
+    };
+    let (mut best_direct, mut best_value) = (f64::MAX, f64::MAX);
+    for _ in 0..10 {
+        best_direct = best_direct.min(time(&direct));
+        best_value = best_value.min(time(&value));
+    }
+    println!(
+        "== parse, one thread (fastest of 10 slices each): direct reader {best_direct:.2} µs/event, Value reader {best_value:.2} µs/event ({:.2}x){}",
+        best_value / best_direct,
+        if AuditEvent::from_json_direct(&line).is_some() {
+            ""
+        } else {
+            " (the direct reader declines this event: from_json is the Value reader)"
+        }
+    );
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -253,7 +309,19 @@ fn main() {
     let base_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let serve_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
 
+    if std::env::var("TAPELOG_BENCH_PROFILE").as_deref() == Ok("parse") {
+        // For `perf record`: `AuditEvent::from_json` of the bench event alone, for 5 s.
+        let line = event(0).to_json();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            for _ in 0..1000 {
+                std::hint::black_box(AuditEvent::from_json(std::hint::black_box(&line)).ok());
+            }
+        }
+        return;
+    }
     println!("load average before: {}", loadavg());
+    parse_cost(budget / 4);
     rt.block_on(async {
         let mut config = ServeConfig::new(serve_dir.path());
         config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -275,21 +343,21 @@ fn main() {
         );
         let rounds = if bench { 3 } else { 1 };
         let mut base = Vec::new();
-        let mut runs: [Vec<(f64, Figures)>; 2] = [Vec::new(), Vec::new()];
+        let mut runs: Vec<Vec<(f64, Figures)>> = LEAN_MODES.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
             let b = tokio::task::block_in_place(|| baseline(base_dir.path(), budget / 2));
             println!("  round {round}: baseline {b:>10.0} events/s");
             base.push(b);
-            for (k, per) in [1, BATCH].into_iter().enumerate() {
-                let f = drive_lean(&addr, per, budget).await;
-                print_line(&format!("lean   {per:>3}/request"), &f, b);
+            for (k, &(per, depth)) in LEAN_MODES.iter().enumerate() {
+                let f = drive_lean(&addr, per, depth, budget).await;
+                print_line(&lean_label(per, depth), &f, b);
                 runs[k].push((b, f));
             }
         }
         println!("== medians over {rounds} rounds (lean client)");
         base.sort_by(f64::total_cmp);
         println!("  baseline                 {:>10.0} events/s", base[base.len() / 2]);
-        for (k, per) in [1, BATCH].into_iter().enumerate() {
+        for (k, &(per, depth)) in LEAN_MODES.iter().enumerate() {
             let mut ratios: Vec<f64> = runs[k].iter().map(|(b, f)| f.events_per_s / b).collect();
             ratios.sort_by(f64::total_cmp);
             let mut p99: Vec<Duration> = runs[k].iter().map(|(_, f)| f.p99).collect();
@@ -299,7 +367,8 @@ fn main() {
             let mut eps: Vec<f64> = runs[k].iter().map(|(_, f)| f.events_per_s).collect();
             eps.sort_by(f64::total_cmp);
             println!(
-                "  lean   {per:>3}/request  {:>10.0} events/s  ({:.3} of baseline)  p50 {}  p99 {}",
+                "  {}  {:>10.0} events/s  ({:.3} of baseline)  p50 {}  p99 {}",
+                lean_label(per, depth),
                 eps[eps.len() / 2],
                 ratios[ratios.len() / 2],
                 ms(p50[p50.len() / 2]),

@@ -140,9 +140,38 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// The events of a `POST /v1/events` body of media type `media`: one object or an array
 /// (`application/json`), or one object a line (JSON lines). The error names the event's
 /// position.
+///
+/// Events are read by the core's direct reader where it can vouch for them (no
+/// `serde_json::Value` tree; `AuditEvent::from_json_direct`); a body it declines is read
+/// again as a whole `Value`, which gives the same events, or the error.
 pub fn decode_events(media: &str, bytes: &[u8]) -> Result<Vec<AuditEvent>, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    if media != NDJSON_CONTENT_TYPE
+        && let Some(events) = decode_json_direct(text)
+    {
+        return Ok(events);
+    }
+    decode_events_value(media, text)
+}
+
+/// An `application/json` body read by the direct reader: `None` when it declines any event.
+fn decode_json_direct(text: &str) -> Option<Vec<AuditEvent>> {
+    match text.trim_start().as_bytes().first()? {
+        b'{' => AuditEvent::from_json_direct(text).map(|e| vec![e]),
+        b'[' => tapelog_core::json::direct::array_items(text)
+            .ok()?
+            .into_iter()
+            .map(AuditEvent::from_json_direct)
+            .collect(),
+        _ => None,
+    }
+}
+
+/// [`decode_events`] through a `serde_json::Value` (JSON lines: `AuditEvent::from_json`,
+/// which takes the direct reader first itself): the reader of every body the direct reader
+/// declines, and so of every error.
+fn decode_events_value(media: &str, text: &str) -> Result<Vec<AuditEvent>, ApiError> {
     if media == NDJSON_CONTENT_TYPE {
         let mut out = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -211,5 +240,67 @@ pub(crate) fn json_response<T: Serialize>(value: &T) -> Response {
             r
         }
         Err(e) => ApiError::internal(format!("encoding the answer: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_events, decode_events_value};
+    use tapelog_api::NDJSON_CONTENT_TYPE;
+
+    const EV: &str = r#"{"ei":0,"event":"session.start","uid":"00000001-1b59-4858-b3a3-5e9467a77616","code":"T2000I","time":"2024-01-15T10:00:00.000Z","cluster_name":"c","user":"joe","login":"root","sid":"9b6ec731-80f7-4751-9154-4214ecdc812a","server_id":"ade010d6-4e75-4ed8-9f92-886a4f49eb26","size":"80:25"}"#;
+
+    /// The body reader with the direct reader gives what reading the body as one
+    /// `serde_json::Value` gives: the same events, or the same error naming the same event.
+    #[test]
+    fn direct_bodies_decode_as_the_value_reader_decodes_them() {
+        let odd = [
+            EV.replace(r#""user":"joe""#, r#""user":5"#),
+            EV.replace(r#""user":"joe""#, r#""USER":"ann","user":"joe""#),
+            EV.replace(r#""user":"joe""#, r#""user":"joe","zz":1e400"#),
+            EV.replace(r#""user":"joe""#, r#""user":"\ud800""#),
+            EV.replace("session.start", "no.such.type"),
+            EV.replace(r#""login":"root""#, r#""login":null"#),
+            r#"{"event":"scp","code":"T3010E","action":3,"path":"/x"}"#.to_string(),
+            "{}".to_string(),
+            "7".to_string(),
+        ];
+        let mut bodies = vec![
+            EV.to_string(),
+            format!(" {EV} "),
+            format!("[{EV},{EV}]"),
+            format!("[ {EV} ,\n{EV} ]"),
+            "[]".to_string(),
+            format!("[{EV},]"),
+            format!("[{EV}] x"),
+            format!("{EV}{EV}"),
+            String::new(),
+            format!(
+                "[{}]",
+                format_args!("{}{EV}{}", "[".repeat(126), "]".repeat(126))
+            ),
+        ];
+        for o in &odd {
+            bodies.push(o.clone());
+            bodies.push(format!("[{EV},{o}]"));
+            bodies.push(format!("[{o},{EV}]"));
+        }
+        for body in &bodies {
+            assert_eq!(
+                decode_events("application/json", body.as_bytes()),
+                decode_events_value("application/json", body),
+                "{body}"
+            );
+            let lines = format!("{EV}\n{body}\n");
+            assert_eq!(
+                decode_events(NDJSON_CONTENT_TYPE, lines.as_bytes()),
+                decode_events_value(NDJSON_CONTENT_TYPE, &lines),
+                "{lines}"
+            );
+        }
+        assert_eq!(
+            decode_events("application/json", format!("[{EV},{EV}]").as_bytes()).map(|v| v.len()),
+            Ok(2)
+        );
     }
 }

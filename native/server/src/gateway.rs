@@ -6,12 +6,8 @@
 //! writer as it streams. Every write route (and the local uploads) answers `read_only`.
 //! Callers authenticate to the gateway as to any `tapelog serve`.
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
@@ -262,22 +258,17 @@ fn refused(method: &Method, path: &str) -> bool {
         || under("/v1/uploads")
 }
 
-/// Middleware of a gateway: after authenticating the caller, answers `read_only` (405,
-/// `Allow: GET`) to the routes that write or that have nothing to read in a cluster.
-pub(crate) async fn refuse_writes(
-    State(app): State<Arc<App>>,
-    req: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let Some(cluster) = &app.cluster else {
-        return next.run(req).await;
-    };
+/// What a gateway answers instead of serving `req`: after authenticating the caller,
+/// `read_only` (405, `Allow: GET`) to the routes that write or that have nothing to read in a
+/// cluster; `None` for every other request, and on a server that is not a gateway.
+pub(crate) fn refusal(app: &App, req: &axum::extract::Request) -> Option<Response> {
+    let cluster = app.cluster.as_ref()?;
     if !refused(req.method(), req.uri().path()) {
-        return next.run(req).await;
+        return None;
     }
     let peer = req.extensions().get::<Peer>().and_then(|p| p.0.clone());
     if let Err(e) = app.tokens.authenticate(req.headers(), peer.as_deref()) {
-        return e.into_response();
+        return Some(e.into_response());
     }
     let mut r = ApiError::new(
         ErrorCode::ReadOnly,
@@ -291,7 +282,7 @@ pub(crate) async fn refuse_writes(
     .into_response();
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    r
+    Some(r)
 }
 
 #[cfg(test)]

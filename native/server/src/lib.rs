@@ -35,6 +35,7 @@ mod routes;
 mod streams;
 mod web;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +45,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::TokioIo;
@@ -159,20 +159,62 @@ impl FromRequestParts<Arc<App>> for Caller {
     }
 }
 
-/// Answers 503 once shutdown has begun.
-async fn refuse_when_stopping(
-    State(app): State<Arc<App>>,
-    req: axum::extract::Request,
-    next: Next,
-) -> Response {
-    if app.shutting_down.load(Ordering::Relaxed) {
-        return ApiError::new(
-            ErrorCode::Unavailable,
-            "the server is shutting down: try again when it is back",
-        )
-        .into_response();
+/// Answers, before routing, the requests this server does not serve now: every request once
+/// shutdown has begun (503 `unavailable`), and a gateway's writes ([`gateway::refusal`]).
+/// Both checks are synchronous, so this is a plain tower layer rather than axum's
+/// `middleware::from_fn`, which boxes the rest of the stack and a future for every request.
+#[derive(Clone)]
+struct GateLayer(Arc<App>);
+
+impl<S> tower::Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate {
+            inner,
+            app: self.0.clone(),
+        }
     }
-    next.run(req).await
+}
+
+/// The service of [`GateLayer`].
+#[derive(Clone)]
+struct Gate<S> {
+    inner: S,
+    app: Arc<App>,
+}
+
+impl<S> tower::Service<axum::extract::Request> for Gate<S>
+where
+    S: tower::Service<axum::extract::Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        futures::future::Either<std::future::Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        use futures::future::Either;
+        if self.app.shutting_down.load(Ordering::Relaxed) {
+            let r = ApiError::new(
+                ErrorCode::Unavailable,
+                "the server is shutting down: try again when it is back",
+            )
+            .into_response();
+            return Either::Left(std::future::ready(Ok(r)));
+        }
+        if let Some(r) = gateway::refusal(&self.app, &req) {
+            return Either::Left(std::future::ready(Ok(r)));
+        }
+        Either::Right(self.inner.call(req))
+    }
 }
 
 fn router(app: Arc<App>) -> Router {
@@ -196,14 +238,7 @@ fn router(app: Arc<App>) -> Router {
         .nest("/v1", v1)
         .fallback(web_or_not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            gateway::refuse_writes,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            refuse_when_stopping,
-        ))
+        .layer(GateLayer(app.clone()))
         .with_state(app)
 }
 
@@ -489,13 +524,19 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tower::ServiceExt;
+    // Only a certificate is worth noting: inserting into a request's extensions allocates
+    // their map, and a plain connection's requests are read as having no certificate anyway.
     let service = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(peer.clone());
+        if peer.0.is_some() {
+            req.extensions_mut().insert(peer.clone());
+        }
         req
     });
     let service = hyper_util::service::TowerToHyperService::new(service);
+    // `pipeline_flush`: answers to requests a client pipelined are written together.
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
+        .pipeline_flush(true)
         .header_read_timeout(Duration::from_secs(30))
         .serve_connection(io, service);
     tokio::pin!(conn);

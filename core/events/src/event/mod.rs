@@ -364,6 +364,20 @@ macro_rules! define_audit_event {
                 })
             }
 
+            /// As [`AuditEvent::from_json_object_as`], with the direct reader (`json/direct.rs`).
+            fn from_json_members_as(
+                message: &str,
+                members: &crate::json::direct::Members<'_>,
+            ) -> Option<Result<AuditEvent, crate::json::direct::Decline>> {
+                Some(match message {
+                    $(stringify!($t) => {
+                        let mut e = $t::default();
+                        members.merge_into(&mut e).map(|()| AuditEvent::$v(Box::new(e)))
+                    })*
+                    _ => return None,
+                })
+            }
+
             /// `TrimToMaxSize`: the event with its trimmable fields cut so that it fits
             /// `max_size` bytes, as Teleport does it.
             pub fn trim_to_max_size(&self, max_size: usize) -> AuditEvent {
@@ -494,9 +508,36 @@ impl AuditEvent {
     /// Parses Teleport's JSON for an event. The `event` (and `code`) fields choose the message
     /// as Teleport's `FromEventFields` does; an unknown type becomes an `Unknown` event that
     /// keeps the original JSON, as upstream.
+    ///
+    /// The common case is read without a `serde_json::Value` tree ([`AuditEvent::from_json_direct`]);
+    /// anything else, errors included, by the `Value` reader ([`AuditEvent::from_json_value`]).
     pub fn from_json(text: &str) -> Result<AuditEvent, EventError> {
+        if let Some(e) = AuditEvent::from_json_direct(text) {
+            return Ok(e);
+        }
         let v: Value = serde_json::from_str(text).map_err(|e| JsonError::Syntax(e.to_string()))?;
         AuditEvent::from_json_value(&v, Some(text))
+    }
+
+    /// The event [`AuditEvent::from_json`] reads from `text`, when the direct reader
+    /// (`json/direct.rs`: values read from the text straight into the event's fields) can
+    /// vouch for it: a known type (`event`, `code`) whose message accepts every member.
+    /// `None` otherwise — unknown types, the SFTP fallback, anything wrong — and then only
+    /// the `Value` reader says what the text is. Never an event that reader would not give.
+    pub fn from_json_direct(text: &str) -> Option<AuditEvent> {
+        use crate::json::direct::Members;
+        let members = Members::parse(text, 1).ok()?;
+        let event_type = members.get("event")?.str().ok()?;
+        if event_type.is_empty() {
+            return None;
+        }
+        let code = match members.get("code") {
+            None => std::borrow::Cow::Borrowed(""),
+            Some(raw) if raw.is_null() => std::borrow::Cow::Borrowed(""),
+            Some(raw) => raw.str().ok()?,
+        };
+        let message = message_for(&event_type, &code)?;
+        AuditEvent::from_json_members_as(message, &members)?.ok()
     }
 
     /// As [`AuditEvent::from_json`], from a parsed value (`raw` is the original text, kept by

@@ -2,6 +2,7 @@
 //! `EscapeHTML: false`, sorted map keys) prints for an event; the reader accepts what Go's
 //! decoder accepts (exact keys first, then ASCII case-insensitively; `null` leaves a field as is).
 
+pub mod direct;
 mod read;
 mod serde_impl;
 mod write;

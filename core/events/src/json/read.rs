@@ -61,6 +61,17 @@ pub trait JsonFields: Default {
     /// Every JSON member name this message reads.
     fn json_field_names() -> &'static [&'static str];
 
+    /// As [`JsonFields::set_json_field`], from the member's JSON text (the direct reader,
+    /// `direct.rs`): declines wherever `set_json_field` would fail (and by default, always).
+    fn set_json_field_direct(
+        &mut self,
+        key: &str,
+        v: super::direct::Raw<'_>,
+    ) -> Result<bool, super::direct::Decline> {
+        let _ = (key, v);
+        Err(super::direct::Decline)
+    }
+
     /// Reads an object: exact names first, then case-insensitively; unknown keys are ignored.
     fn merge_json_object(&mut self, obj: &serde_json::Map<String, Value>) -> Result<(), JsonError> {
         for (k, v) in obj {
