@@ -127,7 +127,7 @@ function main() {
   /** @type {App} */
   const app = {
     config: {
-      cache: numParam(params, 'cache', 24 << 20, 1024),
+      cache: numParam(params, 'cache', 8 << 20, 1024),
       spacing: numParam(params, 'spacing', 4 << 20, 0),
       batch: numParam(params, 'batch', 4096, 1),
     },

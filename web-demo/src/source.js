@@ -17,7 +17,7 @@ export const MAX_ROWS = 500;
 /** Non-print events kept for the event list. */
 export const MAX_EVENTS = 5000;
 const MAX_CHECKPOINTS = 64;
-const SNAPSHOT_BUDGET = 16 << 20;
+const SNAPSHOT_BUDGET = 8 << 20;
 
 /** Epoch milliseconds (comparable with the worker's times). */
 export const now = () => performance.timeOrigin + performance.now();

@@ -32,6 +32,9 @@ import { SCROLLBACK, replayCost } from './protocol.js';
 
 const ready = init();
 let batchEvents = 4096; // events per batch (the page may ask for fewer)
+// Events in the load pass's first batch: about a screenful, so that it is decoded, posted and
+// drawn at once whatever the recording.
+const FIRST_BATCH = 64;
 // Idle gaps are cut to this on the "skip idle" timeline (as `tapelog play --max-idle 1`).
 const MAX_IDLE_MS = 1000;
 
@@ -142,10 +145,11 @@ async function decode(src, opts) {
   const dec = new PlayerDecoder(MAX_IDLE_MS);
   /**
    * `h`: the headless terminal, made once the terminal's size is known.
+   * `posted`: the first batch went out.
    * @type {{bytes: number, firstBytesAt: number | null, started: number, headlessMs: number,
-   *   h: ReturnType<typeof headless> | null}}
+   *   h: ReturnType<typeof headless> | null, posted: boolean}}
    */
-  const state = { bytes: 0, firstBytesAt: null, started: now(), headlessMs: 0, h: null };
+  const state = { bytes: 0, firstBytesAt: null, started: now(), headlessMs: 0, h: null, posted: false };
   let spacing = opts.spacing; // output bytes between snapshots (doubled when the page thins)
   let sinceSnapshot = 0;
   onThin = () => { spacing *= 2; };
@@ -153,11 +157,26 @@ async function decode(src, opts) {
   /** Posts everything the decoder has ready. */
   async function drain() {
     for (;;) {
+      // The first batch is small and goes out before anything else is done (the headless
+      // terminal is made and fed after it): the page shows output as early as it can.
+      const firstBatch = !state.posted;
       /** @type {Poll} */
-      const b = dec.poll(batchEvents); // throws at damage, after the batch before it
+      const b = dec.poll(firstBatch ? Math.min(FIRST_BATCH, batchEvents) : batchEvents); // throws at damage, after the batch before it
       if (b.pulled === 0) return;
       const f = b.frames;
       const first = dec.frames - f.time.length;
+      if (firstBatch) {
+        state.posted = true;
+        const kept = copyFrames(f);
+        post({
+          type: 'batch', frames: f, first, events: b.events, initialSize: dec.initialSize,
+          summary: dec.summary(), bytes: state.bytes, firstBytesAt: state.firstBytesAt,
+        }, transferList(f));
+        if (!state.h && dec.initialSize) state.h = headless(dec.initialSize);
+        if (state.h) follow(state.h, kept);
+        sinceSnapshot += kept.data.length;
+        continue;
+      }
       if (!state.h && dec.initialSize) state.h = headless(dec.initialSize);
       const h = state.h;
       if (b.checkpoint) {
@@ -276,6 +295,18 @@ async function startReplay({ gen, at, from, budget }) {
     dec.free();
     if (replay === me) replay = null;
   }
+}
+
+/**
+ * A copy of `f` (its arrays are transferred to the page when posted).
+ * @param {Frames} f
+ * @returns {Frames}
+ */
+function copyFrames(f) {
+  return {
+    time: f.time.slice(), idle: f.idle.slice(), index: f.index.slice(),
+    cols: f.cols.slice(), rows: f.rows.slice(), end: f.end.slice(), data: f.data.slice(),
+  };
 }
 
 /**

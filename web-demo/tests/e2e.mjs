@@ -364,7 +364,7 @@ if (existsSync(join(fixtures, 'big.tlog'))) {
     assert(output > 2 * cache, `the recording has ${output} bytes of output, want more than twice the cache`);
     eq(r.cacheLimit, cache, 'cache limit');
     assert(r.cacheMax <= r.cacheLimit, `cache peaked at ${r.cacheMax} > ${r.cacheLimit}`);
-    assert(r.checkpoints <= 64 && r.snapshotBytes <= 16 << 20, `checkpoints: ${JSON.stringify(r)}`);
+    assert(r.checkpoints <= 64 && r.snapshotBytes <= 8 << 20, `checkpoints: ${JSON.stringify(r)}`);
     assert(r.events <= 5000 && r.printRows <= 500, `event list: ${JSON.stringify(r)}`);
     // Print i (a 120-byte line starting with i right-aligned in 9 columns) is at 2 i ms.
     for (const t of [10, 0.5]) {
