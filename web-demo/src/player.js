@@ -225,7 +225,9 @@ export function play(p) {
   if (p.rec.done && position(p) >= decodedEnd(p)) seek(p, 0);
   p.clock.play(clockNow());
   p.view.playback('playing');
-  requestAnimationFrame(() => tick(p));
+  // The frames due now are written at once (not at the next animation frame): the first
+  // output of a recording shows as soon as its first batch arrives.
+  tick(p);
 }
 
 /** @param {Player} p */
