@@ -52,12 +52,8 @@ pub struct PlayerDecoder {
 /// straight from the reader's buffer into the batch, with no typed event built.
 pub struct Batcher {
     reader: RecordingReader,
-    framer: Framer,
-    idle: IdleCap,
-    summary: SessionSummary,
+    timeline: Timeline,
     ended: bool,
-    /// Frames produced so far (from the start of the recording, for a resumed decoder).
-    frames: u64,
     /// The part of the last event taken (its resume point).
     part: Option<ResumePoint>,
     /// The first event of a new part, kept for the next batch (a batch ends before it).
@@ -66,6 +62,46 @@ pub struct Batcher {
     next_checkpoint: Option<Checkpoint>,
     /// The checkpoint at the start of the last batch, until taken.
     ready: Option<Checkpoint>,
+}
+
+/// What the events taken so far made: the frames' timeline and the summary.
+struct Timeline {
+    framer: Framer,
+    idle: IdleCap,
+    summary: SessionSummary,
+    /// Frames produced so far (from the start of the recording, for a resumed decoder).
+    frames: u64,
+}
+
+impl Timeline {
+    /// Takes one event into `batch`.
+    fn add(&mut self, e: Pulled<'_>, batch: &mut Batch) {
+        let (frame, index) = match &e {
+            Pulled::Print(p) => {
+                self.summary.add_print(p);
+                (Some(self.framer.frame_print(p)), p.index)
+            }
+            Pulled::Event(e) => {
+                self.summary.add(e);
+                (self.framer.frame(e), e.index())
+            }
+            Pulled::Borrowed(e) => {
+                self.summary.add(e);
+                (self.framer.frame(e), e.index())
+            }
+        };
+        if let Some(f) = frame {
+            batch
+                .frames
+                .push(f.time_ms, self.idle.map(f.time_ms), index, f.kind);
+            self.frames += 1;
+        }
+        match e {
+            Pulled::Event(e) if e.print_data().is_none() => batch.others.push(e),
+            Pulled::Borrowed(e) if e.print_data().is_none() => batch.others.push(e.clone()),
+            _ => {}
+        }
+    }
 }
 
 /// An event kept from one batch to the next: typed, or a print's fields copied out of the
@@ -197,11 +233,13 @@ impl Batcher {
         let cap = (max_idle_ms.is_finite() && max_idle_ms > 0.0).then_some(max_idle_ms as i64);
         Batcher {
             reader: RecordingReader::new(),
-            framer: Framer::new(),
-            idle: IdleCap::new(cap),
-            summary: SessionSummary::new(),
+            timeline: Timeline {
+                framer: Framer::new(),
+                idle: IdleCap::new(cap),
+                summary: SessionSummary::new(),
+                frames: 0,
+            },
             ended: false,
-            frames: 0,
             part: None,
             pending: None,
             next_checkpoint: None,
@@ -213,9 +251,12 @@ impl Batcher {
     pub fn resume(checkpoint: &Checkpoint) -> Batcher {
         Batcher {
             reader: RecordingReader::resume(checkpoint.point),
-            framer: checkpoint.framer.clone(),
-            idle: checkpoint.idle.clone(),
-            frames: checkpoint.frames,
+            timeline: Timeline {
+                framer: checkpoint.framer.clone(),
+                idle: checkpoint.idle.clone(),
+                summary: SessionSummary::new(),
+                frames: checkpoint.frames,
+            },
             part: Some(checkpoint.point),
             ..Batcher::new(0.0)
         }
@@ -238,53 +279,17 @@ impl Batcher {
 
     /// Frames produced so far (counted from the recording's start).
     pub fn frames(&self) -> u64 {
-        self.frames
+        self.timeline.frames
     }
 
     /// The session summary so far.
     pub fn summary(&self) -> &SessionSummary {
-        &self.summary
+        &self.timeline.summary
     }
 
     /// The checkpoint at the start of the last batch, once.
     pub fn take_checkpoint(&mut self) -> Option<Checkpoint> {
         self.ready.take()
-    }
-
-    /// Takes one event into `batch`.
-    fn add(
-        summary: &mut SessionSummary,
-        framer: &mut Framer,
-        idle: &mut IdleCap,
-        frames: &mut u64,
-        e: Pulled<'_>,
-        batch: &mut Batch,
-    ) {
-        let (frame, index) = match &e {
-            Pulled::Print(p) => {
-                summary.add_print(p);
-                (Some(framer.frame_print(p)), p.index)
-            }
-            Pulled::Event(e) => {
-                summary.add(e);
-                (framer.frame(e), e.index())
-            }
-            Pulled::Borrowed(e) => {
-                summary.add(e);
-                (framer.frame(e), e.index())
-            }
-        };
-        if let Some(f) = frame {
-            batch
-                .frames
-                .push(f.time_ms, idle.map(f.time_ms), index, f.kind);
-            *frames += 1;
-        }
-        match e {
-            Pulled::Event(e) if e.print_data().is_none() => batch.others.push(e),
-            Pulled::Borrowed(e) if e.print_data().is_none() => batch.others.push(e.clone()),
-            _ => {}
-        }
     }
 
     /// Up to `max_events` events as a batch (see [`PlayerDecoder`]). At damage: the batch
@@ -296,14 +301,7 @@ impl Batcher {
             self.ready = self.next_checkpoint.take();
             batch.checkpoint = self.ready.is_some();
             batch.pulled += 1;
-            Self::add(
-                &mut self.summary,
-                &mut self.framer,
-                &mut self.idle,
-                &mut self.frames,
-                p.as_pulled(),
-                &mut batch,
-            );
+            self.timeline.add(p.as_pulled(), &mut batch);
         }
         while batch.pulled < max_events && batch.frames.data.len() < MAX_BATCH_OUTPUT {
             let (e, point) = match self.reader.poll_fields() {
@@ -322,9 +320,9 @@ impl Batcher {
             if let (true, Some(point)) = (new_part, point) {
                 let cp = Checkpoint {
                     point,
-                    framer: self.framer.clone(),
-                    idle: self.idle.clone(),
-                    frames: self.frames,
+                    framer: self.timeline.framer.clone(),
+                    idle: self.timeline.idle.clone(),
+                    frames: self.timeline.frames,
                 };
                 if batch.pulled > 0 {
                     // The batch ends here; the next one starts with this event.
@@ -336,14 +334,7 @@ impl Batcher {
                 batch.checkpoint = true;
             }
             batch.pulled += 1;
-            Self::add(
-                &mut self.summary,
-                &mut self.framer,
-                &mut self.idle,
-                &mut self.frames,
-                e,
-                &mut batch,
-            );
+            self.timeline.add(e, &mut batch);
         }
         Ok(batch)
     }
@@ -412,7 +403,7 @@ impl PlayerDecoder {
     /// Frames produced so far (counted from the recording's start).
     #[wasm_bindgen(getter)]
     pub fn frames(&self) -> f64 {
-        self.batcher.frames as f64
+        self.batcher.timeline.frames as f64
     }
 
     /// Adds a chunk of the recording.
@@ -440,7 +431,7 @@ impl PlayerDecoder {
     /// The terminal size at the start (`session.start`), `{cols, rows}`, or `null` until known.
     #[wasm_bindgen(getter, js_name = initialSize)]
     pub fn initial_size(&self) -> JsValue {
-        match self.batcher.framer.initial_size() {
+        match self.batcher.timeline.framer.initial_size() {
             Some(s) => {
                 let o: JsValue = Object::new().into();
                 set(&o, "cols", s.cols);
@@ -464,7 +455,7 @@ impl PlayerDecoder {
 
     /// The session summary so far.
     pub fn summary(&self) -> JsValue {
-        summary_to_object(&self.batcher.summary)
+        summary_to_object(&self.batcher.timeline.summary)
     }
 }
 
