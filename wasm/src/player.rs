@@ -85,10 +85,6 @@ impl Timeline {
                 self.summary.add(e);
                 (self.framer.frame(e), e.index())
             }
-            Pulled::Borrowed(e) => {
-                self.summary.add(e);
-                (self.framer.frame(e), e.index())
-            }
         };
         if let Some(f) = frame {
             batch
@@ -96,10 +92,10 @@ impl Timeline {
                 .push(f.time_ms, self.idle.map(f.time_ms), index, f.kind);
             self.frames += 1;
         }
-        match e {
-            Pulled::Event(e) if e.print_data().is_none() => batch.others.push(e),
-            Pulled::Borrowed(e) if e.print_data().is_none() => batch.others.push(e.clone()),
-            _ => {}
+        if let Pulled::Event(e) = e
+            && e.print_data().is_none()
+        {
+            batch.others.push(e);
         }
     }
 }
@@ -108,50 +104,39 @@ impl Timeline {
 /// reader's buffer (once per part).
 enum Pending {
     Event(AuditEvent),
-    Print {
-        index: i64,
-        time: Timestamp,
-        delay_ms: i64,
-        data: Vec<u8>,
-        event_type: String,
-        cluster: String,
-    },
+    Print(OwnedPrint),
 }
 
-impl Pending {
-    fn of(e: Pulled<'_>) -> Pending {
-        match e {
-            Pulled::Event(e) => Pending::Event(e),
-            Pulled::Borrowed(e) => Pending::Event(e.clone()),
-            Pulled::Print(p) => Pending::Print {
-                index: p.index,
-                time: p.time,
-                delay_ms: p.delay_ms,
-                data: p.data.to_vec(),
-                event_type: p.event_type.to_string(),
-                cluster: p.cluster.to_string(),
-            },
+/// A [`PrintView`]'s fields, owned.
+struct OwnedPrint {
+    index: i64,
+    time: Timestamp,
+    delay_ms: i64,
+    data: Vec<u8>,
+    event_type: String,
+    cluster: String,
+}
+
+impl OwnedPrint {
+    fn of(p: &PrintView<'_>) -> OwnedPrint {
+        OwnedPrint {
+            index: p.index,
+            time: p.time,
+            delay_ms: p.delay_ms,
+            data: p.data.to_vec(),
+            event_type: p.event_type.to_string(),
+            cluster: p.cluster.to_string(),
         }
     }
 
-    fn as_pulled(&self) -> Pulled<'_> {
-        match self {
-            Pending::Event(e) => Pulled::Borrowed(e),
-            Pending::Print {
-                index,
-                time,
-                delay_ms,
-                data,
-                event_type,
-                cluster,
-            } => Pulled::Print(PrintView {
-                index: *index,
-                time: *time,
-                delay_ms: *delay_ms,
-                data,
-                event_type,
-                cluster,
-            }),
+    fn view(&self) -> PrintView<'_> {
+        PrintView {
+            index: self.index,
+            time: self.time,
+            delay_ms: self.delay_ms,
+            data: &self.data,
+            event_type: &self.event_type,
+            cluster: &self.cluster,
         }
     }
 }
@@ -159,7 +144,6 @@ impl Pending {
 /// One event as the batcher takes it.
 enum Pulled<'a> {
     Event(AuditEvent),
-    Borrowed(&'a AuditEvent),
     Print(PrintView<'a>),
 }
 
@@ -301,7 +285,10 @@ impl Batcher {
             self.ready = self.next_checkpoint.take();
             batch.checkpoint = self.ready.is_some();
             batch.pulled += 1;
-            self.timeline.add(p.as_pulled(), &mut batch);
+            match p {
+                Pending::Event(e) => self.timeline.add(Pulled::Event(e), &mut batch),
+                Pending::Print(o) => self.timeline.add(Pulled::Print(o.view()), &mut batch),
+            }
         }
         while batch.pulled < max_events && batch.frames.data.len() < MAX_BATCH_OUTPUT {
             let (e, point) = match self.reader.poll_fields() {
@@ -327,7 +314,10 @@ impl Batcher {
                 if batch.pulled > 0 {
                     // The batch ends here; the next one starts with this event.
                     self.next_checkpoint = Some(cp);
-                    self.pending = Some(Pending::of(e));
+                    self.pending = Some(match e {
+                        Pulled::Event(e) => Pending::Event(e),
+                        Pulled::Print(v) => Pending::Print(OwnedPrint::of(&v)),
+                    });
                     break;
                 }
                 self.ready = Some(cp);

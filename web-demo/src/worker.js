@@ -154,6 +154,18 @@ async function decode(src, opts) {
   let sinceSnapshot = 0;
   onThin = () => { spacing *= 2; };
 
+  /**
+   * Posts a batch to the page (its frames' arrays are transferred).
+   * @param {Poll} b
+   * @param {number} first the number of its first frame
+   */
+  function postBatch(b, first) {
+    post({
+      type: 'batch', frames: b.frames, first, events: b.events, initialSize: dec.initialSize,
+      summary: dec.summary(), bytes: state.bytes, firstBytesAt: state.firstBytesAt,
+    }, transferList(b.frames));
+  }
+
   /** Posts everything the decoder has ready. */
   async function drain() {
     for (;;) {
@@ -168,10 +180,7 @@ async function decode(src, opts) {
       if (firstBatch) {
         state.posted = true;
         const kept = copyFrames(f);
-        post({
-          type: 'batch', frames: f, first, events: b.events, initialSize: dec.initialSize,
-          summary: dec.summary(), bytes: state.bytes, firstBytesAt: state.firstBytesAt,
-        }, transferList(f));
+        postBatch(b, first);
         if (!state.h && dec.initialSize) state.h = headless(dec.initialSize);
         if (state.h) follow(state.h, kept);
         sinceSnapshot += kept.data.length;
@@ -200,10 +209,7 @@ async function decode(src, opts) {
         follow(h, f);
       }
       sinceSnapshot += f.data.length;
-      post({
-        type: 'batch', frames: f, first, events: b.events, initialSize: dec.initialSize,
-        summary: dec.summary(), bytes: state.bytes, firstBytesAt: state.firstBytesAt,
-      }, transferList(f));
+      postBatch(b, first);
     }
   }
 
