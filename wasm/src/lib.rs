@@ -20,6 +20,8 @@
 //!   already in [`PlayerDecoder`]'s frames.
 //! - [`Exporter`], [`toJsonLines`](to_json_lines), [`toAsciicast`](to_asciicast): the
 //!   command line's exports, streaming or in one call.
+//! - [`warmUpRecording`](warm_up_recording)`()`: a small recording to decode once when a
+//!   worker starts, so that the first real batch does not pay for compiling the decoder.
 //!
 //! Errors are JS `Error`s (`name` `"RecordingError"`) whose message is the native one
 //! (`at byte N (part P): …`) with `offset`, `part` and `kind` properties; an encrypted
@@ -35,6 +37,7 @@ mod export;
 mod player;
 #[cfg(feature = "serde-bench")]
 mod serde_bench;
+mod warm_up;
 
 pub use clock::PlayClock;
 pub use decoder::{Decoder, decode_recording};
@@ -42,3 +45,4 @@ pub use export::{Exporter, to_asciicast, to_json_lines};
 pub use player::{Batch, Batcher, Checkpoint, Frames, PlayerDecoder};
 #[cfg(feature = "serde-bench")]
 pub use serde_bench::SerdeBench;
+pub use warm_up::warm_up_recording;

@@ -283,15 +283,25 @@ function tick(p) {
 }
 
 /**
- * After frames of the load pass arrived: starts showing output at once at the start of the
- * recording (unless a deep link asks for a moment), else continues a seek or the playback.
+ * After frames of the load pass arrived: starts showing output at once from the recording's
+ * first frame (unless a deep link asks for a moment), else continues a seek or the playback.
  * @param {Player} p
  * @param {number} first the number of the batch's first frame
  * @param {number} n frames in the batch
  */
 export function framesArrived(p, first, n) {
-  if (p.deepLink === null && !playing(p) && first === 0 && n > 0) play(p);
-  else if (playing(p) || p.seeking) resume(p);
+  if (p.deepLink === null && !playing(p) && first === 0 && n > 0) {
+    // Playback starts at the first output, not at the session's start: the lead-in before it
+    // (a few ms, or seconds before anything was printed) is not waited out, so the first
+    // output shows as soon as it is decoded (docs/browser.md). Resizes before it are applied
+    // in the same step.
+    const B = batchOf(p.rec, 0);
+    if (B) {
+      const out = B.cols.findIndex((c) => c === 0);
+      anchor(p, B[key(p)][out < 0 ? 0 : out]);
+    }
+    play(p);
+  } else if (playing(p) || p.seeking) resume(p);
   maybeDeepLink(p);
 }
 

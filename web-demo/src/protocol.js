@@ -71,7 +71,8 @@ export const SCROLLBACK = 1000;
 /**
  * Worker → page.
  * @typedef {{type: 'batch', frames: Frames, first: number, events: EventObject[],
- *     initialSize: Size | null, summary: Summary, bytes: number, firstBytesAt: number | null}
+ *     initialSize: Size | null, summary: Summary, bytes: number, firstBytesAt: number | null,
+ *     postedAt: number}
  *   | {type: 'checkpoint', frame: number, snapshot: string, cols: number, rows: number}
  *   | {type: 'replay', gen: number, first: number, frames: Frames, startedAt: number}
  *   | {type: 'replay-end', gen: number, error?: ErrorInfo}

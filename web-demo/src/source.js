@@ -46,6 +46,8 @@ export const now = () => performance.timeOrigin + performance.now();
  * @property {number} [cacheMax]
  * @property {number} [openedAt]
  * @property {number | null} [firstBytesAt]
+ * @property {number} [firstPostedAt] the worker posted the first batch
+ * @property {number} [firstBatchAt] the page took the first batch
  * @property {number} [doneAt]
  * @property {number} [decodeMs]
  * @property {number} [bytes]
@@ -274,7 +276,11 @@ export function batchOf(rec, n) {
  * @param {Extract<FromWorker, {type: 'batch'}>} msg
  */
 function onBatch(rec, msg) {
-  if (rec.metrics.firstBytesAt === undefined) rec.metrics.firstBytesAt = msg.firstBytesAt;
+  if (rec.metrics.firstBytesAt === undefined) {
+    rec.metrics.firstBytesAt = msg.firstBytesAt;
+    rec.metrics.firstPostedAt = msg.postedAt;
+    rec.metrics.firstBatchAt = now();
+  }
   if (!rec.initialSize && msg.initialSize) {
     rec.initialSize = msg.initialSize;
     if (rec.frames === 0) rec.hooks.initialSize(msg.initialSize);

@@ -15,7 +15,7 @@
 //    (`more`), so that nothing piles up on either side.
 // 3. `export`: re-reads the source through an Exporter into a Blob of chunks.
 import './worker-env.js'; // before @xterm/headless
-import init, { PlayerDecoder, Exporter } from './pkg/tapelog_wasm.js';
+import init, { PlayerDecoder, Exporter, warmUpRecording } from './pkg/tapelog_wasm.js';
 import { Terminal } from './xterm/xterm-headless.mjs';
 import { SerializeAddon } from './xterm/addon-serialize.mjs';
 import { SCROLLBACK, replayCost } from './protocol.js';
@@ -30,13 +30,37 @@ import { SCROLLBACK, replayCost } from './protocol.js';
  *   checkpoint: boolean}} Poll
  */
 
-const ready = init();
 let batchEvents = 4096; // events per batch (the page may ask for fewer)
 // Events in the load pass's first batch: about a screenful, so that it is decoded, posted and
 // drawn at once whatever the recording.
 const FIRST_BATCH = 64;
 // Idle gaps are cut to this on the "skip idle" timeline (as `tapelog play --max-idle 1`).
 const MAX_IDLE_MS = 1000;
+// Bytes pushed into the decoder at a time: a network read can be megabytes, and the first
+// batch should not wait for all of them to be copied into the decoder first.
+const PUSH_SLICE = 256 << 10;
+
+/**
+ * Decodes tapelog-wasm's small warm-up recording once (wasm/src/warm_up.rs): the browser
+ * compiles wasm functions on their first call, which would otherwise make the real
+ * recording's first batch 15-25 ms late. It runs while the page waits for the first bytes.
+ */
+function warmUp() {
+  const d = new PlayerDecoder(MAX_IDLE_MS);
+  try {
+    d.push(warmUpRecording());
+    d.finish();
+    while (d.poll(FIRST_BATCH).pulled > 0) d.takeCheckpoint()?.free();
+    d.summary();
+    void d.initialSize;
+  } catch (e) {
+    console.warn('tapelog: the decoder warm-up failed', e); // the real decode will say more
+  } finally {
+    d.free();
+  }
+}
+
+const ready = init().then(warmUp);
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -162,7 +186,7 @@ async function decode(src, opts) {
   function postBatch(b, first) {
     post({
       type: 'batch', frames: b.frames, first, events: b.events, initialSize: dec.initialSize,
-      summary: dec.summary(), bytes: state.bytes, firstBytesAt: state.firstBytesAt,
+      summary: dec.summary(), bytes: state.bytes, firstBytesAt: state.firstBytesAt, postedAt: now(),
     }, transferList(b.frames));
   }
 
@@ -220,8 +244,10 @@ async function decode(src, opts) {
       if (done) break;
       if (state.firstBytesAt === null) state.firstBytesAt = now();
       state.bytes += value.length;
-      dec.push(value);
-      await drain();
+      for (let at = 0; at < value.length; at += PUSH_SLICE) {
+        dec.push(value.subarray(at, at + PUSH_SLICE));
+        await drain();
+      }
     }
     dec.finish();
     await drain();
