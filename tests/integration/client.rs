@@ -274,6 +274,92 @@ async fn round_trip_of_every_endpoint() {
     server.shutdown().await;
 }
 
+/// A recording damaged in its last part: `GET /v1/sessions/{sid}/events` gives every event
+/// before the damage (none lost in the server's buffers), then the error line, and the body
+/// ends cleanly; the client turns the line into `ClientError::Stopped`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_events_of_a_damaged_recording_keep_every_event_before_the_damage() {
+    use tapelog_core::codec::parallel::split;
+    use tapelog_core::codec::{WriterConfig, encode_recording};
+    let dir = tempfile::tempdir().unwrap();
+    let sid = tapelog_core::sample::SESSION_ID;
+    let clean = encode_recording(
+        &tapelog_core::sample::sample_session(6000),
+        WriterConfig {
+            min_upload_bytes: 16 * 1024,
+            ..WriterConfig::default()
+        },
+    )
+    .unwrap();
+    let parts = split(&clean);
+    assert!(parts.len() > 3, "only {} parts", parts.len());
+    // A flipped byte in the last part's compressed data.
+    let (last_at, _, _) = parts[parts.len() - 1];
+    let mut damaged = clean.clone();
+    damaged[last_at as usize + 40] ^= 0x5a;
+    let want = read_all(&damaged);
+    let err = want.error.clone().expect("the recording is damaged");
+    assert!(want.events.len() > 2000, "{} events", want.events.len());
+    let records = dir.path().join("log/records");
+    std::fs::create_dir_all(&records).unwrap();
+    std::fs::write(records.join(format!("{sid}.tar")), &damaged).unwrap();
+    let server = start(dir.path(), 0).await;
+    let auditor = client(&server.url(), AUDITOR);
+
+    let mut stream = auditor.session_events(sid, 0).await.unwrap();
+    let mut got = Vec::new();
+    let mut end = None;
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(r) = stream.next().await {
+            match r {
+                Ok(e) => got.push(e),
+                Err(e) => {
+                    end = Some(e);
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the events did not end within 60 s");
+    assert_eq!(got.len(), want.events.len(), "events before the damage");
+    assert!(got == as_json(&want.events));
+    match end {
+        Some(ClientError::Stopped {
+            line,
+            code,
+            message,
+            ..
+        }) => {
+            assert_eq!(line, want.events.len() as u64 + 1);
+            assert_eq!(code, ErrorCode::Internal);
+            assert!(
+                message.contains(&err.offset.to_string()),
+                "{message} / {err}"
+            );
+        }
+        other => panic!("wanted the server's error line, got {other:?}"),
+    }
+
+    // The raw answer: 200, complete (no transport error), the error object as its last line.
+    let url = format!("{}/v1/sessions/{sid}/events", server.url());
+    let body = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(AUDITOR)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .expect("the body ends cleanly");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), want.events.len() + 1);
+    let last: serde_json::Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+    assert_eq!(last["error"]["code"], "internal");
+    assert!(last.get("event").is_none());
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_errors_reach_the_user() {
     let dir = tempfile::tempdir().unwrap();

@@ -86,6 +86,19 @@ pub enum ClientError {
         /// The server's message (or the start of the body).
         message: String,
     },
+    /// A streamed answer ended with the server's error line (the events before it were
+    /// given; docs/api.md, `GET /v1/sessions/{sid}/events`).
+    #[error("{url}: the answer stopped at line {line}: {}: {message}", code_name(Some(*.code)))]
+    Stopped {
+        /// The URL.
+        url: String,
+        /// The error line's number (every line before it was an event, given).
+        line: u64,
+        /// The API's error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
     /// The answer could not be understood.
     #[error("{url}: unexpected answer: {reason}")]
     BadAnswer {

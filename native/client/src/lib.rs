@@ -1097,6 +1097,19 @@ impl Lines {
                 if text.is_empty() {
                     continue;
                 }
+                // The server's error line ends the answer (an event's own `error` is a
+                // string, so an event never parses as one).
+                if text.starts_with("{\"error\"")
+                    && let Ok(b) = serde_json::from_str::<tapelog_api::ErrorBody>(text)
+                {
+                    self.resp = None;
+                    return Some(Err(ClientError::Stopped {
+                        url: self.url.clone(),
+                        line: self.line,
+                        code: b.error.code,
+                        message: b.error.message,
+                    }));
+                }
                 return Some(
                     AuditEvent::from_json(text)
                         .map_err(|e| self.bad(format!("not a Teleport event: {e}"))),

@@ -197,6 +197,7 @@ fn classify(e: ClientError, call: Call) -> StreamFailure {
         | ClientError::CredentialsFile { .. }
         | ClientError::Credentials(_)
         | ClientError::InvalidId { .. }
+        | ClientError::Stopped { .. }
         | ClientError::Unsupported(_) => false,
     };
     if transient {

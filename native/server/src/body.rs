@@ -243,6 +243,46 @@ pub(crate) fn json_response<T: Serialize>(value: &T) -> Response {
     }
 }
 
+/// A 200 answer streaming `events` as JSON lines (`application/x-ndjson`). An error ends the
+/// body cleanly with one last line in the API's error shape, `{"error": {"code": ...,
+/// "message": ...}}` (an event's own `error` field is a string, and every event has `event`),
+/// and nothing after it: a body cut at the error (a connection closed mid-answer) would lose
+/// the lines still buffered on the server's side, events the client is owed.
+pub(crate) fn ndjson_events<E>(
+    events: impl futures::Stream<Item = Result<AuditEvent, E>> + Send + 'static,
+) -> Response
+where
+    E: Into<ApiError>,
+{
+    use futures::StreamExt;
+    let lines = events.scan(false, |ended, r| {
+        if *ended {
+            return futures::future::ready(None);
+        }
+        let line = match r {
+            Ok(e) => e.to_json(),
+            Err(e) => {
+                *ended = true;
+                let e: ApiError = e.into();
+                let body = tapelog_api::ErrorBody {
+                    error: tapelog_api::ErrorDetail {
+                        code: e.code,
+                        message: e.message,
+                    },
+                };
+                serde_json::to_string(&body).unwrap_or_default()
+            }
+        };
+        futures::future::ready(Some(Ok::<_, std::convert::Infallible>(line + "\n")))
+    });
+    let mut r = Body::from_stream(lines).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(NDJSON_CONTENT_TYPE),
+    );
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::{decode_events, decode_events_value};

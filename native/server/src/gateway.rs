@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
-use tapelog_api::{ErrorCode, EventsPage, NDJSON_CONTENT_TYPE};
+use tapelog_api::{ErrorCode, EventsPage};
 use tapelog_audit::{Order, SearchQuery, SessionQuery};
 use tapelog_core::EventFields;
 use tapelog_core::audit::SESSION_RECORDING_EVENTS;
@@ -198,20 +198,7 @@ pub(crate) async fn session_events(
     let from = i32::try_from(from_index)
         .map_err(|_| ApiError::bad_request(format!("from_index={from_index} is too large")))?;
     let events = cluster.session(sid, from).await?;
-    let lines = events.map(|r| match r {
-        Ok(e) => {
-            let mut line = e.to_json();
-            line.push('\n');
-            Ok(line)
-        }
-        Err(e) => Err(std::io::Error::other(e.to_string())),
-    });
-    let mut r = Body::from_stream(lines).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(NDJSON_CONTENT_TYPE),
-    );
-    Ok(r)
+    Ok(super::body::ndjson_events(events))
 }
 
 /// `GET /v1/sessions/{sid}/recording` from the cluster: the session's events written into a

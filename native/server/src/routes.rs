@@ -18,7 +18,9 @@ use tapelog_core::audit::lines::LineError;
 
 use super::App;
 use super::auth::Caller;
-use super::body::{decode_events, json_response, path_id, read_body, require_content_type};
+use super::body::{
+    decode_events, json_response, ndjson_events, path_id, read_body, require_content_type,
+};
 use super::error::ApiError;
 use tapelog_api::{
     AcceptedBody, CompleteReportBody, CompletedBody, ErrorCode, EventsPage, NDJSON_CONTENT_TYPE,
@@ -295,20 +297,7 @@ pub(crate) async fn session_events(
         return super::gateway::session_events(c, &sid, from).await;
     }
     let events = app.playback.stream_session_events(&sid, from).await?;
-    let lines = events.map(|r| match r {
-        Ok(e) => {
-            let mut line = e.to_json();
-            line.push('\n');
-            Ok(line)
-        }
-        Err(e) => Err(std::io::Error::other(e.to_string())),
-    });
-    let mut r = Body::from_stream(lines).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(NDJSON_CONTENT_TYPE),
-    );
-    Ok(r)
+    Ok(ndjson_events(events))
 }
 
 /// `GET /v1/sessions/{sid}/recording`: the stored recording's bytes, streamed. A
