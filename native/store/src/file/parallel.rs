@@ -128,6 +128,26 @@ pub fn read_parallel<T: Send, E>(
     decode: &PartDecoder<'_, T>,
     mut sink: impl FnMut(Vec<T>, &[u8]) -> Result<(), E>,
 ) -> Result<ParallelRead, E> {
+    read_parallel_parts(src, path, jobs, decode, |kept, buf, _| sink(kept, buf))
+}
+
+/// Where the read stands after a part was merged.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Merged {
+    /// Counters of the parts merged so far.
+    pub stats: ReaderStats,
+    /// The offset one past the part's last byte.
+    pub end: u64,
+}
+
+/// [`read_parallel`] with the counters and position after each part given to the sink.
+pub(crate) fn read_parallel_parts<T: Send, E>(
+    src: &mut dyn Read,
+    path: &Path,
+    jobs: usize,
+    decode: &PartDecoder<'_, T>,
+    mut sink: impl FnMut(Vec<T>, &[u8], Merged) -> Result<(), E>,
+) -> Result<ParallelRead, E> {
     let jobs = jobs.max(1);
     let mut splitter = Splitter {
         src,
@@ -164,7 +184,9 @@ pub fn read_parallel<T: Send, E>(
             });
         }
         let mut merger = PartMerger::new();
-        let mut window: VecDeque<mpsc::Receiver<(DecodedPart<T>, Vec<u8>)>> = VecDeque::new();
+        // Each part's result, and the offset one past its last byte.
+        let mut window: VecDeque<(mpsc::Receiver<(DecodedPart<T>, Vec<u8>)>, u64)> =
+            VecDeque::new();
         let mut read_error = None;
         // Output buffers given back after their part was merged, for the next parts.
         let mut pool: Vec<Vec<u8>> = Vec::new();
@@ -174,16 +196,17 @@ pub fn read_parallel<T: Send, E>(
                     Ok(Some(piece)) => {
                         let (tx, rx) = mpsc::sync_channel(1);
                         let buf = pool.pop().unwrap_or_default();
+                        let end = piece.offset + piece.bytes.len() as u64;
                         if job_tx.send((piece, buf, tx)).is_err() {
                             break;
                         }
-                        window.push_back(rx);
+                        window.push_back((rx, end));
                     }
                     Ok(None) => break,
                     Err(e) => read_error = Some(e),
                 }
             }
-            let Some(rx) = window.pop_front() else {
+            let Some((rx, end)) = window.pop_front() else {
                 // Everything read was merged: an I/O error comes after those events.
                 return Ok(ParallelRead {
                     stats: merger.stats(),
@@ -201,7 +224,11 @@ pub fn read_parallel<T: Send, E>(
                 });
             };
             let (kept, error) = merger.merge(decoded);
-            sink(kept, &buf)?;
+            let merged = Merged {
+                stats: merger.stats(),
+                end,
+            };
+            sink(kept, &buf, merged)?;
             pool.push(buf);
             if let Some(source) = error {
                 return Ok(ParallelRead {
