@@ -24,6 +24,7 @@ mod forward_protocol;
 mod forward_teleport;
 mod gcs_layout;
 mod parallel_export;
+mod parallel_read;
 mod pg_audit;
 mod play;
 mod playback;

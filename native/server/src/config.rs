@@ -24,6 +24,10 @@ pub const DEFAULT_COMPLETER_GRACE: Duration = Duration::from_secs(3600);
 /// Default length of the completer lease among replicas sharing a database (30 s).
 pub const DEFAULT_COMPLETER_LEASE: Duration = Duration::from_secs(30);
 
+/// Default decode threads per recording read (measured in docs/benchmarks.md, "Parallel
+/// decode").
+pub const DEFAULT_DECODE_JOBS: usize = 1;
+
 /// Default time between completer passes (5 min, upstream's check period).
 pub const DEFAULT_COMPLETER_INTERVAL: Duration = Duration::from_secs(300);
 /// Default time the server waits on shutdown for open streams to flush.
@@ -95,6 +99,9 @@ pub struct ServeConfig {
     pub web_dir: Option<PathBuf>,
     /// A read-only gateway to this Teleport cluster instead of the local audit log and store.
     pub teleport: Option<super::TeleportGateway>,
+    /// Threads that decode a recording's parts for `GET /v1/sessions/{sid}/events` and the
+    /// legacy playback calls (1: part after part on the request's task).
+    pub decode_jobs: usize,
 }
 
 impl ServeConfig {
@@ -121,6 +128,7 @@ impl ServeConfig {
             stream: DriverConfig::default(),
             web_dir: None,
             teleport: None,
+            decode_jobs: DEFAULT_DECODE_JOBS,
         }
     }
 
@@ -143,6 +151,7 @@ impl ServeConfig {
 /// client_ca = "ca.pem"
 /// max_body = 16777216
 /// completer_grace = 3600        # seconds
+/// decode_jobs = 2               # threads decoding a recording's parts for playback
 /// # teleport = "auth.example.com:3025"   # a read-only gateway to a Teleport cluster
 /// # teleport_identity = "identity"
 /// [[tokens]]
@@ -211,6 +220,8 @@ pub struct FileConfig {
     pub teleport_key: Option<PathBuf>,
     /// `teleport_ca`: the cluster's CA certificates.
     pub teleport_ca: Option<PathBuf>,
+    /// `decode_jobs`: threads that decode a recording's parts when it is played back.
+    pub decode_jobs: Option<usize>,
 }
 
 /// A `[[tokens]]` entry.

@@ -56,7 +56,8 @@ use tokio::task::JoinHandle;
 pub use auth::{Caller, MIN_TOKEN_LEN, TokenSpec, Tokens, constant_time_eq, parse_role};
 pub use body::{decode_events, decode_json, decode_records};
 pub use config::{
-    DEFAULT_COMPLETER_GRACE, DEFAULT_COMPLETER_INTERVAL, DEFAULT_COMPLETER_LEASE, DEFAULT_MAX_BODY,
+    DEFAULT_COMPLETER_GRACE, DEFAULT_COMPLETER_INTERVAL, DEFAULT_COMPLETER_LEASE, DEFAULT_DECODE_JOBS,
+    DEFAULT_MAX_BODY,
     DEFAULT_SEARCH_LIMIT, DEFAULT_SHUTDOWN_TIMEOUT, FileConfig, FileToken, ServeConfig, TlsFiles,
     admin_token,
 };
@@ -344,7 +345,8 @@ impl Server {
             ),
         };
         let app = Arc::new(App {
-            playback: Playback::new(uploader.clone(), log_root.as_deref()),
+            playback: Playback::new(uploader.clone(), log_root.as_deref())
+                .with_decode_jobs(config.decode_jobs),
             uploader,
             emitter: CheckingEmitter::new(logs.clone(), &config.cluster_name)
                 .with_metrics(metrics.clone()),

@@ -13,6 +13,7 @@
 //!   ([`tapelog_core::playback`]), computed while streaming instead of through playback files.
 
 mod legacy_dir;
+mod parallel;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -152,6 +153,14 @@ pub enum PlaybackError {
         #[source]
         source: CodecError,
     },
+    /// A decoding thread of the parallel mode failed (it panicked).
+    #[error("session {session}: decoding thread failed: {message}")]
+    Worker {
+        /// The session id.
+        session: String,
+        /// What the runtime said.
+        message: String,
+    },
     /// A legacy session file could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -163,12 +172,17 @@ pub enum PlaybackError {
     },
 }
 
-/// Decodes a recording from its byte stream, one event at a time.
+/// Decodes a recording from its byte stream, one event at a time: on the calling task
+/// (one job, the default), or with [`with_decode_jobs`](Self::with_decode_jobs) above one,
+/// a ProtoStream recording's parts on that many blocking threads, merged in order (the
+/// same events, counters and errors; see `parallel.rs`).
 pub struct SessionReader {
     session: String,
     chunks: RecordingBytes,
     reader: ProtoReader,
     legacy: Option<std::vec::IntoIter<AuditEvent>>,
+    jobs: usize,
+    parallel: Option<Box<parallel::ParallelDecode>>,
     started: bool,
     finished: bool,
     done: bool,
@@ -182,10 +196,20 @@ impl SessionReader {
             chunks,
             reader: ProtoReader::default(),
             legacy: None,
+            jobs: 1,
+            parallel: None,
             started: false,
             finished: false,
             done: false,
         }
+    }
+
+    /// Decodes a ProtoStream recording's parts on `jobs` blocking threads (1: on the calling
+    /// task, part after part). At most `2 × jobs` parts are held at once. Set it before the
+    /// first event; legacy recordings are always read whole on the calling task.
+    pub fn with_decode_jobs(mut self, jobs: usize) -> SessionReader {
+        self.jobs = jobs.max(1);
+        self
     }
 
     /// Opens the recording of `session` in `source`.
@@ -206,15 +230,24 @@ impl SessionReader {
         }
     }
 
-    /// Counters of the ProtoStream reader so far (total, skipped duplicates, out of order).
+    /// Counters of the ProtoStream reader so far (total, skipped duplicates, out of order;
+    /// in the parallel mode, of the parts merged so far).
     pub fn stats(&self) -> tapelog_core::codec::ReaderStats {
-        self.reader.stats()
+        match &self.parallel {
+            Some(p) => p.stats(),
+            None => self.reader.stats(),
+        }
     }
 
     /// Bytes the decoder holds right now (input not yet decoded and decoded data not yet
-    /// handed out): what reading costs in memory, whatever the recording's size.
+    /// handed out): what reading costs in memory, whatever the recording's size. In the
+    /// parallel mode, the compressed bytes of the parts held (their decoded events are not
+    /// counted).
     pub fn buffered_bytes(&self) -> usize {
-        self.reader.buffered_bytes()
+        match &self.parallel {
+            Some(p) => p.buffered_bytes(),
+            None => self.reader.buffered_bytes(),
+        }
     }
 
     fn decode_err(&self, kind: ErrorKind) -> PlaybackError {
@@ -249,6 +282,14 @@ impl SessionReader {
             }
         }
         match detect_format(&head) {
+            Format::ProtoV1 | Format::ProtoV2 if self.jobs > 1 => {
+                self.parallel = Some(Box::new(parallel::ParallelDecode::new(
+                    self.jobs,
+                    head,
+                    self.finished,
+                )));
+                Ok(())
+            }
             Format::ProtoV1 | Format::ProtoV2 => {
                 self.reader.push(&head);
                 if self.finished {
@@ -302,6 +343,9 @@ impl SessionReader {
         if let Some(events) = &mut self.legacy {
             return events.next().map(Ok);
         }
+        if let Some(p) = &mut self.parallel {
+            return p.next(&mut self.chunks, &self.session).await;
+        }
         loop {
             match self.reader.poll() {
                 Ok(Polled::Event(e)) => return Some(Ok(e)),
@@ -339,6 +383,7 @@ impl SessionReader {
 pub struct Playback<S> {
     recordings: S,
     log_dir: Option<PathBuf>,
+    decode_jobs: usize,
 }
 
 impl<S: RecordingSource> Playback<S> {
@@ -348,7 +393,21 @@ impl<S: RecordingSource> Playback<S> {
         Playback {
             recordings,
             log_dir: log_dir.map(Path::to_path_buf),
+            decode_jobs: 1,
         }
+    }
+
+    /// Recordings are decoded on `jobs` threads ([`SessionReader::with_decode_jobs`]);
+    /// 1, the default: part after part on the calling task.
+    pub fn with_decode_jobs(mut self, jobs: usize) -> Playback<S> {
+        self.decode_jobs = jobs.max(1);
+        self
+    }
+
+    async fn open(&self, session: &str) -> Result<SessionReader, PlaybackError> {
+        Ok(SessionReader::open(&self.recordings, session)
+            .await?
+            .with_decode_jobs(self.decode_jobs))
     }
 
     fn check(session: &str) -> Result<(), PlaybackError> {
@@ -372,7 +431,7 @@ impl<S: RecordingSource> Playback<S> {
         start_index: i64,
     ) -> Result<BoxStream<'static, Result<AuditEvent, PlaybackError>>, PlaybackError> {
         Self::check(session)?;
-        let events = match SessionReader::open(&self.recordings, session).await {
+        let events = match self.open(session).await {
             Ok(r) => r.into_stream().boxed(),
             Err(PlaybackError::NotFound { .. }) => match self.legacy(session)? {
                 Some(l) => futures::stream::iter(l.events(true)?.into_iter().map(Ok)).boxed(),
@@ -410,7 +469,7 @@ impl<S: RecordingSource> Playback<S> {
                 })
                 .collect());
         }
-        let mut reader = SessionReader::open(&self.recordings, session).await?;
+        let mut reader = self.open(session).await?;
         let mut view = PlaybackView::new();
         let mut out = Vec::new();
         while let Some(e) = reader.next_event().await {
@@ -439,7 +498,7 @@ impl<S: RecordingSource> Playback<S> {
             l.read_chunks(&mut window)?;
             return Ok(window.into_bytes());
         }
-        let mut reader = SessionReader::open(&self.recordings, session).await?;
+        let mut reader = self.open(session).await?;
         while !window.is_full() {
             match reader.next_event().await {
                 Some(Ok(AuditEvent::SessionPrint(p))) => {

@@ -112,6 +112,15 @@ pub enum CliError {
     },
 }
 
+/// The decode threads of `play` and `upload`: `--jobs`, else [`DEFAULT_DECODE_JOBS`].
+pub fn decode_jobs(flag: Option<u16>) -> usize {
+    flag.map_or(DEFAULT_DECODE_JOBS, usize::from)
+}
+
+/// `play` and `upload` decode one part after the other unless `--jobs` says otherwise
+/// (measured in docs/benchmarks.md, "Parallel decode").
+pub const DEFAULT_DECODE_JOBS: usize = 1;
+
 /// A progress bar on standard error when it is a terminal (hidden otherwise).
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {

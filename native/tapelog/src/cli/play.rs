@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use tapelog_core::export::{FrameKind, Framer, IdleCap, PlayClock, TerminalSize};
 use tapelog_store::check_id;
-use tapelog_store::file::{EventStream, open_path};
+use tapelog_store::file::{Events, open_path_jobs};
 use tapelog_term::pty::keys::{Key, KeyDecoder};
 use tapelog_term::pty::{RawMode, is_terminal, read_fd, wait_readable};
 
@@ -48,6 +48,11 @@ pub struct PlayArgs {
     /// before it (after --speed and --max-idle) and its size (`scriptreplay`'s timing format).
     #[arg(long, value_name = "FILE")]
     pub timing: Option<PathBuf>,
+    /// Threads that inflate and decode a ProtoStream file's parts ahead of the player
+    /// (default 1: one part after the other). Standard input and legacy recordings are read
+    /// on one thread.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
     /// A recording file (`-` for standard input), or a session id: its recording
     /// `DIR/log/records/SID.tar`, on the server given by `--server`, or on the cluster given
     /// by `--teleport`.
@@ -66,7 +71,8 @@ enum Step {
 /// The recording being read: events turned into steps.
 struct Source {
     path: PathBuf,
-    events: EventStream,
+    events: Events,
+    jobs: usize,
     framer: Framer,
     cap: IdleCap,
     max_idle_ms: Option<i64>,
@@ -75,10 +81,11 @@ struct Source {
 }
 
 impl Source {
-    fn open(path: &Path, max_idle_ms: Option<i64>) -> Result<Source, CliError> {
+    fn open(path: &Path, max_idle_ms: Option<i64>, jobs: usize) -> Result<Source, CliError> {
         Ok(Source {
             path: path.to_path_buf(),
-            events: open_path(path)?,
+            events: open_path_jobs(path, jobs)?,
+            jobs,
             framer: Framer::new(),
             cap: IdleCap::new(max_idle_ms),
             max_idle_ms,
@@ -87,7 +94,7 @@ impl Source {
     }
 
     fn reopen(&self) -> Result<Source, CliError> {
-        Source::open(&self.path, self.max_idle_ms)
+        Source::open(&self.path, self.max_idle_ms, self.jobs)
     }
 
     /// The next step and its time, feeding the first size into `screen`.
@@ -395,7 +402,7 @@ pub fn run(a: PlayArgs) -> Result<(), CliError> {
         Some(d) => d.path().to_path_buf(),
         None => resolve(&a.recording, &a.data.data_dir)?,
     };
-    let source = Source::open(&path, max_idle_ms)?;
+    let source = Source::open(&path, max_idle_ms, super::decode_jobs(a.jobs))?;
     let timing = match &a.timing {
         None => None,
         Some(p) => Some((

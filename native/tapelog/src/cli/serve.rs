@@ -143,6 +143,11 @@ pub struct ServeArgs {
     /// With --teleport: the cluster's CA certificates (PEM).
     #[arg(long, env = "TAPELOG_TELEPORT_CA", value_name = "FILE")]
     pub teleport_ca: Option<PathBuf>,
+    /// Threads that inflate and decode a recording's parts for a session's events and the
+    /// legacy playback calls (per request; at most two parts per thread held). Default 1:
+    /// part after part.
+    #[arg(long, env = "TAPELOG_DECODE_JOBS", value_name = "N")]
+    pub decode_jobs: Option<usize>,
 }
 
 /// How the second line of standard output starts: the web player's login URL follows
@@ -278,6 +283,12 @@ pub fn config(a: &ServeArgs) -> Result<ServeConfig, CliError> {
     .dir()
     .map(Path::to_path_buf);
     c.teleport = teleport(a, &file)?;
+    if let Some(j) = layered(a.decode_jobs, file.decode_jobs) {
+        if !(1..=1024).contains(&j) {
+            return Err(usage(format!("--decode-jobs {j}: use 1 to 1024")));
+        }
+        c.decode_jobs = j;
+    }
     if let Some(p) = a.part_size {
         if p < MIN_PART_SIZE {
             return Err(usage(format!(

@@ -15,7 +15,7 @@ use object_store::ObjectStoreExt as _;
 use tapelog_core::AuditEvent;
 use tapelog_core::codec::WriterConfig;
 use tapelog_core::stream::StreamConfig;
-use tapelog_store::file::open_path;
+use tapelog_store::file::open_path_jobs;
 use tapelog_store::stream::{DriverConfig, RecordingStream};
 use tapelog_store::{MultipartUploader, StoreUploader, StreamUpload, check_id, check_upload_id};
 
@@ -49,6 +49,11 @@ pub struct UploadArgs {
     /// Read the recording no faster than this many bytes per second (0: no limit).
     #[arg(long, default_value_t = 0, value_name = "BYTES_PER_SEC")]
     pub rate: u64,
+    /// Threads that inflate and decode a ProtoStream file's parts ahead of the upload
+    /// (default 1: one part after the other). Standard input and legacy recordings are read
+    /// on one thread. The uploaded recording is the same whatever the number.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
     /// Print a line `durable INDEX` on standard output each time the store confirms that every
     /// event up to INDEX is stored.
     #[arg(long)]
@@ -71,7 +76,7 @@ pub async fn run(a: UploadArgs) -> Result<(), CliError> {
     }
     let uploader = Arc::new(a.storage.open()?);
     let total = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
-    let mut events = open_path(&a.file)?;
+    let mut events = open_path_jobs(&a.file, super::decode_jobs(a.jobs))?;
     // The first event names the session when --session-id does not.
     let first = events.next().transpose()?;
     let session_id = match (&a.session_id, &first) {
