@@ -56,10 +56,9 @@ use tokio::task::JoinHandle;
 pub use auth::{Caller, MIN_TOKEN_LEN, TokenSpec, Tokens, constant_time_eq, parse_role};
 pub use body::{decode_events, decode_json, decode_records};
 pub use config::{
-    DEFAULT_COMPLETER_GRACE, DEFAULT_COMPLETER_INTERVAL, DEFAULT_COMPLETER_LEASE, DEFAULT_DECODE_JOBS,
-    DEFAULT_MAX_BODY,
-    DEFAULT_SEARCH_LIMIT, DEFAULT_SHUTDOWN_TIMEOUT, FileConfig, FileToken, ServeConfig, TlsFiles,
-    admin_token,
+    DEFAULT_COMPLETER_GRACE, DEFAULT_COMPLETER_INTERVAL, DEFAULT_COMPLETER_LEASE,
+    DEFAULT_DECODE_JOBS, DEFAULT_MAX_BODY, DEFAULT_SEARCH_LIMIT, DEFAULT_SHUTDOWN_TIMEOUT,
+    FileConfig, FileToken, ServeConfig, TlsFiles, admin_token,
 };
 pub use error::ApiError;
 pub use gateway::TeleportGateway;

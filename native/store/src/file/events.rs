@@ -261,8 +261,8 @@ mod tests {
                 inner: std::io::Cursor::new(bytes.clone()),
                 read: read.clone(),
             };
-            let mut events = ParallelEvents::from_reader(Box::new(src), Path::new("x"), jobs)
-                .expect("started");
+            let mut events =
+                ParallelEvents::from_reader(Box::new(src), Path::new("x"), jobs).expect("started");
             let mut got = Vec::new();
             let mut most_ahead = 0;
             while let Some(e) = events.next() {

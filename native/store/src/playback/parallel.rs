@@ -115,11 +115,7 @@ impl ParallelDecode {
     }
 
     /// Cuts the next piece from the buffer, reading chunks as needed; `None` at the end.
-    async fn next_piece(
-        &mut self,
-        chunks: &mut RecordingBytes,
-        session: &str,
-    ) -> Option<Piece> {
+    async fn next_piece(&mut self, chunks: &mut RecordingBytes, session: &str) -> Option<Piece> {
         loop {
             if self.input_done && self.buf.is_empty() {
                 return None;
@@ -128,7 +124,9 @@ impl ParallelDecode {
                 // (length, whether the piece is a whole part)
                 let cut = match part_extent(&self.buf[..self.buf.len().min(HEADER_PEEK)]) {
                     // `len` is at most the buffer's length here: it fits in usize.
-                    Extent::Part(len) if (self.buf.len() as u64) >= len => Some((len as usize, true)),
+                    Extent::Part(len) if (self.buf.len() as u64) >= len => {
+                        Some((len as usize, true))
+                    }
                     Extent::Part(_) if self.input_done => Some((self.buf.len(), false)),
                     Extent::Part(_) => None,
                     Extent::Rest => {
