@@ -32,6 +32,9 @@ enum Msg {
     End(ParallelRead),
 }
 
+/// The iterator was dropped: the background read stops.
+struct Stopped;
+
 /// The events of a ProtoStream file decoded on `jobs` threads, in the recording's order (see
 /// the module documentation). Dropping it stops the read: the background thread ends once
 /// the parts already handed to its workers are decoded.
@@ -73,7 +76,9 @@ impl ParallelEvents {
                 };
                 let read =
                     read_parallel_parts(&mut *src, &thread_path, jobs, &decode, |events, _, m| {
+                        // The error carries nothing of use: the iterator is gone.
                         tx.send(Msg::Part { events, merged: m })
+                            .map_err(|_| Stopped)
                     });
                 // Err: the iterator was dropped, nobody is left to tell.
                 if let Ok(end) = read {

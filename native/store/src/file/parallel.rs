@@ -131,6 +131,9 @@ pub fn read_parallel<T: Send, E>(
     read_parallel_parts(src, path, jobs, decode, |kept, buf, _| sink(kept, buf))
 }
 
+/// Where a worker sends a part's result (and its output buffer back).
+type Done<T> = mpsc::Receiver<(DecodedPart<T>, Vec<u8>)>;
+
 /// Where the read stands after a part was merged.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Merged {
@@ -185,8 +188,7 @@ pub(crate) fn read_parallel_parts<T: Send, E>(
         }
         let mut merger = PartMerger::new();
         // Each part's result, and the offset one past its last byte.
-        let mut window: VecDeque<(mpsc::Receiver<(DecodedPart<T>, Vec<u8>)>, u64)> =
-            VecDeque::new();
+        let mut window: VecDeque<(Done<T>, u64)> = VecDeque::new();
         let mut read_error = None;
         // Output buffers given back after their part was merged, for the next parts.
         let mut pool: Vec<Vec<u8>> = Vec::new();
