@@ -19,7 +19,7 @@
 use super::deflate::Backend;
 use super::error::CodecError;
 use super::header::{PROTO_STREAM_V2, PartHeader, V1_HEADER_SIZE, V2_HEADER_SIZE};
-use super::reader::{Polled, PolledPrint, ProtoReader, ReaderStats, dedup_rule};
+use super::reader::{Polled, PolledPrint, PolledRecord, ProtoReader, ReaderStats, dedup_rule};
 use crate::event::AuditEvent;
 
 /// Header bytes [`part_extent`] wants (fewer only at the end of the input).
@@ -39,27 +39,30 @@ pub enum Extent {
 /// The extent of the part whose header starts `head` (give [`HEADER_PEEK`] bytes, or all that
 /// is left of the input when less).
 pub fn part_extent(head: &[u8]) -> Extent {
-    let Some(first) = head.get(..V1_HEADER_SIZE) else {
-        return Extent::Rest;
-    };
+    match readable_header(head) {
+        // Both sizes are at most 5 GiB (checked by the parse): no overflow.
+        Some(h) => Extent::Part(h.len() as u64 + h.part_size + h.padding_size),
+        None => Extent::Rest,
+    }
+}
+
+/// The header at the start of `head`, when it can be read and its part decoded (not
+/// encrypted).
+fn readable_header(head: &[u8]) -> Option<PartHeader> {
+    let first = head.get(..V1_HEADER_SIZE)?;
     let mut b = [0u8; V1_HEADER_SIZE];
     b.copy_from_slice(first);
-    let Ok(mut h) = PartHeader::parse_v1_prefix(&b) else {
-        return Extent::Rest;
-    };
+    let mut h = PartHeader::parse_v1_prefix(&b).ok()?;
     if h.version == PROTO_STREAM_V2 {
-        let Some(flags) = head.get(V1_HEADER_SIZE..V2_HEADER_SIZE) else {
-            return Extent::Rest;
-        };
+        let flags = head.get(V1_HEADER_SIZE..V2_HEADER_SIZE)?;
         let mut f = [0u8; 8];
         f.copy_from_slice(flags);
         h.parse_flags(&f);
         if h.encrypted() {
-            return Extent::Rest;
+            return None;
         }
     }
-    // Both sizes are at most 5 GiB (checked by the parse): no overflow.
-    Extent::Part(h.len() as u64 + h.part_size + h.padding_size)
+    Some(h)
 }
 
 /// The decode of one piece: every event, duplicates included, with its index.
@@ -135,6 +138,132 @@ pub fn decode_part_text(
         items,
         stats: r.stats(),
         error,
+    }
+}
+
+/// [`decode_part`] keeping each event as its record: the `OneOf` bytes are appended to `out`
+/// and the item is their place there. The events are decoded on this thread all the same
+/// ([`ProtoReader::poll_checked`]), so items, counters and error are those of `decode_part`,
+/// and [`Records`] gives the events back. `finished`: the piece is the end of the input (a
+/// part cut short is an error); otherwise the piece stops at its last complete record, with
+/// no error for the rest (the input failed there, and the caller reports that).
+pub fn decode_part_records(
+    bytes: &[u8],
+    offset: u64,
+    part: u64,
+    backend: Backend,
+    finished: bool,
+    out: &mut Vec<u8>,
+) -> DecodedPart<std::ops::Range<usize>> {
+    let mut r = ProtoReader::for_part(backend, offset, part);
+    out.reserve(inflated_hint(bytes));
+    let mut items = Vec::new();
+    // Fed in slices: the reader copies what it is given, and a whole part would be held
+    // twice.
+    let mut fed = 0;
+    let error = loop {
+        match r.poll_checked() {
+            Ok(PolledRecord::Record { index, oneof }) => {
+                let start = out.len();
+                out.extend_from_slice(oneof);
+                items.push((index, start..out.len()));
+            }
+            Ok(PolledRecord::NeedInput) if fed < bytes.len() => {
+                let n = FEED.min(bytes.len() - fed);
+                r.push(&bytes[fed..fed + n]);
+                fed += n;
+                if fed == bytes.len() && finished {
+                    r.finish();
+                }
+            }
+            Ok(PolledRecord::End | PolledRecord::NeedInput) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    DecodedPart {
+        items,
+        stats: r.stats(),
+        error,
+    }
+}
+
+/// Bytes given to a part's reader at a time by [`decode_part_records`].
+const FEED: usize = 256 * 1024;
+
+/// Most bytes [`inflated_hint`] will ask to reserve.
+const MAX_HINT: usize = 64 * 1024 * 1024;
+
+/// The size a piece inflates to, as its last gzip member's trailer says (`ISIZE`, the
+/// member's size modulo 2^32; a part is usually one member), for reserving the output once
+/// instead of growing it: at most 64 MiB and at most 1032 times the compressed bytes
+/// (deflate's largest ratio), since it comes from the input. 0 when there is no trailer to
+/// read (a header that does not parse, a cut piece).
+fn inflated_hint(piece: &[u8]) -> usize {
+    let Some(h) = readable_header(&piece[..piece.len().min(HEADER_PEEK)]) else {
+        return 0;
+    };
+    let Ok(end) = usize::try_from(h.len() as u64 + h.part_size) else {
+        return 0;
+    };
+    let Some(trailer) = end.checked_sub(4).and_then(|at| piece.get(at..end)) else {
+        return 0;
+    };
+    let isize = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as usize;
+    isize.min(MAX_HINT).min(piece.len().saturating_mul(1032))
+}
+
+/// A merged part's kept events held as records (from [`decode_part_records`]): the events,
+/// decoded one at a time as they are taken, so that a part costs its records' bytes and not
+/// its typed events.
+#[derive(Debug, Default)]
+pub struct Records {
+    bytes: Vec<u8>,
+    places: std::vec::IntoIter<std::ops::Range<usize>>,
+}
+
+impl Records {
+    /// The kept items of a merged part and the buffer they point into.
+    pub fn new(places: Vec<std::ops::Range<usize>>, bytes: Vec<u8>) -> Records {
+        Records {
+            bytes,
+            places: places.into_iter(),
+        }
+    }
+
+    /// Events not yet taken.
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    /// Whether every event was taken.
+    pub fn is_empty(&self) -> bool {
+        self.places.len() == 0
+    }
+
+    /// The buffer, for the next part's records, once every event was taken.
+    pub fn into_buffer(self) -> Vec<u8> {
+        let mut b = self.bytes;
+        b.clear();
+        b
+    }
+}
+
+impl Iterator for Records {
+    /// An event, or why its record did not decode a second time (it did on the worker, from
+    /// the same bytes: not expected).
+    type Item = Result<AuditEvent, crate::EventError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let place = self.places.next()?;
+        // Places come from `decode_part_records` on this buffer; one outside it (a caller's
+        // mistake) reads as an empty record, an error.
+        Some(AuditEvent::decode_oneof(
+            self.bytes.get(place).unwrap_or_default(),
+        ))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.places.size_hint()
     }
 }
 
@@ -244,6 +373,26 @@ mod tests {
             assert_eq!(events, want.events, "{}: events", v.name);
             assert_eq!(error, want.error, "{}: error", v.name);
             assert_eq!(m.stats(), want.stats, "{}: stats", v.name);
+            // Held as records, decoded when taken: the same.
+            let mut m = PartMerger::new();
+            let mut events = Vec::new();
+            let mut error = None;
+            for (offset, part, piece) in split(&v.bytes) {
+                let mut out = Vec::new();
+                let d =
+                    decode_part_records(piece, offset, part, Backend::default(), true, &mut out);
+                let (kept, err) = m.merge(d);
+                let records = Records::new(kept, out);
+                assert_eq!(records.len(), records.size_hint().0);
+                events.extend(records.map(Result::unwrap));
+                if err.is_some() {
+                    error = err;
+                    break;
+                }
+            }
+            assert_eq!(events, want.events, "{}: records", v.name);
+            assert_eq!(error, want.error, "{}: records' error", v.name);
+            assert_eq!(m.stats(), want.stats, "{}: records' stats", v.name);
         }
         assert!(proto > 5, "only {proto} ProtoStream vectors");
     }
@@ -301,6 +450,35 @@ mod tests {
             assert_eq!(error, want.error, "{}: error in pieces", v.name);
             assert_eq!(m.stats(), want.stats, "{}: stats in pieces", v.name);
         }
+    }
+
+    /// The reserve hint is the part's inflated size, and a forged trailer cannot make it
+    /// large: at most 1032 times the piece and 64 MiB.
+    #[test]
+    fn inflated_hint_reads_the_trailer_within_bounds() {
+        let events = crate::sample::sample_session(3000);
+        let config = crate::codec::WriterConfig {
+            min_upload_bytes: 8 * 1024,
+            ..crate::codec::WriterConfig::default()
+        };
+        let bytes = crate::codec::encode_recording(&events, config).unwrap();
+        let pieces = split(&bytes);
+        assert!(pieces.len() > 2);
+        for (offset, part, piece) in &pieces {
+            let mut out = Vec::new();
+            let d = decode_part_records(piece, *offset, *part, Backend::default(), true, &mut out);
+            assert!(d.error.is_none());
+            let hint = inflated_hint(piece);
+            // The records are the inflated bytes less their 4-byte length prefixes.
+            assert_eq!(hint, out.len() + 4 * d.items.len(), "part {part}");
+        }
+        let (_, _, first) = pieces[0];
+        let mut forged = first.to_vec();
+        let h = readable_header(first).unwrap();
+        let end = h.len() + h.part_size as usize;
+        forged[end - 4..end].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(inflated_hint(&forged), MAX_HINT.min(forged.len() * 1032));
+        assert_eq!(inflated_hint(&forged[..10]), 0);
     }
 
     #[test]

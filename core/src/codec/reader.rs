@@ -402,6 +402,33 @@ impl ProtoReader {
         }
     }
 
+    /// Like [`poll`](Self::poll) — the same typed decode, so the same kept events, counters
+    /// and errors — but the event is dropped and its record given: the index and the
+    /// `OneOf` bytes, from which [`AuditEvent::decode_oneof`] builds the same event again.
+    /// For readers that hold events as bytes and decode them later (the parallel readers
+    /// keep whole parts: a part's records take a fraction of its typed events' memory).
+    pub fn poll_checked(&mut self) -> Result<PolledRecord<'_>, CodecError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        loop {
+            if let Some((at, len)) = self.next_record()? {
+                if self.typed_record(at, len)?.is_some() {
+                    return Ok(PolledRecord::Record {
+                        index: self.polled_index,
+                        oneof: &self.dec[at..at + len],
+                    });
+                }
+                continue;
+            }
+            match self.step()? {
+                None => {}
+                Some(Need::Input) => return Ok(PolledRecord::NeedInput),
+                Some(Need::End) => return Ok(PolledRecord::End),
+            }
+        }
+    }
+
     /// Like [`poll`](Self::poll) for the terminal output alone: the next kept event's index
     /// and, for a print event, its data, without building the typed event when the record is
     /// a plain `SessionPrint` ([`super::print::scan_print`]); anything else takes the typed

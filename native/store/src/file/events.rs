@@ -3,21 +3,23 @@
 //! [`EventStream`] ([`open_path_jobs`]): what `tapelog play` and `tapelog upload` read.
 //!
 //! [`ParallelEvents`] runs [`read_parallel`](super::read_parallel)'s driver on a background
-//! thread, with `tapelog_core::codec::parallel::decode_part` on the workers, and passes each
-//! merged part's events to the iterator over a rendezvous channel (capacity 0): the
-//! background thread waits with one merged part until the iterator has handed out the
-//! previous one. At most `2 × jobs + 1` parts are held at once — the driver's window (which
-//! lends one slot to the part waiting in the channel) and the part being handed out —
-//! whatever the recording's size. Events, counters (once the iterator has ended) and error
-//! are those of [`EventStream`] on the same bytes.
+//! thread, with `tapelog_core::codec::parallel::decode_part_records` on the workers (each
+//! event decoded there, which finds every error, and kept as its record's bytes), and passes
+//! each merged part's records to the iterator over a rendezvous channel (capacity 0); the
+//! iterator decodes an event from its record when it is taken. A part held costs its
+//! compressed bytes, or once decoded its records' bytes (about its inflated size, a fraction
+//! of its typed events), never both at once. At most `2 × jobs` parts are held (3 with one
+//! job) — the driver's window of `2 × jobs − 1` (which lends one slot to the part waiting in
+//! the channel) and the part being handed out — whatever the recording's size. Events, counters (once the iterator has
+//! ended) and error are those of [`EventStream`] on the same bytes.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use tapelog_core::AuditEvent;
 use tapelog_core::codec::deflate::Backend;
-use tapelog_core::codec::parallel::decode_part;
+use tapelog_core::codec::parallel::{Records, decode_part_records};
 use tapelog_core::codec::{Format, ReaderStats};
 
 use super::parallel::{Merged, read_parallel_parts};
@@ -25,12 +27,12 @@ use super::{EventStream, ParallelRead, ReadError, open_path};
 
 /// What the background thread sends: a merged part's kept events, or the end of the read.
 enum Msg {
-    Part {
-        events: Vec<AuditEvent>,
-        merged: Merged,
-    },
+    Part { records: Records, merged: Merged },
     End(ParallelRead),
 }
+
+/// Emptied record buffers handed back to the background thread (at most two kept).
+type Spare = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// The iterator was dropped: the background read stops.
 struct Stopped;
@@ -41,7 +43,9 @@ struct Stopped;
 pub struct ParallelEvents {
     path: PathBuf,
     rx: mpsc::Receiver<Msg>,
-    current: std::vec::IntoIter<AuditEvent>,
+    current: Records,
+    /// Record buffers of parts handed out, for the background thread to fill again.
+    spare: Spare,
     stats: ReaderStats,
     offset: u64,
     done: bool,
@@ -67,19 +71,34 @@ impl ParallelEvents {
     ) -> Result<ParallelEvents, ReadError> {
         let (tx, rx) = mpsc::sync_channel(0);
         let thread_path = path.to_path_buf();
+        let spare: Spare = Arc::default();
+        let thread_spare = spare.clone();
         let spawned = std::thread::Builder::new()
             .name("tapelog-decode".into())
             .spawn(move || {
                 let mut src = src;
-                let decode = |bytes: &[u8], offset, part, _: &mut Vec<u8>| {
-                    decode_part(bytes, offset, part, Backend::default(), |e| e)
+                let decode = |bytes: &[u8], offset, part, out: &mut Vec<u8>| {
+                    decode_part_records(bytes, offset, part, Backend::default(), true, out)
                 };
-                let read =
-                    read_parallel_parts(&mut *src, &thread_path, jobs, &decode, |events, _, m| {
+                // Two parts per worker in all: the one being handed out is the window's last.
+                let window = 2 * jobs.max(1) - 1;
+                let read = read_parallel_parts(
+                    &mut *src,
+                    &thread_path,
+                    jobs,
+                    window,
+                    &decode,
+                    |kept, buf, m| {
+                        // The buffer goes with the records; one the iterator is done with
+                        // takes its place in the driver's pool.
+                        let spare = thread_spare.lock().ok().and_then(|mut v| v.pop());
+                        let records =
+                            Records::new(kept, std::mem::replace(buf, spare.unwrap_or_default()));
                         // The error carries nothing of use: the iterator is gone.
-                        tx.send(Msg::Part { events, merged: m })
+                        tx.send(Msg::Part { records, merged: m })
                             .map_err(|_| Stopped)
-                    });
+                    },
+                );
                 // Err: the iterator was dropped, nobody is left to tell.
                 if let Ok(end) = read {
                     let _ = tx.send(Msg::End(end));
@@ -94,7 +113,8 @@ impl ParallelEvents {
         Ok(ParallelEvents {
             path: path.to_path_buf(),
             rx,
-            current: Vec::new().into_iter(),
+            current: Records::default(),
+            spare,
             stats: ReaderStats::default(),
             offset: 0,
             done: false,
@@ -119,14 +139,24 @@ impl Iterator for ParallelEvents {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(e) = self.current.next() {
-                return Some(Ok(e));
+                return Some(e.map_err(|e| ReadError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(format!(
+                        "an event decoded on a worker did not decode again: {e}"
+                    )),
+                }));
             }
             if self.done {
                 return None;
             }
             match self.rx.recv() {
-                Ok(Msg::Part { events, merged }) => {
-                    self.current = events.into_iter();
+                Ok(Msg::Part { records, merged }) => {
+                    let done = std::mem::replace(&mut self.current, records).into_buffer();
+                    if let Ok(mut spare) = self.spare.lock()
+                        && spare.len() < 2
+                    {
+                        spare.push(done);
+                    }
                     self.stats = merged.stats;
                     self.offset = merged.end;
                 }

@@ -128,7 +128,10 @@ pub fn read_parallel<T: Send, E>(
     decode: &PartDecoder<'_, T>,
     mut sink: impl FnMut(Vec<T>, &[u8]) -> Result<(), E>,
 ) -> Result<ParallelRead, E> {
-    read_parallel_parts(src, path, jobs, decode, |kept, buf, _| sink(kept, buf))
+    let window = jobs.max(1) * WINDOW_PER_JOB;
+    read_parallel_parts(src, path, jobs, window, decode, |kept, buf, _| {
+        sink(kept, buf)
+    })
 }
 
 /// Where a worker sends a part's result (and its output buffer back).
@@ -143,15 +146,20 @@ pub(crate) struct Merged {
     pub end: u64,
 }
 
-/// [`read_parallel`] with the counters and position after each part given to the sink.
+/// [`read_parallel`] with at most `window` parts read and not yet given to the sink (at
+/// least `jobs + 1`, so that every worker has a part while the sink runs), the counters and
+/// position after each part given to the sink, and the part's output buffer lent mutably (a
+/// sink that keeps it takes it, leaving an empty one).
 pub(crate) fn read_parallel_parts<T: Send, E>(
     src: &mut dyn Read,
     path: &Path,
     jobs: usize,
+    window: usize,
     decode: &PartDecoder<'_, T>,
-    mut sink: impl FnMut(Vec<T>, &[u8], Merged) -> Result<(), E>,
+    mut sink: impl FnMut(Vec<T>, &mut Vec<u8>, Merged) -> Result<(), E>,
 ) -> Result<ParallelRead, E> {
     let jobs = jobs.max(1);
+    let limit = window.max(jobs + 1);
     let mut splitter = Splitter {
         src,
         path,
@@ -193,7 +201,7 @@ pub(crate) fn read_parallel_parts<T: Send, E>(
         // Output buffers given back after their part was merged, for the next parts.
         let mut pool: Vec<Vec<u8>> = Vec::new();
         loop {
-            while read_error.is_none() && window.len() < jobs * WINDOW_PER_JOB {
+            while read_error.is_none() && window.len() < limit {
                 match splitter.next() {
                     Ok(Some(piece)) => {
                         let (tx, rx) = mpsc::sync_channel(1);
@@ -230,7 +238,8 @@ pub(crate) fn read_parallel_parts<T: Send, E>(
                 stats: merger.stats(),
                 end,
             };
-            sink(kept, &buf, merged)?;
+            let mut buf = buf;
+            sink(kept, &mut buf, merged)?;
             pool.push(buf);
             if let Some(source) = error {
                 return Ok(ParallelRead {

@@ -1,11 +1,14 @@
 //! [`SessionReader`](super::SessionReader)'s parallel mode: a ProtoStream recording arriving
 //! as async chunks, cut into parts at their headers (`part_extent`), each part inflated and
-//! decoded on tokio's blocking threads (`decode_part`), the results merged in part order
-//! (`PartMerger`), so events, counters and errors are those of the sequential reader.
+//! decoded on tokio's blocking threads (`decode_part_records`: every event decoded there, so
+//! every error found there, and kept as its record's bytes), the results merged in part order
+//! (`PartMerger`), so events, counters and errors are those of the sequential reader. An
+//! event is built from its record again when it is taken (`Records`).
 //!
 //! Bounds: at most `2 × jobs` parts are held (received and not yet merged) and at most
 //! `jobs` of them are decoded at once; a part is held whole, its compressed bytes and then
-//! its decoded events. A header that cannot be read (damage, encryption, the end of the
+//! its records' bytes (about its inflated size, a fraction of its typed events), plus the
+//! part whose events are being taken. A header that cannot be read (damage, encryption, the end of the
 //! input) makes what is buffered the last piece: its decode reports the error at that
 //! header, as the sequential reader does, and nothing after it is read. When the store fails
 //! part-way, the bytes received so far are decoded without being marked finished (the
@@ -17,11 +20,11 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use futures::StreamExt;
 use tapelog_core::AuditEvent;
+use tapelog_core::codec::ReaderStats;
 use tapelog_core::codec::deflate::Backend;
 use tapelog_core::codec::parallel::{
-    DecodedPart, Extent, HEADER_PEEK, PartMerger, decode_part, part_extent,
+    DecodedPart, Extent, HEADER_PEEK, PartMerger, Records, decode_part_records, part_extent,
 };
-use tapelog_core::codec::{Polled, ProtoReader, ReaderStats};
 use tokio::task::JoinHandle;
 
 use super::{PlaybackError, RecordingBytes};
@@ -42,7 +45,7 @@ struct Piece {
 enum Slot {
     Waiting(Piece),
     Running {
-        task: JoinHandle<DecodedPart<AuditEvent>>,
+        task: JoinHandle<Decoded>,
         bytes: usize,
     },
 }
@@ -70,7 +73,7 @@ pub(crate) struct ParallelDecode {
     read_error: Option<PlaybackError>,
     window: VecDeque<Slot>,
     merger: PartMerger,
-    current: std::vec::IntoIter<AuditEvent>,
+    current: Records,
     /// The error that ends the recording, reported after `current`.
     failed: Option<PlaybackError>,
 }
@@ -88,7 +91,7 @@ impl ParallelDecode {
             read_error: None,
             window: VecDeque::new(),
             merger: PartMerger::new(),
-            current: Vec::new().into_iter(),
+            current: Records::default(),
             failed: None,
         }
     }
@@ -204,7 +207,10 @@ impl ParallelDecode {
     ) -> Option<Result<AuditEvent, PlaybackError>> {
         loop {
             if let Some(e) = self.current.next() {
-                return Some(Ok(e));
+                return Some(e.map_err(|e| PlaybackError::Worker {
+                    session: session.to_string(),
+                    message: format!("an event decoded on a worker did not decode again: {e}"),
+                }));
             }
             if let Some(e) = self.failed.take() {
                 self.window.clear();
@@ -238,7 +244,7 @@ impl ParallelDecode {
                 Slot::Waiting(p) => tokio::task::spawn_blocking(move || decode(p)).await,
             };
             self.start_waiting();
-            let decoded = match decoded {
+            let (decoded, out) = match decoded {
                 Ok(d) => d,
                 Err(e) => {
                     self.window.clear();
@@ -251,7 +257,7 @@ impl ParallelDecode {
                 }
             };
             let (kept, error) = self.merger.merge(decoded);
-            self.current = kept.into_iter();
+            self.current = Records::new(kept, out);
             if let Some(source) = error {
                 self.input_done = true;
                 self.read_error = None;
@@ -264,27 +270,22 @@ impl ParallelDecode {
     }
 }
 
-/// Decodes one piece on a blocking thread: finished pieces as `decode_part` does, a piece
+/// A decoded piece: its items and the buffer of records they point into.
+type Decoded = (DecodedPart<std::ops::Range<usize>>, Vec<u8>);
+
+/// Decodes one piece on a blocking thread: a finished piece as `decode_part` does, a piece
 /// cut short by a store error up to its last complete record.
-fn decode(p: Piece) -> DecodedPart<AuditEvent> {
-    if p.finished {
-        return decode_part(&p.bytes, p.offset, p.part, Backend::default(), |e| e);
-    }
-    let mut r = ProtoReader::for_part(Backend::default(), p.offset, p.part);
-    r.push(&p.bytes);
-    let mut items = Vec::new();
-    let error = loop {
-        match r.poll() {
-            Ok(Polled::Event(e)) => items.push((r.polled_index(), e)),
-            Ok(Polled::End | Polled::NeedInput) => break None,
-            Err(e) => break Some(e),
-        }
-    };
-    DecodedPart {
-        items,
-        stats: r.stats(),
-        error,
-    }
+fn decode(p: Piece) -> Decoded {
+    let mut out = Vec::new();
+    let d = decode_part_records(
+        &p.bytes,
+        p.offset,
+        p.part,
+        Backend::default(),
+        p.finished,
+        &mut out,
+    );
+    (d, out)
 }
 
 #[cfg(test)]
