@@ -26,6 +26,8 @@ pub mod stream;
 mod hooked;
 pub mod layout;
 mod store;
+#[cfg(test)]
+mod test_recordings;
 pub mod url;
 
 use std::future::Future;

@@ -247,10 +247,10 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use tapelog_core::codec::parallel::{HEADER_PEEK, split};
-    use tapelog_core::codec::{WriterConfig, encode_recording};
 
     use super::*;
     use crate::file::open_reader;
+    use crate::test_recordings::many_parts;
 
     /// A reader that counts the bytes it gave.
     struct Counting {
@@ -264,15 +264,6 @@ mod tests {
             self.read.fetch_add(n as u64, Ordering::SeqCst);
             Ok(n)
         }
-    }
-
-    fn many_parts() -> Vec<u8> {
-        let events = tapelog_core::sample::sample_session(6000);
-        let config = WriterConfig {
-            min_upload_bytes: 4 * 1024,
-            ..WriterConfig::default()
-        };
-        encode_recording(&events, config).unwrap()
     }
 
     /// The memory bound: however slowly events are taken, the file is never read more than

@@ -294,11 +294,11 @@ mod tests {
 
     use futures::stream;
     use tapelog_core::codec::parallel::split;
-    use tapelog_core::codec::{WriterConfig, encode_recording};
 
     use super::super::SessionReader;
     use super::*;
     use crate::UploadError;
+    use crate::test_recordings::many_parts;
 
     /// `bytes` as a stream of chunks of varied sizes; with `fail_at`, the store fails once
     /// that many bytes were sent.
@@ -333,15 +333,6 @@ mod tests {
         }
         assert!(r.next_event().await.is_none());
         (out, r.stats(), most)
-    }
-
-    fn many_parts() -> Vec<u8> {
-        let events = tapelog_core::sample::sample_session(6000);
-        let config = WriterConfig {
-            min_upload_bytes: 4 * 1024,
-            ..WriterConfig::default()
-        };
-        encode_recording(&events, config).unwrap()
     }
 
     async fn same_whatever_the_jobs(name: &str, bytes: &[u8], fail_at: Option<usize>) {
