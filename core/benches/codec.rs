@@ -265,7 +265,7 @@ fn main() {
         evs.len(),
         raw_bytes as f64 / 1e6
     );
-    // `TAPELOG_BENCH_PROFILE=records|typed|encode|inflate` loops one path on the default back
+    // `TAPELOG_BENCH_PROFILE=records|typed|encode|scan|parts|parts2|inflate` loops one path on the default back
     // end (for `perf record`) and prints nothing else.
     if let Ok(what) = std::env::var("TAPELOG_BENCH_PROFILE") {
         let backend = Backend::default();
@@ -277,6 +277,9 @@ fn main() {
                 "typed" => decode(&bytes, backend),
                 "encode" => encode(&evs, backend).len(),
                 "encode_hot" => encode_hot(&evs[..4096], raw_bytes, backend).len(),
+                "scan" => text_sequential_scan(&bytes, false).len(),
+                "parts" => text_parallel(&bytes, 1, true, false).len(),
+                "parts2" => text_parallel(&bytes, 2, true, false).len(),
                 _ => raw_inflate(&bytes, backend),
             };
             std::hint::black_box(n);

@@ -87,9 +87,8 @@ pub fn decode_part<T>(
     backend: Backend,
     mut map: impl FnMut(AuditEvent) -> T,
 ) -> DecodedPart<T> {
-    let mut r = ProtoReader::for_part(backend, offset, part);
-    r.push(bytes);
-    r.finish();
+    let mut r = part_reader(backend, offset, part);
+    let mut feed = Feed::new(bytes, true);
     let mut items = Vec::new();
     let error = loop {
         match r.poll() {
@@ -97,14 +96,83 @@ pub fn decode_part<T>(
                 let index = r.polled_index();
                 items.push((index, map(e)));
             }
+            Ok(Polled::NeedInput) if feed.more(&mut r) => {}
             Ok(Polled::End | Polled::NeedInput) => break None,
             Err(e) => break Some(e),
         }
     };
-    DecodedPart {
+    done_with(r, backend, items, error)
+}
+
+/// The end of a piece's decode: its result, and the reader kept for this thread's next piece.
+fn done_with<T>(
+    r: ProtoReader,
+    backend: Backend,
+    items: Vec<(i64, T)>,
+    error: Option<CodecError>,
+) -> DecodedPart<T> {
+    let d = DecodedPart {
         items,
         stats: r.stats(),
         error,
+    };
+    SPARE.set(Some((backend, r)));
+    d
+}
+
+thread_local! {
+    /// The last piece's reader on this thread: its buffers (a part's input slice, the
+    /// inflate buffer) and inflater serve the next piece, which saves their allocation and
+    /// first-touch page faults on every part.
+    static SPARE: std::cell::Cell<Option<(Backend, ProtoReader)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A reader for one piece ([`ProtoReader::for_part`]), from this thread's spare when there
+/// is one.
+fn part_reader(backend: Backend, offset: u64, part: u64) -> ProtoReader {
+    match SPARE.take() {
+        Some((b, r)) if b == backend => r.into_part(offset, part),
+        _ => ProtoReader::for_part(backend, offset, part),
+    }
+}
+
+/// A piece given to its reader [`FEED`] bytes at a time: the reader copies what it is given,
+/// and a whole part would be held twice.
+struct Feed<'a> {
+    bytes: &'a [u8],
+    fed: usize,
+    finished: bool,
+}
+
+impl<'a> Feed<'a> {
+    fn new(bytes: &'a [u8], finished: bool) -> Feed<'a> {
+        Feed {
+            bytes,
+            fed: 0,
+            finished,
+        }
+    }
+
+    /// Pushes the next slice (and the end, after the last one of a finished piece); false
+    /// when everything was given.
+    fn more(&mut self, r: &mut ProtoReader) -> bool {
+        if self.fed == self.bytes.len() {
+            // An empty finished piece still has to end (and say whether it is complete).
+            if self.finished && self.bytes.is_empty() && self.fed == 0 {
+                self.finished = false;
+                r.finish();
+                return true;
+            }
+            return false;
+        }
+        let n = FEED.min(self.bytes.len() - self.fed);
+        r.push(&self.bytes[self.fed..self.fed + n]);
+        self.fed += n;
+        if self.fed == self.bytes.len() && self.finished {
+            r.finish();
+        }
+        true
     }
 }
 
@@ -118,27 +186,31 @@ pub fn decode_part_text(
     backend: Backend,
     out: &mut Vec<u8>,
 ) -> DecodedPart<std::ops::Range<usize>> {
-    let mut r = ProtoReader::for_part(backend, offset, part);
-    r.push(bytes);
-    r.finish();
+    let mut r = part_reader(backend, offset, part);
+    let mut feed = Feed::new(bytes, true);
+    out.reserve(inflated_hint(bytes));
     let mut items = Vec::new();
     let error = loop {
-        match r.poll_print() {
+        let need = match r.poll_print() {
             Ok(PolledPrint::Print { index, data }) => {
                 let start = out.len();
                 out.extend_from_slice(data);
                 items.push((index, start..out.len()));
+                false
             }
-            Ok(PolledPrint::Other { index }) => items.push((index, out.len()..out.len())),
-            Ok(PolledPrint::End | PolledPrint::NeedInput) => break None,
+            Ok(PolledPrint::Other { index }) => {
+                items.push((index, out.len()..out.len()));
+                false
+            }
+            Ok(PolledPrint::NeedInput) => true,
+            Ok(PolledPrint::End) => break None,
             Err(e) => break Some(e),
+        };
+        if need && !feed.more(&mut r) {
+            break None;
         }
     };
-    DecodedPart {
-        items,
-        stats: r.stats(),
-        error,
-    }
+    done_with(r, backend, items, error)
 }
 
 /// [`decode_part`] keeping each event as its record: the `OneOf` bytes are appended to `out`
@@ -155,42 +227,30 @@ pub fn decode_part_records(
     finished: bool,
     out: &mut Vec<u8>,
 ) -> DecodedPart<std::ops::Range<usize>> {
-    let mut r = ProtoReader::for_part(backend, offset, part);
+    let mut r = part_reader(backend, offset, part);
+    let mut feed = Feed::new(bytes, finished);
     out.reserve(inflated_hint(bytes));
     let mut items = Vec::new();
-    // Fed in slices: the reader copies what it is given, and a whole part would be held
-    // twice.
-    let mut fed = 0;
-    if bytes.is_empty() && finished {
-        r.finish();
-    }
     let error = loop {
-        match r.poll_checked() {
+        let need = match r.poll_checked() {
             Ok(PolledRecord::Record { index, oneof }) => {
                 let start = out.len();
                 out.extend_from_slice(oneof);
                 items.push((index, start..out.len()));
+                false
             }
-            Ok(PolledRecord::NeedInput) if fed < bytes.len() => {
-                let n = FEED.min(bytes.len() - fed);
-                r.push(&bytes[fed..fed + n]);
-                fed += n;
-                if fed == bytes.len() && finished {
-                    r.finish();
-                }
-            }
-            Ok(PolledRecord::End | PolledRecord::NeedInput) => break None,
+            Ok(PolledRecord::NeedInput) => true,
+            Ok(PolledRecord::End) => break None,
             Err(e) => break Some(e),
+        };
+        if need && !feed.more(&mut r) {
+            break None;
         }
     };
-    DecodedPart {
-        items,
-        stats: r.stats(),
-        error,
-    }
+    done_with(r, backend, items, error)
 }
 
-/// Bytes given to a part's reader at a time by [`decode_part_records`].
+/// Bytes given to a part's reader at a time (see [`Feed`]).
 const FEED: usize = 256 * 1024;
 
 /// Most bytes [`inflated_hint`] will ask to reserve.

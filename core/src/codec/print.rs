@@ -104,7 +104,9 @@ pub enum ScannedFields {
 /// decode then).
 #[inline]
 pub fn scan_print(record: &[u8]) -> Option<Scanned> {
-    Some(match scan_print_fields(record)? {
+    // Text wants only the data: the type and cluster need not be valid UTF-8 (the typed
+    // decode keeps such a print, with the same data).
+    Some(match scan(record, false)? {
         ScannedFields::Print(p) => Scanned::Print {
             index: p.index,
             data: p.data,
@@ -117,6 +119,12 @@ pub fn scan_print(record: &[u8]) -> Option<Scanned> {
 /// type or the cluster is not valid UTF-8 (the typed decode replaces such bytes).
 #[inline]
 pub fn scan_print_fields(record: &[u8]) -> Option<ScannedFields> {
+    scan(record, true)
+}
+
+/// [`scan_print_fields`]; `check_text`: also ask the type and the cluster to be UTF-8.
+#[inline(always)]
+fn scan(record: &[u8], check_text: bool) -> Option<ScannedFields> {
     // The member that counts is the last length-delimited field.
     let mut member: Option<(u64, usize, usize)> = None;
     let mut pos = 0;
@@ -139,14 +147,16 @@ pub fn scan_print_fields(record: &[u8]) -> Option<ScannedFields> {
     for r in [&mut p.data, &mut p.event_type, &mut p.cluster] {
         *r = (start + r.start)..(start + r.end);
     }
-    for r in [&p.event_type, &p.cluster] {
-        std::str::from_utf8(&record[r.clone()]).ok()?;
+    if check_text {
+        for r in [&p.event_type, &p.cluster] {
+            std::str::from_utf8(&record[r.clone()]).ok()?;
+        }
     }
     Some(ScannedFields::Print(p))
 }
 
 /// A length-delimited value at `pos`: its range, `pos` moved past it.
-#[inline]
+#[inline(always)]
 fn delimited(body: &[u8], pos: &mut usize) -> Option<Range<usize>> {
     let len = usize::try_from(varint_at(body, pos)?).ok()?;
     let end = pos.checked_add(len).filter(|&e| e <= body.len())?;
@@ -156,7 +166,7 @@ fn delimited(body: &[u8], pos: &mut usize) -> Option<Range<usize>> {
 }
 
 /// A `SessionPrint` body: its fields, ranges within `body`.
-#[inline]
+#[inline(always)]
 fn print_body(body: &[u8]) -> Option<PrintFields> {
     let mut seen = 0u8;
     let mut p = PrintFields {
@@ -194,7 +204,7 @@ fn print_body(body: &[u8]) -> Option<PrintFields> {
 
 /// An `events.Metadata` body at `base` within the print body: its index, time, type and
 /// cluster into `p`.
-#[inline]
+#[inline(always)]
 fn metadata(body: &[u8], base: usize, p: &mut PrintFields) -> Option<()> {
     let mut seen = 0u8;
     let mut pos = 0;
@@ -228,7 +238,7 @@ fn metadata(body: &[u8], base: usize, p: &mut PrintFields) -> Option<()> {
 }
 
 /// A `google.protobuf.Timestamp` the typed decode accepts (Go's range).
-#[inline]
+#[inline(always)]
 fn timestamp(body: &[u8]) -> Option<Timestamp> {
     let (mut seconds, mut nanos) = (0i64, 0i32);
     let mut seen = 0u8;
@@ -347,6 +357,14 @@ mod tests {
         let b = bad.to_oneof_bytes();
         assert_eq!(scan_print(&b), None);
         assert_eq!(typed(&b), Some(None));
+        // A type that is not UTF-8: text still takes the scan (the typed decode keeps the
+        // print and its data), the player's view does not.
+        let at = p.windows(5).position(|w| w == b"print").unwrap();
+        let mut latin = p.clone();
+        latin[at] = 0xff;
+        assert!(matches!(scan_print(&latin), Some(Scanned::Print { .. })));
+        assert_eq!(scan_print_fields(&latin), None);
+        agrees(&latin).unwrap();
     }
 
     proptest! {

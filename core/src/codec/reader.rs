@@ -200,6 +200,10 @@ impl Default for ProtoReader {
 impl ProtoReader {
     /// A reader using `backend` for inflate.
     pub fn new(backend: Backend) -> ProtoReader {
+        ProtoReader::with_inflater(Inflater::new(backend))
+    }
+
+    fn with_inflater(inflater: Inflater) -> ProtoReader {
         ProtoReader {
             input: Vec::new(),
             in_pos: 0,
@@ -216,7 +220,7 @@ impl ProtoReader {
             trailer: [0; 8],
             crc: crc32fast::Hasher::new(),
             isize: 0,
-            inflater: Inflater::new(backend),
+            inflater,
             dec: Vec::new(),
             dec_pos: 0,
             dec_end: 0,
@@ -252,6 +256,40 @@ impl ProtoReader {
         r
     }
 
+    /// [`for_part`](Self::for_part) keeping this reader's buffers and inflater (reset): a
+    /// worker decoding part after part allocates them once.
+    pub(crate) fn into_part(self, offset: u64, part: u64) -> ProtoReader {
+        let ProtoReader {
+            mut input,
+            dec,
+            mut scratch,
+            mut inflater,
+            ..
+        } = self;
+        input.clear();
+        scratch.clear();
+        inflater.reset();
+        let mut r = ProtoReader::with_inflater(inflater);
+        r.input = input;
+        r.dec = dec;
+        r.scratch = scratch;
+        r.start_at(ResumePoint {
+            offset,
+            part,
+            last_index: -1,
+        });
+        r.keep_all = true;
+        r
+    }
+
+    fn start_at(&mut self, point: ResumePoint) {
+        self.offset = point.offset;
+        self.part_start = point.offset;
+        self.part_index = point.part;
+        self.last_index = point.last_index;
+        self.resume = point;
+    }
+
     /// The index (as the duplicate rule reads it) of the last event [`poll`](Self::poll)
     /// returned.
     pub fn polled_index(&self) -> i64 {
@@ -262,11 +300,7 @@ impl ProtoReader {
     /// `point.offset` on.
     pub fn resume(backend: Backend, point: ResumePoint) -> ProtoReader {
         let mut r = ProtoReader::new(backend);
-        r.offset = point.offset;
-        r.part_start = point.offset;
-        r.part_index = point.part;
-        r.last_index = point.last_index;
-        r.resume = point;
+        r.start_at(point);
         r
     }
 
