@@ -142,7 +142,7 @@ impl LineScanner {
     pub fn feed(&mut self, chunk: &[u8], mut on_line: impl FnMut(ScannedLine<'_>)) {
         let mut rest = chunk;
         while !rest.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', rest) {
                 Some(nl) => {
                     let piece = &rest[..nl];
                     let len = self.pending_len() + nl as u64;

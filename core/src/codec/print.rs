@@ -6,8 +6,8 @@
 //! the record in place instead and finds the data's bytes.
 //!
 //! It answers only for records in the plain shape writers produce: a `OneOf` whose last
-//! member is field 7 (`SessionPrint`) holding each of its known fields at most once with
-//! their declared wire types, a `Metadata` in the same shape and a valid `Time`. Anything
+//! member is field 7 (`SessionPrint`) holding each of its known fields at most once, in field
+//! order, with their declared wire types, a `Metadata` in the same shape and a valid `Time`. Anything
 //! else (a repeated field, an unknown one, a timestamp Go refuses, a truncated varint) gives
 //! `None`, and the caller takes the typed decode, which is the reference: whenever this scan
 //! answers, the typed decode gives the same print (or, for [`Scanned::Other`], a non-print
@@ -168,7 +168,9 @@ fn delimited(body: &[u8], pos: &mut usize) -> Option<Range<usize>> {
 /// A `SessionPrint` body: its fields, ranges within `body`.
 #[inline(always)]
 fn print_body(body: &[u8]) -> Option<PrintFields> {
-    let mut seen = 0u8;
+    // Fields 1 to 6, each once and in order (as writers put them; any other order takes the
+    // typed decode).
+    let mut last = 0;
     let mut p = PrintFields {
         index: 0,
         time: Timestamp::default(),
@@ -180,20 +182,18 @@ fn print_body(body: &[u8]) -> Option<PrintFields> {
     let mut pos = 0;
     while pos < body.len() {
         let key = key_at(body, &mut pos)?;
-        let field = key >> 3;
-        // Fields 1 to 6, each once.
-        if field == 0 || field > 6 || seen & (1 << field) != 0 {
+        if key >> 3 <= last {
             return None;
         }
-        seen |= 1 << field;
-        match (field, key & 7) {
-            (1, 2) => {
+        last = key >> 3;
+        match key {
+            0x0a => {
                 let r = delimited(body, &mut pos)?;
                 metadata(&body[r.clone()], r.start, &mut p)?;
             }
-            (3, 2) => p.data = delimited(body, &mut pos)?,
-            (5, 0) => p.delay_ms = varint_at(body, &mut pos)? as i64,
-            (2 | 4 | 6, 0) => {
+            0x1a => p.data = delimited(body, &mut pos)?,
+            0x28 => p.delay_ms = varint_at(body, &mut pos)? as i64,
+            0x10 | 0x20 | 0x30 => {
                 varint_at(body, &mut pos)?;
             }
             _ => return None,
@@ -206,28 +206,28 @@ fn print_body(body: &[u8]) -> Option<PrintFields> {
 /// cluster into `p`.
 #[inline(always)]
 fn metadata(body: &[u8], base: usize, p: &mut PrintFields) -> Option<()> {
-    let mut seen = 0u8;
+    // Fields 1 to 6, each once and in order.
+    let mut last = 0;
     let mut pos = 0;
     while pos < body.len() {
         let key = key_at(body, &mut pos)?;
-        let field = key >> 3;
-        if field == 0 || field > 6 || seen & (1 << field) != 0 {
+        if key >> 3 <= last {
             return None;
         }
-        seen |= 1 << field;
-        match (field, key & 7) {
-            (1, 0) => p.index = varint_at(body, &mut pos)? as i64,
+        last = key >> 3;
+        match key {
+            0x08 => p.index = varint_at(body, &mut pos)? as i64,
             // Strings: Go does not check UTF-8 and neither does the typed decode.
-            (3 | 4, 2) => skip_at(body, &mut pos, 2)?,
-            (2, 2) => {
+            0x1a | 0x22 => skip_at(body, &mut pos, 2)?,
+            0x12 => {
                 let r = delimited(body, &mut pos)?;
                 p.event_type = (base + r.start)..(base + r.end);
             }
-            (6, 2) => {
+            0x32 => {
                 let r = delimited(body, &mut pos)?;
                 p.cluster = (base + r.start)..(base + r.end);
             }
-            (5, 2) => {
+            0x2a => {
                 let r = delimited(body, &mut pos)?;
                 p.time = timestamp(&body[r])?;
             }

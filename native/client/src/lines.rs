@@ -41,7 +41,7 @@ impl LineSplitter {
         }
         self.buf.extend_from_slice(chunk);
         // The unfinished tail (after the last newline) must fit.
-        let tail = match self.buf.iter().rposition(|&b| b == b'\n') {
+        let tail = match memchr::memrchr(b'\n', &self.buf) {
             Some(i) => self.buf.len() - i - 1,
             None => self.buf.len(),
         };
@@ -54,7 +54,7 @@ impl LineSplitter {
     /// The next complete line, if any.
     pub fn next_line(&mut self) -> Option<&[u8]> {
         let rest = &self.buf[self.start..];
-        let i = rest.iter().position(|&b| b == b'\n')?;
+        let i = memchr::memchr(b'\n', rest)?;
         let line = &self.buf[self.start..self.start + i];
         self.start += i + 1;
         Some(line)
