@@ -265,8 +265,8 @@ fn main() {
         evs.len(),
         raw_bytes as f64 / 1e6
     );
-    // `TAPELOG_BENCH_PROFILE=records|typed|encode|scan|parts|parts2|inflate` loops one path on the default back
-    // end (for `perf record`) and prints nothing else.
+    // `TAPELOG_BENCH_PROFILE=records|typed|encode|encode_hot|scan|parts|parts2|inflate` loops
+    // one path on the default back end (for `perf record`) and prints nothing else.
     if let Ok(what) = std::env::var("TAPELOG_BENCH_PROFILE") {
         let backend = Backend::default();
         let bytes = encode(&evs, backend);

@@ -146,6 +146,7 @@ fn part_reader(backend: Backend, offset: u64, part: u64) -> ProtoReader {
 struct Feed<'a> {
     bytes: &'a [u8],
     fed: usize,
+    /// The piece is the end of the input: once every slice is in, the reader is told so.
     finished: bool,
 }
 
@@ -158,25 +159,20 @@ impl<'a> Feed<'a> {
         }
     }
 
-    /// Pushes the next slice (and the end, after the last one of a finished piece); false
-    /// when everything was given.
+    /// Gives the reader the next slice, or, once all are in, the end of a finished piece;
+    /// false when there is nothing more to give.
     fn more(&mut self, r: &mut ProtoReader) -> bool {
-        if self.fed == self.bytes.len() {
-            // An empty finished piece still has to end (and say whether it is complete).
-            if self.finished && self.bytes.is_empty() && self.fed == 0 {
-                self.finished = false;
-                r.finish();
-                return true;
-            }
-            return false;
+        if self.fed < self.bytes.len() {
+            let n = FEED.min(self.bytes.len() - self.fed);
+            r.push(&self.bytes[self.fed..self.fed + n]);
+            self.fed += n;
+            return true;
         }
-        let n = FEED.min(self.bytes.len() - self.fed);
-        r.push(&self.bytes[self.fed..self.fed + n]);
-        self.fed += n;
-        if self.fed == self.bytes.len() && self.finished {
+        if std::mem::take(&mut self.finished) {
             r.finish();
+            return true;
         }
-        true
+        false
     }
 }
 
@@ -515,6 +511,54 @@ mod tests {
             assert_eq!(error, want.error, "{}: error in pieces", v.name);
             assert_eq!(m.stats(), want.stats, "{}: stats in pieces", v.name);
         }
+    }
+
+    /// Where a piece ends: an empty or cut piece that is the end of the input reports what a
+    /// reader given the same bytes reports; one that is not reports no error and keeps the
+    /// records before the cut.
+    #[test]
+    fn a_piece_ends_as_its_input_does() {
+        let events = crate::sample::sample_session(300);
+        let bytes =
+            crate::codec::encode_recording(&events, crate::codec::WriterConfig::default()).unwrap();
+        let (offset, part, first) = split(&bytes)[0];
+        let whole = |piece: &[u8]| {
+            let mut r = ProtoReader::for_part(Backend::default(), offset, part);
+            r.push(piece);
+            r.finish();
+            let mut n = 0;
+            let error = loop {
+                match r.poll_checked() {
+                    Ok(PolledRecord::Record { .. }) => n += 1,
+                    Ok(_) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            (n, error)
+        };
+        for piece in [&first[..0], &first[..first.len() / 2], first] {
+            let mut out = Vec::new();
+            let d = decode_part_records(piece, offset, part, Backend::default(), true, &mut out);
+            assert_eq!(
+                (d.items.len(), d.error),
+                whole(piece),
+                "{} bytes",
+                piece.len()
+            );
+            let d = decode_part_records(piece, offset, part, Backend::default(), false, &mut out);
+            assert_eq!(d.error, None, "{} bytes, not finished", piece.len());
+            assert_eq!(
+                d.items.len(),
+                whole(piece).0,
+                "{} bytes, not finished",
+                piece.len()
+            );
+        }
+        assert!(
+            whole(&first[..first.len() / 2]).1.is_some(),
+            "a cut part is an error"
+        );
+        assert!(whole(&first[..0]).1.is_none() && whole(first).1.is_none());
     }
 
     /// The reserve hint is the part's inflated size, and a forged trailer cannot make it

@@ -244,19 +244,10 @@ impl ProtoReader {
     /// the duplicate and order rules are left to the caller ([`super::parallel::PartMerger`]).
     /// Errors name the same offsets as a reader of the whole recording.
     pub fn for_part(backend: Backend, offset: u64, part: u64) -> ProtoReader {
-        let mut r = ProtoReader::resume(
-            backend,
-            ResumePoint {
-                offset,
-                part,
-                last_index: -1,
-            },
-        );
-        r.keep_all = true;
-        r
+        ProtoReader::new(backend).into_part(offset, part)
     }
 
-    /// [`for_part`](Self::for_part) keeping this reader's buffers and inflater (reset): a
+    /// [`for_part`](Self::for_part), keeping this reader's buffers and inflater (reset): a
     /// worker decoding part after part allocates them once.
     pub(crate) fn into_part(self, offset: u64, part: u64) -> ProtoReader {
         let ProtoReader {

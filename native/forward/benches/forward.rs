@@ -260,6 +260,7 @@ fn main() {
                 .map(|(f, b)| f / b)
                 .collect();
             let m = median(&mut fwd_rates[k]);
+            // `median` sorts: `paired`'s ends are then its range.
             let pm = median(&mut paired);
             println!(
                 "  {name:<30}: {m:>9.0} events/s ({} requests)  ratio forward / bare: {:.2}; paired runs: median {pm:.2}, {:.2}-{:.2}",
