@@ -11,14 +11,23 @@
 //!    search (which builds every index), page 1, page 50 (starts at event 24,500) and page
 //!    1,000 (event 499,500) with the default limit of 500, following the keys; each page
 //!    timed as the median of repeated calls with the same key. Target: page 50 / page 1 ≤ 2.
+//! 3. **The arrival-order feed over the same range**, in reads of 1,000 events as
+//!    `tapelog forward` makes them: `FileLog::read_feed_events` (the exporter's fast read)
+//!    and `FileLog::read_feed` (each line's map), each as a ratio to a baseline of the same
+//!    run: the same files read whole and each line checked as JSON by `serde_json`
+//!    (`IgnoredAny`), the least a reader that takes only valid events must do. Medians of
+//!    interleaved runs; the feed's reader CPU is what `tapelog forward` takes from a
+//!    receiver on the same cores (docs/benchmarks.md, "forward").
 //!
-//! `TAPELOG_BENCH_EVENTS` sets the size of the range (default 1,000,000). Run as a test
+//! `TAPELOG_BENCH_EVENTS` sets the size of the range (default 1,000,000);
+//! `TAPELOG_BENCH_ONLY=feed` writes the range and runs part 3 alone (for a profiler). Run as a test
 //! (`cargo test -p tapelog --bench audit`, no `--bench` argument) it does a small smoke run.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use serde::de::IgnoredAny;
 use tapelog_audit::{Durability, FileLog, FileLogConfig, SearchQuery};
 use tapelog_core::audit::files::log_file_name;
 use tapelog_core::{AuditEvent, Timestamp};
@@ -73,13 +82,19 @@ fn main() {
         .unwrap_or(if bench { 1_000_000 } else { 20_000 });
     let dir = tempfile::tempdir().unwrap();
 
-    println!("== append throughput (FileLog::append, ~400-byte events)");
+    let only_feed = std::env::var("TAPELOG_BENCH_ONLY").is_ok_and(|v| v == "feed");
     let budget = if bench {
         Duration::from_secs(3)
     } else {
         Duration::from_millis(200)
     };
+    if !only_feed {
+        println!("== append throughput (FileLog::append, ~400-byte events)");
+    }
     for (name, d) in [("write", Durability::Write), ("fsync", Durability::Fsync)] {
+        if only_feed {
+            break;
+        }
         let sub = dir.path().join(name);
         let rate = append_throughput(&sub, d, budget, 1_000_000);
         println!("{name:>6}: {rate:>10.0} events/s");
@@ -110,6 +125,10 @@ fn main() {
     println!("write lines: {:.2} s", t0.elapsed().as_secs_f64());
 
     let log = FileLog::open(FileLogConfig::new(&data, "auth-0")).unwrap();
+    if only_feed {
+        feed_reads(&log, &data, total, if bench { 5 } else { 1 });
+        return;
+    }
     let q = SearchQuery::new(
         Timestamp::from_unix_millis(0),
         Timestamp::from_unix_millis(DAY0_MS + 30 * DAY_MS),
@@ -166,4 +185,89 @@ fn main() {
         println!("ratio page {page} / page 1: {:.2}", t.as_secs_f64() / p1);
     }
     assert_eq!(log.stats().index_builds, (servers * days) as u64);
+
+    feed_reads(&log, &data, total, if bench { 5 } else { 1 });
+}
+
+/// Part 3: the whole log through the feed, in reads of 1,000, against a syntax check of
+/// every line of the same files.
+fn feed_reads(log: &FileLog, data: &Path, total: usize, runs: usize) {
+    println!("== the feed over {total} events, reads of 1000 ({runs} interleaved runs, medians)");
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for server in std::fs::read_dir(data.join("log")).unwrap() {
+        let server = server.unwrap().path();
+        if server.is_dir() {
+            for f in std::fs::read_dir(&server).unwrap() {
+                let f = f.unwrap().path();
+                if f.extension().is_some_and(|x| x == "log") {
+                    files.push(f);
+                }
+            }
+        }
+    }
+    let baseline = || {
+        let mut n = 0usize;
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap();
+            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let text = std::str::from_utf8(line).unwrap();
+                serde_json::from_str::<IgnoredAny>(text).unwrap();
+                n += 1;
+            }
+        }
+        n
+    };
+    let fast = || {
+        let (mut key, mut n) = (String::new(), 0usize);
+        loop {
+            let p = log.read_feed_events(&key, 1000).unwrap();
+            if p.events.is_empty() && p.next_key == key {
+                return n;
+            }
+            n += p.events.len();
+            key = p.next_key;
+        }
+    };
+    let full = || {
+        let (mut key, mut n) = (String::new(), 0usize);
+        loop {
+            let p = log.read_feed(&key, 1000).unwrap();
+            if p.events.is_empty() && p.next_key == key {
+                return n;
+            }
+            n += p.events.len();
+            key = p.next_key;
+        }
+    };
+    let mut rates: [Vec<f64>; 3] = Default::default();
+    for _ in 0..runs {
+        let ways: [&dyn Fn() -> usize; 3] = [&baseline, &fast, &full];
+        for (k, way) in ways.iter().enumerate() {
+            let t = Instant::now();
+            assert_eq!(way(), total, "every event read");
+            rates[k].push(total as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    let m: Vec<f64> = rates
+        .iter_mut()
+        .map(|r| {
+            r.sort_by(f64::total_cmp);
+            r[r.len() / 2]
+        })
+        .collect();
+    println!(
+        "lines read whole, JSON checked (baseline): {:>10.0} events/s",
+        m[0]
+    );
+    println!(
+        "read_feed_events (the exporter's read):   {:>10.0} events/s ({:.2} of the baseline, {:.2} us/event)",
+        m[1],
+        m[1] / m[0],
+        1e6 / m[1]
+    );
+    println!(
+        "read_feed (each line's map):              {:>10.0} events/s ({:.2} of the baseline)",
+        m[2],
+        m[2] / m[0]
+    );
 }

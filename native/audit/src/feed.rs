@@ -58,8 +58,8 @@ pub struct FeedEvent {
     pub session_id: String,
     /// `time` (Go's zero time when absent or not RFC 3339).
     pub time: Timestamp,
-    /// The file it is in (`server/day file`).
-    pub file: String,
+    /// The file it is in (`server/day file`), shared by the events of a read from that file.
+    pub file: std::sync::Arc<str>,
     /// The line's byte offset in that file.
     pub offset: u64,
 }
@@ -72,7 +72,7 @@ impl FeedEvent {
             session_id: e.fields.get_session_id().to_string(),
             time: e.fields.get_timestamp(),
             json: e.json,
-            file: e.file,
+            file: e.file.into(),
             offset: e.offset,
         }
     }
@@ -102,7 +102,7 @@ trait Take: Sized {
     fn make(
         fields: Self::Fields<'_>,
         json: &str,
-        file: &str,
+        file: &std::sync::Arc<str>,
         offset: u64,
         trim: bool,
         inner: &Inner,
@@ -119,7 +119,7 @@ impl Take for StoredEvent {
     fn make(
         fields: EventFields,
         json: &str,
-        file: &str,
+        file: &std::sync::Arc<str>,
         offset: u64,
         trim: bool,
         inner: &Inner,
@@ -147,7 +147,7 @@ impl Take for FeedEvent {
     fn make(
         fields: LineFields<'_>,
         json: &str,
-        file: &str,
+        file: &std::sync::Arc<str>,
         offset: u64,
         trim: bool,
         inner: &Inner,
@@ -168,7 +168,7 @@ impl Take for FeedEvent {
             uid: fields.uid.into_owned(),
             session_id: fields.sid.into_owned(),
             time: fields.time,
-            file: file.to_string(),
+            file: file.clone(),
             offset,
         })
     }
@@ -205,6 +205,9 @@ struct Reader<'a, E> {
     key: FeedKey,
     builder: PageBuilder,
     events: Vec<E>,
+    /// The end of the last line passed in the range being read: the key moves there once
+    /// the range is done (one key update per range, not per line).
+    passed: Option<u64>,
     scanned: u64,
     /// Whether some line was taken (so the budget may stop the read).
     progressed: bool,
@@ -221,7 +224,24 @@ impl<E: Take> Reader<'_, E> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(AuditError::io(&path)(e)),
         };
-        let id = r.file_id();
+        // One name for every event of the range (a shared string, not one per event).
+        let id: std::sync::Arc<str> = r.file_id().into();
+        self.passed = None;
+        let done = self.scan_range(&file, &path, r, &id);
+        if let Some(end) = self.passed.take() {
+            self.key.set(&r.server, &r.name, end);
+        }
+        done
+    }
+
+    /// [`read_range`](Self::read_range)'s loop over the opened file.
+    fn scan_range(
+        &mut self,
+        file: &File,
+        path: &std::path::Path,
+        r: &FeedRead,
+        id: &std::sync::Arc<str>,
+    ) -> Result<(), AuditError> {
         let mut scanner = LineScanner::new(r.from, MAX_READ_LINE);
         let mut pos = r.from;
         let mut chunk = FIRST_CHUNK;
@@ -235,7 +255,7 @@ impl<E: Take> Reader<'_, E> {
             buf.resize(want, 0);
             let n = file
                 .read_at(&mut buf[..want], pos)
-                .map_err(AuditError::io(&path))?;
+                .map_err(AuditError::io(path))?;
             if n == 0 {
                 // Shorter than listed (truncated meanwhile): the next listing sees it.
                 break;
@@ -265,7 +285,7 @@ impl<E: Take> Reader<'_, E> {
                         (offset, offset + len + 1, Line::Unparsable)
                     }
                 };
-                match self.take(&id, r, offset, end, line) {
+                match self.take(id, offset, end, line) {
                     Ok(true) => {}
                     Ok(false) => self.done = true,
                     Err(e) => {
@@ -284,8 +304,7 @@ impl<E: Take> Reader<'_, E> {
     /// Takes one line: `false` when the page is full before it (the key stays before it).
     fn take(
         &mut self,
-        id: &str,
-        r: &FeedRead,
+        id: &std::sync::Arc<str>,
         offset: u64,
         end: u64,
         line: Line<'_>,
@@ -307,7 +326,7 @@ impl<E: Take> Reader<'_, E> {
             }
         };
         let Some((fields, json)) = parsed else {
-            self.key.set(&r.server, &r.name, end);
+            self.passed = Some(end);
             self.progressed = true;
             return Ok(true);
         };
@@ -318,7 +337,7 @@ impl<E: Take> Reader<'_, E> {
         let trim = admit == Admit::TakeAlone && json.len() >= MAX_EVENT_BYTES_IN_RESPONSE;
         let event = E::make(fields, json, id, offset, trim, self.inner)?;
         self.events.push(event);
-        self.key.set(&r.server, &r.name, end);
+        self.passed = Some(end);
         self.progressed = true;
         Ok(!self.builder.is_full())
     }
@@ -359,6 +378,7 @@ impl FileLog {
             key: next,
             builder: PageBuilder::new(limit),
             events: Vec::new(),
+            passed: None,
             scanned: 0,
             progressed: false,
             done: false,

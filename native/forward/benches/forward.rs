@@ -162,20 +162,33 @@ fn loadavg() -> String {
         .to_string()
 }
 
-/// One timed run into a fresh receiver: (events/s, requests).
+/// One timed run into a fresh receiver.
+struct Run {
+    /// Events/s over the whole run (the sender's start and end included).
+    rate: f64,
+    /// Events/s while the receiver was busy: its first request to its last answer.
+    busy_rate: f64,
+    requests: u64,
+}
+
 fn timed(
     pki: &fluentd::Pki,
     latency: Duration,
     events: usize,
     run: impl FnOnce(&fluentd::Fluentd),
-) -> (f64, u64) {
+) -> Run {
     let f = fluentd::Fluentd::start(pki);
     f.set_latency(latency);
     let start = Instant::now();
     run(&f);
     let elapsed = start.elapsed().as_secs_f64();
     assert_eq!(f.record_count(), events, "every event arrived");
-    (events as f64 / elapsed, f.requests())
+    let busy = f.busy_span().unwrap().as_secs_f64();
+    Run {
+        rate: events as f64 / elapsed,
+        busy_rate: events as f64 / busy,
+        requests: f.requests(),
+    }
 }
 
 fn main() {
@@ -215,7 +228,9 @@ fn main() {
         let latency = Duration::from_millis(latency_ms);
         let load_before = loadavg();
         let mut bare_rates = Vec::new();
+        let mut bare_busy = Vec::new();
         let mut fwd_rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        let mut fwd_busy: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
         let mut fwd_requests: Vec<u64> = vec![0; variants.len()];
         let mut profiles: Vec<Vec<(f64, tapelog_forward::pipeline::AuditTimings)>> =
             vec![Vec::new(); variants.len()];
@@ -223,26 +238,30 @@ fn main() {
         // the ratio on an idle machine: three times the runs there.
         let runs = if latency_ms == 0 { runs * 3 } else { runs };
         for _ in 0..runs {
-            let (r, _) = timed(&pki, latency, events, |f| {
+            let b = timed(&pki, latency, events, |f| {
                 rt.block_on(bare(&http, &format!("{}/test.log", f.url), &bodies));
             });
-            bare_rates.push(r);
+            bare_rates.push(b.rate);
+            bare_busy.push(b.busy_rate);
             for (k, (_, extra)) in variants.iter().enumerate() {
                 state_n += 1;
                 let state = tmp.path().join(format!("state{state_n}"));
                 let mut timings = Default::default();
-                let (r, requests) = timed(&pki, latency, events, |f| {
+                let run = timed(&pki, latency, events, |f| {
                     let summary = forward(&rt, f, &pki, &data, &state, extra);
                     assert_eq!(summary.events as usize, events);
                     timings = summary.timings;
                 });
-                fwd_rates[k].push(r);
-                fwd_requests[k] = requests;
-                profiles[k].push((r, timings));
+                fwd_rates[k].push(run.rate);
+                fwd_busy[k].push(run.busy_rate);
+                fwd_requests[k] = run.requests;
+                profiles[k].push((run.rate, timings));
             }
         }
         let bare_rates_in_order = bare_rates.clone();
+        let bare_busy_in_order = bare_busy.clone();
         let bare_median = median(&mut bare_rates);
+        let bare_busy_median = median(&mut bare_busy);
         println!(
             "forward vs a bare array sender: {events} events ({bytes_per_event} bytes each), {latency_ms} ms added per request, {runs} interleaved runs, medians"
         );
@@ -268,6 +287,21 @@ fn main() {
                 m / bare_median,
                 paired[0],
                 paired[paired.len() - 1]
+            );
+            // The same at the receiver: from its first request to its last answer, so
+            // neither side's start (TLS set-up, the state directory) nor end is counted.
+            let mut paired_busy: Vec<f64> = fwd_busy[k]
+                .iter()
+                .zip(&bare_busy_in_order)
+                .map(|(f, b)| f / b)
+                .collect();
+            let mb = median(&mut fwd_busy[k]);
+            let pmb = median(&mut paired_busy);
+            println!(
+                "    while the receiver was busy (first request to last answer): bare {bare_busy_median:.0}, forward {mb:.0} events/s; ratio {:.2}; paired runs: median {pmb:.2}, {:.2}-{:.2}",
+                mb / bare_busy_median,
+                paired_busy[0],
+                paired_busy[paired_busy.len() - 1]
             );
             profiles[k].sort_by(|a, b| a.0.total_cmp(&b.0));
             let (r, t) = &profiles[k][profiles[k].len() / 2];

@@ -43,6 +43,9 @@ struct Inner {
     rejected: AtomicU64,
     /// Connections dropped and requests failed while down.
     refused: AtomicU64,
+    /// When the first request came and the last answer left: the span a sender kept the
+    /// receiver busy (benchmarks).
+    span: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
 }
 
 /// Certificates written for a test: the receiver's CA and server cert, a client cert it
@@ -180,6 +183,7 @@ async fn handle(
         return Err(std::io::Error::other("down"));
     }
     inner.requests.fetch_add(1, Ordering::SeqCst);
+    let came = std::time::Instant::now();
     let latency = inner.latency_ms.load(Ordering::SeqCst);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -252,6 +256,9 @@ async fn handle(
         records.push((tag.clone(), item));
     }
     inner.records.lock().unwrap().extend(records);
+    let left = std::time::Instant::now();
+    let mut span = inner.span.lock().unwrap();
+    *span = Some(span.map_or((came, left), |(first, _)| (first, left)));
     Ok(answer(StatusCode::OK, ""))
 }
 
@@ -318,6 +325,16 @@ impl Fluentd {
     /// How many records were received.
     pub fn record_count(&self) -> usize {
         self.inner.records.lock().unwrap().len()
+    }
+
+    /// From the first request accepted to the last answer (200s only).
+    #[allow(dead_code)]
+    pub fn busy_span(&self) -> Option<Duration> {
+        self.inner
+            .span
+            .lock()
+            .unwrap()
+            .map(|(first, last)| last.duration_since(first))
     }
 
     /// Requests answered (any status).
