@@ -218,26 +218,16 @@ fn feed_reads(log: &FileLog, data: &Path, total: usize, runs: usize) {
         n
     };
     let fast = || {
-        let (mut key, mut n) = (String::new(), 0usize);
-        loop {
-            let p = log.read_feed_events(&key, 1000).unwrap();
-            if p.events.is_empty() && p.next_key == key {
-                return n;
-            }
-            n += p.events.len();
-            key = p.next_key;
-        }
+        whole_feed(|key| {
+            let p = log.read_feed_events(key, 1000).unwrap();
+            (p.events.len(), p.next_key)
+        })
     };
     let full = || {
-        let (mut key, mut n) = (String::new(), 0usize);
-        loop {
-            let p = log.read_feed(&key, 1000).unwrap();
-            if p.events.is_empty() && p.next_key == key {
-                return n;
-            }
-            n += p.events.len();
-            key = p.next_key;
-        }
+        whole_feed(|key| {
+            let p = log.read_feed(key, 1000).unwrap();
+            (p.events.len(), p.next_key)
+        })
     };
     let mut rates: [Vec<f64>; 3] = Default::default();
     for _ in 0..runs {
@@ -270,4 +260,18 @@ fn feed_reads(log: &FileLog, data: &Path, total: usize, runs: usize) {
         m[2],
         m[2] / m[0]
     );
+}
+
+/// Follows the feed from its beginning with `read` (key → events read, next key) until a
+/// read brings nothing new; the events read.
+fn whole_feed(read: impl Fn(&str) -> (usize, String)) -> usize {
+    let (mut key, mut n) = (String::new(), 0usize);
+    loop {
+        let (got, next) = read(&key);
+        if got == 0 && next == key {
+            return n;
+        }
+        n += got;
+        key = next;
+    }
 }

@@ -155,6 +155,16 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// The median of `fwd`, and of each run's ratio to the bare run just before it (paired:
+/// the same moment's load) with that ratio's range: (median, paired median, low, high).
+fn against(fwd: &mut [f64], bare_in_order: &[f64]) -> (f64, f64, f64, f64) {
+    let mut paired: Vec<f64> = fwd.iter().zip(bare_in_order).map(|(f, b)| f / b).collect();
+    let m = median(fwd);
+    // `median` sorts: `paired`'s ends are then its range.
+    let pm = median(&mut paired);
+    (m, pm, paired[0], paired[paired.len() - 1])
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -272,36 +282,18 @@ fn main() {
             1000.0 * 1000.0 / bare_median
         );
         for (k, (name, _)) in variants.iter().enumerate() {
-            // Each run's ratio to the bare run just before it (paired: same moment's load).
-            let mut paired: Vec<f64> = fwd_rates[k]
-                .iter()
-                .zip(&bare_rates_in_order)
-                .map(|(f, b)| f / b)
-                .collect();
-            let m = median(&mut fwd_rates[k]);
-            // `median` sorts: `paired`'s ends are then its range.
-            let pm = median(&mut paired);
+            let (m, pm, lo, hi) = against(&mut fwd_rates[k], &bare_rates_in_order);
             println!(
-                "  {name:<30}: {m:>9.0} events/s ({} requests)  ratio forward / bare: {:.2}; paired runs: median {pm:.2}, {:.2}-{:.2}",
+                "  {name:<30}: {m:>9.0} events/s ({} requests)  ratio forward / bare: {:.2}; paired runs: median {pm:.2}, {lo:.2}-{hi:.2}",
                 fwd_requests[k],
                 m / bare_median,
-                paired[0],
-                paired[paired.len() - 1]
             );
             // The same at the receiver: from its first request to its last answer, so
             // neither side's start (TLS set-up, the state directory) nor end is counted.
-            let mut paired_busy: Vec<f64> = fwd_busy[k]
-                .iter()
-                .zip(&bare_busy_in_order)
-                .map(|(f, b)| f / b)
-                .collect();
-            let mb = median(&mut fwd_busy[k]);
-            let pmb = median(&mut paired_busy);
+            let (mb, pmb, lo, hi) = against(&mut fwd_busy[k], &bare_busy_in_order);
             println!(
-                "    while the receiver was busy (first request to last answer): bare {bare_busy_median:.0}, forward {mb:.0} events/s; ratio {:.2}; paired runs: median {pmb:.2}, {:.2}-{:.2}",
+                "    while the receiver was busy (first request to last answer): bare {bare_busy_median:.0}, forward {mb:.0} events/s; ratio {:.2}; paired runs: median {pmb:.2}, {lo:.2}-{hi:.2}",
                 mb / bare_busy_median,
-                paired_busy[0],
-                paired_busy[paired_busy.len() - 1]
             );
             profiles[k].sort_by(|a, b| a.0.total_cmp(&b.0));
             let (r, t) = &profiles[k][profiles[k].len() / 2];
