@@ -10,7 +10,10 @@ mb=${BENCH_MB:-100}
 fixtures=target/web-fixtures
 cargo run --quiet -p tapelog-tests --bin write-web-fixtures -- "$fixtures" --big "$mb"
 WASM_FEATURES=serde-bench PROFILE=release bash web-demo/build.sh
-out=$(cargo bench --quiet -p tapelog-wasm --bench native_decode -- "$PWD/$fixtures/big.tlog" | tee /dev/stderr)
+# Printed after the run, not through `tee /dev/stderr`: that reopens a log file the output
+# is redirected to, from its start, and overwrote these lines.
+out=$(cargo bench --quiet -p tapelog-wasm --bench native_decode -- "$PWD/$fixtures/big.tlog")
+echo "$out"
 typed=$(awk -F= '/^native_decode_mb_s=/{print $2}' <<<"$out")
 player=$(awk -F= '/^native_player_mb_s=/{print $2}' <<<"$out")
 echo "load_average=$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -7,6 +7,9 @@
 //!   `PlayerDecoder.poll(4096)` does, short of handing the batches to JavaScript).
 //!
 //! `cargo bench -p tapelog-wasm --bench native_decode -- FILE`
+//!
+//! `TAPELOG_BENCH_ONLY=player` runs the page's path alone, ten times (for a profiler:
+//! `web-demo/tests/profile.mjs` gives the wasm side).
 use std::time::Instant;
 
 use tapelog_core::codec::{Polled, RecordingReader};
@@ -68,6 +71,17 @@ fn main() -> Result<(), String> {
     };
     let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
     let mb = bytes.len() as f64 / 1e6;
+    if std::env::var("TAPELOG_BENCH_ONLY").as_deref() == Ok("player") {
+        let t = Instant::now();
+        for _ in 0..10 {
+            player(&bytes)?;
+        }
+        println!(
+            "native_player_mb_s={:.1}",
+            10.0 * mb / t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let (t, events) = best(&bytes, typed)?;
     println!("native_decode_events={events}");
     println!("native_decode_seconds={t:.3}");

@@ -10,7 +10,7 @@
 
 use js_sys::{Array, Float64Array, Reflect, Uint8Array, Uint16Array, Uint32Array};
 use tapelog_core::AuditEvent;
-use tapelog_core::codec::read_all;
+use tapelog_core::codec::{WriterConfig, read_all};
 use tapelog_core::export::{to_asciicast as core_asciicast, to_json_lines as core_json_lines};
 use tapelog_core::vectors::{self, Expect};
 use tapelog_wasm::{
@@ -170,6 +170,24 @@ fn encrypted_recordings_give_a_clear_error() {
     assert!(msg.contains("encrypted recording"), "{msg}");
     // Every later call gives the error again.
     assert!(d.next().is_err());
+}
+
+/// The gzip CRC-32 is computed here by zlib-rs (`codec::crc`), natively by crc32fast: a part
+/// whose trailer was damaged is refused, and the value computed in the browser is the one the
+/// writer put there.
+#[wasm_bindgen_test]
+fn checksum_damage_is_named_with_the_computed_crc() {
+    let session = vectors::sample_session(5);
+    let mut bytes = vectors::one_part(&session, true, WriterConfig::default());
+    let n = bytes.len();
+    let written = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]);
+    bytes[n - 6] ^= 0xff;
+    let out = decode_recording(&bytes);
+    let err = get(&out, "error");
+    assert_eq!(string(&err, "kind"), "ChecksumMismatch");
+    let msg: String = err.unchecked_ref::<js_sys::Error>().message().into();
+    assert!(msg.contains(&format!("{written:08x} computed")), "{msg}");
+    assert_eq!(msg, native_error(&bytes));
 }
 
 #[wasm_bindgen_test]

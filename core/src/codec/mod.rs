@@ -11,6 +11,7 @@
 //!   merged in order with the reader's cross-part rules.
 //! - [`deflate`]: the two deflate back ends.
 
+mod crc;
 pub mod deflate;
 pub mod detect;
 mod error;

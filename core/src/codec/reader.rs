@@ -167,7 +167,7 @@ pub struct ProtoReader {
     gz: Gz,
     gz_flags: u8,
     trailer: [u8; 8],
-    crc: crc32fast::Hasher,
+    crc: super::crc::Crc,
     isize: u32,
     inflater: Inflater,
     /// Decompressed bytes: `dec[dec_pos..dec_end]` is pending. Allocated (and zeroed) once, on
@@ -218,7 +218,7 @@ impl ProtoReader {
             gz: Gz::Fixed(0),
             gz_flags: 0,
             trailer: [0; 8],
-            crc: crc32fast::Hasher::new(),
+            crc: super::crc::Crc::default(),
             isize: 0,
             inflater,
             dec: Vec::new(),
@@ -939,7 +939,7 @@ impl ProtoReader {
             // Every gzip member (each part's, and any later member in a part) starts a new
             // deflate stream.
             self.inflater.reset();
-            self.crc = crc32fast::Hasher::new();
+            self.crc = super::crc::Crc::default();
             self.isize = 0;
         }
         self.gz = gz;
