@@ -125,15 +125,38 @@ pub struct TeleportSource {
     addr: String,
     credentials: CredentialsSource,
     refresh: Option<Duration>,
-    conn: tokio::sync::Mutex<Option<(AuthClient, tokio::time::Instant)>>,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+/// A connection, when it was made, and whether it has answered a call. A call that ends
+/// `Cancelled` on a connection that has answered before was cut by the connection's end (the
+/// server restarting, calls queued on it failing together), and is tried again; on one that
+/// never answered, `Cancelled` may be a refused client certificate (see
+/// [`teleport_error`]).
+#[derive(Clone)]
+struct Conn {
+    client: AuthClient,
+    made: tokio::time::Instant,
+    answered: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Conn {
+    fn answered(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn mark_answered(&self) {
+        self.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl TeleportSource {
     /// The connection, made (again) when there is none or the refresh interval has passed.
-    async fn client(&self) -> Result<AuthClient, ForwardError> {
+    async fn conn(&self) -> Result<Conn, ForwardError> {
         let mut conn = self.conn.lock().await;
-        if let Some((c, made)) = conn.as_ref()
-            && self.refresh.is_none_or(|every| made.elapsed() < every)
+        if let Some(c) = conn.as_ref()
+            && self.refresh.is_none_or(|every| c.made.elapsed() < every)
         {
             return Ok(c.clone());
         }
@@ -142,17 +165,42 @@ impl TeleportSource {
             // A renewed identity may be on its way when it is re-read.
             transient: self.refresh.is_some(),
         })?;
-        let c = AuthClient::connect(&self.addr, &creds)
+        let client = AuthClient::connect(&self.addr, &creds)
             .await
-            .map_err(|e| self.error(e))?;
-        *conn = Some((c.clone(), tokio::time::Instant::now()));
+            .map_err(|e| self.error(e, false))?;
+        let c = Conn {
+            client,
+            made: tokio::time::Instant::now(),
+            answered: Arc::default(),
+        };
+        *conn = Some(c.clone());
         Ok(c)
     }
 
-    /// A failed call as the exporter sees it; the connection is dropped after a transient
-    /// failure, so the next call connects again.
-    async fn fail(&self, e: TeleportError) -> ForwardError {
-        let e = self.error(e);
+    /// One call on the connection: a success marks the connection as answered, a failure is
+    /// [`fail`](Self::fail)ed.
+    async fn call<T, F>(
+        &self,
+        f: impl FnOnce(AuthClient) -> F,
+    ) -> Result<(T, Conn), ForwardError>
+    where
+        F: std::future::Future<Output = Result<T, TeleportError>>,
+    {
+        let conn = self.conn().await?;
+        match f(conn.client.clone()).await {
+            Ok(v) => {
+                conn.mark_answered();
+                Ok((v, conn))
+            }
+            Err(e) => Err(self.fail(e, conn.answered()).await),
+        }
+    }
+
+    /// A failed call as the exporter sees it (`answered`: its connection had answered an
+    /// earlier call); the connection is dropped after a transient failure, so the next call
+    /// connects again.
+    async fn fail(&self, e: TeleportError, answered: bool) -> ForwardError {
+        let e = self.error(e, answered);
         if matches!(
             e,
             ForwardError::Source {
@@ -165,8 +213,8 @@ impl TeleportSource {
         e
     }
 
-    fn error(&self, e: TeleportError) -> ForwardError {
-        teleport_error(e, self.refresh.is_some())
+    fn error(&self, e: TeleportError, answered: bool) -> ForwardError {
+        teleport_error(e, self.refresh.is_some(), answered)
     }
 }
 
@@ -422,7 +470,6 @@ impl Source {
                 Ok(SourcePage { events, next_key })
             }
             Source::Teleport(t) => {
-                let client = t.client().await?;
                 let query = EventQuery {
                     start: q.from,
                     end: q.to,
@@ -431,10 +478,9 @@ impl Source {
                     start_key: q.start_key.clone(),
                     ascending: q.order == tapelog_audit::Order::Ascending,
                 };
-                let page = match client.get_unstructured_events(&query).await {
-                    Ok(p) => p,
-                    Err(e) => return Err(t.fail(e).await),
-                };
+                let (page, _) = t
+                    .call(|c| async move { c.get_unstructured_events(&query).await })
+                    .await?;
                 let events = page
                     .items
                     .into_iter()
@@ -472,20 +518,19 @@ impl Source {
                 Ok(s.map(|r| r.map_err(ForwardError::from)).boxed())
             }
             Source::Teleport(t) => {
-                let client = t.client().await?;
                 let start = i32::try_from(from).unwrap_or(i32::MAX);
-                let s = match client
-                    .stream_unstructured_session_events(session_id, start)
-                    .await
-                {
-                    Ok(s) => s,
-                    Err(e) => return Err(t.fail(e).await),
-                };
+                let (s, _) = t
+                    .call(|c| async move {
+                        c.stream_unstructured_session_events(session_id, start)
+                            .await
+                    })
+                    .await?;
                 let addr = t.addr.clone();
                 let reread = t.refresh.is_some();
                 Ok(s
                     .map(move |r| {
-                        let e = r.map_err(|e| teleport_error(e, reread))?;
+                        // The stream opened: the connection had answered.
+                        let e = r.map_err(|e| teleport_error(e, reread, true))?;
                         AuditEvent::from_json(&e.json).map_err(|err| ForwardError::Source {
                             message: format!(
                                 "StreamUnstructuredSessionEvents on {addr}: event {} of type {:?}: {err}",
@@ -558,17 +603,16 @@ impl Source {
     /// The chunk names of a UTC date (`GetEventExportChunks`, read to the end).
     pub async fn export_chunks(&self, day: i64) -> Result<Vec<String>, ForwardError> {
         let t = self.teleport("the export API")?;
-        let client = t.client().await?;
         let date = tapelog_core::forward::export::date_start(day);
-        let mut stream = match client.get_event_export_chunks(date).await {
-            Ok(s) => s,
-            Err(e) => return Err(t.fail(e).await),
-        };
+        let (mut stream, _) = t
+            .call(|c| async move { c.get_event_export_chunks(date).await })
+            .await?;
         let mut chunks = Vec::new();
         while let Some(item) = stream.next().await {
             match item {
                 Ok(c) => chunks.push(c),
-                Err(e) => return Err(t.fail(e).await),
+                // The stream opened: the connection had answered.
+                Err(e) => return Err(t.fail(e, true).await),
             }
         }
         Ok(chunks)
@@ -583,15 +627,14 @@ impl Source {
         cursor: &str,
     ) -> Result<ExportEvents, ForwardError> {
         let t = self.teleport("the export API")?;
-        let client = t.client().await?;
         let date = tapelog_core::forward::export::date_start(day);
-        let s = match client.export_unstructured_events(date, chunk, cursor).await {
-            Ok(s) => s,
-            Err(e) => return Err(t.fail(e).await),
-        };
+        let (s, _) = t
+            .call(|c| async move { c.export_unstructured_events(date, chunk, cursor).await })
+            .await?;
         let reread = t.refresh.is_some();
         Ok(s.map(move |r| {
-            let e = r.map_err(|e| teleport_error(e, reread))?;
+            // The stream opened: the connection had answered.
+            let e = r.map_err(|e| teleport_error(e, reread, true))?;
             Ok(ExportItem {
                 event: SourceEvent::from_teleport(e.event),
                 cursor: e.cursor,
@@ -669,23 +712,28 @@ impl Source {
                 transient: false,
             });
         };
-        let client = t.client().await?;
         let expires = request
             .expires_ms
             .map(|ms| tapelog_core::Timestamp::from_unix_nanos(i128::from(ms) * 1_000_000));
-        match client
-            .upsert_lock(&request.user, &request.login, request.message, expires)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => Err(t.fail(e).await),
-        }
+        t.call(|c| async move {
+            c.upsert_lock(&request.user, &request.login, request.message, expires)
+                .await
+        })
+        .await?;
+        Ok(())
     }
 }
 
-/// A Teleport error as the exporter sees it (`identity_reread`: `--teleport-refresh-enabled`).
-/// Inside a stream there is no connection to drop: the next call makes one.
-fn teleport_error(e: TeleportError, identity_reread: bool) -> ForwardError {
+/// A Teleport error as the exporter sees it (`identity_reread`: `--teleport-refresh-enabled`;
+/// `answered`: the call's connection had answered before, or the call is a stream that had
+/// opened). Inside a stream there is no connection to drop: the next call makes one.
+///
+/// `Cancelled` is the client's word for a call whose connection ended before it was
+/// answered. On a connection that never answered, that may be a client certificate refused
+/// after a TLS 1.3 handshake (its alert is not always in the error), which waits for a
+/// renewed identity like any refusal; on one that had answered, it is the connection lost
+/// (the Auth server restarting cuts every call on it at once), and is tried again.
+fn teleport_error(e: TeleportError, identity_reread: bool, answered: bool) -> ForwardError {
     use tapelog_teleport::ErrorKind as K;
     let kind = e.kind();
     if kind == K::NotFound {
@@ -696,7 +744,9 @@ fn teleport_error(e: TeleportError, identity_reread: bool) -> ForwardError {
     }
     // Refused credentials are worth waiting for only when the identity is re-read.
     ForwardError::Source {
-        transient: e.is_retryable() || (e.is_refused_identity() && identity_reread),
+        transient: e.is_retryable()
+            || (e.is_refused_identity() && identity_reread)
+            || (answered && e.is_cancelled()),
         message: e.to_string(),
     }
 }
@@ -745,6 +795,31 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// `Cancelled` on a connection that had answered is the connection lost (tried again);
+    /// on one that never answered it is a possible refused identity, waited for only when
+    /// the identity is re-read.
+    #[test]
+    fn cancelled_calls_are_retried_once_the_connection_has_answered() {
+        use tonic::Code;
+        let err = |code: Code| TeleportError::Rpc {
+            kind: tapelog_teleport::ErrorKind::from_code(code),
+            code,
+            message: "operation was canceled".into(),
+            addr: "127.0.0.1:3025".into(),
+            rpc: "ExportUnstructuredEvents",
+        };
+        let transient = |code, reread, answered| {
+            teleport_error(err(code), reread, answered).is_transient()
+        };
+        assert!(transient(Code::Cancelled, false, true));
+        assert!(!transient(Code::Cancelled, false, false));
+        assert!(transient(Code::Cancelled, true, false));
+        // Other refusals stay as they were, answered or not.
+        assert!(!transient(Code::PermissionDenied, false, true));
+        assert!(!transient(Code::InvalidArgument, true, true));
+        assert!(transient(Code::Unavailable, false, false));
+    }
 
     #[test]
     fn identity_files_split() {

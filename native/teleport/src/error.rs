@@ -149,6 +149,20 @@ impl TeleportError {
         }
     }
 
+    /// Whether the call ended `Cancelled`: its connection ended before it was answered (a
+    /// server restarting, or a client certificate refused after a TLS 1.3 handshake whose
+    /// alert did not come through). The caller knows which: whether the connection had
+    /// answered a call before.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            TeleportError::Rpc {
+                code: Code::Cancelled,
+                ..
+            }
+        )
+    }
+
     /// Whether the server may have refused the identity: `PermissionDenied`,
     /// `Unauthenticated`, credentials that do not load, or `Cancelled` — how a client
     /// certificate refused after the TLS 1.3 handshake (expired, or of another cluster's CA)
@@ -175,8 +189,9 @@ impl TeleportError {
         let mut message = s.message().to_string();
         if s.code() == Code::Cancelled {
             message.push_str(
-                " (the server may have refused the client certificate: check that the identity \
-                 is not expired and was issued by this cluster's CA)",
+                " (the connection ended before an answer: the server restarted, or refused the \
+                 client certificate: check that the identity is not expired and was issued by \
+                 this cluster's CA)",
             );
         }
         if looks_like_http1(&message) {
