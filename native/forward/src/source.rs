@@ -179,10 +179,7 @@ impl TeleportSource {
 
     /// One call on the connection: a success marks the connection as answered, a failure is
     /// [`fail`](Self::fail)ed.
-    async fn call<T, F>(
-        &self,
-        f: impl FnOnce(AuthClient) -> F,
-    ) -> Result<(T, Conn), ForwardError>
+    async fn call<T, F>(&self, f: impl FnOnce(AuthClient) -> F) -> Result<(T, Conn), ForwardError>
     where
         F: std::future::Future<Output = Result<T, TeleportError>>,
     {
@@ -809,9 +806,8 @@ mod tests {
             addr: "127.0.0.1:3025".into(),
             rpc: "ExportUnstructuredEvents",
         };
-        let transient = |code, reread, answered| {
-            teleport_error(err(code), reread, answered).is_transient()
-        };
+        let transient =
+            |code, reread, answered| teleport_error(err(code), reread, answered).is_transient();
         assert!(transient(Code::Cancelled, false, true));
         assert!(!transient(Code::Cancelled, false, false));
         assert!(transient(Code::Cancelled, true, false));
