@@ -13,6 +13,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { serve, CHROMIUM } from './serve.mjs';
+import { decodePage } from './page-decode.mjs';
 
 const [dist, fixtures, file, nativeArg, playerArg] = process.argv.slice(2);
 const native = Number(nativeArg);
@@ -26,32 +27,9 @@ fig('chromium', browser.version());
 
 // 1. In-memory decode throughput.
 {
-  const page = await browser.newPage();
-  await page.goto(server.origin);
-  const r = await page.evaluate(async (path) => {
-    const wasm = await import('./pkg/tapelog_wasm.js');
-    await wasm.default();
-    const bytes = new Uint8Array(await (await fetch(path)).arrayBuffer());
-    let best = Infinity, events = 0, output = 0;
-    for (let run = 0; run < 3; run++) {
-      const t0 = performance.now();
-      const d = new wasm.PlayerDecoder(1000);
-      events = 0; output = 0;
-      for (let at = 0; ; at += 1 << 20) {
-        if (at < bytes.length) d.push(bytes.subarray(at, at + (1 << 20))); else d.finish();
-        for (;;) {
-          const b = d.poll(4096);
-          if (b.pulled === 0) break;
-          events += b.pulled;
-          output += b.frames.data.length;
-        }
-        if (at >= bytes.length) break;
-      }
-      d.free();
-      best = Math.min(best, performance.now() - t0);
-    }
-    return { ms: best, events, output, mb: bytes.length / 1e6 };
-  }, `/fixtures/${file}`);
+  const { page, mb, run } = await decodePage(browser, server.origin, file);
+  const t = await run(3);
+  const r = { ms: t.best, events: t.events, output: t.output, mb };
   const mbs = r.mb / (r.ms / 1000);
   fig('wasm_decode_events', r.events);
   fig('wasm_decode_output_mb', (r.output / 1e6).toFixed(1));

@@ -11,6 +11,7 @@
 // name section, which wasm-bindgen keeps.
 import { chromium } from 'playwright-core';
 import { serve, CHROMIUM } from './serve.mjs';
+import { decodePage } from './page-decode.mjs';
 
 const [dist, fixtures, file, topArg] = process.argv.slice(2);
 if (!dist || !fixtures || !file) {
@@ -20,39 +21,8 @@ if (!dist || !fixtures || !file) {
 const top = Number(topArg ?? 25);
 const server = await serve(dist, fixtures);
 const browser = await chromium.launch(CHROMIUM);
-const page = await browser.newPage();
-await page.goto(server.origin);
-// Loads the module and the file, and defines `globalThis.decodeOnce()`.
-const mb = await page.evaluate(async (path) => {
-  const wasm = await import('./pkg/tapelog_wasm.js');
-  await wasm.default();
-  const bytes = new Uint8Array(await (await fetch(path)).arrayBuffer());
-  globalThis.decodeOnce = () => {
-    const d = new wasm.PlayerDecoder(1000);
-    let events = 0;
-    for (let at = 0; ; at += 1 << 20) {
-      if (at < bytes.length) d.push(bytes.subarray(at, at + (1 << 20))); else d.finish();
-      for (;;) {
-        const b = d.poll(4096);
-        if (b.pulled === 0) break;
-        events += b.pulled;
-      }
-      if (at >= bytes.length) break;
-    }
-    d.free();
-    return events;
-  };
-  return bytes.length / 1e6;
-}, `/fixtures/${file}`);
-const timed = await page.evaluate(() => {
-  let best = Infinity, events = 0;
-  for (let run = 0; run < 3; run++) {
-    const t0 = performance.now();
-    events = globalThis.decodeOnce();
-    best = Math.min(best, performance.now() - t0);
-  }
-  return { best, events };
-});
+const { page, mb, run } = await decodePage(browser, server.origin, file);
+const timed = await run(3);
 console.log(`chromium=${browser.version()}`);
 console.log(`events=${timed.events} file_mb=${mb.toFixed(1)} best_of_3_s=${(timed.best / 1000).toFixed(3)} mb_s=${(mb / (timed.best / 1000)).toFixed(1)}`);
 
@@ -76,8 +46,8 @@ const groups = [
   ['crc32', /crc/i],
   ['inflate', /inflate|zlib_rs|adler|window|copy_match|InflateStream|Writer|bitreader/i],
   ['UTF-8 checks', /from_utf8/],
+  ['player (batcher, frames, summary)', /tapelog_wasm|player|Batcher|frames|timeline|summary/i],
   ['reader (framing, proto)', /codec|reader|proto|varint|header|framed|print|decode|event/i],
-  ['player (batcher, frames)', /tapelog_wasm|player|Batcher|frames|timeline|summary/i],
   ['memory (memcpy, alloc)', /memcpy|memmove|memset|alloc|dlmalloc|realloc|RawVec|grow/i],
   ['idle, GC, program', /^\((idle|garbage collector|program|root)\)$/],
 ];
