@@ -10,6 +10,7 @@
 //! - [`parallel`]: a recording cut at its part boundaries, parts decoded independently and
 //!   merged in order with the reader's cross-part rules.
 //! - [`deflate`]: the two deflate back ends.
+//! - `crc` (private): the gzip members' CRC-32, crc32fast natively and zlib-rs' in wasm.
 
 mod crc;
 pub mod deflate;
