@@ -179,7 +179,7 @@ impl TeleportSource {
 
     /// One call on the connection: a success marks the connection as answered, a failure is
     /// [`fail`](Self::fail)ed.
-    async fn call<T, F>(&self, f: impl FnOnce(AuthClient) -> F) -> Result<(T, Conn), ForwardError>
+    async fn call<T, F>(&self, f: impl FnOnce(AuthClient) -> F) -> Result<T, ForwardError>
     where
         F: std::future::Future<Output = Result<T, TeleportError>>,
     {
@@ -187,7 +187,7 @@ impl TeleportSource {
         match f(conn.client.clone()).await {
             Ok(v) => {
                 conn.mark_answered();
-                Ok((v, conn))
+                Ok(v)
             }
             Err(e) => Err(self.fail(e, conn.answered()).await),
         }
@@ -475,7 +475,7 @@ impl Source {
                     start_key: q.start_key.clone(),
                     ascending: q.order == tapelog_audit::Order::Ascending,
                 };
-                let (page, _) = t
+                let page = t
                     .call(|c| async move { c.get_unstructured_events(&query).await })
                     .await?;
                 let events = page
@@ -516,7 +516,7 @@ impl Source {
             }
             Source::Teleport(t) => {
                 let start = i32::try_from(from).unwrap_or(i32::MAX);
-                let (s, _) = t
+                let s = t
                     .call(|c| async move {
                         c.stream_unstructured_session_events(session_id, start)
                             .await
@@ -601,7 +601,7 @@ impl Source {
     pub async fn export_chunks(&self, day: i64) -> Result<Vec<String>, ForwardError> {
         let t = self.teleport("the export API")?;
         let date = tapelog_core::forward::export::date_start(day);
-        let (mut stream, _) = t
+        let mut stream = t
             .call(|c| async move { c.get_event_export_chunks(date).await })
             .await?;
         let mut chunks = Vec::new();
@@ -625,7 +625,7 @@ impl Source {
     ) -> Result<ExportEvents, ForwardError> {
         let t = self.teleport("the export API")?;
         let date = tapelog_core::forward::export::date_start(day);
-        let (s, _) = t
+        let s = t
             .call(|c| async move { c.export_unstructured_events(date, chunk, cursor).await })
             .await?;
         let reread = t.refresh.is_some();
@@ -716,8 +716,7 @@ impl Source {
             c.upsert_lock(&request.user, &request.login, request.message, expires)
                 .await
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 
