@@ -1,4 +1,5 @@
-//! The gzip members' CRC-32, computed over the inflated bytes as they come.
+//! The gzip members' CRC-32, over a member's uncompressed bytes as they come: the reader
+//! checks each trailer with it, the writer writes it.
 //!
 //! Two libraries, chosen by target: natively crc32fast, which folds with carry-less
 //! multiplication (PCLMULQDQ, AVX-512) where the CPU has it; in WebAssembly, which has no

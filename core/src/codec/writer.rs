@@ -88,7 +88,7 @@ pub struct PartBuilder {
     out: Vec<u8>,
     deflater: Option<Deflater>,
     pending: Vec<u8>,
-    crc: crc32fast::Hasher,
+    crc: super::crc::Crc,
     isize: u32,
     events: usize,
     first_index: i64,
@@ -106,7 +106,7 @@ impl PartBuilder {
             out,
             deflater: None,
             pending: Vec::new(),
-            crc: crc32fast::Hasher::new(),
+            crc: super::crc::Crc::default(),
             isize: 0,
             events: 0,
             first_index: -1,
@@ -233,7 +233,7 @@ impl PartBuilder {
     /// to it; the last part of a recording is never padded.
     pub fn finish(mut self, last: bool) -> EncodedPart {
         self.compress_pending(Flush::Finish);
-        let crc = self.crc.clone().finalize();
+        let crc = std::mem::take(&mut self.crc).finalize();
         self.out.extend_from_slice(&crc.to_le_bytes());
         self.out.extend_from_slice(&self.isize.to_le_bytes());
         let wrote = self.out.len();
